@@ -1,0 +1,120 @@
+//! Subcommands. Each is a thin layer over the library: it resolves paths and
+//! configuration, runs the work with progress on stderr, and prints a summary
+//! that says what to do next.
+
+mod demo;
+mod inspect;
+mod store;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use nextslice::config::{Config, Preset};
+use nextslice::volume::phantom::PhantomKind;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "nextslice",
+    version,
+    about = "Suggestive annotation of brain MRI with gradient-guided sampling"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate phantom data and build its slice store (runs on a CPU in seconds).
+    Demo(demo::DemoArgs),
+    /// Write deterministic synthetic brain scans (BraTS or MALC layout).
+    Phantom(PhantomArgs),
+    /// Preprocess a dataset into a memory-mapped slice store (reused when unchanged).
+    Store(store::StoreArgs),
+    /// Print the header of NIfTI files: size, type, spacing, orientation, scaling.
+    Info(inspect::InfoArgs),
+    /// Print the resolved configuration (preset + user file + --config files).
+    Config(ConfigArgs),
+}
+
+/// How a command picks its configuration.
+#[derive(Args, Debug, Clone)]
+pub struct ConfigSelection {
+    /// Built-in preset the configuration starts from.
+    #[arg(long, value_enum, default_value_t = Preset::Demo)]
+    preset: Preset,
+    /// TOML files laid over the preset (and over ~/.config/nextslice/config.toml), in order.
+    #[arg(long = "config", value_name = "FILE")]
+    files: Vec<PathBuf>,
+}
+
+impl ConfigSelection {
+    pub fn resolve(&self) -> Result<Config> {
+        Ok(Config::resolve(self.preset, &self.files)?)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct PhantomArgs {
+    /// Output directory (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 8)]
+    subjects: usize,
+    /// In-plane voxels; slices = size × 155/240.
+    #[arg(long, default_value_t = 128)]
+    size: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, value_enum, default_value_t = PhantomKind::Tumour)]
+    kind: PhantomKind,
+}
+
+#[derive(Args, Debug)]
+struct ConfigArgs {
+    #[command(flatten)]
+    selection: ConfigSelection,
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Phantom(args) => phantom(args),
+        Command::Store(args) => store::run(args),
+        Command::Info(args) => inspect::run(args),
+        Command::Config(args) => {
+            print!("{}", args.selection.resolve()?.to_toml());
+            Ok(())
+        }
+    }
+}
+
+fn phantom(args: PhantomArgs) -> Result<()> {
+    use nextslice::progress::StderrProgress;
+    use nextslice::volume::phantom::{PhantomSpec, write_phantom};
+    anyhow::ensure!(args.subjects > 0, "--subjects must be at least 1");
+    anyhow::ensure!(
+        (16..=1024).contains(&args.size),
+        "--size must be between 16 and 1024 voxels"
+    );
+    let spec = PhantomSpec {
+        kind: args.kind,
+        subjects: args.subjects,
+        size: args.size,
+        seed: args.seed,
+    };
+    let [x, y, z] = spec.dims();
+    let ids = write_phantom(&args.out, &spec, &StderrProgress::default())?;
+    println!(
+        "wrote {} {} phantoms of {x}×{y}×{z} voxels to {}",
+        ids.len(),
+        match args.kind {
+            PhantomKind::Tumour => "tumour (BraTS layout)",
+            PhantomKind::Tissue => "tissue (MALC layout)",
+        },
+        args.out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! nextslice: suggestive annotation of brain MRI with gradient-guided sampling
+//! (Dai et al., Medical Image Analysis 2022).
+//!
+//! Layers, lowest first: `volume` (NIfTI I/O, orientation, phantoms) and
+//! `store` (the preprocessed slice pool) know nothing of models or terminals;
+//! `config` describes a dataset and an experiment.
+
+pub mod config;
+pub mod fsutil;
+pub mod progress;
+pub mod store;
+pub mod volume;

@@ -1,0 +1,47 @@
+//! The slice store: every pool slice preprocessed once (canonical orientation,
+//! crop/pad, per-volume z-score) into a memory-mapped file plus an index, so
+//! training and sampling read any batch without touching the rest of the pool.
+//!
+//! A store lives in `<root>/<key>/`, where the key hashes the preprocessing
+//! settings and every input file's path, size and modification time: change
+//! either and the store is rebuilt; otherwise it is reused. A build writes
+//! into a temporary directory renamed into place when complete, so a crash
+//! never leaves a store that looks valid.
+
+mod build;
+mod format;
+mod preprocess;
+mod reader;
+
+pub use build::{BuildOutcome, build_store, open_or_build, store_key};
+pub use format::{SliceEntry, StoreMeta, VolumeRecord};
+pub use preprocess::{CropWindow, extract_slice};
+pub use reader::SliceStore;
+
+use std::path::PathBuf;
+
+use crate::volume::VolumeError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+    #[error("case `{case}`: {message}")]
+    Case { case: String, message: String },
+    #[error("slice store {}: {message}", path.display())]
+    Corrupt { path: PathBuf, message: String },
+    #[error("slice store {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("building the slice store was cancelled")]
+    Cancelled,
+}
+
+impl StoreError {
+    fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
+        let path = path.into();
+        move |source| StoreError::Io { path, source }
+    }
+}
