@@ -88,11 +88,17 @@ pub fn read_header(path: &Path) -> Result<HeaderSummary, VolumeError> {
 struct Source {
     reader: Box<dyn Read>,
     compressed: bool,
+    /// Size on disk (the data size too, when not compressed).
+    file_len: u64,
 }
 
 fn open(path: &Path) -> Result<Source, VolumeError> {
     let fail = |problem| VolumeError::new(path, problem);
     let file = File::open(path).map_err(|e| fail(VolumeProblem::Io(e)))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| fail(VolumeProblem::Io(e)))?
+        .len();
     let mut buffered = BufReader::with_capacity(1 << 17, file);
     let head = buffered
         .fill_buf()
@@ -106,7 +112,11 @@ fn open(path: &Path) -> Result<Source, VolumeError> {
     } else {
         Box::new(buffered)
     };
-    Ok(Source { reader, compressed })
+    Ok(Source {
+        reader,
+        compressed,
+        file_len,
+    })
 }
 
 fn io_problem(e: io::Error, compressed: bool) -> VolumeProblem {
@@ -279,19 +289,35 @@ fn read_voxel_bytes(
     }
     let len = usize::try_from(expected)
         .map_err(|_| VolumeProblem::BadHeader("volume too large for this machine".into()))?;
+    if !compressed && offset + expected > source.file_len {
+        let found = source.file_len.saturating_sub(offset);
+        return Err(if found == 0 {
+            VolumeProblem::HeaderOnly { expected }
+        } else {
+            VolumeProblem::Truncated {
+                expected,
+                found,
+                offset,
+            }
+        });
+    }
+    // Grow with the data actually present, so a corrupt header claiming a
+    // huge volume inside a small .gz cannot make us allocate for it.
     let mut bytes = Vec::new();
     bytes
-        .try_reserve_exact(len)
+        .try_reserve_exact(len.min(1 << 28))
         .map_err(|_| VolumeProblem::BadHeader(format!("cannot allocate {len} bytes")))?;
-    bytes.resize(len, 0);
-    let found = read_full(&mut source.reader, &mut bytes).map_err(|e| io_problem(e, compressed))?;
+    let found = (&mut source.reader)
+        .take(expected)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_problem(e, compressed))? as u64;
     if found == 0 && expected > 0 {
         return Err(VolumeProblem::HeaderOnly { expected });
     }
-    if (found as u64) < expected {
+    if found < expected {
         return Err(VolumeProblem::Truncated {
             expected,
-            found: found as u64,
+            found,
             offset,
         });
     }

@@ -1,0 +1,52 @@
+//! Helpers shared by the integration tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use nextslice::volume::phantom::{PhantomKind, PhantomSpec, write_phantom};
+
+/// The `nextslice` binary built for this test run.
+pub fn nextslice() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nextslice"))
+}
+
+/// Runs the binary and returns its output, failing the test with stderr on error.
+pub fn run_ok(args: &[&str]) -> Output {
+    let out = nextslice().args(args).output().expect("run nextslice");
+    assert!(
+        out.status.success(),
+        "nextslice {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Writes small tumour phantoms and returns the spec used.
+pub fn tumour_phantoms(dir: &Path, subjects: usize, size: usize, seed: u64) -> PhantomSpec {
+    let spec = PhantomSpec {
+        kind: PhantomKind::Tumour,
+        subjects,
+        size,
+        seed,
+    };
+    write_phantom(dir, &spec, &nextslice::progress::Silent).expect("write phantoms");
+    spec
+}
+
+/// Every file under `dir`, relative, sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out
+}

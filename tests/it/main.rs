@@ -1,0 +1,10 @@
+//! Integration tests, in one binary so the (large) dependency graph is linked
+//! once. Everything runs on small generated data through the real code paths.
+
+mod common;
+mod config;
+mod dataset;
+mod nifti_errors;
+mod nifti_io;
+mod phantom;
+mod store;

@@ -1,0 +1,322 @@
+//! The slice store holds exactly what direct reads give, is rebuilt only when
+//! inputs or settings change, and never trusts a half-built directory.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use nextslice::config::{Config, Preset, StoreDtype};
+use nextslice::progress::Silent;
+use nextslice::store::{BuildOutcome, SliceStore, open_or_build, store_key};
+use nextslice::volume::dataset::{Case, discover};
+use nextslice::volume::{NiftiWriter, read_labels, read_volume, to_canonical};
+
+fn demo_config(extra: &str) -> Config {
+    Config::preset_with(Preset::Demo, "<test>", extra).unwrap()
+}
+
+fn build(root: &Path, config: &Config, cases: &[Case]) -> (SliceStore, BuildOutcome) {
+    open_or_build(root, config, cases, &Silent, &AtomicBool::new(false)).unwrap()
+}
+
+/// Independent reference: canonical, z-scored over non-zero voxels, padded.
+fn reference_slice(case: &Case, pad: i64, size: usize, slice: usize) -> Vec<f32> {
+    let vols: Vec<_> = case
+        .images
+        .iter()
+        .map(|p| to_canonical(read_volume(p).unwrap()))
+        .collect();
+    let n = vols[0].data.len();
+    let brain: Vec<bool> = (0..n)
+        .map(|i| vols.iter().any(|v| v.data[i] != 0.0))
+        .collect();
+    let mut out = Vec::new();
+    for v in &vols {
+        let inside: Vec<f64> = (0..n)
+            .filter(|&i| brain[i])
+            .map(|i| v.data[i] as f64)
+            .collect();
+        let mean = inside.iter().sum::<f64>() / inside.len() as f64;
+        let var = inside.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / inside.len() as f64;
+        let std = var.sqrt();
+        let [nx, ny, _, _] = v.dims;
+        for r in 0..size as i64 {
+            for c in 0..size as i64 {
+                let (x, y) = (c + pad, r + pad);
+                let value = if x < 0 || y < 0 || x >= nx as i64 || y >= ny as i64 {
+                    0.0
+                } else {
+                    let i = v.index(x as usize, y as usize, slice);
+                    if brain[i] {
+                        ((v.data[i] as f64 - mean) / std) as f32
+                    } else {
+                        0.0
+                    }
+                };
+                out.push(value);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn store_contents_equal_direct_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    super::common::tumour_phantoms(&data, 3, 32, 11);
+    // 32-voxel phantoms padded to 48: stored (row 0, col 0) is canonical (-8, -8).
+    let config = demo_config("[slicing]\nsize = [48, 48]\nmin_brain_fraction = 0.05\n");
+    let cases = discover(&config.dataset, &data).unwrap().cases;
+    let (store, outcome) = build(&dir.path().join("store"), &config, &cases);
+    assert_eq!(outcome, BuildOutcome::Built);
+    let meta = store.meta();
+    assert_eq!((meta.channels(), meta.height, meta.width), (4, 48, 48));
+    assert_eq!(meta.volumes.len(), 3);
+
+    let mut image = vec![0f32; meta.slice_values()];
+    let mut label = vec![0u8; meta.pixels()];
+    let mut checked = 0;
+    for (i, entry) in store.entries().iter().enumerate() {
+        let record = &meta.volumes[entry.volume as usize];
+        assert_eq!(record.crop_origin, [-8, -8]);
+        assert!(
+            entry.brain_fraction >= 0.05,
+            "a slice below the brain threshold was kept"
+        );
+        if i % 5 != 0 {
+            continue; // a sample keeps the test fast
+        }
+        let case = &cases[entry.volume as usize];
+        store.read_image(i, &mut image);
+        let want = reference_slice(case, -8, 48, entry.slice as usize);
+        let worst = image
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "slice {i}: max difference {worst}");
+
+        assert!(store.read_label(i, &mut label));
+        let seg = to_canonical(read_labels(case.label.as_ref().unwrap()).unwrap());
+        let class_of = |v: u8| [0u8, 1, 2, 0, 3][v as usize];
+        for r in 0..48 {
+            for c in 0..48 {
+                let (x, y) = (c as i64 - 8, r as i64 - 8);
+                let want = if (0..32).contains(&x) && (0..32).contains(&y) {
+                    class_of(seg.data[seg.index(x as usize, y as usize, entry.slice as usize)])
+                } else {
+                    0
+                };
+                assert_eq!(label[r * 48 + c], want);
+            }
+        }
+        let fg = label.iter().filter(|&&l| l > 0).count() as f32 / 2304.0;
+        assert_eq!(entry.foreground_fraction, Some(fg));
+        checked += 1;
+    }
+    assert!(checked >= 5);
+
+    // Dropped slices are exactly those below the brain threshold.
+    let kept_per_volume: Vec<usize> = meta.volumes.iter().map(|v| v.slice_count).collect();
+    assert_eq!(kept_per_volume.iter().sum::<usize>(), store.len());
+    assert!(
+        kept_per_volume.iter().all(|&k| k > 0 && k < 21),
+        "{kept_per_volume:?}"
+    );
+
+    // A batch read equals single reads.
+    let ids = [3, 0, store.len() - 1];
+    let (mut batch, mut labels) = (Vec::new(), Vec::new());
+    store.read_batch(&ids, &mut batch, Some(&mut labels));
+    for (k, &i) in ids.iter().enumerate() {
+        store.read_image(i, &mut image);
+        assert_eq!(&batch[k * image.len()..(k + 1) * image.len()], &image[..]);
+    }
+    assert_eq!(labels.len(), 3 * 48 * 48);
+}
+
+#[test]
+fn cropping_centres_on_the_brain_and_the_grid_maps_to_world() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    super::common::tumour_phantoms(&data, 1, 40, 2);
+    let config = demo_config("[slicing]\nsize = [32, 32]\n");
+    let cases = discover(&config.dataset, &data).unwrap().cases;
+    let (store, _) = build(&dir.path().join("store"), &config, &cases);
+    let record = &store.meta().volumes[0];
+    let [r0, c0] = record.crop_origin;
+    assert!(
+        (0..=8).contains(&r0) && (0..=8).contains(&c0),
+        "{:?}",
+        record.crop_origin
+    );
+    // Stored pixel (col, row) of slice s sits where canonical voxel (col+c0, row+r0, s) is.
+    let world = record.grid_affine.apply([3.0, 5.0, 7.0]);
+    let expected = record
+        .canonical_affine
+        .apply([3.0 + c0 as f64, 5.0 + r0 as f64, 7.0]);
+    for k in 0..3 {
+        assert!((world[k] - expected[k]).abs() < 1e-9);
+    }
+}
+
+#[test]
+fn store_is_reused_until_inputs_or_settings_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let root = dir.path().join("store");
+    super::common::tumour_phantoms(&data, 2, 32, 1);
+    let config = demo_config("[slicing]\nsize = [32, 32]\n");
+    let cases = discover(&config.dataset, &data).unwrap().cases;
+    let (first, outcome) = build(&root, &config, &cases);
+    assert_eq!(outcome, BuildOutcome::Built);
+    let key = first.meta().key.clone();
+    drop(first);
+    assert_eq!(build(&root, &config, &cases).1, BuildOutcome::Reused);
+
+    // A changed setting gives a new store.
+    let mut other = config.clone();
+    other.slicing.min_brain_fraction = 0.2;
+    assert_ne!(store_key(&other, &cases).unwrap(), key);
+
+    // A rewritten input file gives a new store, and the old one is removed.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let seg = cases[1].label.clone().unwrap();
+    let labels = read_labels(&seg).unwrap();
+    NiftiWriter::new(labels.dims, labels.affine)
+        .write(&seg, &labels.data)
+        .unwrap();
+    let (rebuilt, outcome) = build(&root, &config, &cases);
+    assert_eq!(outcome, BuildOutcome::Built);
+    assert_ne!(rebuilt.meta().key, key);
+    assert!(!root.join(&key).exists(), "stale store kept");
+}
+
+#[test]
+fn half_built_stores_are_never_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let root = dir.path().join("store");
+    super::common::tumour_phantoms(&data, 1, 32, 1);
+    let config = demo_config("[slicing]\nsize = [32, 32]\n");
+    let cases = discover(&config.dataset, &data).unwrap().cases;
+    let key = store_key(&config, &cases).unwrap();
+    // What a kill -9 mid-build leaves: a temp dir of a dead process, and a
+    // final-name directory without meta.json (never produced by us, but
+    // possible after manual copying).
+    std::fs::create_dir_all(root.join(format!(".build-{key}-4000000"))).unwrap();
+    std::fs::write(
+        root.join(format!(".build-{key}-4000000/images.bin")),
+        b"partial",
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join(&key)).unwrap();
+    std::fs::write(root.join(&key).join("images.bin"), b"partial").unwrap();
+    let (store, outcome) = build(&root, &config, &cases);
+    assert_eq!(outcome, BuildOutcome::Built);
+    assert!(store.len() > 0);
+    assert!(!root.join(format!(".build-{key}-4000000")).exists());
+
+    // A truncated data file is detected on open.
+    drop(store);
+    let images = root.join(&key).join("images.bin");
+    let len = std::fs::metadata(&images).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&images)
+        .unwrap()
+        .set_len(len - 4)
+        .unwrap();
+    let err = SliceStore::open(&root.join(&key))
+        .err()
+        .expect("truncated store must not open");
+    assert!(err.to_string().contains("expected"), "{err}");
+    // ... and open_or_build rebuilds it from the sources.
+    assert_eq!(build(&root, &config, &cases).1, BuildOutcome::Built);
+}
+
+#[test]
+fn f16_store_matches_f32_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    super::common::tumour_phantoms(&data, 1, 32, 9);
+    let f32_config = demo_config("[slicing]\nsize = [32, 32]\n");
+    let mut f16_config = f32_config.clone();
+    f16_config.store.dtype = StoreDtype::F16;
+    let cases = discover(&f32_config.dataset, &data).unwrap().cases;
+    let (a, _) = build(&dir.path().join("a"), &f32_config, &cases);
+    let (b, _) = build(&dir.path().join("b"), &f16_config, &cases);
+    assert_eq!(a.len(), b.len());
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    let ids: Vec<usize> = (0..a.len()).collect();
+    a.read_batch(&ids, &mut x, None);
+    b.read_batch(&ids, &mut y, None);
+    let worst = x
+        .iter()
+        .zip(&y)
+        .map(|(p, q)| (p - q).abs() / p.abs().max(1.0))
+        .fold(0.0, f32::max);
+    assert!(worst < 2e-3, "f16 error {worst}");
+}
+
+#[test]
+fn unexpected_label_values_and_misaligned_modalities_are_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    super::common::tumour_phantoms(&data, 2, 32, 4);
+    let config = demo_config("[slicing]\nsize = [32, 32]\n");
+    let cases = discover(&config.dataset, &data).unwrap().cases;
+
+    // A BraTS-2023-style label map: enhancing tumour as 3.
+    let seg = cases[0].label.clone().unwrap();
+    let mut labels = read_labels(&seg).unwrap();
+    labels
+        .data
+        .iter_mut()
+        .filter(|v| **v == 4)
+        .for_each(|v| *v = 3);
+    let tumour = labels
+        .data
+        .iter()
+        .position(|v| *v > 0)
+        .expect("phantoms have tumours");
+    labels.data[tumour] = 3;
+    NiftiWriter::new(labels.dims, labels.affine)
+        .write(&seg, &labels.data)
+        .unwrap();
+    let err = open_or_build(
+        &dir.path().join("s"),
+        &config,
+        &cases,
+        &Silent,
+        &AtomicBool::new(false),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("phantom_001") && err.contains("label value 3") && err.contains("BraTS 2021"),
+        "{err}"
+    );
+
+    // A modality on another grid.
+    let t2 = &cases[1].images[3];
+    let v = read_volume(t2).unwrap();
+    let shifted = v.affine.translated_voxels([2.0, 0.0, 0.0]);
+    let raw: Vec<i16> = v.data.iter().map(|x| *x as i16).collect();
+    NiftiWriter::new(v.dims, shifted).write(t2, &raw).unwrap();
+    let err = open_or_build(
+        &dir.path().join("s"),
+        &config,
+        &cases[1..],
+        &Silent,
+        &AtomicBool::new(false),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("phantom_002") && err.contains("same voxel grid"),
+        "{err}"
+    );
+}
