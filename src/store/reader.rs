@@ -1,5 +1,5 @@
 //! Reading slices from a store through memory maps. Reads copy into the
-//! caller's buffers; every 256 MiB read, the mapped pages are handed back to
+//! caller's buffers; every 64 MiB read, the mapped pages are handed back to
 //! the kernel, so a process's resident memory stays bounded even when an
 //! epoch walks the whole pool (the data stays in the page cache).
 
@@ -17,7 +17,7 @@ use super::format::{
     StoreMeta,
 };
 
-const RELEASE_EVERY: usize = 256 << 20;
+const RELEASE_EVERY: usize = 64 << 20;
 
 pub struct SliceStore {
     dir: PathBuf,

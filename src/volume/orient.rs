@@ -72,7 +72,7 @@ pub fn axis_codes(affine: &Affine) -> [char; 3] {
 
 /// Permutes and flips voxel axes so the image is RAS, updating the affine so
 /// every voxel keeps its world position. Works on every frame of a 4D image.
-pub fn to_canonical<T: Copy + Default>(volume: Volume<T>) -> Volume<T> {
+pub fn to_canonical<T: Copy>(volume: Volume<T>) -> Volume<T> {
     let o = Orientation::of(&volume.affine);
     if o.is_canonical() {
         return volume;
