@@ -4,6 +4,10 @@
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Makes temp names unique within a process (two writers of one target).
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A file being written next to its final path; `commit` makes it appear
 /// atomically. Dropping it without committing removes the temp file.
@@ -21,8 +25,12 @@ impl AtomicFile {
             .file_name()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?
             .to_string_lossy();
-        let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-        let file = File::create(&temp)?;
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let temp = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
         Ok(AtomicFile {
             target: target.to_path_buf(),
             temp,

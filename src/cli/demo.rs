@@ -24,6 +24,7 @@ pub struct DemoArgs {
 }
 
 pub fn run(args: DemoArgs) -> Result<()> {
+    super::check_phantom_args(args.subjects, args.size)?;
     let config = Config::resolve(Preset::Demo, &[])?;
     let data = args.dir.join("data");
     let spec = PhantomSpec {

@@ -94,11 +94,7 @@ pub fn run(cli: Cli) -> Result<()> {
 fn phantom(args: PhantomArgs) -> Result<()> {
     use nextslice::progress::StderrProgress;
     use nextslice::volume::phantom::{PhantomSpec, write_phantom};
-    anyhow::ensure!(args.subjects > 0, "--subjects must be at least 1");
-    anyhow::ensure!(
-        (16..=1024).contains(&args.size),
-        "--size must be between 16 and 1024 voxels"
-    );
+    check_phantom_args(args.subjects, args.size)?;
     let spec = PhantomSpec {
         kind: args.kind,
         subjects: args.subjects,
@@ -115,6 +111,20 @@ fn phantom(args: PhantomArgs) -> Result<()> {
             PhantomKind::Tissue => "tissue (MALC layout)",
         },
         args.out.display()
+    );
+    Ok(())
+}
+
+/// Refuses phantom sizes that cannot work, before any file is written.
+pub fn check_phantom_args(subjects: usize, size: usize) -> Result<()> {
+    use nextslice::volume::phantom::PhantomSpec;
+    anyhow::ensure!(subjects > 0, "--subjects must be at least 1");
+    let sizes = PhantomSpec::SIZES;
+    anyhow::ensure!(
+        sizes.contains(&size),
+        "--size must be between {} and {} voxels",
+        sizes.start(),
+        sizes.end()
     );
     Ok(())
 }

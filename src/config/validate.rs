@@ -40,8 +40,8 @@ fn at_least(key: &str, v: usize, min: usize) -> Check {
 }
 
 fn widths(key: &str, w: &[usize]) -> Check {
-    if w.is_empty() || w.contains(&0) {
-        fail(key, "must be a non-empty list of channel counts > 0")
+    if w.is_empty() || w.len() > 8 || w.contains(&0) {
+        fail(key, "must list 1 to 8 channel counts, each > 0")
     } else {
         Ok(())
     }
@@ -177,8 +177,15 @@ impl Config {
             true,
             true,
         )?;
-        // Both networks halve the slice once per level.
-        let levels = self.unet.widths.len().max(self.vae.widths.len()) as u32;
+        if s.size.iter().any(|&n| n > 4096) {
+            return fail(
+                "slicing.size",
+                format!("{:?} is too large; at most 4096 per side", s.size),
+            );
+        }
+        // Both networks halve the slice once per level (widths are checked
+        // to have at most 8 levels below; clamp so the shift cannot overflow).
+        let levels = self.unet.widths.len().max(self.vae.widths.len()).min(8) as u32;
         let multiple = 1usize << levels;
         for (i, &n) in s.size.iter().enumerate() {
             if n < multiple || n % multiple != 0 {

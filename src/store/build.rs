@@ -29,7 +29,7 @@ pub enum BuildOutcome {
 }
 
 /// The settings that change stored values (and nothing else), hashed with
-/// every input file's identity.
+/// the inputs.
 #[derive(Serialize)]
 struct KeyMaterial<'a> {
     format_version: u32,
@@ -65,8 +65,16 @@ fn identity(path: &Path) -> Result<FileIdentity, StoreError> {
     })
 }
 
-/// The store key for these cases and settings (16 hex digits).
-pub fn store_key(config: &Config, cases: &[Case]) -> Result<String, StoreError> {
+/// `key` names a store: settings plus every input file's identity.
+/// `lineage` leaves out sizes and times: a new store supersedes older ones of
+/// the same lineage (the same files, since rewritten), and leaves stores of
+/// other datasets or settings sharing the root alone.
+struct StoreKeys {
+    key: String,
+    lineage: String,
+}
+
+fn store_keys(config: &Config, cases: &[Case]) -> Result<StoreKeys, StoreError> {
     let mut listed = Vec::with_capacity(cases.len());
     for case in cases {
         let files = case
@@ -77,7 +85,7 @@ pub fn store_key(config: &Config, cases: &[Case]) -> Result<String, StoreError> 
             .collect::<Result<_, _>>()?;
         listed.push((case.id.as_str(), files));
     }
-    let material = KeyMaterial {
+    let mut material = KeyMaterial {
         format_version: FORMAT_VERSION,
         modalities: &config.dataset.modalities,
         label_values: config.labels.values(),
@@ -86,15 +94,30 @@ pub fn store_key(config: &Config, cases: &[Case]) -> Result<String, StoreError> 
         store: &config.store,
         cases: listed,
     };
-    let json = serde_json::to_vec(&material).map_err(|e| StoreError::Corrupt {
-        path: PathBuf::new(),
-        message: e.to_string(),
-    })?;
-    Ok(blake3::hash(&json).to_hex()[..16].to_string())
+    let hash = |m: &KeyMaterial| -> String {
+        let json = serde_json::to_vec(m).unwrap_or_default();
+        blake3::hash(&json).to_hex()[..16].to_string()
+    };
+    let key = hash(&material);
+    for (_, files) in &mut material.cases {
+        for f in files {
+            f.len = 0;
+            f.modified_ns = 0;
+        }
+    }
+    let lineage = hash(&material);
+    Ok(StoreKeys { key, lineage })
+}
+
+/// The store key for these cases and settings (16 hex digits): the name of
+/// the directory `open_or_build` uses under its root.
+pub fn store_key(config: &Config, cases: &[Case]) -> Result<String, StoreError> {
+    Ok(store_keys(config, cases)?.key)
 }
 
 /// Opens the store for these inputs under `root`, building it first when the
-/// inputs or settings changed since the last build.
+/// inputs or settings changed since the last build. Builders of one root take
+/// turns (a lock file), so concurrent processes never clobber each other.
 pub fn open_or_build(
     root: &Path,
     config: &Config,
@@ -102,53 +125,55 @@ pub fn open_or_build(
     progress: &dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<(SliceStore, BuildOutcome), StoreError> {
-    let key = store_key(config, cases)?;
-    let dir = root.join(&key);
+    let keys = store_keys(config, cases)?;
+    fs::create_dir_all(root).map_err(StoreError::io(root))?;
+    let lock_path = root.join(".lock");
+    let lock = fs::File::create(&lock_path).map_err(StoreError::io(&lock_path))?;
+    lock.lock().map_err(StoreError::io(&lock_path))?;
+    let dir = root.join(&keys.key);
     if dir.join(META_FILE).exists() {
-        if let Ok(store) = SliceStore::open(&dir) {
-            return Ok((store, BuildOutcome::Reused));
+        match SliceStore::open(&dir) {
+            Ok(store) => return Ok((store, BuildOutcome::Reused)),
+            // Damaged (e.g. truncated by a full disk): rebuild from the sources.
+            Err(StoreError::Corrupt { .. }) => {
+                fs::remove_dir_all(&dir).map_err(StoreError::io(&dir))?;
+            }
+            Err(e) => return Err(e),
         }
-        // Unreadable (e.g. disk trouble): rebuild from the sources.
+    } else if dir.exists() {
+        // Not made by us (we only ever rename complete stores into place).
         fs::remove_dir_all(&dir).map_err(StoreError::io(&dir))?;
     }
-    let store = build_store(root, &key, config, cases, progress, cancel)?;
+    let store = build_store(root, &keys, config, cases, progress, cancel)?;
     Ok((store, BuildOutcome::Built))
 }
 
-/// Builds the store `root/<key>` from `cases`, replacing older stores in `root`.
-pub fn build_store(
+/// Builds `root/<key>`; the caller holds the root's lock.
+fn build_store(
     root: &Path,
-    key: &str,
+    keys: &StoreKeys,
     config: &Config,
     cases: &[Case],
     progress: &dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<SliceStore, StoreError> {
-    fs::create_dir_all(root).map_err(StoreError::io(root))?;
     remove_abandoned_builds(root);
-    let temp = root.join(format!(".build-{key}-{}", std::process::id()));
-    if temp.exists() {
-        fs::remove_dir_all(&temp).map_err(StoreError::io(&temp))?;
-    }
+    let temp = root.join(format!(".build-{}", keys.key));
     fs::create_dir_all(&temp).map_err(StoreError::io(&temp))?;
-    let result = write_store(&temp, key, config, cases, progress, cancel);
-    if let Err(e) = result {
+    if let Err(e) = write_store(&temp, keys, config, cases, progress, cancel) {
         let _ = fs::remove_dir_all(&temp);
         return Err(e);
     }
-    let dir = root.join(key);
-    if dir.exists() {
-        fs::remove_dir_all(&dir).map_err(StoreError::io(&dir))?;
-    }
+    let dir = root.join(&keys.key);
     fs::rename(&temp, &dir).map_err(StoreError::io(&dir))?;
     sync_dir(root).map_err(StoreError::io(root))?;
-    remove_other_stores(root, key);
+    remove_superseded_stores(root, keys);
     SliceStore::open(&dir)
 }
 
 fn write_store(
     dir: &Path,
-    key: &str,
+    keys: &StoreKeys,
     config: &Config,
     cases: &[Case],
     progress: &dyn Progress,
@@ -213,7 +238,8 @@ fn write_store(
     write_atomic(&dir.join(INDEX_FILE), &index).map_err(StoreError::io(dir.join(INDEX_FILE)))?;
     let meta = StoreMeta {
         format_version: FORMAT_VERSION,
-        key: key.to_string(),
+        key: keys.key.clone(),
+        lineage: keys.lineage.clone(),
         dtype: config.store.dtype,
         modalities: config.dataset.modalities.clone(),
         axis: config.slicing.axis,
@@ -256,7 +282,21 @@ fn for_each_prepared(
                         if stop.load(Ordering::Relaxed) || cancel.load(Ordering::Relaxed) {
                             return;
                         }
-                        if tx.send(prepare_case(case, config)).is_err() {
+                        // A bug in preprocessing must surface as this case's
+                        // error, not tear down the whole process.
+                        let prepared = std::panic::catch_unwind(|| prepare_case(case, config))
+                            .unwrap_or_else(|panic| {
+                                let what = panic
+                                    .downcast_ref::<String>()
+                                    .cloned()
+                                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                                    .unwrap_or_default();
+                                Err(StoreError::Case {
+                                    case: case.id.clone(),
+                                    message: format!("internal error while preprocessing: {what}"),
+                                })
+                            });
+                        if tx.send(prepared).is_err() {
                             return;
                         }
                     }
@@ -312,34 +352,35 @@ impl BufFile {
     }
 }
 
-/// Removes `.build-*` directories left by processes that no longer run.
+/// Removes `.build-*` directories: with the root's lock held, any that exist
+/// were left by a builder that died (e.g. `kill -9`).
 fn remove_abandoned_builds(root: &Path) {
     let Ok(entries) = fs::read_dir(root) else {
         return;
     };
     for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(".build-") else {
-            continue;
-        };
-        let pid = rest.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
-        let alive = pid
-            .is_some_and(|p| p == std::process::id() || Path::new(&format!("/proc/{p}")).exists());
-        if !alive {
+        if entry.file_name().to_string_lossy().starts_with(".build-") {
             let _ = fs::remove_dir_all(entry.path());
         }
     }
 }
 
-/// Old stores of this root are stale once a new one is complete.
-fn remove_other_stores(root: &Path, key: &str) {
+/// Removes older stores of the same lineage: the same dataset files and
+/// settings, built before the files were rewritten.
+fn remove_superseded_stores(root: &Path, keys: &StoreKeys) {
     let Ok(entries) = fs::read_dir(root) else {
         return;
     };
     for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let is_store = name.len() == 16 && name.chars().all(|c| c.is_ascii_hexdigit());
-        if is_store && name != key && entry.path().join(META_FILE).exists() {
+        if entry.file_name().to_string_lossy() == keys.key.as_str() {
+            continue;
+        }
+        let meta = entry.path().join(META_FILE);
+        let Ok(text) = fs::read(&meta) else { continue };
+        let Ok(other) = serde_json::from_slice::<StoreMeta>(&text) else {
+            continue;
+        };
+        if other.lineage == keys.lineage {
             let _ = fs::remove_dir_all(entry.path());
         }
     }

@@ -24,6 +24,9 @@ pub struct StoreMeta {
     pub format_version: u32,
     /// Hash of the inputs and preprocessing settings (the directory name).
     pub key: String,
+    /// The same without file sizes and times: stores of one lineage hold the
+    /// same dataset files with the same settings, at different times.
+    pub lineage: String,
     pub dtype: StoreDtype,
     pub modalities: Vec<String>,
     pub axis: SliceAxis,

@@ -13,7 +13,7 @@ mod format;
 mod preprocess;
 mod reader;
 
-pub use build::{BuildOutcome, build_store, open_or_build, store_key};
+pub use build::{BuildOutcome, open_or_build, store_key};
 pub use format::{SliceEntry, StoreMeta, VolumeRecord};
 pub use preprocess::{CropWindow, extract_slice};
 pub use reader::SliceStore;

@@ -52,6 +52,47 @@ fn map(path: &Path, expected: usize) -> Result<Option<Mmap>, StoreError> {
     Ok(Some(map))
 }
 
+/// Byte sizes of the image and label files, if the dimensions are sane.
+fn checked_sizes(meta: &StoreMeta) -> Option<(usize, usize)> {
+    if meta.channels() == 0 || meta.height == 0 || meta.width == 0 {
+        return None;
+    }
+    let pixels = meta.height.checked_mul(meta.width)?;
+    let images = pixels
+        .checked_mul(meta.channels())?
+        .checked_mul(meta.bytes_per_value())?
+        .checked_mul(meta.slices)?;
+    let labels = pixels.checked_mul(meta.slices)?;
+    Some((images, labels))
+}
+
+/// Volume records and index entries must describe the same slices.
+fn check_records(meta: &StoreMeta, entries: &[SliceEntry]) -> Result<(), String> {
+    let mut next = 0usize;
+    for (v, record) in meta.volumes.iter().enumerate() {
+        let end = record.first_slice.checked_add(record.slice_count);
+        if record.first_slice != next || end.is_none_or(|e| e > entries.len()) {
+            return Err(format!("volume {v} claims slices outside the index"));
+        }
+        let depth = record.canonical_dims[meta.axis.normal_axis()];
+        for e in &entries[record.first_slice..record.first_slice + record.slice_count] {
+            if e.volume as usize != v || e.slice as usize >= depth {
+                return Err(format!(
+                    "slice record for volume {v} does not match the volume"
+                ));
+            }
+        }
+        next += record.slice_count;
+    }
+    if next != entries.len() {
+        return Err(format!(
+            "{} slices indexed, volumes account for {next}",
+            entries.len()
+        ));
+    }
+    Ok(())
+}
+
 impl SliceStore {
     /// Opens a complete store directory, checking its files against `meta.json`.
     pub fn open(dir: &Path) -> Result<SliceStore, StoreError> {
@@ -68,6 +109,8 @@ impl SliceStore {
                 ),
             ));
         }
+        let sizes = checked_sizes(&meta)
+            .ok_or_else(|| corrupt(&meta_path, "slice dimensions are zero or too large"))?;
         let index_path = dir.join(INDEX_FILE);
         let index = std::fs::read(&index_path).map_err(StoreError::io(&index_path))?;
         if index.len() != meta.slices * RECORD_LEN {
@@ -80,25 +123,10 @@ impl SliceStore {
             .chunks_exact(RECORD_LEN)
             .map(|r| SliceEntry::decode(r.try_into().unwrap_or(&[0; RECORD_LEN])))
             .collect();
-        if let Some(e) = entries
-            .iter()
-            .find(|e| e.volume as usize >= meta.volumes.len())
-        {
-            return Err(corrupt(
-                &index_path,
-                format!(
-                    "slice refers to volume {} of {}",
-                    e.volume,
-                    meta.volumes.len()
-                ),
-            ));
-        }
-        let images = map(
-            &dir.join(IMAGES_FILE),
-            meta.slices * meta.slice_values() * meta.bytes_per_value(),
-        )?;
+        check_records(&meta, &entries).map_err(|m| corrupt(&index_path, m))?;
+        let images = map(&dir.join(IMAGES_FILE), sizes.0)?;
         let labels = if meta.has_labels {
-            map(&dir.join(LABELS_FILE), meta.slices * meta.pixels())?
+            map(&dir.join(LABELS_FILE), sizes.1)?
         } else {
             None
         };

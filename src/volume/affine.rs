@@ -159,6 +159,9 @@ impl Affine {
         } else {
             1.0
         };
+        // A sheared sform has no exact rotation: use the closest one (polar
+        // decomposition), as nifti1_io does, so the quaternion is a unit one.
+        let r = closest_rotation(r);
         let (mut a, mut b, mut c, mut d);
         let trace = r[0][0] + r[1][1] + r[2][2] + 1.0;
         if trace > 0.5 {
@@ -202,6 +205,38 @@ impl Affine {
     }
 }
 
+/// The orthogonal matrix closest to `m` (Newton iteration of the polar
+/// decomposition: R ← (R + R⁻ᵀ) / 2); `m` must have a positive determinant.
+fn closest_rotation(mut m: [[f64; 3]; 3]) -> [[f64; 3]; 3] {
+    for _ in 0..30 {
+        let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
+        if det.abs() < 1e-12 {
+            return m;
+        }
+        // Inverse transpose = cofactor matrix / det.
+        let cof = |i: usize, j: usize| {
+            let (a, b) = ((i + 1) % 3, (i + 2) % 3);
+            let (c, d) = ((j + 1) % 3, (j + 2) % 3);
+            m[a][c] * m[b][d] - m[a][d] * m[b][c]
+        };
+        let mut next = [[0.0; 3]; 3];
+        let mut change = 0.0f64;
+        for i in 0..3 {
+            for j in 0..3 {
+                next[i][j] = 0.5 * (m[i][j] + cof(i, j) / det);
+                change = change.max((next[i][j] - m[i][j]).abs());
+            }
+        }
+        m = next;
+        if change < 1e-14 {
+            break;
+        }
+    }
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +258,21 @@ mod tests {
             let back = Affine::from_quatern(&affine.to_quatern());
             assert!(back.approx_eq(&affine, 1e-9), "{affine:?} -> {back:?}");
         }
+    }
+
+    #[test]
+    fn sheared_affines_get_a_unit_quaternion() {
+        let sheared = Affine::from_rows([
+            [1.0, 0.2, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+        ]);
+        let q = sheared.to_quatern();
+        assert!(q.b * q.b + q.c * q.c + q.d * q.d <= 1.0 + 1e-12);
+        let back = Affine::from_quatern(&q);
+        // Still the same axis directions, to within the shear.
+        assert!(back.approx_eq(&sheared, 0.25));
+        assert!((back.determinant() - sheared.spacing().iter().product::<f64>()).abs() < 1e-9);
     }
 
     #[test]

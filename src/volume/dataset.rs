@@ -196,12 +196,19 @@ fn generic_files(config: &DatasetConfig, root: &Path) -> Result<Files, DatasetEr
             let Ok(rel) = path.strip_prefix(root) else {
                 continue;
             };
+            // Hidden files (e.g. macOS `._x.nii.gz` resource forks) are not data.
+            if rel
+                .components()
+                .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+            {
+                continue;
+            }
             let rel = rel.to_string_lossy().replace('\\', "/");
             let Some(captures) = wildcard_captures(pattern, &rel) else {
                 continue;
             };
             let mut id: Vec<String> = Vec::new();
-            for c in captures {
+            for c in captures.into_iter().filter(|c| !c.is_empty()) {
                 if id.last() != Some(&c) {
                     id.push(c);
                 }
@@ -220,6 +227,14 @@ pub fn wildcard_captures(pattern: &str, text: &str) -> Option<Vec<String>> {
             None => t.is_empty(),
             Some('*') => {
                 let double = p.get(1) == Some(&'*');
+                // `**/` may also match no directory at all (as in the glob crate).
+                if double && p.get(2) == Some(&'/') {
+                    caps.push(String::new());
+                    if go(&p[3..], t, caps) {
+                        return true;
+                    }
+                    caps.pop();
+                }
                 let rest = if double { &p[2..] } else { &p[1..] };
                 for n in 0..=t.len() {
                     if !double && t[..n].contains(&'/') {

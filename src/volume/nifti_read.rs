@@ -171,6 +171,14 @@ fn parse_header(source: &mut Source) -> Result<(NiftiHeader, HeaderSummary), Vol
     }
     let header =
         NiftiHeader::from_reader(&raw[..]).map_err(|e| VolumeProblem::BadHeader(e.to_string()))?;
+    // The nifti crate infers byte order from dim[0]; sizeof_hdr must agree,
+    // else dim[0] is corrupt and every other field would be misread.
+    let big_by_size = sizeof_le != 348;
+    if big_by_size != (header.endianness == nifti::Endianness::Big) {
+        return Err(VolumeProblem::BadHeader(
+            "dim[0] contradicts the byte order of sizeof_hdr (corrupt header)".into(),
+        ));
+    }
     let summary = summarise(&header, source.compressed)?;
     Ok((header, summary))
 }
@@ -252,7 +260,12 @@ fn header_affine(h: &NiftiHeader) -> Result<(Affine, &'static str), VolumeProble
                 c: h.quatern_c.into(),
                 d: h.quatern_d.into(),
                 offset: [h.quatern_x.into(), h.quatern_y.into(), h.quatern_z.into()],
-                spacing: [h.pixdim[1].into(), h.pixdim[2].into(), h.pixdim[3].into()],
+                // As nifti1_io: a non-positive spacing counts as 1 (qfac
+                // carries the handedness, not the sign of pixdim).
+                spacing: std::array::from_fn(|i| {
+                    let d = f64::from(h.pixdim[i + 1]);
+                    if d > 0.0 { d } else { 1.0 }
+                }),
                 qfac: h.pixdim[0].into(),
             };
             (Affine::from_quatern(&q), "qform")

@@ -47,6 +47,19 @@ impl NiftiWriter {
     /// Writes `data` (one value per voxel) to `path`, replacing it atomically.
     pub fn write<T: Voxel>(&self, path: &Path, data: &[T]) -> Result<(), VolumeError> {
         let fail = |e| VolumeError::new(path, VolumeProblem::Write(e));
+        if self.dims.contains(&0) {
+            return Err(VolumeError::new(
+                path,
+                VolumeProblem::BadHeader(format!("dimensions {:?} include a zero", self.dims)),
+            ));
+        }
+        let finite = self.affine.0.iter().flatten().all(|v| v.is_finite());
+        if !finite || self.affine.determinant().abs() < 1e-12 {
+            return Err(VolumeError::new(
+                path,
+                VolumeProblem::BadHeader("the affine is singular or not finite".into()),
+            ));
+        }
         let expected: usize = self.dims.iter().product();
         if data.len() != expected {
             return Err(VolumeError::new(

@@ -199,6 +199,20 @@ fn no_truncation_or_corruption_panics() {
             }
             variants.push(b);
         }
+        if name.ends_with(".gz") {
+            // Corrupt the decompressed header, then recompress, so header
+            // fields are exercised behind a valid gzip stream too.
+            let raw = std::fs::read(valid_file(dir.path(), "raw.nii")).unwrap();
+            for _ in 0..300 {
+                let mut b = raw.clone();
+                let at = (next() % 352) as usize;
+                b[at] = next() as u8;
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                std::io::Write::write_all(&mut enc, &b).unwrap();
+                variants.push(enc.finish().unwrap());
+            }
+        }
         for bytes in variants {
             std::fs::write(&path, &bytes).unwrap();
             let outcome = std::panic::catch_unwind(|| {

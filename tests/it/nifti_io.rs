@@ -44,8 +44,8 @@ fn round_trip<T: Voxel + Into<f64>>(raw: Vec<T>, dims: [usize; 4], gz: bool) {
     assert_eq!((h.scl_slope, h.scl_inter), (0.5, -3.0));
     let ndim = if dims[3] > 1 { 4 } else { 3 };
     assert_eq!(h.dim[0] as usize, ndim);
-    for i in 0..ndim {
-        assert_eq!(h.dim[i + 1] as usize, dims[i]);
+    for (stored, want) in h.dim[1..=ndim].iter().zip(dims) {
+        assert_eq!(*stored as usize, want);
     }
     let raw_len = obj.volume().raw_data().len();
     assert_eq!(raw_len, raw.len() * T::TYPE.size());
@@ -60,7 +60,7 @@ fn every_datatype_round_trips_with_scaling() {
     round_trip::<i16>((0..n).map(|i| (i as i16 - 30) * 1000).collect(), dims, true);
     round_trip::<u16>((0..n).map(|i| (i * 1000) as u16).collect(), dims, false);
     round_trip::<i32>(
-        (0..n).map(|i| (i as i32 - 30) * 100_000).collect(),
+        (0..n).map(|i| (i - 30) * 100_000).collect(),
         dims,
         true,
     );
@@ -118,7 +118,7 @@ fn qform_only_files_give_the_same_geometry() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("q.nii");
     NiftiWriter::new([4, 4, 4, 1], affine())
-        .write(&path, &vec![1i16; 64])
+        .write(&path, &[1i16; 64])
         .unwrap();
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[254..256].copy_from_slice(&0i16.to_le_bytes()); // sform_code
@@ -126,6 +126,17 @@ fn qform_only_files_give_the_same_geometry() {
     let h = read_header(&path).unwrap();
     assert_eq!(h.affine_source, "qform");
     assert!(h.affine.approx_eq(&affine(), 1e-4));
+
+    // qfac = -1 (a left-handed grid) and a negative pixdim, which nifti1_io
+    // reads as spacing 1: the third axis points down, x keeps its sign.
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[76..80].copy_from_slice(&(-1.0f32).to_le_bytes()); // pixdim[0] = qfac
+    bytes[80..84].copy_from_slice(&(-3.0f32).to_le_bytes()); // pixdim[1]
+    bytes[256..268].copy_from_slice(&[0u8; 12]); // identity rotation
+    std::fs::write(&path, bytes).unwrap();
+    let h = read_header(&path).unwrap();
+    let [[a, ..], [_, b, ..], [.., c, _]] = h.affine.rows();
+    assert_eq!((a, b, c), (1.0, 0.9f32 as f64, -2.5));
 }
 
 #[test]

@@ -34,9 +34,11 @@ pub enum PhantomKind {
 #[derive(Clone, Debug, PartialEq)]
 pub struct PhantomSpec {
     pub kind: PhantomKind,
+    /// At least 1.
     pub subjects: usize,
-    /// In-plane voxels; the volume is `size × size × round(size·155/240)`,
-    /// covering BraTS's 240 × 240 × 155 mm field of view.
+    /// In-plane voxels (`SIZES` bounds it); the volume is
+    /// `size × size × round(size·155/240)`, covering BraTS's 240 × 240 × 155
+    /// mm field of view.
     pub size: usize,
     pub seed: u64,
 }
@@ -52,6 +54,10 @@ pub struct Subject {
 }
 
 impl PhantomSpec {
+    /// Sizes that make sense: enough voxels for anatomy, small enough to fit
+    /// in memory (512 is already 4× BraTS's voxel count).
+    pub const SIZES: std::ops::RangeInclusive<usize> = 16..=512;
+
     pub fn modalities(&self) -> &'static [&'static str] {
         match self.kind {
             PhantomKind::Tumour => &TUMOUR_MODALITIES,
@@ -222,19 +228,29 @@ pub fn write_phantom(
         unit: "subjects",
         detail: "",
     });
+    // ~48 bytes per voxel are live while a subject is generated; keep all
+    // threads' subjects within about 8 GiB.
+    let voxels: usize = spec.dims().iter().product();
+    let by_memory = ((8usize << 30) / (48 * voxels.max(1))).max(1);
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
+        .min(8)
+        .min(by_memory)
         .min(spec.subjects.max(1));
+    let failed = std::sync::atomic::AtomicBool::new(false);
     let results: Vec<Result<(), VolumeError>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| -> Result<(), VolumeError> {
                     loop {
                         let index = next.fetch_add(1, Ordering::Relaxed);
-                        if index >= spec.subjects {
+                        if index >= spec.subjects || failed.load(Ordering::Relaxed) {
                             return Ok(());
                         }
-                        write_subject(out, spec, index)?;
+                        if let Err(e) = write_subject(out, spec, index) {
+                            failed.store(true, Ordering::Relaxed);
+                            return Err(e);
+                        }
                         let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
                         progress.update(&ProgressUpdate {
                             stage: "phantom",
