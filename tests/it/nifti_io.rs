@@ -59,11 +59,7 @@ fn every_datatype_round_trips_with_scaling() {
     round_trip::<i8>((0..n).map(|i| i as i8 - 30).collect(), dims, false);
     round_trip::<i16>((0..n).map(|i| (i as i16 - 30) * 1000).collect(), dims, true);
     round_trip::<u16>((0..n).map(|i| (i * 1000) as u16).collect(), dims, false);
-    round_trip::<i32>(
-        (0..n).map(|i| (i - 30) * 100_000).collect(),
-        dims,
-        true,
-    );
+    round_trip::<i32>((0..n).map(|i| (i - 30) * 100_000).collect(), dims, true);
     round_trip::<u32>((0..n).map(|i| (i * 70_000) as u32).collect(), dims, false);
     round_trip::<f32>((0..n).map(|i| i as f32 * 0.25 - 4.0).collect(), dims, true);
     round_trip::<f64>((0..n).map(|i| i as f64 * 0.125).collect(), dims, false);
