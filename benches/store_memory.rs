@@ -74,7 +74,9 @@ fn child_read(store_root: &Path) {
     let start = Instant::now();
     let mut sum = 0f64;
     for batch in order.chunks(16) {
-        store.read_batch(batch, &mut images, Some(&mut labels));
+        store
+            .read_batch(batch, &mut images, Some(&mut labels))
+            .expect("read");
         sum += f64::from(images[0]);
     }
     std::hint::black_box(sum);

@@ -111,6 +111,10 @@ pub fn to_canonical<T: Copy>(volume: Volume<T>) -> Volume<T> {
                 if step[0] == 1 {
                     let start = row as usize;
                     data.extend_from_slice(&src[start..start + out_dims[0]]);
+                } else if step[0] == -1 {
+                    // x stored right-to-left (BraTS, most DICOM conversions).
+                    let end = row as usize + 1;
+                    data.extend(src[end - out_dims[0]..end].iter().rev());
                 } else {
                     data.extend(
                         (0..out_dims[0]).map(|x| src[(row + x as isize * step[0]) as usize]),

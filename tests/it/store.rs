@@ -87,7 +87,7 @@ fn store_contents_equal_direct_reads() {
             continue; // a sample keeps the test fast
         }
         let case = &cases[entry.volume as usize];
-        store.read_image(i, &mut image);
+        store.read_image(i, &mut image).unwrap();
         let want = reference_slice(case, -8, 48, entry.slice as usize);
         let worst = image
             .iter()
@@ -96,7 +96,7 @@ fn store_contents_equal_direct_reads() {
             .fold(0.0f32, f32::max);
         assert!(worst < 1e-4, "slice {i}: max difference {worst}");
 
-        assert!(store.read_label(i, &mut label));
+        assert!(store.read_label(i, &mut label).unwrap());
         let seg = to_canonical(read_labels(case.label.as_ref().unwrap()).unwrap());
         let class_of = |v: u8| [0u8, 1, 2, 0, 3][v as usize];
         for r in 0..48 {
@@ -145,9 +145,11 @@ fn store_contents_equal_direct_reads() {
     // A batch read equals single reads.
     let ids = [3, 0, store.len() - 1];
     let (mut batch, mut labels) = (Vec::new(), Vec::new());
-    store.read_batch(&ids, &mut batch, Some(&mut labels));
+    store
+        .read_batch(&ids, &mut batch, Some(&mut labels))
+        .unwrap();
     for (k, &i) in ids.iter().enumerate() {
-        store.read_image(i, &mut image);
+        store.read_image(i, &mut image).unwrap();
         assert_eq!(&batch[k * image.len()..(k + 1) * image.len()], &image[..]);
     }
     assert_eq!(labels.len(), 3 * 48 * 48);
@@ -297,8 +299,8 @@ fn f16_store_matches_f32_store() {
     assert_eq!(a.len(), b.len());
     let (mut x, mut y) = (Vec::new(), Vec::new());
     let ids: Vec<usize> = (0..a.len()).collect();
-    a.read_batch(&ids, &mut x, None);
-    b.read_batch(&ids, &mut y, None);
+    a.read_batch(&ids, &mut x, None).unwrap();
+    b.read_batch(&ids, &mut y, None).unwrap();
     let worst = x
         .iter()
         .zip(&y)
