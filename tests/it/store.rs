@@ -14,17 +14,43 @@ fn demo_config(extra: &str) -> Config {
     Config::preset_with(Preset::Demo, "<test>", extra).unwrap()
 }
 
+/// Phantom subjects on disk with the demo preset plus `overlay`.
+struct Pool {
+    dir: tempfile::TempDir,
+    config: Config,
+    cases: Vec<Case>,
+}
+
+impl Pool {
+    fn new(subjects: usize, size: usize, seed: u64, overlay: &str) -> Pool {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        super::common::tumour_phantoms(&data, subjects, size, seed);
+        let config = demo_config(overlay);
+        let cases = discover(&config.dataset, &data).unwrap().cases;
+        Pool { dir, config, cases }
+    }
+
+    fn root(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// A case's images, read independently and reoriented.
+fn canonical_images(case: &Case) -> Vec<nextslice::volume::Volume> {
+    case.images
+        .iter()
+        .map(|p| to_canonical(read_volume(p).unwrap()))
+        .collect()
+}
+
 fn build(root: &Path, config: &Config, cases: &[Case]) -> (SliceStore, BuildOutcome) {
     open_or_build(root, config, cases, &Silent, &AtomicBool::new(false)).unwrap()
 }
 
 /// Independent reference: canonical, z-scored over non-zero voxels, padded.
 fn reference_slice(case: &Case, pad: i64, size: usize, slice: usize) -> Vec<f32> {
-    let vols: Vec<_> = case
-        .images
-        .iter()
-        .map(|p| to_canonical(read_volume(p).unwrap()))
-        .collect();
+    let vols = canonical_images(case);
     let n = vols[0].data.len();
     let brain: Vec<bool> = (0..n)
         .map(|i| vols.iter().any(|v| v.data[i] != 0.0))
@@ -61,13 +87,15 @@ fn reference_slice(case: &Case, pad: i64, size: usize, slice: usize) -> Vec<f32>
 
 #[test]
 fn store_contents_equal_direct_reads() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    super::common::tumour_phantoms(&data, 3, 32, 11);
     // 32-voxel phantoms padded to 48: stored (row 0, col 0) is canonical (-8, -8).
-    let config = demo_config("[slicing]\nsize = [48, 48]\nmin_brain_fraction = 0.05\n");
-    let cases = discover(&config.dataset, &data).unwrap().cases;
-    let (store, outcome) = build(&dir.path().join("store"), &config, &cases);
+    let pool = Pool::new(
+        3,
+        32,
+        11,
+        "[slicing]\nsize = [48, 48]\nmin_brain_fraction = 0.05\n",
+    );
+    let (config, cases) = (pool.config.clone(), &pool.cases);
+    let (store, outcome) = build(&pool.root("store"), &config, cases);
     assert_eq!(outcome, BuildOutcome::Built);
     let meta = store.meta();
     assert_eq!((meta.channels(), meta.height, meta.width), (4, 48, 48));
@@ -118,11 +146,7 @@ fn store_contents_equal_direct_reads() {
 
     // Dropped slices are exactly those below the brain threshold.
     for (v, case) in cases.iter().enumerate() {
-        let vols: Vec<_> = case
-            .images
-            .iter()
-            .map(|p| to_canonical(read_volume(p).unwrap()))
-            .collect();
+        let vols = canonical_images(case);
         let kept: Vec<u32> = store
             .entries()
             .iter()
@@ -157,20 +181,13 @@ fn store_contents_equal_direct_reads() {
 
 #[test]
 fn cropping_centres_on_the_brain_and_the_grid_maps_to_world() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    super::common::tumour_phantoms(&data, 1, 40, 2);
-    let config = demo_config("[slicing]\nsize = [32, 32]\n");
-    let cases = discover(&config.dataset, &data).unwrap().cases;
-    let (store, _) = build(&dir.path().join("store"), &config, &cases);
+    let pool = Pool::new(1, 40, 2, "[slicing]\nsize = [32, 32]\n");
+    let (config, cases) = (pool.config.clone(), &pool.cases);
+    let (store, _) = build(&pool.root("store"), &config, cases);
     let record = &store.meta().volumes[0];
     let [r0, c0] = record.crop_origin;
     // The window is centred on the brain's bounding box (40 voxels, window 32).
-    let vols: Vec<_> = cases[0]
-        .images
-        .iter()
-        .map(|p| to_canonical(read_volume(p).unwrap()))
-        .collect();
+    let vols = canonical_images(&cases[0]);
     let (mut lo, mut hi) = ([usize::MAX; 2], [0usize; 2]);
     for z in 0..26 {
         for y in 0..40 {
@@ -196,22 +213,19 @@ fn cropping_centres_on_the_brain_and_the_grid_maps_to_world() {
 
 #[test]
 fn store_is_reused_until_inputs_or_settings_change() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let root = dir.path().join("store");
-    super::common::tumour_phantoms(&data, 2, 32, 1);
-    let config = demo_config("[slicing]\nsize = [32, 32]\n");
-    let cases = discover(&config.dataset, &data).unwrap().cases;
-    let (first, outcome) = build(&root, &config, &cases);
+    let pool = Pool::new(2, 32, 1, "[slicing]\nsize = [32, 32]\n");
+    let (config, cases) = (pool.config.clone(), &pool.cases);
+    let root = pool.root("store");
+    let (first, outcome) = build(&root, &config, cases);
     assert_eq!(outcome, BuildOutcome::Built);
     let key = first.meta().key.clone();
     drop(first);
-    assert_eq!(build(&root, &config, &cases).1, BuildOutcome::Reused);
+    assert_eq!(build(&root, &config, cases).1, BuildOutcome::Reused);
 
     // A changed setting gives a new store.
     let mut other = config.clone();
     other.slicing.min_brain_fraction = 0.2;
-    assert_ne!(store_key(&other, &cases).unwrap(), key);
+    assert_ne!(store_key(&other, cases).unwrap(), key);
 
     // A rewritten input file gives a new store, and the old one is removed.
     std::thread::sleep(std::time::Duration::from_millis(20));
@@ -220,15 +234,15 @@ fn store_is_reused_until_inputs_or_settings_change() {
     NiftiWriter::new(labels.dims, labels.affine)
         .write(&seg, &labels.data)
         .unwrap();
-    let (rebuilt, outcome) = build(&root, &config, &cases);
+    let (rebuilt, outcome) = build(&root, &config, cases);
     assert_eq!(outcome, BuildOutcome::Built);
     assert_ne!(rebuilt.meta().key, key);
     assert!(!root.join(&key).exists(), "stale store kept");
 
     // A store of other settings in the same root is left alone.
-    let (kept, _) = build(&root, &other, &cases);
+    let (kept, _) = build(&root, &other, cases);
     let kept_key = kept.meta().key.clone();
-    build(&root, &config, &cases);
+    build(&root, &config, cases);
     assert!(
         root.join(&kept_key).exists(),
         "another setting's store was deleted"
@@ -237,13 +251,10 @@ fn store_is_reused_until_inputs_or_settings_change() {
 
 #[test]
 fn half_built_stores_are_never_used() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let root = dir.path().join("store");
-    super::common::tumour_phantoms(&data, 1, 32, 1);
-    let config = demo_config("[slicing]\nsize = [32, 32]\n");
-    let cases = discover(&config.dataset, &data).unwrap().cases;
-    let key = store_key(&config, &cases).unwrap();
+    let pool = Pool::new(1, 32, 1, "[slicing]\nsize = [32, 32]\n");
+    let (config, cases) = (pool.config.clone(), &pool.cases);
+    let root = pool.root("store");
+    let key = store_key(&config, cases).unwrap();
     // What a kill -9 mid-build leaves: a temp build directory; and a
     // final-name directory without meta.json (we never make one, but a
     // manual copy could).
@@ -251,7 +262,7 @@ fn half_built_stores_are_never_used() {
     std::fs::write(root.join(format!(".build-{key}/images.bin")), b"partial").unwrap();
     std::fs::create_dir_all(root.join(&key)).unwrap();
     std::fs::write(root.join(&key).join("images.bin"), b"partial").unwrap();
-    let (store, outcome) = build(&root, &config, &cases);
+    let (store, outcome) = build(&root, &config, cases);
     assert_eq!(outcome, BuildOutcome::Built);
     assert!(!store.is_empty());
     assert!(!root.join(format!(".build-{key}")).exists());
@@ -271,7 +282,7 @@ fn half_built_stores_are_never_used() {
         .expect("truncated store must not open");
     assert!(err.to_string().contains("expected"), "{err}");
     // ... and open_or_build rebuilds it from the sources.
-    assert_eq!(build(&root, &config, &cases).1, BuildOutcome::Built);
+    assert_eq!(build(&root, &config, cases).1, BuildOutcome::Built);
 
     // A meta.json with impossible numbers is an error, not a panic.
     let meta_path = root.join(&key).join("meta.json");
@@ -287,15 +298,12 @@ fn half_built_stores_are_never_used() {
 
 #[test]
 fn f16_store_matches_f32_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    super::common::tumour_phantoms(&data, 1, 32, 9);
-    let f32_config = demo_config("[slicing]\nsize = [32, 32]\n");
+    let pool = Pool::new(1, 32, 9, "[slicing]\nsize = [32, 32]\n");
+    let (f32_config, cases) = (pool.config.clone(), &pool.cases);
     let mut f16_config = f32_config.clone();
     f16_config.store.dtype = StoreDtype::F16;
-    let cases = discover(&f32_config.dataset, &data).unwrap().cases;
-    let (a, _) = build(&dir.path().join("a"), &f32_config, &cases);
-    let (b, _) = build(&dir.path().join("b"), &f16_config, &cases);
+    let (a, _) = build(&pool.root("a"), &f32_config, cases);
+    let (b, _) = build(&pool.root("b"), &f16_config, cases);
     assert_eq!(a.len(), b.len());
     let (mut x, mut y) = (Vec::new(), Vec::new());
     let ids: Vec<usize> = (0..a.len()).collect();
@@ -311,11 +319,8 @@ fn f16_store_matches_f32_store() {
 
 #[test]
 fn unexpected_label_values_and_misaligned_modalities_are_explained() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    super::common::tumour_phantoms(&data, 2, 32, 4);
-    let config = demo_config("[slicing]\nsize = [32, 32]\n");
-    let cases = discover(&config.dataset, &data).unwrap().cases;
+    let pool = Pool::new(2, 32, 4, "[slicing]\nsize = [32, 32]\n");
+    let (config, cases) = (pool.config.clone(), &pool.cases);
 
     // A BraTS-2023-style label map: enhancing tumour as 3.
     let seg = cases[0].label.clone().unwrap();
@@ -335,9 +340,9 @@ fn unexpected_label_values_and_misaligned_modalities_are_explained() {
         .write(&seg, &labels.data)
         .unwrap();
     let err = open_or_build(
-        &dir.path().join("s"),
+        &pool.root("s"),
         &config,
-        &cases,
+        cases,
         &Silent,
         &AtomicBool::new(false),
     )
@@ -356,7 +361,7 @@ fn unexpected_label_values_and_misaligned_modalities_are_explained() {
     let raw: Vec<i16> = v.data.iter().map(|x| *x as i16).collect();
     NiftiWriter::new(v.dims, shifted).write(t2, &raw).unwrap();
     let err = open_or_build(
-        &dir.path().join("s"),
+        &pool.root("s"),
         &config,
         &cases[1..],
         &Silent,
