@@ -6,7 +6,10 @@
 //! `config` describes a dataset and an experiment.
 
 pub mod config;
+pub mod device;
 pub mod fsutil;
+pub mod model;
 pub mod progress;
+pub mod rng;
 pub mod store;
 pub mod volume;

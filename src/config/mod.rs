@@ -27,6 +27,8 @@ pub struct Config {
     pub split: SplitConfig,
     pub vae: VaeConfig,
     pub unet: UnetConfig,
+    #[serde(default)]
+    pub augment: AugmentConfig,
     pub sampling: SamplingConfig,
     pub device: DeviceConfig,
 }
@@ -277,6 +279,36 @@ pub struct UnetConfig {
     pub lr: f64,
     pub batch_size: usize,
     pub epochs_per_round: usize,
+}
+
+/// Augmentation while training the U-Net (§3.2): flips, intensity, elastic.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AugmentConfig {
+    pub enabled: bool,
+    /// Mirror left–right with probability ½.
+    pub flip: bool,
+    /// Per channel, multiply brain intensities by 1 ± up to this.
+    pub intensity_scale: f64,
+    /// Per channel, add up to ± this (z-score units) inside the brain.
+    pub intensity_shift: f64,
+    /// Standard deviation (pixels) of the elastic displacements; 0 = off.
+    pub elastic_sigma: f64,
+    /// Control points per side of the elastic displacement grid.
+    pub elastic_points: usize,
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        AugmentConfig {
+            enabled: true,
+            flip: true,
+            intensity_scale: 0.1,
+            intensity_shift: 0.1,
+            elastic_sigma: 2.0,
+            elastic_points: 4,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -54,6 +54,7 @@ impl Config {
         self.validate_slicing()?;
         fraction("split.test_fraction", self.split.test_fraction, true, false)?;
         self.validate_models()?;
+        self.validate_augment()?;
         self.validate_sampling()
     }
 
@@ -217,6 +218,24 @@ impl Config {
         positive("unet.lr", u.lr)?;
         at_least("unet.batch_size", u.batch_size, 1)?;
         at_least("unet.epochs_per_round", u.epochs_per_round, 1)
+    }
+
+    fn validate_augment(&self) -> Check {
+        let a = &self.augment;
+        fraction("augment.intensity_scale", a.intensity_scale, true, false)?;
+        if !(a.intensity_shift.is_finite() && a.intensity_shift >= 0.0) {
+            return fail("augment.intensity_shift", "must be a number ≥ 0");
+        }
+        if !(a.elastic_sigma.is_finite() && (0.0..=64.0).contains(&a.elastic_sigma)) {
+            return fail(
+                "augment.elastic_sigma",
+                "must be between 0 (off) and 64 pixels",
+            );
+        }
+        if !(2..=64).contains(&a.elastic_points) {
+            return fail("augment.elastic_points", "must be between 2 and 64");
+        }
+        Ok(())
     }
 
     fn validate_sampling(&self) -> Check {

@@ -4,7 +4,7 @@
 //! that push the surrounding anatomy aside. Everything is in world millimetres.
 
 use super::field::{RadialBumps, WaveField};
-use super::rng::Rng;
+use crate::rng::Rng;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tissue {

@@ -2,7 +2,7 @@
 //! texture, partial-volume blur, a smooth bias field and Rician noise.
 
 use super::anatomy::{Lesion, Point, Tissue};
-use super::rng::Rng;
+use crate::rng::Rng;
 
 /// BraTS modality tokens, in the order the phantom writes them.
 pub const TUMOUR_MODALITIES: [&str; 4] = ["flair", "t1", "t1ce", "t2"];

@@ -1,7 +1,7 @@
 //! Smooth random fields: sums of random plane waves. They shape cortical folds,
 //! tissue texture, tumour boundaries and the scanner's bias field.
 
-use super::rng::Rng;
+use crate::rng::Rng;
 
 /// `Σ cos(k·p + φ)`, normalised so its values stay roughly in [-1, 1].
 #[derive(Clone, Debug)]

@@ -10,15 +10,14 @@
 mod anatomy;
 mod contrast;
 mod field;
-mod rng;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::rng::Rng;
 use anatomy::{Anatomy, Lesion, Tissue};
 use contrast::{Scanner, TISSUE_MODALITIES, TUMOUR_MODALITIES, blur3};
 use field::WaveField;
-use rng::Rng;
 
 use super::{Affine, NiftiWriter, VolumeError};
 use crate::progress::{Progress, ProgressUpdate};

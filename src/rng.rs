@@ -1,8 +1,12 @@
 //! A small, fixed pseudo-random generator (xoshiro256**, seeded by SplitMix64).
 //! Owned here rather than taken from `rand` so that phantom bytes for a given
-//! seed never change when a dependency changes its algorithms.
+//! seed never change when a dependency changes its algorithms, and so that its
+//! whole state can be checkpointed and a resumed training run continues the
+//! same random stream.
 
-#[derive(Clone, Debug)]
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rng {
     s: [u64; 4],
 }
@@ -47,6 +51,25 @@ impl Rng {
 
     pub fn chance(&mut self, p: f64) -> bool {
         self.unit() < p
+    }
+
+    /// Uniform integer in `0..n` (n > 0), by rejection so it is unbiased.
+    pub fn below(&mut self, n: usize) -> usize {
+        let n = n.max(1) as u64;
+        let zone = u64::MAX - u64::MAX % n;
+        loop {
+            let v = self.next_u64();
+            if v < zone {
+                return (v % n) as usize;
+            }
+        }
+    }
+
+    /// Fisher–Yates shuffle.
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.below(i + 1));
+        }
     }
 
     /// Standard normal (Box–Muller).

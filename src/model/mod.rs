@@ -1,0 +1,41 @@
+//! The learning core, as burn modules generic over the backend: the U-Net
+//! that segments, the VAE that learns the slice manifold, their losses, the
+//! input gradient of Eq. 3, and augmentation.
+
+pub mod augment;
+mod gradient;
+pub mod loss;
+mod norm;
+mod unet;
+mod vae;
+
+pub use gradient::{InputGradient, dice_gradient_wrt_input, inference_model};
+pub use norm::{BatchNorm2d, Mode};
+pub use unet::{UNet, UNetOutput, UNetSpec};
+pub use vae::{Vae, VaeOutput, VaeSpec};
+
+use crate::config::Config;
+
+impl UNetSpec {
+    /// The U-Net a configuration asks for.
+    pub fn from_config(config: &Config) -> UNetSpec {
+        UNetSpec {
+            in_channels: config.dataset.modalities.len(),
+            classes: config.labels.classes.len(),
+            widths: config.unet.widths.clone(),
+            bottleneck: config.unet.bottleneck,
+        }
+    }
+}
+
+impl VaeSpec {
+    /// The VAE a configuration asks for.
+    pub fn from_config(config: &Config) -> VaeSpec {
+        VaeSpec {
+            in_channels: config.dataset.modalities.len(),
+            size: config.slicing.size,
+            widths: config.vae.widths.clone(),
+            z_dim: config.vae.z_dim,
+        }
+    }
+}
