@@ -12,4 +12,5 @@ pub mod model;
 pub mod progress;
 pub mod rng;
 pub mod store;
+pub mod train;
 pub mod volume;

@@ -4,6 +4,7 @@
 mod common;
 mod config;
 mod dataset;
+mod models;
 mod nifti_errors;
 mod nifti_io;
 mod phantom;
