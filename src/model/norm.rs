@@ -28,6 +28,17 @@ pub struct BatchNorm2d<B: Backend> {
     epsilon: f64,
 }
 
+/// A per-channel vector laid out as a contiguous [n, c, 1, 1] tensor.
+///
+/// Broadcasting a [1, c, 1, 1] tensor over [n, c, h, w] sends burn-flex down
+/// its scalar strided path (a stride-0 batch dim); a contiguous [n, c] block
+/// matches its SIMD "one scalar per row" kernel instead. Measured: ~19% of a
+/// U-Net training step went to the strided path before this.
+fn per_image_channel<B: Backend>(v: Tensor<B, 1>, n: usize) -> Tensor<B, 4> {
+    let [c] = v.dims();
+    v.reshape([1, c]).repeat_dim(0, n).reshape([n, c, 1, 1])
+}
+
 impl<B: Backend> BatchNorm2d<B> {
     pub fn new(channels: usize, device: &B::Device) -> Self {
         BatchNorm2d {
@@ -59,7 +70,7 @@ impl<B: Backend> BatchNorm2d<B> {
         };
         let scale = self.gamma.val() / var.add_scalar(self.epsilon).sqrt();
         let shift = self.beta.val() - mean * scale.clone();
-        x * scale.reshape([1, c, 1, 1]) + shift.reshape([1, c, 1, 1])
+        x * per_image_channel(scale, n) + per_image_channel(shift, n)
     }
 
     fn update_running(&self, mean: &Tensor<B, 1>, var: &Tensor<B, 1>, count: f64) {

@@ -1,0 +1,235 @@
+//! Model throughput, nextslice (burn) vs the same architectures in PyTorch,
+//! measured side by side in one run on this machine:
+//! U-Net train step (C=4, K=4; 128², batch 8 and 256², batch 4), U-Net
+//! inference, VAE train step (128², batch 16), and the gradient-guided step
+//! (dDice/dx through the frozen U-Net + VAE encode; 128², batch 8).
+//!
+//! `cargo bench --bench models [-- --cases unet-train-128-b8,… --repeat 3]`
+//! PyTorch side: `.venv-torch` made by `../shared/tools/torch-cpu-venv .venv-torch`
+//! (or $NEXTSLICE_TORCH_PYTHON). NdArray: add `--features ndarray`.
+
+#[path = "common.rs"]
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use burn::tensor::backend::AutodiffBackend;
+
+use nextslice::model::loss::{dice_loss_from_logits, one_hot, vae_loss};
+use nextslice::model::{Mode, UNetSpec, VaeSpec, dice_gradient_wrt_input};
+
+const C: usize = 4;
+const K: usize = 4;
+
+const CASES: [&str; 6] = [
+    "unet-train-128-b8",
+    "unet-infer-128-b8",
+    "unet-train-256-b4",
+    "unet-infer-256-b4",
+    "vae-train-128-b16",
+    "gradient-encode-128-b8",
+];
+
+fn unet_spec() -> UNetSpec {
+    UNetSpec {
+        in_channels: C,
+        classes: K,
+        widths: vec![32, 64, 128, 256],
+        bottleneck: 512,
+    }
+}
+
+fn vae_spec(size: usize) -> VaeSpec {
+    VaeSpec {
+        in_channels: C,
+        size: [size, size],
+        widths: vec![32, 64, 128, 256],
+        z_dim: 3,
+    }
+}
+
+/// Median slices/s of `repeat` timed calls after a warm-up call.
+fn rate(slices: usize, repeat: usize, step: impl FnMut()) -> f64 {
+    slices as f64 / common::median_seconds(repeat.max(1), step).max(1e-12)
+}
+
+fn inputs<B: Backend>(n: usize, size: usize, device: &B::Device) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    let x = Tensor::random([n, C, size, size], Distribution::Normal(0.0, 1.0), device);
+    let labels = Tensor::<B, 3>::random(
+        [n, size, size],
+        Distribution::Uniform(0.0, K as f64),
+        device,
+    )
+    .int();
+    (x, one_hot(labels, K))
+}
+
+fn run_case<B: AutodiffBackend>(case: &str, repeat: usize, device: &B::Device) -> f64 {
+    let parse = |s: &str| -> (usize, usize) {
+        let parts: Vec<&str> = s.rsplit('-').collect();
+        (
+            parts[1].parse().unwrap_or(128),
+            parts[0].trim_start_matches('b').parse().unwrap_or(8),
+        )
+    };
+    let (size, n) = parse(case);
+    if case.starts_with("unet-train") {
+        let mut model = unet_spec().init::<B>(device);
+        let mut optim = AdamConfig::new().init::<B, _>();
+        let (x, y) = inputs::<B>(n, size, device);
+        rate(n, repeat, || {
+            let loss =
+                dice_loss_from_logits(model.forward(x.clone(), Mode::Train).logits, y.clone());
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(1e-3, model.clone(), grads);
+            let _: f32 = loss.into_scalar().elem();
+        })
+    } else if case.starts_with("unet-infer") {
+        let model = unet_spec().init::<B>(device).valid();
+        let (x, _) = inputs::<B::InnerBackend>(n, size, device);
+        rate(n, repeat, || {
+            let p = model.probabilities(x.clone(), Mode::Eval);
+            let _: f32 = p.sum().into_scalar().elem();
+        })
+    } else if case.starts_with("vae-train") {
+        let mut model = vae_spec(size).init::<B>(device);
+        let mut optim = AdamConfig::new().init::<B, _>();
+        let (x, _) = inputs::<B>(n, size, device);
+        rate(n, repeat, || {
+            let noise = Tensor::random([n, 3], Distribution::Normal(0.0, 1.0), device);
+            let out = model.forward(x.clone(), noise, Mode::Train);
+            let loss = vae_loss(out.reconstruction, x.clone(), out.mean, out.log_var).total(1.0);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(1e-4, model.clone(), grads);
+            let _: f32 = loss.into_scalar().elem();
+        })
+    } else {
+        let unet = unet_spec().init::<B>(device);
+        let vae = vae_spec(size).init::<B>(device).valid();
+        let (x, y) = inputs::<B::InnerBackend>(n, size, device);
+        rate(n, repeat, || {
+            let g = dice_gradient_wrt_input::<B>(&unet, x.clone(), y.clone());
+            let z = vae.encode_mean(x.clone() + g.gradient.mul_scalar(1e-3));
+            let _: f32 = z.sum().into_scalar().elem();
+        })
+    }
+}
+
+fn torch_rates(cases: &[&str], repeat: usize) -> Option<(String, Vec<f64>)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = std::env::var_os("NEXTSLICE_TORCH_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join(".venv-torch/bin/python"));
+    let script = root.join("bench/models_torch.py");
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let out = Command::new(&python)
+        .args([
+            script.to_str()?,
+            &cases.join(","),
+            &repeat.to_string(),
+            &threads.to_string(),
+        ])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "PyTorch run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let rates = cases
+        .iter()
+        .map(|c| json["cases"][c].as_f64().unwrap_or(f64::NAN))
+        .collect();
+    Some((
+        format!(
+            "PyTorch {} ({} threads)",
+            json["torch"].as_str().unwrap_or("?"),
+            json["threads"]
+        ),
+        rates,
+    ))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let cases: Vec<&str> = match value("--cases") {
+        Some(list) => CASES
+            .iter()
+            .copied()
+            .filter(|c| list.split(',').any(|w| w == *c))
+            .collect(),
+        None => CASES.to_vec(),
+    };
+    let repeat: usize = value("--repeat").and_then(|r| r.parse().ok()).unwrap_or(3);
+    let started = Instant::now();
+
+    let mut columns: Vec<(String, Vec<f64>)> = Vec::new();
+    // PyTorch first, then burn, each in one process: no competition for the cores.
+    let torch = torch_rates(&cases, repeat);
+    if torch.is_none() {
+        eprintln!(
+            "PyTorch not available (make .venv-torch with ../shared/tools/torch-cpu-venv); no ratios"
+        );
+    }
+    let device = Default::default();
+    let flex: Vec<f64> = cases
+        .iter()
+        .map(|c| run_case::<nextslice::device::CpuBackend>(c, repeat, &device))
+        .collect();
+    columns.push(("burn Flex".into(), flex));
+    #[cfg(feature = "ndarray")]
+    {
+        // NdArray trains ~100× slower: one timed step per case.
+        type Nd = burn::backend::Autodiff<burn::backend::NdArray>;
+        let nd: Vec<f64> = cases
+            .iter()
+            .map(|c| run_case::<Nd>(c, 1, &Default::default()))
+            .collect();
+        columns.push(("burn NdArray".into(), nd));
+    }
+    if let Some(t) = torch.clone() {
+        columns.push(t);
+    }
+
+    println!(
+        "model throughput, slices/s (median of {repeat}, after warm-up); ratio = nextslice ÷ PyTorch"
+    );
+    print!("{:<24}", "case");
+    for (name, _) in &columns {
+        print!(" {name:>26}");
+    }
+    if torch.is_some() {
+        print!(" {:>12}", "Flex/PyTorch");
+        #[cfg(feature = "ndarray")]
+        print!(" {:>14}", "NdArray/PyTorch");
+    }
+    println!();
+    for (i, case) in cases.iter().enumerate() {
+        print!("{case:<24}");
+        for (_, rates) in &columns {
+            print!(" {:>26.2}", rates[i]);
+        }
+        if let Some((_, t)) = &torch {
+            print!(" {:>11.2}×", columns[0].1[i] / t[i]);
+            #[cfg(feature = "ndarray")]
+            print!(" {:>13.3}×", columns[1].1[i] / t[i]);
+        }
+        println!();
+    }
+    println!("({:.0}s in all)", started.elapsed().as_secs_f64());
+}
