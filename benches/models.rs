@@ -21,6 +21,7 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::tensor::backend::AutodiffBackend;
 
+use nextslice::device::{BackendTask, Device, with_backend};
 use nextslice::model::loss::{dice_loss_from_logits, one_hot, vae_loss};
 use nextslice::model::{Mode, UNetSpec, VaeSpec, dice_gradient_wrt_input};
 
@@ -121,6 +122,20 @@ fn run_case<B: AutodiffBackend>(case: &str, repeat: usize, device: &B::Device) -
     }
 }
 
+/// One benchmark case, run on whichever backend the device needs.
+struct Case<'a> {
+    name: &'a str,
+    repeat: usize,
+}
+
+impl BackendTask for Case<'_> {
+    type Output = f64;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> f64 {
+        run_case::<B>(self.name, self.repeat, &device)
+    }
+}
+
 fn torch_rates(cases: &[&str], repeat: usize) -> Option<(String, Vec<f64>)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let python = std::env::var_os("NEXTSLICE_TORCH_PYTHON")
@@ -186,19 +201,41 @@ fn main() {
             "PyTorch not available (make .venv-torch with ../shared/tools/torch-cpu-venv); no ratios"
         );
     }
-    let device = Default::default();
-    let flex: Vec<f64> = cases
+    // `--device cuda[:N]` measures burn-cuda instead (build with --features cuda).
+    let spec: nextslice::config::DeviceSpec = value("--device")
+        .unwrap_or_else(|| "cpu".into())
+        .parse()
+        .unwrap_or_else(|e| {
+            eprintln!("{e}");
+            std::process::exit(2)
+        });
+    let device = Device::resolve(spec).unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(2)
+    });
+    let ours: Vec<f64> = cases
         .iter()
-        .map(|c| run_case::<nextslice::device::CpuBackend>(c, repeat, &device))
+        .map(|c| with_backend(device, Case { name: c, repeat }).unwrap_or(f64::NAN))
         .collect();
-    columns.push(("burn Flex".into(), flex));
+    let label = match device {
+        Device::Cpu => "burn Flex".to_string(),
+        Device::Cuda(n) => format!("burn CUDA:{n}"),
+    };
+    columns.push((label, ours));
     #[cfg(feature = "ndarray")]
     {
-        // NdArray trains ~100× slower: one timed step per case.
+        // NdArray trains two orders of magnitude slower: one timed step, and
+        // only the 128² cases (a 256² training step would take many minutes).
         type Nd = burn::backend::Autodiff<burn::backend::NdArray>;
         let nd: Vec<f64> = cases
             .iter()
-            .map(|c| run_case::<Nd>(c, 1, &Default::default()))
+            .map(|c| {
+                if c.contains("-256-") {
+                    f64::NAN
+                } else {
+                    run_case::<Nd>(c, 1, &Default::default())
+                }
+            })
             .collect();
         columns.push(("burn NdArray".into(), nd));
     }
