@@ -7,10 +7,15 @@
 
 pub mod config;
 pub mod device;
+pub mod failpoint;
 pub mod fsutil;
+pub mod masks;
 pub mod model;
 pub mod progress;
+pub mod project;
 pub mod rng;
 pub mod store;
+pub mod strategy;
 pub mod train;
 pub mod volume;
+pub mod worker;

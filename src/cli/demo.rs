@@ -1,17 +1,22 @@
-//! `nextslice demo`: the whole pipeline built so far, on phantom data, on a CPU.
+//! `nextslice demo`: the whole loop on phantom data, on a CPU: phantom scans,
+//! a project, the VAE, the random seed batch and its export — up to the point
+//! where an expert's masks are needed. The phantom's ground truth can stand in
+//! for the expert.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
 
-use nextslice::config::{Config, Preset};
+use nextslice::config::{DeviceSpec, Preset};
 use nextslice::progress::StderrProgress;
+use nextslice::project::Project;
 use nextslice::volume::phantom::{PhantomKind, PhantomSpec, write_phantom};
+use nextslice::worker::{Job, run_job};
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// Where the demo writes its data and store.
+    /// Where the demo writes its data and project.
     #[arg(long, default_value = "nextslice-demo")]
     dir: PathBuf,
     #[arg(long, default_value_t = 16)]
@@ -21,12 +26,14 @@ pub struct DemoArgs {
     size: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    #[arg(long, default_value = "auto")]
+    device: DeviceSpec,
 }
 
 pub fn run(args: DemoArgs) -> Result<()> {
     super::check_phantom_args(args.subjects, args.size)?;
-    let config = Config::resolve(Preset::Demo, &[])?;
     let data = args.dir.join("data");
+    let project_dir = args.dir.join("project");
     let spec = PhantomSpec {
         kind: PhantomKind::Tumour,
         subjects: args.subjects,
@@ -39,19 +46,43 @@ pub fn run(args: DemoArgs) -> Result<()> {
         args.subjects,
         data.display()
     );
-    write_phantom(&data, &spec, &StderrProgress::default())?;
+    if !data.join(spec.case_id(args.subjects - 1)).exists() {
+        write_phantom(&data, &spec, &StderrProgress::default())?;
+    }
+    let project = match Project::open(&project_dir) {
+        Ok(p) => p,
+        Err(_) => Project::init(&project_dir, &data, Preset::Demo, &[])?,
+    };
+    let state = project.state()?;
     println!(
-        "2. slice store (canonical orientation, z-score, crop/pad to {}×{})",
-        config.slicing.size[0], config.slicing.size[1]
+        "2. project {} ({} test cases held out)",
+        project_dir.display(),
+        state.test_cases.len()
     );
-    super::store::build(&config, &data, &args.dir.join("store"))?;
-    println!();
+    let mut state = state;
+    if state.phase == nextslice::project::Phase::NeedVae {
+        println!(
+            "3. training the VAE on the pool ({} epochs)…",
+            project.config.vae.epochs
+        );
+        println!("   {}", run_job(&project_dir, Job::TrainVae, args.device)?);
+        state = project.state()?;
+    }
+    if state.phase == nextslice::project::Phase::Seeding {
+        println!("4. drawing the random seed batch…");
+        println!("   {}", run_job(&project_dir, Job::Suggest, args.device)?);
+    }
+    let p = project_dir.display();
+    println!("5. export the suggested slices for annotation:");
+    println!("     nextslice export -p {p}");
+    println!("   An expert would now draw masks. The phantom's ground truth can stand in:");
     println!(
-        "Look at a volume:   nextslice info {}",
-        spec.paths(&data, 0).0[0].display()
+        "     nextslice import -p {p} {}/*/*_seg.nii.gz",
+        data.display()
     );
+    println!("   then train, suggest the next batch with gradient-guided sampling, and repeat:");
     println!(
-        "Your own data:      nextslice store --preset brats2019 --data /path/to/BraTS2019 --out store"
+        "     nextslice train --wait -p {p}   ·   nextslice suggest --wait -p {p}   ·   nextslice status -p {p}"
     );
     Ok(())
 }

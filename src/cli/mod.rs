@@ -4,6 +4,7 @@
 
 mod demo;
 mod inspect;
+mod project;
 mod store;
 
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 
 use nextslice::config::{Config, Preset};
 use nextslice::volume::phantom::PhantomKind;
+use nextslice::worker::Job;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -27,8 +29,31 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Generate phantom data and build its slice store (runs on a CPU in seconds).
+    /// Phantom data → project → VAE → seed batch → export, on the CPU.
     Demo(demo::DemoArgs),
+    /// Create a project for a dataset.
+    Init(project::InitArgs),
+    /// Train the VAE on the pool (detached worker).
+    TrainVae(project::JobArgs),
+    /// Suggest the next batch of slices (detached worker).
+    Suggest(project::JobArgs),
+    /// Write the suggested slices, previews and a manifest for the experts.
+    Export(project::ProjectArg),
+    /// Check and accept the experts' masks (NIfTI slices, 3D label volumes, PNG).
+    Import(project::ImportArgs),
+    /// Train the U-Net on the labelled slices (detached worker).
+    Train(project::JobArgs),
+    /// Dice per region on the held-out test set (detached worker).
+    Evaluate(project::JobArgs),
+    /// Round, phase, running job with progress and ETA, last metrics.
+    Status(project::ProjectArg),
+    /// Print (and follow) the project's event log.
+    Logs(project::LogsArgs),
+    /// Ask the running job to stop after its current batch.
+    Cancel(project::ProjectArg),
+    /// Run one job in this process (started detached by the step commands).
+    #[command(hide = true)]
+    Worker(project::WorkerArgs),
     /// Write deterministic synthetic brain scans (BraTS or MALC layout).
     Phantom(PhantomArgs),
     /// Preprocess a dataset into a memory-mapped slice store (reused when unchanged).
@@ -81,6 +106,17 @@ struct ConfigArgs {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo(args) => demo::run(args),
+        Command::Init(args) => project::init(args),
+        Command::TrainVae(args) => project::job(Job::TrainVae, args),
+        Command::Suggest(args) => project::job(Job::Suggest, args),
+        Command::Export(args) => project::export_cmd(args),
+        Command::Import(args) => project::import_cmd(args),
+        Command::Train(args) => project::job(Job::Train, args),
+        Command::Evaluate(args) => project::job(Job::Evaluate, args),
+        Command::Status(args) => project::status(args),
+        Command::Logs(args) => project::logs(args),
+        Command::Cancel(args) => project::cancel(args),
+        Command::Worker(args) => project::worker(args),
         Command::Phantom(args) => phantom(args),
         Command::Store(args) => store::run(args),
         Command::Info(args) => inspect::run(args),

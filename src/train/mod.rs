@@ -11,6 +11,11 @@ mod vae;
 
 pub use batches::{MaskSource, StoreMasks};
 pub use checkpoint::{load_model, save_model};
+
+/// Deletes a finished run's checkpoints.
+pub fn clear_checkpoints(dir: &std::path::Path) {
+    checkpoint::Checkpoints::new(dir).clear();
+}
 pub use unet::{UnetTraining, train_unet};
 pub use vae::{VaeTraining, train_vae};
 

@@ -1,0 +1,436 @@
+//! Project subcommands: `init`, the round steps, mask exchange, and watching
+//! the worker (`status`, `logs`, `cancel`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use nextslice::config::{DeviceSpec, Preset};
+use nextslice::masks::{apply_import, export, plan_import};
+use nextslice::progress::{StderrProgress, format_duration};
+use nextslice::project::{Phase, Project};
+use nextslice::worker::{
+    CANCEL_FILE, Event, EventLog, Job, Logged, run_job, running_worker, spawn,
+};
+
+/// The project a command works on.
+#[derive(Args, Debug, Clone)]
+pub struct ProjectArg {
+    /// Project directory (default: the current directory).
+    #[arg(long, short = 'p', default_value = ".")]
+    pub project: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Directory for the new project.
+    dir: PathBuf,
+    /// The dataset directory.
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, value_enum, default_value_t = Preset::Brats2019)]
+    preset: Preset,
+    /// TOML files laid over the preset.
+    #[arg(long = "config", value_name = "FILE")]
+    files: Vec<PathBuf>,
+}
+
+pub fn init(args: InitArgs) -> Result<()> {
+    let project = Project::init(&args.dir, &args.data, args.preset, &args.files)?;
+    let state = project.state()?;
+    let cases = project.discover()?.cases.len();
+    println!(
+        "project {} created from the {} preset",
+        args.dir.display(),
+        args.preset.name()
+    );
+    println!(
+        "  data     {} ({cases} cases; {} held out for testing)",
+        project.data_root()?.display(),
+        state.test_cases.len()
+    );
+    println!(
+        "  config   {} (edit to taste)",
+        project.path("project.toml").display()
+    );
+    println!("next: nextslice train-vae -p {}", args.dir.display());
+    Ok(())
+}
+
+/// How a long step runs.
+#[derive(Args, Debug)]
+pub struct JobArgs {
+    #[command(flatten)]
+    project: ProjectArg,
+    /// auto | cpu | cuda | cuda:N (default: the project's device.kind).
+    #[arg(long)]
+    device: Option<DeviceSpec>,
+    /// Wait for the job to finish, showing its progress.
+    #[arg(long, conflicts_with = "foreground")]
+    wait: bool,
+    /// Run in this process instead of a detached worker.
+    #[arg(long)]
+    foreground: bool,
+}
+
+pub fn job(job: Job, args: JobArgs) -> Result<()> {
+    let dir = &args.project.project;
+    let project = Project::open(dir)?;
+    let device = args.device.unwrap_or(project.config.device.kind);
+    if args.foreground {
+        let summary = run_job(dir, job, device)?;
+        println!("{summary}");
+        return print_next(dir);
+    }
+    let log = EventLog::new(dir);
+    let (_, offset) = log.read_from(0)?;
+    let pid = spawn(dir, job, device)?;
+    if !args.wait {
+        println!(
+            "{} started in the background (worker pid {pid}); it keeps running if you log out.",
+            job.name()
+        );
+        println!(
+            "watch: nextslice status -p {0}   ·   nextslice logs -f -p {0}   ·   stop: nextslice cancel -p {0}",
+            dir.display()
+        );
+        return Ok(());
+    }
+    follow_job(dir, job, offset)?;
+    print_next(dir)
+}
+
+/// Follows the event log from `offset` until `job` ends; errors if it failed.
+fn follow_job(dir: &Path, job: Job, mut offset: u64) -> Result<()> {
+    let log = EventLog::new(dir);
+    let mut started = false;
+    let mut quiet_polls = 0;
+    loop {
+        let (events, next) = log.read_from(offset)?;
+        offset = next;
+        for e in &events {
+            match &e.event {
+                Event::JobStarted { job: j, .. } if j == job.name() => started = true,
+                Event::JobFinished { job: j, summary } if j == job.name() && started => {
+                    eprintln!();
+                    println!("{summary}");
+                    return Ok(());
+                }
+                Event::JobFailed { job: j, error } if j == job.name() => {
+                    bail!("{} failed: {error}", job.name())
+                }
+                Event::JobCancelled { job: j } if j == job.name() => {
+                    bail!("{} was cancelled; run it again to resume", job.name())
+                }
+                _ => {}
+            }
+            if started {
+                eprint!("\r\x1b[2K{}", describe(e));
+            }
+        }
+        // The worker exits without a final event only if it was killed.
+        if events.is_empty() {
+            quiet_polls += 1;
+            if quiet_polls > 50 && running_worker(dir).is_none() {
+                let (late, _) = log.read_from(offset)?;
+                if late.is_empty() {
+                    bail!(
+                        "the worker stopped without finishing {} (see {})",
+                        job.name(),
+                        dir.join("worker.log").display()
+                    );
+                }
+            }
+        } else {
+            quiet_polls = 0;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One line per event, as `logs` prints them.
+fn describe(e: &Logged) -> String {
+    match &e.event {
+        Event::JobStarted { job, pid, device } => format!("{job}: started (pid {pid}, {device})"),
+        Event::Progress {
+            job,
+            stage,
+            epoch,
+            epochs,
+            done,
+            total,
+            loss,
+            rate,
+            eta_seconds,
+        } => {
+            let mut s = format!("{job}: {stage}");
+            if let (Some(e), Some(n)) = (epoch, epochs) {
+                s += &format!(" epoch {e}/{n}");
+            }
+            s += &format!(" {done}/{total}");
+            if let Some(l) = loss {
+                s += &format!(" loss {l:.4}");
+            }
+            if let Some(r) = rate {
+                s += &format!(" {r:.1} slices/s");
+            }
+            if let Some(eta) = eta_seconds {
+                s += &format!(
+                    " ETA {}",
+                    format_duration(Duration::from_secs_f64(eta.max(0.0)))
+                );
+            }
+            s
+        }
+        Event::Checkpoint {
+            job,
+            epoch,
+            epochs,
+            loss,
+        } => format!("{job}: epoch {epoch}/{epochs} done, mean loss {loss:.4} (checkpoint saved)"),
+        Event::JobFinished { job, summary } => format!("{job}: finished — {summary}"),
+        Event::JobFailed { job, error } => format!("{job}: FAILED — {error}"),
+        Event::JobCancelled { job } => format!("{job}: cancelled"),
+        Event::Transition {
+            from,
+            to,
+            round,
+            reason,
+        } => format!("round {round}: {from} → {to} ({reason})"),
+    }
+}
+
+fn print_next(dir: &Path) -> Result<()> {
+    let project = Project::open(dir)?;
+    let state = project.state()?;
+    let command = match state.phase {
+        Phase::NeedVae => "nextslice train-vae",
+        Phase::Seeding | Phase::Suggesting => "nextslice suggest",
+        Phase::AwaitingMasks => "nextslice export, then nextslice import MASKS…",
+        Phase::Training => "nextslice train",
+        Phase::Done => "nextslice evaluate",
+    };
+    println!(
+        "next: {} — {command} -p {}",
+        state.phase.describe(),
+        dir.display()
+    );
+    Ok(())
+}
+
+pub fn export_cmd(args: ProjectArg) -> Result<()> {
+    let project = Project::open(&args.project)?;
+    let state = project.state()?;
+    if state.phase != Phase::AwaitingMasks || state.pending.is_empty() {
+        bail!(
+            "nothing to export: the project is waiting to {}",
+            state.phase.describe()
+        );
+    }
+    let store = project.store(&StderrProgress::default(), &Default::default())?;
+    let dir = project.round_dir(state.round).join("export");
+    let done = export(&dir, &project.config, store.meta(), &state.pending)?;
+    println!(
+        "exported {} slices ({} files) to {}",
+        done.slices,
+        done.files,
+        done.dir.display()
+    );
+    println!(
+        "send the folder to the annotators; manifest.csv names the mask expected back for each slice."
+    );
+    println!(
+        "then: nextslice import -p {} MASKS…",
+        args.project.display()
+    );
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    project: ProjectArg,
+    /// Mask files or directories of them.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Accept the valid masks even if some files are rejected.
+    #[arg(long)]
+    partial: bool,
+}
+
+pub fn import_cmd(args: ImportArgs) -> Result<()> {
+    let dir = &args.project.project;
+    let project = Project::open(dir)?;
+    let mut state = project.state()?;
+    if state.phase != Phase::AwaitingMasks {
+        bail!(
+            "no masks are awaited: the project is waiting to {}",
+            state.phase.describe()
+        );
+    }
+    if running_worker(dir).is_some() {
+        bail!("a job is running in this project; import when it has finished");
+    }
+    let store = project.store(&StderrProgress::default(), &Default::default())?;
+    let plan = plan_import(&project.config, store.meta(), &state, &args.paths)?;
+    print!("{}", plan.report());
+    if !plan.problems.is_empty() && !args.partial {
+        bail!(
+            "{} file(s) rejected; nothing was imported (fix them, or use --partial to take the valid ones)",
+            plan.problems.len()
+        );
+    }
+    if plan.accepted.is_empty() {
+        bail!("no valid mask in this import");
+    }
+    let applied = apply_import(dir, &mut state, &plan)?;
+    let log = EventLog::new(dir);
+    if applied.remaining == 0 {
+        project.commit(
+            &mut state,
+            Phase::Training,
+            &format!("{} masks imported", applied.accepted),
+            &log,
+        )?;
+    } else {
+        state.save(dir)?;
+    }
+    println!(
+        "imported {} masks; {} still awaited",
+        applied.accepted, applied.remaining
+    );
+    print_next(dir)
+}
+
+pub fn status(args: ProjectArg) -> Result<()> {
+    let dir = &args.project;
+    let project = Project::open(dir)?;
+    let state = project.state()?;
+    println!(
+        "project  {}",
+        std::fs::canonicalize(dir).unwrap_or(dir.clone()).display()
+    );
+    println!(
+        "round    {} · {:?} — next: {}",
+        state.round,
+        state.phase,
+        state.phase.describe()
+    );
+    println!(
+        "slices   {} labelled · {} awaiting masks · {} test cases held out",
+        state.labelled.len(),
+        state.pending.len(),
+        state.test_cases.len()
+    );
+    match running_worker(dir) {
+        Some(holder) => {
+            let events = EventLog::new(dir).read_all()?;
+            let last = events
+                .iter()
+                .rev()
+                .find(|e| matches!(e.event, Event::Progress { .. }));
+            println!(
+                "job      {} running (pid {}, {})",
+                holder.job, holder.pid, holder.device
+            );
+            if let Some(e) = last {
+                println!("         {}", describe(e));
+            }
+        }
+        None => {
+            let events = EventLog::new(dir).read_all()?;
+            let last = events.iter().rev().find(|e| {
+                matches!(
+                    e.event,
+                    Event::JobFinished { .. }
+                        | Event::JobFailed { .. }
+                        | Event::JobCancelled { .. }
+                )
+            });
+            match last {
+                Some(e) => println!("job      none running; last: {}", describe(e)),
+                None => println!("job      none running"),
+            }
+        }
+    }
+    if let Some(record) = state.history.last() {
+        let dice: Vec<String> = record
+            .dice
+            .iter()
+            .map(|(r, d)| format!("{r} {d:.3}"))
+            .collect();
+        println!(
+            "last     round {}: {} slices ({:.1}% of the pool){}",
+            record.round,
+            record.labelled,
+            100.0 * record.budget,
+            if dice.is_empty() {
+                String::new()
+            } else {
+                format!(" · Dice {}", dice.join(" "))
+            }
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    project: ProjectArg,
+    /// Keep following new events.
+    #[arg(long, short = 'f')]
+    follow: bool,
+}
+
+pub fn logs(args: LogsArgs) -> Result<()> {
+    let dir = &args.project.project;
+    Project::open(dir)?;
+    let log = EventLog::new(dir);
+    let mut offset = 0;
+    loop {
+        let (events, next) = log.read_from(offset)?;
+        offset = next;
+        for e in &events {
+            println!("{}", describe(e));
+        }
+        if !args.follow {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+pub fn cancel(args: ProjectArg) -> Result<()> {
+    let dir = &args.project;
+    Project::open(dir)?;
+    let Some(holder) = running_worker(dir) else {
+        println!("no job is running");
+        return Ok(());
+    };
+    std::fs::write(dir.join(CANCEL_FILE), b"").context("cannot write the cancel request")?;
+    println!(
+        "cancel requested: {} (pid {}) stops after its current batch; its last checkpoint is kept.",
+        holder.job, holder.pid
+    );
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    #[arg(long)]
+    project: PathBuf,
+    #[arg(long, value_enum)]
+    job: Job,
+    #[arg(long, default_value = "auto")]
+    device: DeviceSpec,
+}
+
+/// The detached worker's entry point.
+pub fn worker(args: WorkerArgs) -> Result<()> {
+    let summary = run_job(&args.project, args.job, args.device)?;
+    println!("{summary}");
+    Ok(())
+}

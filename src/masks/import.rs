@@ -1,0 +1,403 @@
+//! Importing the experts' masks. An import is first planned — every file
+//! read and checked, nothing written — and then applied: accepted files are
+//! copied into the project (never modified afterwards), the class maps the
+//! models train on are derived from them, and the round state is committed
+//! last. By default one bad file rejects the whole import; `partial` takes
+//! the valid subset.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::fsutil::write_atomic;
+use crate::project::{Labelled, RoundState, SliceKey};
+use crate::store::{StoreMeta, VolumeRecord};
+use crate::volume::{Volume, read_labels, to_canonical};
+
+use super::export::{expected_mask_name, key_from_mask_name};
+use super::plane::{from_display, plane, plane_shape, to_store_window};
+use super::{MaskError, derived_path, png_io};
+
+/// One slice's mask, checked and converted.
+pub struct AcceptedMask {
+    pub key: SliceKey,
+    /// The file it came from (as given).
+    pub file: PathBuf,
+    /// Class indices on the store's pixel grid for this slice.
+    pub classes: Vec<u8>,
+}
+
+/// The outcome of checking an import, before anything is written.
+#[derive(Default)]
+pub struct ImportPlan {
+    pub accepted: Vec<AcceptedMask>,
+    /// Rejected files and why.
+    pub problems: Vec<(PathBuf, String)>,
+    /// Suggested slices that this import does not cover.
+    pub missing: Vec<SliceKey>,
+    /// Files read but not needed (e.g. a case's full label volume when none
+    /// of its slices was suggested).
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+impl ImportPlan {
+    /// A human-readable report.
+    pub fn report(&self) -> String {
+        let mut out = String::new();
+        for m in &self.accepted {
+            let _ = writeln!(out, "  ok       {}  ←  {}", m.key, m.file.display());
+        }
+        for (file, note) in &self.skipped {
+            let _ = writeln!(out, "  skipped  {}: {note}", file.display());
+        }
+        for (file, problem) in &self.problems {
+            let _ = writeln!(out, "  REJECTED {}: {problem}", file.display());
+        }
+        if !self.missing.is_empty() {
+            let names: Vec<String> = self.missing.iter().map(expected_mask_name).collect();
+            let _ = writeln!(
+                out,
+                "  still awaited ({}): {}",
+                self.missing.len(),
+                names.join(", ")
+            );
+        }
+        out
+    }
+}
+
+fn files_in(paths: &[PathBuf]) -> Result<Vec<PathBuf>, MaskError> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut inside: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| MaskError::Io {
+                    path: p.clone(),
+                    message: e.to_string(),
+                })?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|f| {
+                    f.is_file()
+                        && !f
+                            .file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                })
+                .collect();
+            inside.sort();
+            files.extend(inside);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    Ok(files)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Checks `paths` (files or directories) against the pending suggestions.
+pub fn plan_import(
+    config: &Config,
+    meta: &StoreMeta,
+    state: &RoundState,
+    paths: &[PathBuf],
+) -> Result<ImportPlan, MaskError> {
+    let axis = config.slicing.axis;
+    let pending: HashMap<&SliceKey, ()> = state.pending.iter().map(|p| (&p.key, ())).collect();
+    let record_of = |case: &str| meta.volumes.iter().find(|v| v.case == case);
+    let mut plan = ImportPlan::default();
+    let mut candidates: Vec<(PathBuf, SliceKey, Volume<u8>)> = Vec::new();
+
+    for file in files_in(paths)? {
+        let name = file_name(&file);
+        let lower = name.to_ascii_lowercase();
+        if !(lower.ends_with(".nii") || lower.ends_with(".nii.gz") || lower.ends_with(".png")) {
+            plan.problems.push((
+                file,
+                "not a mask file (expected .nii, .nii.gz or .png)".into(),
+            ));
+            continue;
+        }
+        match key_from_mask_name(&name) {
+            Some(key) => {
+                if !pending.contains_key(&key) {
+                    let why = match state.labelled.iter().find(|l| l.key == key) {
+                        Some(l) => format!("slice {key} was already labelled in round {}", l.round),
+                        None => format!(
+                            "slice {key} is not among the suggested slices (see manifest.csv)"
+                        ),
+                    };
+                    plan.problems.push((file, why));
+                    continue;
+                }
+                let Some(record) = record_of(&key.case) else {
+                    plan.problems.push((
+                        file,
+                        format!("case `{}` is not in the slice store", key.case),
+                    ));
+                    continue;
+                };
+                match read_slice_mask(&file, &lower, &key, record, axis) {
+                    Ok(mask) => candidates.push((file, key, mask)),
+                    Err(problem) => plan.problems.push((file, problem)),
+                }
+            }
+            None => {
+                // A full label volume, named after its case.
+                let case = meta
+                    .volumes
+                    .iter()
+                    .map(|v| v.case.as_str())
+                    .filter(|c| name.starts_with(c))
+                    .max_by_key(|c| c.len());
+                let Some(case) = case else {
+                    plan.problems.push((
+                        file,
+                        "cannot tell which slice this is: name a slice mask <case>_sNNN_mask.nii.gz (see manifest.csv), or a full label volume <case>….nii.gz".into(),
+                    ));
+                    continue;
+                };
+                if !state.pending.iter().any(|p| p.key.case == case) {
+                    plan.skipped.push((
+                        file,
+                        format!("no slice of case `{case}` is awaiting a mask"),
+                    ));
+                    continue;
+                }
+                let Some(record) = record_of(case) else {
+                    continue;
+                };
+                if lower.ends_with(".png") {
+                    plan.problems.push((
+                        file,
+                        "a PNG holds one slice: name it <case>_sNNN_mask.png".into(),
+                    ));
+                    continue;
+                }
+                match read_volume_mask(&file, record) {
+                    Ok(volume) => {
+                        for p in state.pending.iter().filter(|p| p.key.case == case) {
+                            candidates.push((
+                                file.clone(),
+                                p.key.clone(),
+                                plane(&volume, axis, p.key.slice as usize),
+                            ));
+                        }
+                    }
+                    Err(problem) => plan.problems.push((file, problem)),
+                }
+            }
+        }
+    }
+
+    // Label values, duplicates, then conversion to the store's grid.
+    let lut = config.labels.class_lookup();
+    let mut by_key: BTreeMap<SliceKey, Vec<usize>> = BTreeMap::new();
+    for (i, (_, key, _)) in candidates.iter().enumerate() {
+        by_key.entry(key.clone()).or_default().push(i);
+    }
+    let mut bad_files: Vec<PathBuf> = Vec::new();
+    for (key, indices) in &by_key {
+        if indices.len() > 1 {
+            let files: Vec<String> = indices
+                .iter()
+                .map(|&i| candidates[i].0.display().to_string())
+                .collect();
+            for &i in indices {
+                plan.problems.push((
+                    candidates[i].0.clone(),
+                    format!("slice {key} is given more than once ({})", files.join(", ")),
+                ));
+                bad_files.push(candidates[i].0.clone());
+            }
+        }
+    }
+    for (file, key, mask) in &candidates {
+        if let Some(bad) = mask
+            .data
+            .iter()
+            .copied()
+            .find(|v| lut[*v as usize].is_none())
+        {
+            let count = mask.data.iter().filter(|v| **v == bad).count();
+            plan.problems.push((
+                file.clone(),
+                format!(
+                    "slice {key}: {count} pixels hold {}",
+                    config.labels.explain_unexpected(bad)
+                ),
+            ));
+            bad_files.push(file.clone());
+        }
+    }
+    // A file with any problem contributes nothing.
+    let rejected: Vec<&PathBuf> = plan
+        .problems
+        .iter()
+        .map(|(f, _)| f)
+        .chain(&bad_files)
+        .collect();
+    for (file, key, mask) in candidates {
+        if rejected.contains(&&file) {
+            continue;
+        }
+        let Some(record) = record_of(&key.case) else {
+            continue;
+        };
+        let classes: Vec<u8> = mask
+            .data
+            .iter()
+            .map(|v| lut[*v as usize].unwrap_or(0))
+            .collect();
+        let classes = Volume::new(mask.dims, mask.affine, classes);
+        let grid = to_store_window(&classes, axis, record.crop_origin, config.slicing.size, 0);
+        plan.accepted.push(AcceptedMask {
+            key,
+            file,
+            classes: grid,
+        });
+    }
+    plan.problems
+        .sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    plan.problems.dedup();
+    let covered: Vec<&SliceKey> = plan.accepted.iter().map(|m| &m.key).collect();
+    plan.missing = state
+        .pending
+        .iter()
+        .map(|p| p.key.clone())
+        .filter(|k| !covered.contains(&k))
+        .collect();
+    Ok(plan)
+}
+
+/// The exported plane of `key` for geometry checks.
+fn expected_plane(
+    record: &VolumeRecord,
+    key: &SliceKey,
+    axis: crate::config::SliceAxis,
+) -> Volume<u8> {
+    let [nx, ny, nz] = record.canonical_dims;
+    let empty = Volume::new(
+        [nx, ny, nz, 1],
+        record.canonical_affine,
+        vec![0u8; nx * ny * nz],
+    );
+    plane(&empty, axis, key.slice as usize)
+}
+
+fn read_slice_mask(
+    file: &Path,
+    lower: &str,
+    key: &SliceKey,
+    record: &VolumeRecord,
+    axis: crate::config::SliceAxis,
+) -> Result<Volume<u8>, String> {
+    let expected = expected_plane(record, key, axis);
+    if lower.ends_with(".png") {
+        let (width, height, values) = png_io::read_labels(file)?;
+        let (rows, cols) = plane_shape(expected.dims, axis);
+        if (height, width) != (rows, cols) {
+            return Err(format!(
+                "PNG is {width}×{height}, the slice preview is {cols}×{rows}"
+            ));
+        }
+        let data = from_display(&values, expected.dims, axis);
+        return Ok(Volume::new(expected.dims, expected.affine, data));
+    }
+    let mask = to_canonical(read_labels(file).map_err(|e| e.problem.to_string())?);
+    if mask.dims != expected.dims {
+        return Err(format!(
+            "mask is {:?} voxels, the exported slice is {:?}",
+            &mask.dims[..3],
+            &expected.dims[..3]
+        ));
+    }
+    if !mask.affine.approx_eq(&expected.affine, 1e-2) {
+        return Err("mask is not on the exported slice's grid (its position or spacing differs); segment the exported slice image itself".into());
+    }
+    Ok(mask)
+}
+
+fn read_volume_mask(file: &Path, record: &VolumeRecord) -> Result<Volume<u8>, String> {
+    let volume = to_canonical(read_labels(file).map_err(|e| e.problem.to_string())?);
+    let dims = [
+        record.canonical_dims[0],
+        record.canonical_dims[1],
+        record.canonical_dims[2],
+        1,
+    ];
+    if volume.dims != dims {
+        return Err(format!(
+            "label volume is {:?} voxels, case `{}` is {:?}",
+            &volume.dims[..3],
+            record.case,
+            &dims[..3]
+        ));
+    }
+    if !volume.affine.approx_eq(&record.canonical_affine, 1e-2) {
+        return Err(format!(
+            "label volume is not on case `{}`'s voxel grid",
+            record.case
+        ));
+    }
+    Ok(volume)
+}
+
+/// What `apply_import` did.
+pub struct Applied {
+    pub accepted: usize,
+    pub remaining: usize,
+}
+
+/// Writes an accepted plan into the project and commits the new state.
+/// `state` is updated in memory; the caller saves it (the commit point) after
+/// any other change it makes.
+pub fn apply_import(
+    project: &Path,
+    state: &mut RoundState,
+    plan: &ImportPlan,
+) -> Result<Applied, MaskError> {
+    let round_dir = project
+        .join("masks")
+        .join(format!("round-{:03}", state.round));
+    let mut copied: HashMap<PathBuf, PathBuf> = HashMap::new();
+    for m in &plan.accepted {
+        if !copied.contains_key(&m.file) {
+            let target = round_dir.join(file_name(&m.file));
+            let bytes = std::fs::read(&m.file).map_err(|e| MaskError::Io {
+                path: m.file.clone(),
+                message: e.to_string(),
+            })?;
+            write_atomic(&target, &bytes).map_err(|e| MaskError::Io {
+                path: target.clone(),
+                message: e.to_string(),
+            })?;
+            copied.insert(m.file.clone(), target);
+        }
+        let derived = derived_path(project, &m.key);
+        write_atomic(&derived, &m.classes).map_err(|e| MaskError::Io {
+            path: derived.clone(),
+            message: e.to_string(),
+        })?;
+    }
+    crate::failpoint::hit("import-before-commit");
+    for m in &plan.accepted {
+        let target = &copied[&m.file];
+        let relative = target.strip_prefix(project).unwrap_or(target).to_path_buf();
+        state.pending.retain(|p| p.key != m.key);
+        state.labelled.push(Labelled {
+            key: m.key.clone(),
+            mask: relative,
+            round: state.round,
+        });
+    }
+    Ok(Applied {
+        accepted: plan.accepted.len(),
+        remaining: state.pending.len(),
+    })
+}

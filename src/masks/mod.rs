@@ -1,0 +1,63 @@
+//! Mask exchange with the experts: exporting suggested slices and importing,
+//! validating and storing the masks they return.
+
+mod export;
+mod import;
+pub mod plane;
+mod png_io;
+
+pub use export::{
+    Exported, expected_mask_name, expected_png_mask_name, export, key_from_mask_name,
+};
+pub use import::{AcceptedMask, Applied, ImportPlan, apply_import, plan_import};
+
+use std::path::{Path, PathBuf};
+
+use crate::project::{SliceIndex, SliceKey};
+use crate::store::StoreError;
+use crate::train::MaskSource;
+use crate::volume::VolumeError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MaskError {
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+    #[error("{}: {message}", path.display())]
+    Io { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Where the class map derived from an accepted mask lives: height × width
+/// class indices on the store's grid.
+pub fn derived_path(project: &Path, key: &SliceKey) -> PathBuf {
+    project
+        .join("masks")
+        .join("derived")
+        .join(&key.case)
+        .join(format!("s{:03}.classes", key.slice))
+}
+
+/// Training masks from the project's accepted imports.
+pub struct ProjectMasks<'a> {
+    pub project: &'a Path,
+    pub index: &'a SliceIndex,
+}
+
+impl MaskSource for ProjectMasks<'_> {
+    fn mask(&self, id: usize, out: &mut [u8]) -> Result<(), StoreError> {
+        let path = derived_path(self.project, self.index.key(id));
+        let bytes = std::fs::read(&path).map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        if bytes.len() != out.len() {
+            return Err(StoreError::Corrupt {
+                path,
+                message: format!("{} bytes, expected {}", bytes.len(), out.len()),
+            });
+        }
+        out.copy_from_slice(&bytes);
+        Ok(())
+    }
+}

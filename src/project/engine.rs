@@ -1,0 +1,623 @@
+//! The round engine: each step of a round as one function over a project.
+//! Steps check the phase, do their work, make their outputs durable, and
+//! only then commit the new state and log the transition — so a crash at any
+//! point leaves the previous state, and re-running the step resumes it (model
+//! training from its last epoch checkpoint).
+
+use std::sync::atomic::AtomicBool;
+
+use burn::module::AutodiffModule;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+
+use super::latents;
+use super::slices::SliceIndex;
+use super::state::{Pending, Phase, RoundRecord, RoundState};
+use super::{Project, ProjectError};
+use crate::config::Strategy;
+use crate::masks::{self, ProjectMasks};
+use crate::model::loss::one_hot;
+use crate::model::{Mode, UNet, UNetSpec, Vae, VaeSpec, dice_gradient_wrt_input};
+use crate::progress::{Progress, ProgressUpdate};
+use crate::rng::Rng;
+use crate::store::{SliceStore, StoreError, open_or_build};
+use crate::strategy::{
+    GradientGuided, GradientSource, Latents, RandomSampling, Request, SamplingStrategy,
+    StrategyError,
+};
+use crate::train::{
+    TrainError, TrainObserver, UnetTraining, VaeTraining, load_model, save_model, train_unet,
+    train_vae,
+};
+use crate::worker::{Event, EventLog};
+
+pub const VAE_FILE: &str = "models/vae.mpk";
+pub const LATENTS_FILE: &str = "models/latents.bin";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Project(#[from] ProjectError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    #[error(transparent)]
+    Strategy(#[from] StrategyError),
+    #[error(transparent)]
+    Mask(#[from] masks::MaskError),
+    #[error(transparent)]
+    State(#[from] super::StateError),
+    #[error("cancelled; run the step again to resume")]
+    Cancelled,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What a step needs besides the project: where to report, and when to stop.
+pub struct StepContext<'a> {
+    pub progress: &'a dyn Progress,
+    pub observer: &'a dyn TrainObserver,
+    pub cancel: &'a AtomicBool,
+    pub log: &'a EventLog,
+}
+
+impl Project {
+    /// The project's slice store, built on first use (or after the data changed).
+    pub fn store(
+        &self,
+        progress: &dyn Progress,
+        cancel: &AtomicBool,
+    ) -> Result<SliceStore, EngineError> {
+        let cases = self.discover()?.cases;
+        Ok(open_or_build(&self.path("store"), &self.config, &cases, progress, cancel)?.0)
+    }
+
+    /// Moves the state to `to`, saves it (the commit point) and logs it.
+    pub fn commit(
+        &self,
+        state: &mut RoundState,
+        to: Phase,
+        reason: &str,
+        log: &EventLog,
+    ) -> Result<(), EngineError> {
+        let from = state.phase;
+        state.phase = to;
+        state.save(&self.dir)?;
+        let _ = log.append(Event::Transition {
+            from: format!("{from:?}"),
+            to: format!("{to:?}"),
+            round: state.round,
+            reason: reason.to_string(),
+        });
+        Ok(())
+    }
+
+    fn unet_file(round: usize) -> String {
+        format!("models/unet-round-{round:03}.mpk")
+    }
+}
+
+/// Train the VAE on the pool (every non-test slice), then encode every store
+/// slice to the latent table the sampling searches. NeedVae → Seeding.
+pub fn train_vae_step<B: AutodiffBackend>(
+    project: &Project,
+    ctx: &StepContext<'_>,
+    device: &B::Device,
+) -> Result<String, EngineError> {
+    let mut state = project.state()?;
+    state.expect(Phase::NeedVae, "train the VAE")?;
+    let store = project.store(ctx.progress, ctx.cancel)?;
+    let index = SliceIndex::new(&store, &state.test_cases);
+    let pool = index.pool();
+    let config = &project.config;
+    B::seed(device, config.sampling.seed);
+    let model = VaeSpec::from_config(config).init::<B>(device);
+    let job = VaeTraining {
+        store: &store,
+        slices: &pool,
+        config: &config.vae,
+        seed: config.sampling.seed,
+        checkpoints: &project.path("checkpoints/vae"),
+    };
+    let trained = train_vae(&job, model, device, ctx.observer, ctx.cancel)?;
+    if trained.outcome.cancelled {
+        return Err(EngineError::Cancelled);
+    }
+    save_model::<B, _>(&project.path(VAE_FILE), &trained.model)?;
+    let latents = encode_pool::<B>(&trained.model.valid(), &store, ctx, device)?;
+    latents::save(&project.path(LATENTS_FILE), &store.meta().key, &latents)
+        .map_err(|e| EngineError::Invalid(format!("cannot save latents: {e}")))?;
+    state.vae = Some(VAE_FILE.into());
+    project.commit(&mut state, Phase::Seeding, "VAE trained", ctx.log)?;
+    crate::train::clear_checkpoints(&project.path("checkpoints/vae"));
+    let last = trained
+        .outcome
+        .epoch_losses
+        .last()
+        .copied()
+        .unwrap_or(f64::NAN);
+    Ok(format!(
+        "VAE trained on {} slices ({} epochs, final loss {last:.1}); pool encoded",
+        pool.len(),
+        trained.outcome.epochs_completed
+    ))
+}
+
+/// Posterior means of every store slice, in batches.
+fn encode_pool<B: AutodiffBackend>(
+    vae: &Vae<B::InnerBackend>,
+    store: &SliceStore,
+    ctx: &StepContext<'_>,
+    device: &B::Device,
+) -> Result<Latents, EngineError> {
+    let meta = store.meta();
+    let (c, h, w) = (meta.channels(), meta.height, meta.width);
+    let batch = 32;
+    let mut values = Vec::new();
+    let mut images = Vec::new();
+    let ids: Vec<usize> = (0..store.len()).collect();
+    for (k, chunk) in ids.chunks(batch).enumerate() {
+        if ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(EngineError::Cancelled);
+        }
+        store.read_batch(chunk, &mut images, None)?;
+        let x = Tensor::<B::InnerBackend, 4>::from_data(
+            TensorData::new(images.clone(), [chunk.len(), c, h, w]),
+            device,
+        );
+        let z = vae
+            .encode_mean(x)
+            .into_data()
+            .to_vec::<f32>()
+            .map_err(|e| EngineError::Invalid(format!("{e:?}")))?;
+        values.extend(z);
+        ctx.progress.update(&ProgressUpdate {
+            stage: "encode pool",
+            done: ((k + 1) * batch).min(ids.len()) as u64,
+            total: ids.len() as u64,
+            unit: "slices",
+            detail: "",
+        });
+    }
+    Ok(Latents {
+        dim: vae_dim(&values, store.len()),
+        values,
+    })
+}
+
+fn vae_dim(values: &[f32], n: usize) -> usize {
+    values.len() / n.max(1)
+}
+
+/// Seeding: a random `initial_fraction` of the pool. Suggesting: the
+/// configured strategy picks `round_fraction` of the pool. → AwaitingMasks.
+pub fn suggest_step<B: AutodiffBackend>(
+    project: &Project,
+    ctx: &StepContext<'_>,
+    device: &B::Device,
+) -> Result<String, EngineError> {
+    let mut state = project.state()?;
+    let config = &project.config;
+    let seeding = match state.phase {
+        Phase::Seeding => true,
+        Phase::Suggesting => false,
+        _ => {
+            return Err(super::StateError::WrongPhase {
+                action: "suggest slices",
+                phase: state.phase,
+            }
+            .into());
+        }
+    };
+    let store = project.store(ctx.progress, ctx.cancel)?;
+    let index = SliceIndex::new(&store, &state.test_cases);
+    let pool = index.pool().len();
+    let candidates = index.candidates(&state);
+    let fraction = if seeding {
+        config.sampling.initial_fraction
+    } else {
+        config.sampling.round_fraction
+    };
+    let count = ((fraction * pool as f64).ceil() as usize).max(1);
+    let round = if seeding { 0 } else { state.round + 1 };
+    let mut rng = Rng::new(config.sampling.seed, 0x7375_6767 + round as u64);
+
+    let (name, suggestions) = if seeding || config.sampling.strategy == Strategy::Random {
+        let request = Request {
+            candidates: &candidates,
+            count,
+            latents: None,
+            sources: &[],
+            rng: &mut rng,
+        };
+        ("random", RandomSampling.suggest(request)?)
+    } else {
+        let angle = match config.sampling.strategy {
+            Strategy::Gradient => Some(config.sampling.max_angle_deg),
+            Strategy::GradientNoAngle => None,
+            other => {
+                return Err(EngineError::Invalid(format!(
+                    "the {other:?} strategy is not available in the round engine yet; use gradient, gradient-no-angle or random"
+                )));
+            }
+        };
+        let latents =
+            latents::load(&project.path(LATENTS_FILE), &store.meta().key).ok_or_else(|| {
+                EngineError::Invalid(
+                    "no VAE latents for the current slice store; run train-vae".into(),
+                )
+            })?;
+        let sources = gradient_sources::<B>(project, &state, &store, &index, &latents, device)?;
+        let strategy = GradientGuided {
+            max_angle_deg: angle,
+        };
+        let request = Request {
+            candidates: &candidates,
+            count,
+            latents: Some(&latents),
+            sources: &sources,
+            rng: &mut rng,
+        };
+        (strategy.name(), strategy.suggest(request)?)
+    };
+    if suggestions.is_empty() {
+        return Err(EngineError::Invalid(
+            "no unlabelled slices are left to suggest".into(),
+        ));
+    }
+    state.pending = suggestions
+        .into_iter()
+        .map(|s| Pending {
+            key: index.key(s.slice).clone(),
+            source: s.source.map(|i| index.key(i).clone()),
+            detail: s,
+        })
+        .collect();
+    state.round = round;
+    let log_path = project.round_dir(round).join("suggestions.json");
+    let json = serde_json::to_vec_pretty(&state.pending)
+        .map_err(|e| EngineError::Invalid(e.to_string()))?;
+    crate::fsutil::write_atomic(&log_path, &json)
+        .map_err(|e| EngineError::Invalid(format!("{}: {e}", log_path.display())))?;
+    let n = state.pending.len();
+    project.commit(
+        &mut state,
+        Phase::AwaitingMasks,
+        &format!("{n} slices suggested ({name})"),
+        ctx.log,
+    )?;
+    Ok(format!(
+        "round {round}: {n} slices suggested by {name} sampling ({:.1}% of the pool)",
+        100.0 * n as f64 / pool as f64
+    ))
+}
+
+/// z and z' (Eq. 3–4) for every labelled slice, in batches.
+fn gradient_sources<B: AutodiffBackend>(
+    project: &Project,
+    state: &RoundState,
+    store: &SliceStore,
+    index: &SliceIndex,
+    latents: &Latents,
+    device: &B::Device,
+) -> Result<Vec<GradientSource>, EngineError> {
+    let config = &project.config;
+    let unet_path = state
+        .unet
+        .clone()
+        .ok_or_else(|| EngineError::Invalid("no trained U-Net; run train".into()))?;
+    let unet: UNet<B> = load_model::<B, _>(
+        &project.path(unet_path),
+        UNetSpec::from_config(config).init::<B>(device),
+        device,
+    )?;
+    let vae_path = state
+        .vae
+        .clone()
+        .ok_or_else(|| EngineError::Invalid("no trained VAE; run train-vae".into()))?;
+    let vae: Vae<B> = load_model::<B, _>(
+        &project.path(vae_path),
+        VaeSpec::from_config(config).init::<B>(device),
+        device,
+    )?;
+    let vae = vae.valid();
+    let meta = store.meta();
+    let (c, h, w) = (meta.channels(), meta.height, meta.width);
+    let classes = meta.label_values.len();
+    let masks = ProjectMasks {
+        project: &project.dir,
+        index,
+    };
+    let ids: Vec<usize> = state
+        .labelled
+        .iter()
+        .filter_map(|l| index.id(&l.key))
+        .collect();
+    let mut sources = Vec::with_capacity(ids.len());
+    let (mut images, mut labels) = (Vec::new(), Vec::new());
+    for chunk in ids.chunks(8) {
+        store.read_batch(chunk, &mut images, None)?;
+        labels.resize(chunk.len() * h * w, 0);
+        for (k, &id) in chunk.iter().enumerate() {
+            crate::train::MaskSource::mask(&masks, id, &mut labels[k * h * w..(k + 1) * h * w])?;
+        }
+        let n = chunk.len();
+        let x = Tensor::<B::InnerBackend, 4>::from_data(
+            TensorData::new(images.clone(), [n, c, h, w]),
+            device,
+        );
+        let y: Vec<i64> = labels.iter().map(|&v| i64::from(v)).collect();
+        let y = one_hot(
+            Tensor::<B::InnerBackend, 3, Int>::from_data(TensorData::new(y, [n, h, w]), device),
+            classes,
+        );
+        let g = dice_gradient_wrt_input::<B>(&unet, x.clone(), y).gradient;
+        let d = latents.dim;
+        let to_vec = |t: Tensor<B::InnerBackend, 2>| {
+            t.into_data()
+                .to_vec::<f32>()
+                .map_err(|e| EngineError::Invalid(format!("{e:?}")))
+        };
+        let alpha = config.sampling.alpha as f32;
+        let values = g
+            .clone()
+            .into_data()
+            .to_vec::<f32>()
+            .map_err(|e| EngineError::Invalid(format!("{e:?}")))?;
+        let per_slice = c * h * w;
+        // Eq. 3–4: z' = g_φ(x + α·∂L/∂x). When the step α·∂L/∂x is below what
+        // f32 activations resolve (typical: a Dice gradient of ~1e-4 per
+        // pixel times α = 1e-3), g_φ(x + α∂L/∂x) − g_φ(x) is rounding noise.
+        // Then z' is taken to first order, z' = z + α·J·∂L/∂x, with the
+        // Jacobian-vector product from a central difference along the
+        // gradient at a resolvable step (RMS 1e-2 per pixel).
+        let mut steps = Vec::with_capacity(n);
+        for k in 0..n {
+            let slice = &values[k * per_slice..(k + 1) * per_slice];
+            let rms = (slice.iter().map(|v| v * v).sum::<f32>() / per_slice as f32).sqrt();
+            steps.push(rms);
+        }
+        let direct = steps.iter().all(|&rms| alpha * rms >= 1e-2);
+        if direct {
+            let z_prime = to_vec(vae.encode_mean(x + g.mul_scalar(alpha)))?;
+            for (k, &id) in chunk.iter().enumerate() {
+                let z = latents.of(id).to_vec();
+                let step = (0..d).map(|j| z_prime[k * d + j] - z[j]).collect();
+                sources.push(GradientSource::new(id, z, step));
+            }
+        } else {
+            // Scale each slice's gradient to RMS `probe` for the difference.
+            let probe = 1e-2f32;
+            let scales: Vec<f32> = steps
+                .iter()
+                .map(|&rms| if rms > 0.0 { probe / rms } else { 0.0 })
+                .collect();
+            let scale = Tensor::<B::InnerBackend, 1>::from_data(
+                TensorData::new(scales.clone(), [n]),
+                device,
+            )
+            .reshape([n, 1, 1, 1]);
+            let delta = g * scale;
+            let plus = to_vec(vae.encode_mean(x.clone() + delta.clone()))?;
+            let minus = to_vec(vae.encode_mean(x - delta))?;
+            for (k, &id) in chunk.iter().enumerate() {
+                let z = latents.of(id).to_vec();
+                // J·(s·g) ≈ (z₊ − z₋)/2, so α·J·g = α·(z₊ − z₋)/(2s).
+                let factor = if scales[k] > 0.0 {
+                    alpha / (2.0 * scales[k])
+                } else {
+                    0.0
+                };
+                let step = (0..d)
+                    .map(|j| factor * (plus[k * d + j] - minus[k * d + j]))
+                    .collect();
+                sources.push(GradientSource::new(id, z, step));
+            }
+        }
+    }
+    Ok(sources)
+}
+
+/// (Fine-)train the U-Net on every labelled slice. Training → Suggesting,
+/// or Done after the last configured round.
+pub fn train_step<B: AutodiffBackend>(
+    project: &Project,
+    ctx: &StepContext<'_>,
+    device: &B::Device,
+) -> Result<String, EngineError> {
+    let mut state = project.state()?;
+    state.expect(Phase::Training, "train the U-Net")?;
+    let config = &project.config;
+    let store = project.store(ctx.progress, ctx.cancel)?;
+    let index = SliceIndex::new(&store, &state.test_cases);
+    let slices: Vec<usize> = state
+        .labelled
+        .iter()
+        .filter_map(|l| index.id(&l.key))
+        .collect();
+    if slices.len() != state.labelled.len() {
+        return Err(EngineError::Invalid(
+            "some labelled slices are no longer in the slice store (did the data change?)".into(),
+        ));
+    }
+    let spec = UNetSpec::from_config(config);
+    B::seed(device, config.sampling.seed);
+    let model = match &state.unet {
+        Some(previous) => {
+            load_model::<B, _>(&project.path(previous), spec.init::<B>(device), device)?
+        }
+        None => spec.init::<B>(device),
+    };
+    let masks = ProjectMasks {
+        project: &project.dir,
+        index: &index,
+    };
+    let checkpoints = project.path(format!("checkpoints/unet-round-{:03}", state.round));
+    let job = UnetTraining {
+        store: &store,
+        masks: &masks,
+        slices: &slices,
+        config: &config.unet,
+        augment: &config.augment,
+        seed: config.sampling.seed + state.round as u64,
+        checkpoints: &checkpoints,
+    };
+    let trained = train_unet(&job, model, device, ctx.observer, ctx.cancel)?;
+    if trained.outcome.cancelled {
+        return Err(EngineError::Cancelled);
+    }
+    let file = Project::unet_file(state.round);
+    save_model::<B, _>(&project.path(&file), &trained.model)?;
+    state.unet = Some(file.into());
+    let pool = index.pool().len();
+    state.history.retain(|r| r.round != state.round);
+    state.history.push(RoundRecord {
+        round: state.round,
+        labelled: slices.len(),
+        budget: slices.len() as f64 / pool.max(1) as f64,
+        train_losses: trained.outcome.epoch_losses.clone(),
+        dice: Vec::new(),
+    });
+    let next = if state.round >= config.sampling.rounds {
+        Phase::Done
+    } else {
+        Phase::Suggesting
+    };
+    project.commit(&mut state, next, "U-Net trained", ctx.log)?;
+    crate::train::clear_checkpoints(&checkpoints);
+    let last = trained
+        .outcome
+        .epoch_losses
+        .last()
+        .copied()
+        .unwrap_or(f64::NAN);
+    Ok(format!(
+        "round {}: U-Net trained on {} slices ({:.1}% of the pool), final Dice loss {last:.3}",
+        state.round,
+        slices.len(),
+        100.0 * slices.len() as f64 / pool as f64
+    ))
+}
+
+/// Mean Dice per evaluation region over the held-out test volumes, each
+/// volume's stored slices predicted and scored together (a region absent from
+/// both prediction and truth scores 1, as BraTS scores empty regions).
+/// Recorded in the current round's history; the phase does not change.
+pub fn evaluate_step<B: AutodiffBackend>(
+    project: &Project,
+    ctx: &StepContext<'_>,
+    device: &B::Device,
+) -> Result<Vec<(String, f64)>, EngineError> {
+    let mut state = project.state()?;
+    let config = &project.config;
+    let unet_path = state
+        .unet
+        .clone()
+        .ok_or_else(|| EngineError::Invalid("no trained U-Net yet; run train".into()))?;
+    let store = project.store(ctx.progress, ctx.cancel)?;
+    let index = SliceIndex::new(&store, &state.test_cases);
+    let model: UNet<B> = load_model::<B, _>(
+        &project.path(unet_path),
+        UNetSpec::from_config(config).init::<B>(device),
+        device,
+    )?;
+    let model = model.valid();
+    let meta = store.meta();
+    let (c, h, w) = (meta.channels(), meta.height, meta.width);
+    let lut = config.labels.class_lookup();
+    let regions: Vec<(String, Vec<bool>)> = config
+        .labels
+        .evaluation_regions()
+        .into_iter()
+        .map(|r| {
+            let mut member = vec![false; meta.label_values.len()];
+            for v in r.values {
+                if let Some(class) = lut[v as usize] {
+                    member[class as usize] = true;
+                }
+            }
+            (r.name, member)
+        })
+        .collect();
+    let test_ids: Vec<usize> = (0..index.len()).filter(|&i| index.is_test(i)).collect();
+    if test_ids.is_empty() {
+        return Err(EngineError::Invalid(
+            "the test set is empty (split.test_fraction = 0?)".into(),
+        ));
+    }
+    if test_ids.iter().any(|&i| !store.has_label(i)) {
+        return Err(EngineError::Invalid(
+            "some test volumes have no label map; evaluation needs ground truth".into(),
+        ));
+    }
+    let mut per_volume: std::collections::BTreeMap<u32, Vec<[u64; 3]>> = Default::default();
+    let (mut images, mut labels) = (Vec::new(), Vec::new());
+    for (k, chunk) in test_ids.chunks(16).enumerate() {
+        if ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(EngineError::Cancelled);
+        }
+        store.read_batch(chunk, &mut images, Some(&mut labels))?;
+        let x = Tensor::<B::InnerBackend, 4>::from_data(
+            TensorData::new(images.clone(), [chunk.len(), c, h, w]),
+            device,
+        );
+        let predicted = model.forward(x, Mode::Eval).logits.argmax(1);
+        let predicted = predicted
+            .into_data()
+            .convert::<i64>()
+            .to_vec::<i64>()
+            .map_err(|e| EngineError::Invalid(format!("{e:?}")))?;
+        for (j, &id) in chunk.iter().enumerate() {
+            let counts = per_volume
+                .entry(store.entries()[id].volume)
+                .or_insert_with(|| vec![[0; 3]; regions.len()]);
+            for p in 0..h * w {
+                let (pc, tc) = (
+                    predicted[j * h * w + p] as usize,
+                    labels[j * h * w + p] as usize,
+                );
+                for (r, (_, member)) in regions.iter().enumerate() {
+                    let (a, b) = (member.get(pc).copied().unwrap_or(false), member[tc]);
+                    counts[r][0] += u64::from(a && b);
+                    counts[r][1] += u64::from(a);
+                    counts[r][2] += u64::from(b);
+                }
+            }
+        }
+        ctx.progress.update(&ProgressUpdate {
+            stage: "evaluate",
+            done: ((k + 1) * 16).min(test_ids.len()) as u64,
+            total: test_ids.len() as u64,
+            unit: "slices",
+            detail: "",
+        });
+    }
+    let dice: Vec<(String, f64)> = regions
+        .iter()
+        .enumerate()
+        .map(|(r, (name, _))| {
+            let scores: Vec<f64> = per_volume
+                .values()
+                .map(|counts| {
+                    let [both, p, t] = counts[r];
+                    if p + t == 0 {
+                        1.0
+                    } else {
+                        2.0 * both as f64 / (p + t) as f64
+                    }
+                })
+                .collect();
+            (
+                name.clone(),
+                scores.iter().sum::<f64>() / scores.len().max(1) as f64,
+            )
+        })
+        .collect();
+    let round = state.round;
+    if let Some(record) = state.history.iter_mut().find(|r| r.round == round) {
+        record.dice = dice.clone();
+    }
+    state.save(&project.dir)?;
+    Ok(dice)
+}

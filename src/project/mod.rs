@@ -1,0 +1,171 @@
+//! A project: one directory holding the resolved configuration, the round
+//! state, the event log, the slice store, models and masks. The CLI, the
+//! worker and the TUI all read and write the same files.
+//!
+//! ```text
+//! DIR/project.toml    configuration (editable)
+//! DIR/state.json      round state (atomic)
+//! DIR/events.jsonl    event log (append-only)
+//! DIR/worker.lock     held by the running worker
+//! DIR/store/          the slice store
+//! DIR/models/         trained VAE and U-Nets, pool latents
+//! DIR/checkpoints/    per-job training checkpoints
+//! DIR/rounds/N/       suggestions, exports and import reports of round N
+//! DIR/masks/          accepted expert masks (copied in, never modified)
+//! ```
+
+pub mod engine;
+pub mod latents;
+pub mod slices;
+pub mod state;
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, ConfigError, Preset};
+use crate::fsutil::write_atomic;
+use crate::rng::Rng;
+use crate::volume::dataset::{Discovery, discover};
+
+pub use slices::SliceIndex;
+pub use state::{Labelled, Pending, Phase, RoundRecord, RoundState, SliceKey, StateError};
+
+pub const CONFIG_FILE: &str = "project.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error("{} is not a nextslice project (no {CONFIG_FILE}); create one with `nextslice init`", .0.display())]
+    NotAProject(PathBuf),
+    #[error("{} already holds a project; pick another directory", .0.display())]
+    Exists(PathBuf),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Dataset(#[from] crate::volume::dataset::DatasetError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub struct Project {
+    pub dir: PathBuf,
+    pub config: Config,
+}
+
+impl Project {
+    /// Creates a project for the dataset at `data`, writing the resolved
+    /// configuration (preset + user file + `extra` files) and the initial
+    /// state with its held-out test cases.
+    pub fn init(
+        dir: &Path,
+        data: &Path,
+        preset: Preset,
+        extra: &[PathBuf],
+    ) -> Result<Project, ProjectError> {
+        if dir.join(CONFIG_FILE).exists() {
+            return Err(ProjectError::Exists(dir.to_path_buf()));
+        }
+        let mut config = Config::resolve(preset, extra)?;
+        let data = std::fs::canonicalize(data).map_err(|source| ProjectError::Io {
+            path: data.to_path_buf(),
+            source,
+        })?;
+        config.dataset.root = Some(data.clone());
+        let discovery = discover(&config.dataset, &data)?;
+        let test_cases = choose_test_cases(&config, &discovery)?;
+        for sub in ["store", "models", "checkpoints", "rounds", "masks"] {
+            let path = dir.join(sub);
+            std::fs::create_dir_all(&path).map_err(|source| ProjectError::Io { path, source })?;
+        }
+        let header = format!(
+            "# nextslice project, from the {} preset. Edit freely; `nextslice` checks it on every start.\n\n",
+            preset.name()
+        );
+        let path = dir.join(CONFIG_FILE);
+        write_atomic(&path, format!("{header}{}", config.to_toml()).as_bytes())
+            .map_err(|source| ProjectError::Io { path, source })?;
+        RoundState::new(test_cases).save(dir)?;
+        Ok(Project {
+            dir: dir.to_path_buf(),
+            config,
+        })
+    }
+
+    /// Opens the project in `dir`.
+    pub fn open(dir: &Path) -> Result<Project, ProjectError> {
+        let path = dir.join(CONFIG_FILE);
+        if !path.exists() {
+            return Err(ProjectError::NotAProject(dir.to_path_buf()));
+        }
+        let config = Config::from_file(&path)?;
+        Ok(Project {
+            dir: dir.to_path_buf(),
+            config,
+        })
+    }
+
+    pub fn state(&self) -> Result<RoundState, ProjectError> {
+        Ok(RoundState::load(&self.dir)?)
+    }
+
+    pub fn data_root(&self) -> Result<PathBuf, ProjectError> {
+        self.config
+            .dataset
+            .root
+            .clone()
+            .ok_or_else(|| ProjectError::Invalid(format!("{CONFIG_FILE} has no dataset.root")))
+    }
+
+    pub fn discover(&self) -> Result<Discovery, ProjectError> {
+        Ok(discover(&self.config.dataset, &self.data_root()?)?)
+    }
+
+    pub fn path(&self, relative: impl AsRef<Path>) -> PathBuf {
+        self.dir.join(relative)
+    }
+
+    pub fn round_dir(&self, round: usize) -> PathBuf {
+        self.dir.join("rounds").join(format!("{round:03}"))
+    }
+}
+
+/// The held-out test cases: those listed in `split.file`, or a seeded random
+/// `split.test_fraction` of the cases (at least one when the fraction is > 0
+/// and there are two or more cases).
+fn choose_test_cases(config: &Config, discovery: &Discovery) -> Result<Vec<String>, ProjectError> {
+    let ids: Vec<String> = discovery.cases.iter().map(|c| c.id.clone()).collect();
+    if let Some(file) = &config.split.file {
+        let text = std::fs::read_to_string(file).map_err(|source| ProjectError::Io {
+            path: file.clone(),
+            source,
+        })?;
+        let listed: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(String::from)
+            .collect();
+        if let Some(unknown) = listed.iter().find(|l| !ids.contains(l)) {
+            return Err(ProjectError::Invalid(format!(
+                "{}: test case `{unknown}` is not in the dataset",
+                file.display()
+            )));
+        }
+        return Ok(listed);
+    }
+    let fraction = config.split.test_fraction;
+    let mut count = (fraction * ids.len() as f64).round() as usize;
+    if fraction > 0.0 && ids.len() >= 2 {
+        count = count.clamp(1, ids.len() - 1);
+    }
+    let mut shuffled = ids;
+    Rng::new(config.split.seed, 0x7465_7374).shuffle(&mut shuffled);
+    let mut test: Vec<String> = shuffled.into_iter().take(count).collect();
+    test.sort();
+    Ok(test)
+}
