@@ -12,7 +12,7 @@ use nextslice::masks::{apply_import, export, plan_import};
 use nextslice::progress::{StderrProgress, format_duration};
 use nextslice::project::{Phase, Project};
 use nextslice::worker::{
-    CANCEL_FILE, Event, EventLog, Job, Logged, run_job, running_worker, spawn,
+    CANCEL_FILE, Event, EventLog, Job, Logged, WORKER_LOG, run_job, running_worker, spawn,
 };
 
 /// The project a command works on.
@@ -86,11 +86,12 @@ pub fn job(job: Job, args: JobArgs) -> Result<()> {
     }
     let log = EventLog::new(dir);
     let (_, offset) = log.read_from(0)?;
-    let pid = spawn(dir, job, device)?;
+    let child = spawn(dir, job, device)?;
     if !args.wait {
         println!(
-            "{} started in the background (worker pid {pid}); it keeps running if you log out.",
-            job.name()
+            "{} started in the background (worker pid {}); it keeps running if you log out.",
+            job.name(),
+            child.id()
         );
         println!(
             "watch: nextslice status -p {0}   ·   nextslice logs -f -p {0}   ·   stop: nextslice cancel -p {0}",
@@ -98,22 +99,30 @@ pub fn job(job: Job, args: JobArgs) -> Result<()> {
         );
         return Ok(());
     }
-    follow_job(dir, job, offset)?;
+    follow_job(dir, job, offset, child)?;
     print_next(dir)
 }
 
-/// Follows the event log from `offset` until `job` ends; errors if it failed.
-fn follow_job(dir: &Path, job: Job, mut offset: u64) -> Result<()> {
+/// Follows the event log from `offset` until the worker we started ends its
+/// job; errors if it failed, was cancelled, or died.
+fn follow_job(
+    dir: &Path,
+    job: Job,
+    mut offset: u64,
+    mut worker: std::process::Child,
+) -> Result<()> {
     let log = EventLog::new(dir);
+    let pid = worker.id();
     let mut started = false;
-    let mut quiet_polls = 0;
     loop {
+        let exited = worker.try_wait()?;
         let (events, next) = log.read_from(offset)?;
         offset = next;
         for e in &events {
             match &e.event {
-                Event::JobStarted { job: j, .. } if j == job.name() => started = true,
-                Event::JobFinished { job: j, summary } if j == job.name() && started => {
+                Event::JobStarted { pid: p, .. } if *p == pid => started = true,
+                _ if !started => continue, // e.g. the report of an earlier, killed worker
+                Event::JobFinished { job: j, summary } if j == job.name() => {
                     eprintln!();
                     println!("{summary}");
                     return Ok(());
@@ -126,25 +135,23 @@ fn follow_job(dir: &Path, job: Job, mut offset: u64) -> Result<()> {
                 }
                 _ => {}
             }
-            if started {
-                eprint!("\r\x1b[2K{}", describe(e));
-            }
+            eprint!("\r\x1b[2K{}", describe(e));
         }
-        // The worker exits without a final event only if it was killed.
-        if events.is_empty() {
-            quiet_polls += 1;
-            if quiet_polls > 50 && running_worker(dir).is_none() {
-                let (late, _) = log.read_from(offset)?;
-                if late.is_empty() {
-                    bail!(
-                        "the worker stopped without finishing {} (see {})",
-                        job.name(),
-                        dir.join("worker.log").display()
-                    );
-                }
-            }
-        } else {
-            quiet_polls = 0;
+        if let Some(status) = exited {
+            let tail = std::fs::read_to_string(dir.join(WORKER_LOG)).unwrap_or_default();
+            let last: Vec<&str> = tail
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            bail!(
+                "the worker exited ({status}) without finishing {}:\n{}",
+                job.name(),
+                last.join("\n")
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -195,28 +195,10 @@ pub fn plan_import(
         }
     }
 
-    // Label values, duplicates, then conversion to the store's grid.
+    // Label values first; then duplicates among the files still standing
+    // (a file rejected for its own faults does not make another a duplicate).
     let lut = config.labels.class_lookup();
-    let mut by_key: BTreeMap<SliceKey, Vec<usize>> = BTreeMap::new();
-    for (i, (_, key, _)) in candidates.iter().enumerate() {
-        by_key.entry(key.clone()).or_default().push(i);
-    }
-    let mut bad_files: Vec<PathBuf> = Vec::new();
-    for (key, indices) in &by_key {
-        if indices.len() > 1 {
-            let files: Vec<String> = indices
-                .iter()
-                .map(|&i| candidates[i].0.display().to_string())
-                .collect();
-            for &i in indices {
-                plan.problems.push((
-                    candidates[i].0.clone(),
-                    format!("slice {key} is given more than once ({})", files.join(", ")),
-                ));
-                bad_files.push(candidates[i].0.clone());
-            }
-        }
-    }
+    let mut bad_files: Vec<PathBuf> = plan.problems.iter().map(|(f, _)| f.clone()).collect();
     for (file, key, mask) in &candidates {
         if let Some(bad) = mask
             .data
@@ -233,6 +215,27 @@ pub fn plan_import(
                 ),
             ));
             bad_files.push(file.clone());
+        }
+    }
+    let mut by_key: BTreeMap<SliceKey, Vec<usize>> = BTreeMap::new();
+    for (i, (file, key, _)) in candidates.iter().enumerate() {
+        if !bad_files.contains(file) {
+            by_key.entry(key.clone()).or_default().push(i);
+        }
+    }
+    for (key, indices) in &by_key {
+        if indices.len() > 1 {
+            let files: Vec<String> = indices
+                .iter()
+                .map(|&i| candidates[i].0.display().to_string())
+                .collect();
+            for &i in indices {
+                plan.problems.push((
+                    candidates[i].0.clone(),
+                    format!("slice {key} is given more than once ({})", files.join(", ")),
+                ));
+                bad_files.push(candidates[i].0.clone());
+            }
         }
     }
     // A file with any problem contributes nothing.

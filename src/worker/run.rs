@@ -271,8 +271,9 @@ pub fn run_job(dir: &Path, job: Job, device: DeviceSpec) -> Result<String, Worke
 }
 
 /// Starts `nextslice worker` for `job` in a new session with its output in
-/// `worker.log`, and returns its pid. Refuses if a worker is running.
-pub fn spawn(dir: &Path, job: Job, device: DeviceSpec) -> Result<u32, WorkerError> {
+/// `worker.log`. Refuses if a worker is running. The returned child is only
+/// for waiting on; dropping it leaves the worker running.
+pub fn spawn(dir: &Path, job: Job, device: DeviceSpec) -> Result<std::process::Child, WorkerError> {
     if let Some(holder) = running_worker(dir) {
         return Err(LockError::Busy(holder).into());
     }
@@ -304,6 +305,5 @@ pub fn spawn(dir: &Path, job: Job, device: DeviceSpec) -> Result<u32, WorkerErro
             Ok(())
         });
     }
-    let child = command.spawn().map_err(WorkerError::Spawn)?;
-    Ok(child.id())
+    command.spawn().map_err(WorkerError::Spawn)
 }

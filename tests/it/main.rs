@@ -8,4 +8,5 @@ mod models;
 mod nifti_errors;
 mod nifti_io;
 mod phantom;
+mod rounds;
 mod store;

@@ -1,0 +1,506 @@
+//! The round engine end to end through the real binary and the detached
+//! worker: two full rounds on tiny phantom data, crash recovery after
+//! `kill -9`, and import rejections that leave the project untouched.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use nextslice::project::{Phase, Project, RoundState};
+use nextslice::worker::{Event, EventLog, running_worker};
+
+use super::common::{nextslice, tumour_phantoms};
+
+/// Tiny networks and budgets so a round takes seconds on two cores.
+const TINY: &str = "\
+[slicing]\nsize = [32, 32]\nmin_brain_fraction = 0.05\n\
+[split]\ntest_fraction = 0.25\nseed = 1\n\
+[vae]\nwidths = [4, 8]\nz_dim = 3\nepochs = 2\nbatch_size = 16\n\
+[unet]\nwidths = [4, 8]\nbottleneck = 16\nepochs_per_round = 2\nbatch_size = 8\n\
+[sampling]\ninitial_fraction = 0.05\nround_fraction = 0.05\nrounds = 2\n\
+[device]\nkind = \"cpu\"\n";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    project: PathBuf,
+}
+
+fn fixture(subjects: usize, extra: &str) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    tumour_phantoms(&data, subjects, 32, 5);
+    let (tiny, more) = (dir.path().join("tiny.toml"), dir.path().join("extra.toml"));
+    std::fs::write(&tiny, TINY).unwrap();
+    std::fs::write(&more, extra).unwrap();
+    let project = dir.path().join("project");
+    run(&[
+        "init",
+        p(&project),
+        "--data",
+        p(&data),
+        "--preset",
+        "demo",
+        "--config",
+        p(&tiny),
+        "--config",
+        p(&more),
+    ]);
+    Fixture {
+        _dir: dir,
+        data,
+        project,
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    let out = nextslice().args(args).output().expect("run nextslice");
+    assert!(
+        out.status.success(),
+        "nextslice {args:?} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn run_fails(args: &[&str]) -> String {
+    let out = nextslice().args(args).output().expect("run nextslice");
+    assert!(
+        !out.status.success(),
+        "nextslice {args:?} should have failed"
+    );
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn state(project: &Path) -> RoundState {
+    RoundState::load(project).expect("state.json parses")
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// The ground-truth label volumes of the phantoms (the "expert").
+fn ground_truth(data: &Path) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|case| {
+            let id = case.file_name().unwrap().to_string_lossy().into_owned();
+            case.join(format!("{id}_seg.nii.gz"))
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn two_full_rounds_through_the_cli() {
+    let f = fixture(6, "");
+    let project = &f.project;
+    let s = state(project);
+    assert_eq!(s.phase, Phase::NeedVae);
+    assert_eq!(s.test_cases.len(), 2);
+    let config = Project::open(project).unwrap().config;
+    assert_eq!(config.vae.widths, [4, 8]);
+    assert_eq!(
+        config.dataset.root.as_deref(),
+        Some(f.data.canonicalize().unwrap().as_path())
+    );
+
+    // The VAE, through the detached worker.
+    let out = run(&["train-vae", "--wait", "-p", p(project)]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("VAE trained"));
+    assert_eq!(state(project).phase, Phase::Seeding);
+    assert!(project.join("models/vae.mpk").exists() && project.join("models/latents.bin").exists());
+    assert!(
+        running_worker(project).is_none(),
+        "the worker exits and releases its lock"
+    );
+
+    // Round 0: random seed batch, export, import, train.
+    run(&["suggest", "--wait", "-p", p(project)]);
+    let s = state(project);
+    assert_eq!((s.phase, s.round), (Phase::AwaitingMasks, 0));
+    let seed = s.pending.len();
+    assert!(seed >= 1);
+    assert!(
+        s.pending
+            .iter()
+            .all(|p| !s.test_cases.contains(&p.key.case)),
+        "test cases are never suggested"
+    );
+    run(&["export", "-p", p(project)]);
+    let export = project.join("rounds/000/export");
+    let manifest = std::fs::read_to_string(export.join("manifest.csv")).unwrap();
+    assert_eq!(manifest.lines().count(), seed + 1);
+    let first = &s.pending[0].key;
+    for suffix in ["flair.nii.gz", "t1.nii.gz", "t1ce.nii.gz", "t2.nii.gz"] {
+        assert!(
+            export
+                .join(format!("{}_s{:03}_{suffix}", first.case, first.slice))
+                .exists()
+        );
+    }
+    assert!(
+        export
+            .join(format!("{}_s{:03}.png", first.case, first.slice))
+            .exists()
+    );
+    let truth = ground_truth(&f.data);
+    let mut import: Vec<&str> = vec!["import", "-p", p(project)];
+    import.extend(truth.iter().map(String::as_str));
+    run(&import);
+    let s = state(project);
+    assert_eq!(
+        (s.phase, s.labelled.len(), s.pending.len()),
+        (Phase::Training, seed, 0)
+    );
+    for l in &s.labelled {
+        assert!(
+            project.join(&l.mask).exists(),
+            "accepted mask copied into the project"
+        );
+    }
+    run(&["train", "--wait", "-p", p(project)]);
+    let s = state(project);
+    assert_eq!(s.phase, Phase::Suggesting);
+    assert_eq!(s.history.len(), 1);
+    assert_eq!(s.history[0].train_losses.len(), 2);
+
+    // Round 1: gradient-guided suggestions, with their provenance logged.
+    run(&["suggest", "--wait", "-p", p(project)]);
+    let s = state(project);
+    assert_eq!((s.phase, s.round), (Phase::AwaitingMasks, 1));
+    assert!(
+        s.pending
+            .iter()
+            .all(|p| p.source.is_some() && p.detail.angle_deg.is_some() && p.detail.step.is_some())
+    );
+    let labelled: Vec<_> = s.labelled.iter().map(|l| &l.key).collect();
+    assert!(
+        s.pending.iter().all(|p| !labelled.contains(&&p.key)),
+        "nothing suggested twice"
+    );
+    let log: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(project.join("rounds/001/suggestions.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(log[0]["detail"]["distance"].as_f64().is_some());
+    run(&import);
+    run(&["train", "--wait", "-p", p(project)]);
+    let s = state(project);
+    assert_eq!(s.phase, Phase::Suggesting);
+    assert_eq!(s.history.len(), 2);
+    assert!(s.history[1].labelled > s.history[0].labelled);
+
+    // Evaluation on the held-out cases.
+    let out = run(&["evaluate", "--wait", "-p", p(project)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("WT") && text.contains("TC") && text.contains("ET"),
+        "{text}"
+    );
+    let s = state(project);
+    let dice = &s.history[1].dice;
+    assert_eq!(dice.len(), 3);
+    assert!(dice.iter().all(|(_, d)| (0.0..=1.0).contains(d)));
+
+    let status = String::from_utf8_lossy(&run(&["status", "-p", p(project)]).stdout).into_owned();
+    assert!(
+        status.contains("round    1") && status.contains("Dice WT"),
+        "{status}"
+    );
+    let events = EventLog::new(project).read_all().unwrap();
+    let transitions = events
+        .iter()
+        .filter(|e| matches!(e.event, Event::Transition { .. }))
+        .count();
+    assert_eq!(transitions, 7, "every state change is logged");
+    // The project is still consistent for a third reader.
+    assert!(Project::open(project).is_ok());
+}
+
+/// Polls until `pred` holds, failing after `secs`.
+fn wait_for(secs: u64, what: &str, mut pred: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !pred() {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn checkpoints(project: &Path, job: &str) -> usize {
+    EventLog::new(project)
+        .read_all()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(&e.event, Event::Checkpoint { job: j, .. } if j == job))
+        .count()
+}
+
+/// Starts `job` detached, waits for its first checkpoint, kills the worker
+/// with SIGKILL, checks nothing is half-written, and runs it again: the new
+/// run must resume after the checkpointed epoch.
+fn kill_and_resume(project: &Path, job: &str) {
+    run(&[job, "-p", p(project)]);
+    wait_for(120, "a checkpoint", || checkpoints(project, job) >= 1);
+    let holder = running_worker(project).expect("the worker is running");
+    // SAFETY: sending a signal to a child process we started.
+    let killed = unsafe { libc::kill(holder.pid as i32, libc::SIGKILL) };
+    assert_eq!(killed, 0);
+    wait_for(30, "the lock to be released", || {
+        running_worker(project).is_none()
+    });
+    let before = state(project); // parses: nothing half-written
+    let found: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(project.join(format!(
+            "checkpoints/{}/checkpoint.json",
+            if job == "train-vae" {
+                "vae".to_string()
+            } else {
+                format!("unet-round-{:03}", before.round)
+            }
+        )))
+        .unwrap(),
+    )
+    .unwrap();
+    let saved_epochs = found["epochs_completed"].as_u64().unwrap() as usize;
+    assert!(saved_epochs >= 1);
+
+    let log = EventLog::new(project);
+    let (_, offset) = log.read_from(0).unwrap();
+    run(&[job, "--wait", "-p", p(project)]);
+    let (after, _) = log.read_from(offset).unwrap();
+    assert!(
+        after.iter().any(|e| matches!(&e.event, Event::JobFailed { error, .. } if error.contains("stopped without finishing"))),
+        "the dead worker's job is reported"
+    );
+    let first_epoch = after
+        .iter()
+        .find_map(|e| match &e.event {
+            Event::Progress {
+                epoch: Some(ep), ..
+            } => Some(*ep),
+            _ => None,
+        })
+        .expect("training progress after the restart");
+    assert_eq!(
+        first_epoch,
+        saved_epochs + 1,
+        "resumed after the last checkpoint"
+    );
+}
+
+#[test]
+fn killed_training_resumes_from_the_last_epoch() {
+    let f = fixture(4, "[vae]\nepochs = 6\n[unet]\nepochs_per_round = 6\n");
+    let project = &f.project;
+    kill_and_resume(project, "train-vae");
+    assert_eq!(state(project).phase, Phase::Seeding);
+
+    run(&["suggest", "--wait", "-p", p(project)]);
+    let truth = ground_truth(&f.data);
+    let mut import: Vec<&str> = vec!["import", "-p", p(project)];
+    import.extend(truth.iter().map(String::as_str));
+    run(&import);
+    kill_and_resume(project, "train");
+    assert_eq!(state(project).phase, Phase::Suggesting);
+}
+
+#[test]
+fn a_crash_during_import_loses_nothing() {
+    let f = fixture(4, "");
+    let project = &f.project;
+    run(&["train-vae", "--foreground", "-p", p(project)]);
+    run(&["suggest", "--foreground", "-p", p(project)]);
+    let before = state(project);
+    let truth = ground_truth(&f.data);
+    let mut import: Vec<&str> = vec!["import", "-p", p(project)];
+    import.extend(truth.iter().map(String::as_str));
+    // Abort between copying the masks and committing the state.
+    let out = nextslice()
+        .args(&import)
+        .env("NEXTSLICE_FAILPOINT", "import-before-commit")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(
+        state(project),
+        before,
+        "the state is the last committed one"
+    );
+    // Importing again completes, and every accepted mask is on disk.
+    run(&import);
+    let after = state(project);
+    assert_eq!(after.phase, Phase::Training);
+    assert_eq!(after.labelled.len(), before.pending.len());
+    for l in &after.labelled {
+        assert!(project.join(&l.mask).exists());
+    }
+}
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    super::common::files_under(dir)
+        .into_iter()
+        .map(|f| (f.clone(), std::fs::read(dir.join(&f)).unwrap()))
+        .collect()
+}
+
+#[test]
+fn rejected_imports_leave_the_project_byte_identical() {
+    use nextslice::volume::{NiftiWriter, read_labels};
+
+    let f = fixture(4, "");
+    let project = &f.project;
+    run(&["train-vae", "--foreground", "-p", p(project)]);
+    run(&["suggest", "--foreground", "-p", p(project)]);
+    run(&["export", "-p", p(project)]);
+    let s = state(project);
+    let key = s.pending[0].key.clone();
+    let export = project.join("rounds/000/export");
+    let slice_image = export.join(format!("{}_s{:03}_t1.nii.gz", key.case, key.slice));
+    let good = read_labels(&slice_image).ok(); // t1 intensities are not labels; used for its grid
+    let grid = nextslice::volume::read_header(&slice_image).unwrap();
+    let bad_dir = tempfile::tempdir().unwrap();
+    let mask_name = format!("{}_s{:03}_mask.nii.gz", key.case, key.slice);
+    let write = |name: &str, dims: [usize; 4], affine: nextslice::volume::Affine, values: &[u8]| {
+        let path = bad_dir.path().join(name);
+        let sub = path.parent().unwrap();
+        std::fs::create_dir_all(sub).unwrap();
+        NiftiWriter::new(dims, affine).write(&path, values).unwrap();
+        path
+    };
+    let n = grid.dims.iter().product::<usize>();
+    let zeros = vec![0u8; n];
+    let mut with_three = zeros.clone();
+    with_three[n / 2] = 3;
+    let other_pending_or_unknown = format!("{}_s{:03}_mask.nii.gz", key.case, 999);
+    let cases: Vec<(PathBuf, &str)> = vec![
+        (
+            write(
+                &format!("shape/{mask_name}"),
+                [grid.dims[0] + 1, grid.dims[1], 1, 1],
+                grid.affine,
+                &vec![0u8; n + grid.dims[1]],
+            ),
+            "voxels",
+        ),
+        (
+            write(
+                &format!("geometry/{mask_name}"),
+                grid.dims,
+                grid.affine.translated_voxels([3.0, 0.0, 0.0]),
+                &zeros,
+            ),
+            "grid",
+        ),
+        (
+            write(
+                &format!("values/{mask_name}"),
+                grid.dims,
+                grid.affine,
+                &with_three,
+            ),
+            "BraTS 2021",
+        ),
+        (
+            write(
+                &format!("unknown/{other_pending_or_unknown}"),
+                grid.dims,
+                grid.affine,
+                &zeros,
+            ),
+            "not among the suggested",
+        ),
+        (
+            {
+                let d = bad_dir.path().join("notes");
+                std::fs::create_dir_all(&d).unwrap();
+                std::fs::write(d.join("readme.txt"), b"hello").unwrap();
+                d.join("readme.txt")
+            },
+            "not a mask file",
+        ),
+        (
+            {
+                let d = bad_dir.path().join("corrupt");
+                std::fs::create_dir_all(&d).unwrap();
+                std::fs::write(d.join(&mask_name), b"\x1f\x8bnot really gzip").unwrap();
+                d.join(&mask_name)
+            },
+            "gzip",
+        ),
+        (
+            {
+                let d = bad_dir.path().join("stranger");
+                std::fs::create_dir_all(&d).unwrap();
+                std::fs::write(d.join("somebody_else.nii.gz"), b"x").unwrap();
+                d.join("somebody_else.nii.gz")
+            },
+            "cannot tell which slice",
+        ),
+    ];
+    let _ = good;
+    let before = snapshot(project);
+    for (path, needle) in &cases {
+        let text = run_fails(&["import", "-p", p(project), p(path)]);
+        assert!(
+            text.contains(needle),
+            "{}: expected `{needle}` in:\n{text}",
+            path.display()
+        );
+        assert!(
+            text.contains("nothing was imported") || text.contains("no valid mask"),
+            "{text}"
+        );
+        assert_eq!(
+            snapshot(project),
+            before,
+            "import of {} changed the project",
+            path.display()
+        );
+    }
+    // The same slice twice (a slice mask and its case's full volume).
+    let dup = write(&format!("dup/{mask_name}"), grid.dims, grid.affine, &zeros);
+    let volume = f
+        .data
+        .join(&key.case)
+        .join(format!("{}_seg.nii.gz", key.case));
+    let text = run_fails(&["import", "-p", p(project), p(&dup), p(&volume)]);
+    assert!(text.contains("more than once"), "{text}");
+    assert_eq!(snapshot(project), before);
+
+    // With --partial the valid masks go in; the rest stay awaited.
+    let out = run(&[
+        "import",
+        "--partial",
+        "-p",
+        p(project),
+        p(&cases[2].0),
+        p(&volume),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("REJECTED") && text.contains("imported"),
+        "{text}"
+    );
+    let after = state(project);
+    assert!(after.labelled.iter().any(|l| l.key == key));
+    if s.pending.iter().any(|p| p.key.case != key.case) {
+        assert_eq!(after.phase, Phase::AwaitingMasks);
+        assert!(text.contains("still awaited"), "{text}");
+    }
+}
