@@ -5,6 +5,7 @@
 mod demo;
 mod inspect;
 mod project;
+mod show;
 mod store;
 
 use std::path::PathBuf;
@@ -51,6 +52,8 @@ enum Command {
     Logs(project::LogsArgs),
     /// Ask the running job to stop after its current batch.
     Cancel(project::ProjectArg),
+    /// Draw one slice with its mask in the terminal.
+    Show(show::ShowArgs),
     /// Run one job in this process (started detached by the step commands).
     #[command(hide = true)]
     Worker(project::WorkerArgs),
@@ -116,6 +119,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Status(args) => project::status(args),
         Command::Logs(args) => project::logs(args),
         Command::Cancel(args) => project::cancel(args),
+        Command::Show(args) => show::run(args),
         Command::Worker(args) => project::worker(args),
         Command::Phantom(args) => phantom(args),
         Command::Store(args) => store::run(args),

@@ -1,0 +1,70 @@
+//! Suggestion latency of the latent-space search (no gradients): a
+//! BraTS-sized pool of 50 000 slices, 250 labelled sources, z = 3, 500
+//! suggestions (BraTS's 1% per round), with and without the angular
+//! condition, plus random sampling for scale. Goal: well under 1 s.
+//!
+//! `cargo bench --bench suggest`
+
+#[path = "common.rs"]
+mod common;
+
+use nextslice::rng::Rng;
+use nextslice::strategy::{
+    GradientGuided, GradientSource, Latents, RandomSampling, Request, SamplingStrategy,
+};
+
+fn main() {
+    let (pool, labelled, dim, count) = (50_000usize, 250usize, 3usize, 500usize);
+    let mut rng = Rng::new(42, 0);
+    // Clustered latents, like a VAE's: a few blobs of different spread.
+    let centres: Vec<Vec<f32>> = (0..12)
+        .map(|_| (0..dim).map(|_| (rng.normal() * 2.0) as f32).collect())
+        .collect();
+    let mut values = Vec::with_capacity(pool * dim);
+    for i in 0..pool {
+        let c = &centres[i % centres.len()];
+        values.extend(c.iter().map(|m| m + (rng.normal() * 0.4) as f32));
+    }
+    let latents = Latents { dim, values };
+    let labelled_ids: Vec<usize> = (0..labelled).map(|i| i * (pool / labelled)).collect();
+    let sources: Vec<GradientSource> = labelled_ids
+        .iter()
+        .map(|&id| {
+            let step = (0..dim).map(|_| (rng.normal() * 0.05) as f32).collect();
+            GradientSource::new(id, latents.of(id).to_vec(), step)
+        })
+        .collect();
+    let candidates: Vec<usize> = (0..pool).filter(|i| !labelled_ids.contains(i)).collect();
+
+    println!(
+        "suggestion latency: pool {pool}, {labelled} labelled sources, z = {dim}, {count} suggestions (median of 5)"
+    );
+    let strategies: Vec<Box<dyn SamplingStrategy>> = vec![
+        Box::new(GradientGuided {
+            max_angle_deg: Some(60.0),
+        }),
+        Box::new(GradientGuided {
+            max_angle_deg: None,
+        }),
+        Box::new(RandomSampling),
+    ];
+    for strategy in strategies {
+        let mut picked = 0;
+        let seconds = common::median_seconds(5, || {
+            let mut rng = Rng::new(1, 1);
+            let request = Request {
+                candidates: &candidates,
+                count,
+                latents: Some(&latents),
+                sources: &sources,
+                rng: &mut rng,
+            };
+            picked = strategy.suggest(request).map(|s| s.len()).unwrap_or(0);
+        });
+        println!(
+            "{:<20} {:>9.1} ms  ({picked} suggested)",
+            strategy.name(),
+            seconds * 1e3
+        );
+    }
+}
