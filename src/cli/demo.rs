@@ -12,7 +12,7 @@ use nextslice::config::{DeviceSpec, Preset};
 use nextslice::progress::StderrProgress;
 use nextslice::project::Project;
 use nextslice::volume::phantom::{PhantomKind, PhantomSpec, write_phantom};
-use nextslice::worker::{Job, run_job};
+use nextslice::worker::Job;
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
@@ -65,12 +65,18 @@ pub fn run(args: DemoArgs) -> Result<()> {
             "3. training the VAE on the pool ({} epochs)…",
             project.config.vae.epochs
         );
-        println!("   {}", run_job(&project_dir, Job::TrainVae, args.device)?);
+        println!(
+            "   {}",
+            super::project::run_foreground(&project_dir, Job::TrainVae, args.device)?
+        );
         state = project.state()?;
     }
     if state.phase == nextslice::project::Phase::Seeding {
         println!("4. drawing the random seed batch…");
-        println!("   {}", run_job(&project_dir, Job::Suggest, args.device)?);
+        println!(
+            "   {}",
+            super::project::run_foreground(&project_dir, Job::Suggest, args.device)?
+        );
     }
     let p = project_dir.display();
     println!("5. export the suggested slices for annotation:");

@@ -80,8 +80,7 @@ pub fn job(job: Job, args: JobArgs) -> Result<()> {
     let project = Project::open(dir)?;
     let device = args.device.unwrap_or(project.config.device.kind);
     if args.foreground {
-        let summary = run_job(dir, job, device)?;
-        println!("{summary}");
+        println!("{}", run_foreground(dir, job, device)?);
         return print_next(dir);
     }
     let log = EventLog::new(dir);
@@ -155,6 +154,42 @@ fn follow_job(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Runs `job` in this process, showing its progress from the event log.
+pub fn run_foreground(dir: &Path, job: Job, device: DeviceSpec) -> Result<String> {
+    let log = EventLog::new(dir);
+    let (_, start) = log.read_from(0)?;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let result = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut offset = start;
+            let mut shown = false;
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::Relaxed);
+                if let Ok((events, next)) = log.read_from(offset) {
+                    offset = next;
+                    for e in events.iter().filter(|e| {
+                        matches!(e.event, Event::Progress { .. } | Event::Checkpoint { .. })
+                    }) {
+                        eprint!("\r\x1b[2K   {}", describe(e));
+                        shown = true;
+                    }
+                }
+                if finished {
+                    if shown {
+                        eprintln!();
+                    }
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        let result = run_job(dir, job, device);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        result
+    });
+    Ok(result?)
 }
 
 /// One line per event, as `logs` prints them.
