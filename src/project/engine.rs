@@ -144,6 +144,34 @@ pub fn train_vae_step<B: AutodiffBackend>(
     ))
 }
 
+/// The project's latest U-Net.
+fn load_unet<B: AutodiffBackend>(
+    project: &Project,
+    state: &RoundState,
+    device: &B::Device,
+) -> Result<UNet<B>, EngineError> {
+    let path = state
+        .unet
+        .as_ref()
+        .ok_or_else(|| EngineError::Invalid("no trained U-Net yet; run train".into()))?;
+    let fresh = UNetSpec::from_config(&project.config).init::<B>(device);
+    Ok(load_model::<B, _>(&project.path(path), fresh, device)?)
+}
+
+/// The project's VAE.
+fn load_vae<B: AutodiffBackend>(
+    project: &Project,
+    state: &RoundState,
+    device: &B::Device,
+) -> Result<Vae<B>, EngineError> {
+    let path = state
+        .vae
+        .as_ref()
+        .ok_or_else(|| EngineError::Invalid("no trained VAE yet; run train-vae".into()))?;
+    let fresh = VaeSpec::from_config(&project.config).init::<B>(device);
+    Ok(load_model::<B, _>(&project.path(path), fresh, device)?)
+}
+
 /// Posterior means of every store slice, in batches.
 fn encode_pool<B: AutodiffBackend>(
     vae: &Vae<B::InnerBackend>,
@@ -303,25 +331,8 @@ fn gradient_sources<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<Vec<GradientSource>, EngineError> {
     let config = &project.config;
-    let unet_path = state
-        .unet
-        .clone()
-        .ok_or_else(|| EngineError::Invalid("no trained U-Net; run train".into()))?;
-    let unet: UNet<B> = load_model::<B, _>(
-        &project.path(unet_path),
-        UNetSpec::from_config(config).init::<B>(device),
-        device,
-    )?;
-    let vae_path = state
-        .vae
-        .clone()
-        .ok_or_else(|| EngineError::Invalid("no trained VAE; run train-vae".into()))?;
-    let vae: Vae<B> = load_model::<B, _>(
-        &project.path(vae_path),
-        VaeSpec::from_config(config).init::<B>(device),
-        device,
-    )?;
-    let vae = vae.valid();
+    let unet = load_unet::<B>(project, state, device)?;
+    let vae = load_vae::<B>(project, state, device)?.valid();
     let meta = store.meta();
     let (c, h, w) = (meta.channels(), meta.height, meta.width);
     let classes = meta.label_values.len();
@@ -511,18 +522,9 @@ pub fn evaluate_step<B: AutodiffBackend>(
 ) -> Result<Vec<(String, f64)>, EngineError> {
     let mut state = project.state()?;
     let config = &project.config;
-    let unet_path = state
-        .unet
-        .clone()
-        .ok_or_else(|| EngineError::Invalid("no trained U-Net yet; run train".into()))?;
     let store = project.store(ctx.progress, ctx.cancel)?;
     let index = SliceIndex::new(&store, &state.test_cases);
-    let model: UNet<B> = load_model::<B, _>(
-        &project.path(unet_path),
-        UNetSpec::from_config(config).init::<B>(device),
-        device,
-    )?;
-    let model = model.valid();
+    let model = load_unet::<B>(project, &state, device)?.valid();
     let meta = store.meta();
     let (c, h, w) = (meta.channels(), meta.height, meta.width);
     let lut = config.labels.class_lookup();

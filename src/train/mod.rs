@@ -6,6 +6,7 @@
 
 mod batches;
 mod checkpoint;
+mod epochs;
 mod unet;
 mod vae;
 
