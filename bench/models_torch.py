@@ -2,7 +2,8 @@
 """The PyTorch side of `cargo bench --bench models`: the same U-Net, VAE,
 losses and gradient-guided step as nextslice's burn models, timed the same way.
 
-Prints one JSON object: {"torch": version, "threads": n, "cases": {name: slices_per_second}}.
+Usage: models_torch.py CASES REPEAT THREADS [cpu|cuda]
+Prints one JSON object: {"torch": version, "threads": n, "device": d, "cases": {name: slices_per_second}}.
 Architectures mirror src/model/{unet,vae,norm,loss}.rs exactly (layer for layer).
 """
 import json
@@ -131,7 +132,7 @@ def median_rate(step, slices, repeat, warmup=2):
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        step()
+        step()  # every step ends in .item(), which waits for the GPU
         times.append(time.perf_counter() - start)
     return slices / statistics.median(times)
 
@@ -141,6 +142,12 @@ def main():
     repeat = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     torch.manual_seed(0)
     torch.set_num_threads(int(sys.argv[3]) if len(sys.argv) > 3 else 2)
+    dev = torch.device(sys.argv[4] if len(sys.argv) > 4 else "cpu")
+    if dev.type == "cuda":
+        # Same numerics as burn (plain f32): no TF32 tensor cores.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.benchmark = True
     C, K = 4, 4
     cases = {}
 
@@ -150,10 +157,10 @@ def main():
     for size, batch in [(128, 8), (256, 4)]:
         name = f"unet-train-{size}-b{batch}"
         if want(name):
-            model = UNet(C, K).train()
+            model = UNet(C, K).train().to(dev)
             opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-            x = torch.randn(batch, C, size, size)
-            y = one_hot(torch.randint(0, K, (batch, size, size)), K)
+            x = torch.randn(batch, C, size, size, device=dev)
+            y = one_hot(torch.randint(0, K, (batch, size, size), device=dev), K)
 
             def step():
                 opt.zero_grad(set_to_none=True)
@@ -165,8 +172,8 @@ def main():
             cases[name] = median_rate(step, batch, repeat)
         name = f"unet-infer-{size}-b{batch}"
         if want(name):
-            model = UNet(C, K).eval()
-            x = torch.randn(batch, C, size, size)
+            model = UNet(C, K).eval().to(dev)
+            x = torch.randn(batch, C, size, size, device=dev)
 
             def step():
                 with torch.no_grad():
@@ -175,13 +182,13 @@ def main():
             cases[name] = median_rate(step, batch, repeat)
 
     if want("vae-train-128-b16"):
-        vae = Vae(C, 128).train()
+        vae = Vae(C, 128).train().to(dev)
         opt = torch.optim.Adam(vae.parameters(), lr=1e-4)
-        x = torch.randn(16, C, 128, 128)
+        x = torch.randn(16, C, 128, 128, device=dev)
 
         def step():
             opt.zero_grad(set_to_none=True)
-            noise = torch.randn(16, 3)
+            noise = torch.randn(16, 3, device=dev)
             r, m, lv = vae(x, noise)
             loss = vae_loss(r, x, m, lv)
             loss.backward()
@@ -191,12 +198,12 @@ def main():
         cases["vae-train-128-b16"] = median_rate(step, 16, repeat)
 
     if want("gradient-encode-128-b8"):
-        unet = UNet(C, K).eval()
-        vae = Vae(C, 128).eval()
+        unet = UNet(C, K).eval().to(dev)
+        vae = Vae(C, 128).eval().to(dev)
         for p in list(unet.parameters()) + list(vae.parameters()):
             p.requires_grad_(False)
-        x = torch.randn(8, C, 128, 128)
-        y = one_hot(torch.randint(0, K, (8, 128, 128)), K)
+        x = torch.randn(8, C, 128, 128, device=dev)
+        y = one_hot(torch.randint(0, K, (8, 128, 128), device=dev), K)
 
         def step():
             xi = x.clone().requires_grad_(True)
@@ -208,7 +215,7 @@ def main():
 
         cases["gradient-encode-128-b8"] = median_rate(step, 8, repeat)
 
-    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "cases": cases}))
+    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(dev), "cases": cases}))
 
 
 if __name__ == "__main__":

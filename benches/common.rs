@@ -11,8 +11,16 @@ pub fn bench_data() -> PathBuf {
 }
 
 /// Median wall time of `repeat` runs of `f`, after one warm-up run.
-pub fn median_seconds(repeat: usize, mut f: impl FnMut()) -> f64 {
-    f();
+pub fn median_seconds(repeat: usize, f: impl FnMut()) -> f64 {
+    median_seconds_after(1, repeat, f)
+}
+
+/// Median wall time of `repeat` runs of `f`, after `warmup` untimed runs
+/// (GPU backends compile and autotune kernels on first use).
+pub fn median_seconds_after(warmup: usize, repeat: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..warmup {
+        f();
+    }
     let mut times: Vec<f64> = (0..repeat)
         .map(|_| {
             let start = Instant::now();

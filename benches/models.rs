@@ -55,9 +55,14 @@ fn vae_spec(size: usize) -> VaeSpec {
     }
 }
 
-/// Median slices/s of `repeat` timed calls after a warm-up call.
+/// Untimed calls before timing: 1 on the CPU; more on CUDA, whose kernels are
+/// compiled and autotuned on first use. Set by `--warmup`.
+static WARMUP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
+/// Median slices/s of `repeat` timed calls after the warm-up calls.
 fn rate(slices: usize, repeat: usize, step: impl FnMut()) -> f64 {
-    slices as f64 / common::median_seconds(repeat.max(1), step).max(1e-12)
+    let warmup = WARMUP.load(std::sync::atomic::Ordering::Relaxed);
+    slices as f64 / common::median_seconds_after(warmup, repeat.max(1), step).max(1e-12)
 }
 
 fn inputs<B: Backend>(n: usize, size: usize, device: &B::Device) -> (Tensor<B, 4>, Tensor<B, 4>) {
@@ -136,12 +141,21 @@ impl BackendTask for Case<'_> {
     }
 }
 
-fn torch_rates(cases: &[&str], repeat: usize) -> Option<(String, Vec<f64>)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+fn torch_rates(cases: &[&str], repeat: usize, device: Device) -> Option<(String, Vec<f64>)> {
+    // A bench binary copied to another machine runs from a checkout there.
+    let root = if Path::new("bench/models_torch.py").exists() {
+        Path::new(".")
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+    };
     let python = std::env::var_os("NEXTSLICE_TORCH_PYTHON")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| root.join(".venv-torch/bin/python"));
     let script = root.join("bench/models_torch.py");
+    let torch_device = match device {
+        Device::Cpu => "cpu".to_string(),
+        Device::Cuda(n) => format!("cuda:{n}"),
+    };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let out = Command::new(&python)
         .args([
@@ -149,6 +163,7 @@ fn torch_rates(cases: &[&str], repeat: usize) -> Option<(String, Vec<f64>)> {
             &cases.join(","),
             &repeat.to_string(),
             &threads.to_string(),
+            &torch_device,
         ])
         .output()
         .ok()?;
@@ -166,8 +181,9 @@ fn torch_rates(cases: &[&str], repeat: usize) -> Option<(String, Vec<f64>)> {
         .collect();
     Some((
         format!(
-            "PyTorch {} ({} threads)",
+            "PyTorch {} {} ({} threads)",
             json["torch"].as_str().unwrap_or("?"),
+            json["device"].as_str().unwrap_or("?"),
             json["threads"]
         ),
         rates,
@@ -193,15 +209,8 @@ fn main() {
     let repeat: usize = value("--repeat").and_then(|r| r.parse().ok()).unwrap_or(3);
     let started = Instant::now();
 
-    let mut columns: Vec<(String, Vec<f64>)> = Vec::new();
-    // PyTorch first, then burn, each in one process: no competition for the cores.
-    let torch = torch_rates(&cases, repeat);
-    if torch.is_none() {
-        eprintln!(
-            "PyTorch not available (make .venv-torch with ../shared/tools/torch-cpu-venv); no ratios"
-        );
-    }
-    // `--device cuda[:N]` measures burn-cuda instead (build with --features cuda).
+    // `--device cuda[:N]` measures burn-cuda instead (build with --features cuda),
+    // against PyTorch on the same GPU.
     let spec: nextslice::config::DeviceSpec = value("--device")
         .unwrap_or_else(|| "cpu".into())
         .parse()
@@ -213,6 +222,19 @@ fn main() {
         eprintln!("{e}");
         std::process::exit(2)
     });
+    let warmup = value("--warmup")
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(if device == Device::Cpu { 1 } else { 3 });
+    WARMUP.store(warmup, std::sync::atomic::Ordering::Relaxed);
+
+    let mut columns: Vec<(String, Vec<f64>)> = Vec::new();
+    // PyTorch first, then burn, each in one process: no competition for the cores.
+    let torch = torch_rates(&cases, repeat, device);
+    if torch.is_none() {
+        eprintln!(
+            "PyTorch not available (make .venv-torch with ../shared/tools/torch-cpu-venv); no ratios"
+        );
+    }
     let ours: Vec<f64> = cases
         .iter()
         .map(|c| with_backend(device, Case { name: c, repeat }).unwrap_or(f64::NAN))
@@ -251,7 +273,7 @@ fn main() {
         print!(" {name:>26}");
     }
     if torch.is_some() {
-        print!(" {:>12}", "Flex/PyTorch");
+        print!(" {:>12}", "burn/PyTorch");
         #[cfg(feature = "ndarray")]
         print!(" {:>14}", "NdArray/PyTorch");
     }
