@@ -4,16 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 
 use nextslice::config::{DeviceSpec, Preset};
-use nextslice::masks::{apply_import, export, plan_import};
 use nextslice::progress::{StderrProgress, format_duration};
+use nextslice::project::actions::{check_import, confirm_import, export_pending, request_cancel};
 use nextslice::project::{Phase, Project};
-use nextslice::worker::{
-    CANCEL_FILE, Event, EventLog, Job, Logged, WORKER_LOG, run_job, running_worker, spawn,
-};
+use nextslice::worker::{Event, EventLog, Job, Logged, WORKER_LOG, run_job, running_worker, spawn};
 
 /// The project a command works on.
 #[derive(Args, Debug, Clone)]
@@ -264,16 +262,7 @@ fn print_next(dir: &Path) -> Result<()> {
 
 pub fn export_cmd(args: ProjectArg) -> Result<()> {
     let project = Project::open(&args.project)?;
-    let state = project.state()?;
-    if state.phase != Phase::AwaitingMasks || state.pending.is_empty() {
-        bail!(
-            "nothing to export: the project is waiting to {}",
-            state.phase.describe()
-        );
-    }
-    let store = project.store(&StderrProgress::default(), &Default::default())?;
-    let dir = project.round_dir(state.round).join("export");
-    let done = export(&dir, &project.config, store.meta(), &state.pending)?;
+    let done = export_pending(&project, &StderrProgress::default())?;
     println!(
         "exported {} slices ({} files) to {}",
         done.slices,
@@ -305,18 +294,7 @@ pub struct ImportArgs {
 pub fn import_cmd(args: ImportArgs) -> Result<()> {
     let dir = &args.project.project;
     let project = Project::open(dir)?;
-    let mut state = project.state()?;
-    if state.phase != Phase::AwaitingMasks {
-        bail!(
-            "no masks are awaited: the project is waiting to {}",
-            state.phase.describe()
-        );
-    }
-    if running_worker(dir).is_some() {
-        bail!("a job is running in this project; import when it has finished");
-    }
-    let store = project.store(&StderrProgress::default(), &Default::default())?;
-    let plan = plan_import(&project.config, store.meta(), &state, &args.paths)?;
+    let plan = check_import(&project, &args.paths, &StderrProgress::default())?;
     print!("{}", plan.report());
     if !plan.problems.is_empty() && !args.partial {
         bail!(
@@ -324,24 +302,10 @@ pub fn import_cmd(args: ImportArgs) -> Result<()> {
             plan.problems.len()
         );
     }
-    if plan.accepted.is_empty() {
-        bail!("no valid mask in this import");
-    }
-    let applied = apply_import(dir, &mut state, &plan)?;
-    let log = EventLog::new(dir);
-    if applied.remaining == 0 {
-        project.commit(
-            &mut state,
-            Phase::Training,
-            &format!("{} masks imported", applied.accepted),
-            &log,
-        )?;
-    } else {
-        state.save(dir)?;
-    }
+    let done = confirm_import(&project, &plan)?;
     println!(
         "imported {} masks; {} still awaited",
-        applied.accepted, applied.remaining
+        done.accepted, done.remaining
     );
     print_next(dir)
 }
@@ -448,15 +412,13 @@ pub fn logs(args: LogsArgs) -> Result<()> {
 pub fn cancel(args: ProjectArg) -> Result<()> {
     let dir = &args.project;
     Project::open(dir)?;
-    let Some(holder) = running_worker(dir) else {
-        println!("no job is running");
-        return Ok(());
-    };
-    std::fs::write(dir.join(CANCEL_FILE), b"").context("cannot write the cancel request")?;
-    println!(
-        "cancel requested: {} (pid {}) stops after its current batch; its last checkpoint is kept.",
-        holder.job, holder.pid
-    );
+    match request_cancel(dir)? {
+        None => println!("no job is running"),
+        Some(holder) => println!(
+            "cancel requested: {} (pid {}) stops after its current batch; its last checkpoint is kept.",
+            holder.job, holder.pid
+        ),
+    }
     Ok(())
 }
 

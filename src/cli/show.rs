@@ -4,9 +4,10 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use image::{DynamicImage, Rgb, RgbImage};
+use image::DynamicImage;
 
 use nextslice::masks::derived_path;
+use nextslice::masks::preview::{class_colour, slice_picture};
 use nextslice::progress::StderrProgress;
 use nextslice::project::{Project, SliceIndex, SliceKey};
 
@@ -28,18 +29,6 @@ pub struct ShowArgs {
     #[arg(long, default_value_t = 64)]
     width: u32,
 }
-
-/// Overlay colours per class index (background transparent).
-const COLOURS: [[u8; 3]; 8] = [
-    [0, 0, 0],
-    [230, 60, 60],
-    [60, 200, 80],
-    [250, 220, 40],
-    [70, 130, 255],
-    [220, 80, 220],
-    [80, 220, 220],
-    [255, 150, 40],
-];
 
 pub fn run(args: ShowArgs) -> Result<()> {
     let project = Project::open(&args.project.project)?;
@@ -93,38 +82,7 @@ pub fn run(args: ShowArgs) -> Result<()> {
         )
     };
 
-    // Grey levels from the slice's own range inside the brain.
-    let mut inside: Vec<f32> = plane.iter().copied().filter(|v| *v != 0.0).collect();
-    inside.sort_by(f32::total_cmp);
-    let (lo, hi) = match (inside.first(), inside.last()) {
-        (Some(a), Some(b)) => (
-            inside[inside.len() / 100].max(*a),
-            inside[inside.len() - 1 - inside.len() / 100].min(*b),
-        ),
-        _ => (0.0, 1.0),
-    };
-    let mut rgb = RgbImage::new(w as u32, h as u32);
-    for r in 0..h {
-        for c in 0..w {
-            let v = plane[r * w + c];
-            let g = if v == 0.0 {
-                0.0
-            } else {
-                ((v - lo) / (hi - lo).max(1e-6)).clamp(0.0, 1.0) * 255.0
-            };
-            let mut px = [g as u8; 3];
-            if let Some(m) = &mask {
-                let class = m[r * w + c] as usize;
-                if class > 0 {
-                    let col = COLOURS[class % COLOURS.len()];
-                    px =
-                        std::array::from_fn(|k| ((px[k] as u16 * 2 + col[k] as u16 * 3) / 5) as u8);
-                }
-            }
-            // Radiological view: anterior/superior up, the patient's right on the left.
-            rgb.put_pixel((w - 1 - c) as u32, (h - 1 - r) as u32, Rgb(px));
-        }
-    }
+    let rgb = slice_picture(plane, h, w, mask.as_deref());
     let config = viuer::Config {
         width: Some(args.width),
         absolute_offset: false,
@@ -141,9 +99,9 @@ pub fn run(args: ShowArgs) -> Result<()> {
         .map(|(i, c)| {
             format!(
                 "\x1b[38;2;{};{};{}m■\x1b[0m {}",
-                COLOURS[i % 8][0],
-                COLOURS[i % 8][1],
-                COLOURS[i % 8][2],
+                class_colour(i)[0],
+                class_colour(i)[1],
+                class_colour(i)[2],
                 c.name
             )
         })

@@ -5,6 +5,7 @@ mod export;
 mod import;
 pub mod plane;
 mod png_io;
+pub mod preview;
 
 pub use export::{
     Exported, expected_mask_name, expected_png_mask_name, export, key_from_mask_name,

@@ -14,6 +14,7 @@
 //! DIR/masks/          accepted expert masks (copied in, never modified)
 //! ```
 
+pub mod actions;
 pub mod engine;
 pub mod latents;
 pub mod slices;

@@ -1,0 +1,131 @@
+//! The operator's short steps as library calls, shared by the CLI and the
+//! TUI so both check the same preconditions: export the suggestions, check
+//! an import, confirm it, ask the running job to stop.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use super::engine::EngineError;
+use super::{Phase, Project, RoundState};
+use crate::masks::{Exported, ImportPlan, MaskError, apply_import, export, plan_import};
+use crate::progress::Progress;
+use crate::worker::CANCEL_FILE;
+use crate::worker::events::EventLog;
+use crate::worker::lock::{Holder, running_worker};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("{0}")]
+    NotNow(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Mask(#[from] MaskError),
+    #[error(transparent)]
+    Project(#[from] super::ProjectError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn awaiting_masks(state: &RoundState, what: &str) -> Result<(), ActionError> {
+    if state.phase != Phase::AwaitingMasks || state.pending.is_empty() {
+        return Err(ActionError::NotNow(format!(
+            "{what}: the project is waiting to {}",
+            state.phase.describe()
+        )));
+    }
+    Ok(())
+}
+
+/// Writes the pending suggestions (2D NIfTI, PNG previews, manifest) into
+/// the round's `export/` folder.
+pub fn export_pending(project: &Project, progress: &dyn Progress) -> Result<Exported, ActionError> {
+    let state = project.state()?;
+    awaiting_masks(&state, "nothing to export")?;
+    let store = project.store(progress, &AtomicBool::new(false))?;
+    let dir = project.round_dir(state.round).join("export");
+    Ok(export(&dir, &project.config, store.meta(), &state.pending)?)
+}
+
+/// Checks mask files (or folders of them) against the pending suggestions;
+/// writes nothing.
+pub fn check_import(
+    project: &Project,
+    paths: &[PathBuf],
+    progress: &dyn Progress,
+) -> Result<ImportPlan, ActionError> {
+    let state = project.state()?;
+    awaiting_masks(&state, "no masks are awaited")?;
+    if running_worker(&project.dir).is_some() {
+        return Err(ActionError::NotNow(
+            "a job is running in this project; import when it has finished".into(),
+        ));
+    }
+    let store = project.store(progress, &AtomicBool::new(false))?;
+    Ok(plan_import(&project.config, store.meta(), &state, paths)?)
+}
+
+/// What a confirmed import did.
+pub struct Imported {
+    pub accepted: usize,
+    pub remaining: usize,
+}
+
+/// Applies a checked plan's accepted masks and commits the state: to
+/// Training once no suggestion is left without its mask.
+pub fn confirm_import(project: &Project, plan: &ImportPlan) -> Result<Imported, ActionError> {
+    let mut state = project.state()?;
+    awaiting_masks(&state, "no masks are awaited")?;
+    if running_worker(&project.dir).is_some() {
+        return Err(ActionError::NotNow(
+            "a job is running in this project; import when it has finished".into(),
+        ));
+    }
+    if plan.accepted.is_empty() {
+        return Err(ActionError::NotNow("no valid mask in this import".into()));
+    }
+    // The plan was made against the state as it was; a mask for a slice no
+    // longer pending (imported meanwhile) would be counted twice.
+    if let Some(stale) = plan
+        .accepted
+        .iter()
+        .find(|m| !state.pending.iter().any(|p| p.key == m.key))
+    {
+        return Err(ActionError::NotNow(format!(
+            "{} is no longer awaiting a mask; check the import again",
+            stale.key
+        )));
+    }
+    let applied = apply_import(&project.dir, &mut state, plan)?;
+    if applied.remaining == 0 {
+        let log = EventLog::new(&project.dir);
+        project.commit(
+            &mut state,
+            Phase::Training,
+            &format!("{} masks imported", applied.accepted),
+            &log,
+        )?;
+    } else {
+        state
+            .save(&project.dir)
+            .map_err(super::ProjectError::from)?;
+    }
+    Ok(Imported {
+        accepted: applied.accepted,
+        remaining: applied.remaining,
+    })
+}
+
+/// Asks the running job to stop after its current batch (its last
+/// checkpoint is kept). Returns who was asked, or `None` if nothing runs.
+pub fn request_cancel(dir: &Path) -> Result<Option<Holder>, ActionError> {
+    let Some(holder) = running_worker(dir) else {
+        return Ok(None);
+    };
+    let path = dir.join(CANCEL_FILE);
+    std::fs::write(&path, b"").map_err(|source| ActionError::Io { path, source })?;
+    Ok(Some(holder))
+}
