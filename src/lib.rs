@@ -17,5 +17,6 @@ pub mod rng;
 pub mod store;
 pub mod strategy;
 pub mod train;
+pub mod tui;
 pub mod volume;
 pub mod worker;

@@ -28,6 +28,9 @@ pub struct DemoArgs {
     seed: u64,
     #[arg(long, default_value = "auto")]
     device: DeviceSpec,
+    /// Print the next steps instead of opening the TUI at the end.
+    #[arg(long)]
+    no_tui: bool,
 }
 
 pub fn run(args: DemoArgs) -> Result<()> {
@@ -77,6 +80,15 @@ pub fn run(args: DemoArgs) -> Result<()> {
             "   {}",
             super::project::run_foreground(&project_dir, Job::Suggest, args.device)?
         );
+    }
+    use std::io::IsTerminal;
+    if !args.no_tui && std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
+        println!("5. opening the TUI: export [e], import the phantom's ground truth as the");
+        println!(
+            "   expert's masks [i] ({}/), train [t], suggest [n] — ? lists the keys.",
+            data.display()
+        );
+        return super::tui(&project_dir);
     }
     let p = project_dir.display();
     println!("5. export the suggested slices for annotation:");

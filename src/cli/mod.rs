@@ -23,15 +23,20 @@ use nextslice::worker::Job;
     version,
     about = "Suggestive annotation of brain MRI with gradient-guided sampling"
 )]
+#[command(
+    after_help = "Without a subcommand, inside a project directory: open the TUI (same as `nextslice tui`)."
+)]
 pub struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Phantom data → project → VAE → seed batch → export, on the CPU.
+    /// Phantom data → project → VAE → seed batch, on the CPU; then the TUI.
     Demo(demo::DemoArgs),
+    /// The terminal UI on a project (default: the current directory).
+    Tui(TuiArgs),
     /// Create a project for a dataset.
     Init(project::InitArgs),
     /// Train the VAE on the pool (detached worker).
@@ -101,14 +106,25 @@ pub struct PhantomArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct TuiArgs {
+    /// The project directory.
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
 struct ConfigArgs {
     #[command(flatten)]
     selection: ConfigSelection,
 }
 
 pub fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+    let Some(command) = cli.command else {
+        return tui(&PathBuf::from("."));
+    };
+    match command {
         Command::Demo(args) => demo::run(args),
+        Command::Tui(args) => tui(&args.dir),
         Command::Init(args) => project::init(args),
         Command::TrainVae(args) => project::job(Job::TrainVae, args),
         Command::Suggest(args) => project::job(Job::Suggest, args),
@@ -129,6 +145,20 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Opens the TUI; outside a project, says how to get one.
+pub fn tui(dir: &std::path::Path) -> Result<()> {
+    if !dir.join(nextslice::project::CONFIG_FILE).exists() {
+        anyhow::bail!(
+            "{} is not a nextslice project. Open one with `nextslice tui DIR`, create one with \
+             `nextslice init`, or try `nextslice demo`. All commands: `nextslice --help`.",
+            std::fs::canonicalize(dir)
+                .unwrap_or_else(|_| dir.to_path_buf())
+                .display()
+        );
+    }
+    Ok(nextslice::tui::run(dir)?)
 }
 
 fn phantom(args: PhantomArgs) -> Result<()> {

@@ -14,7 +14,7 @@ mod preprocess;
 mod reader;
 
 pub use build::{BuildOutcome, open_or_build, store_key};
-pub use format::{SliceEntry, StoreMeta, VolumeRecord};
+pub use format::{META_FILE, SliceEntry, StoreMeta, VolumeRecord};
 pub use preprocess::{CropWindow, extract_slice};
 pub use reader::SliceStore;
 

@@ -278,6 +278,13 @@ pub fn spawn(dir: &Path, job: Job, device: DeviceSpec) -> Result<std::process::C
         return Err(LockError::Busy(holder).into());
     }
     let exe = std::env::current_exe().map_err(WorkerError::Spawn)?;
+    // Upgraded while running: Linux reports "<path> (deleted)"; the new
+    // binary at the same path is the one to start.
+    let exe = if exe.exists() {
+        exe
+    } else {
+        PathBuf::from(exe.to_string_lossy().trim_end_matches(" (deleted)"))
+    };
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

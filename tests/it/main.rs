@@ -10,3 +10,5 @@ mod nifti_io;
 mod phantom;
 mod rounds;
 mod store;
+mod tui;
+mod tui_fixture;

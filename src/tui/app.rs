@@ -1,0 +1,681 @@
+//! The TUI's state and its update function: keys and file changes in,
+//! commands out. No I/O here, so every screen can be driven by tests.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui_image::protocol::Protocol;
+
+use super::complete::complete_path;
+use super::jobs::{JobTracker, Liveness, liveness};
+use super::snapshot::{LatentMap, PoolInfo, Snapshot};
+use crate::masks::ImportPlan;
+use crate::project::{Phase, RoundState, SliceKey};
+use crate::worker::{Holder, Job, Logged};
+
+/// Something that happened, for `App::update`.
+pub enum Update {
+    Key(KeyEvent),
+    /// The terminal changed size (layout and image sizes follow).
+    Resize,
+    State(Result<RoundState, String>),
+    Worker(Option<Holder>),
+    Events(Vec<Logged>),
+    Pool(Option<Arc<PoolInfo>>, Option<Arc<LatentMap>>),
+    /// A short action (export, import check, …) finished.
+    Done(Outcome),
+    /// A slice picture is ready (or could not be made).
+    Image(ImageRequest, Result<Protocol, String>),
+    /// Once a second: clocks move (elapsed, notices expire).
+    Tick(f64),
+}
+
+/// What the runtime should do; the app never does I/O itself.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    Start(Job),
+    Export,
+    CheckImport(Vec<PathBuf>),
+    ConfirmImport,
+    Cancel,
+    Image(ImageRequest),
+}
+
+/// The result of a short action.
+pub enum Outcome {
+    Started(Job, u32),
+    Exported { dir: PathBuf, slices: usize },
+    Checked(Arc<ImportPlan>),
+    Imported { accepted: usize, remaining: usize },
+    CancelRequested(Option<String>),
+    Failed(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tab {
+    Round,
+    Suggestions,
+    History,
+    Latent,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 4] = [Tab::Round, Tab::Suggestions, Tab::History, Tab::Latent];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Round => "Round",
+            Tab::Suggestions => "Suggestions",
+            Tab::History => "History",
+            Tab::Latent => "Latent map",
+        }
+    }
+}
+
+/// What is drawn over the selected slice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Overlay {
+    /// The expert's imported mask, where there is one.
+    Mask,
+    /// The dataset's ground truth (phantoms, simulations).
+    Truth,
+    None,
+}
+
+impl Overlay {
+    fn next(self) -> Overlay {
+        match self {
+            Overlay::Mask => Overlay::Truth,
+            Overlay::Truth => Overlay::None,
+            Overlay::None => Overlay::Mask,
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Overlay::Mask => "expert mask",
+            Overlay::Truth => "ground truth",
+            Overlay::None => "no overlay",
+        }
+    }
+}
+
+/// A picture of one slice at one size.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ImageRequest {
+    pub key: SliceKey,
+    pub modality: usize,
+    pub overlay: Overlay,
+    /// Cells available (columns, rows).
+    pub cells: (u16, u16),
+}
+
+/// The import dialog: a path prompt, then the engine's report.
+pub struct ImportDialog {
+    pub input: String,
+    /// Completion candidates shown under the prompt.
+    pub choices: Vec<String>,
+    pub plan: Option<Arc<ImportPlan>>,
+    pub checking: bool,
+}
+
+pub enum Modal {
+    Help,
+    Import(ImportDialog),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notice {
+    pub text: String,
+    pub error: bool,
+    pub until: f64,
+}
+
+/// The slice picture slot of the suggestions view.
+#[derive(Default)]
+pub struct Picture {
+    pub wanted: Option<ImageRequest>,
+    pub shown: Option<(ImageRequest, Protocol)>,
+    pub error: Option<String>,
+}
+
+/// One action the current phase offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Action {
+    pub key: char,
+    pub label: &'static str,
+    /// One or two words for the key bar.
+    pub short: &'static str,
+    pub enabled: bool,
+}
+
+pub struct App {
+    pub snapshot: Snapshot,
+    pub jobs: JobTracker,
+    pub tab: Tab,
+    pub modal: Option<Modal>,
+    /// Row selected in the suggestions list.
+    pub selected: usize,
+    pub modality: usize,
+    pub overlay: Overlay,
+    /// Latent dimensions on the map's x and y axes.
+    pub axes: (usize, usize),
+    pub notice: Option<Notice>,
+    /// A short action is running (its name).
+    pub busy: Option<String>,
+    pub picture: Picture,
+    /// Seconds since the epoch, advanced by ticks (tests set it).
+    pub now: f64,
+    pub quit: bool,
+    /// Cells the suggestions view gives the picture, set while drawing.
+    pub picture_cells: std::cell::Cell<(u16, u16)>,
+    /// Where the import prompt starts.
+    pub cwd: PathBuf,
+}
+
+/// A row of the suggestions list.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SuggestionRow {
+    pub key: SliceKey,
+    pub source: Option<SliceKey>,
+    pub distance: Option<f32>,
+    pub angle: Option<f32>,
+    pub angle_ok: bool,
+    pub labelled: bool,
+    /// Store id of the slice, when the pool is known.
+    pub id: Option<usize>,
+    pub z: Option<Vec<f32>>,
+    pub z_prime: Option<Vec<f32>>,
+    pub z_chosen: Option<Vec<f32>>,
+}
+
+impl App {
+    pub fn new(snapshot: Snapshot, events: &[Logged], now: f64) -> App {
+        let mut jobs = JobTracker::default();
+        for e in events {
+            jobs.apply(e);
+        }
+        App {
+            snapshot,
+            jobs,
+            tab: Tab::Round,
+            modal: None,
+            selected: 0,
+            modality: 0,
+            overlay: Overlay::Mask,
+            axes: (0, 1),
+            notice: None,
+            busy: None,
+            picture: Picture::default(),
+            now,
+            quit: false,
+            picture_cells: std::cell::Cell::new((0, 0)),
+            cwd: std::env::current_dir().unwrap_or_default(),
+        }
+    }
+
+    pub fn state(&self) -> Option<&RoundState> {
+        self.snapshot.state.as_ref().ok()
+    }
+
+    /// The job the worker is running now, if any.
+    pub fn running_job(&self) -> Option<&super::jobs::JobRun> {
+        self.jobs.active(self.snapshot.worker.as_ref())
+    }
+
+    /// Whether a worker holds the project (even before its first event).
+    pub fn worker_busy(&self) -> bool {
+        self.snapshot.worker.is_some()
+    }
+
+    pub fn latest_liveness(&self) -> Option<Liveness> {
+        self.jobs
+            .latest()
+            .map(|r| liveness(r, self.snapshot.worker.as_ref(), self.now))
+    }
+
+    /// The actions of the current phase, in the order shown.
+    pub fn actions(&self) -> Vec<Action> {
+        let Some(state) = self.state() else {
+            return Vec::new();
+        };
+        let free = !self.worker_busy() && self.busy.is_none();
+        let mut actions = Vec::new();
+        let mut add = |key, label, short, enabled| {
+            actions.push(Action {
+                key,
+                label,
+                short,
+                enabled,
+            })
+        };
+        match state.phase {
+            Phase::NeedVae => add('v', "train the VAE on all slices", "train VAE", free),
+            Phase::Seeding => add('s', "draw the random seed batch", "seed", free),
+            Phase::AwaitingMasks => {
+                add('e', "export the suggested slices", "export", free);
+                add('i', "import masks", "import", free);
+            }
+            Phase::Training => add('t', "train the U-Net", "train U-Net", free),
+            Phase::Suggesting => add('n', "suggest the next batch", "suggest", free),
+            Phase::Done => {}
+        }
+        if state.unet.is_some() {
+            add('a', "evaluate on the test cases", "evaluate", free);
+        }
+        if self.worker_busy() {
+            add('c', "cancel the job", "cancel job", true);
+        }
+        actions
+    }
+
+    /// One line: where the round is and what to do next.
+    pub fn headline(&self) -> String {
+        let state = match &self.snapshot.state {
+            Ok(s) => s,
+            Err(e) => return format!("cannot read the project state: {e}"),
+        };
+        let round = format!("Round {}", state.round);
+        if let Some(run) = self.running_job() {
+            return format!(
+                "{round} · {} running · watch it here, or close the TUI: the job goes on [c cancels]",
+                run.job
+            );
+        }
+        if self.worker_busy() {
+            return format!("{round} · a job is starting…");
+        }
+        match state.phase {
+            Phase::NeedVae => {
+                format!("{round} · first, learn the data manifold: train the VAE on all slices [v]")
+            }
+            Phase::Seeding => format!("{round} · VAE ready · draw the random seed batch [s]"),
+            Phase::AwaitingMasks => {
+                let n = state.pending.len();
+                format!("{round} · {n} slices suggested · export them [e], then import masks [i]")
+            }
+            Phase::Training => format!(
+                "{round} · {} slices labelled · train the U-Net [t]",
+                state.labelled.len()
+            ),
+            Phase::Suggesting => {
+                format!("{round} · U-Net trained · suggest the next batch [n] or evaluate [a]")
+            }
+            Phase::Done => format!("{round} · all rounds done · evaluate [a]"),
+        }
+    }
+
+    /// The slices of the suggestions view: the pending batch, or when none
+    /// is pending, the latest round's labelled slices.
+    pub fn suggestion_rows(&self) -> Vec<SuggestionRow> {
+        let Some(state) = self.state() else {
+            return Vec::new();
+        };
+        let id = |k: &SliceKey| {
+            self.snapshot
+                .pool
+                .as_ref()
+                .and_then(|p| p.ids.get(k).copied())
+        };
+        if !state.pending.is_empty() {
+            return state
+                .pending
+                .iter()
+                .map(|p| SuggestionRow {
+                    key: p.key.clone(),
+                    source: p.source.clone(),
+                    distance: p.detail.distance,
+                    angle: p.detail.angle_deg,
+                    angle_ok: p.detail.angle_ok,
+                    labelled: false,
+                    id: id(&p.key),
+                    z: p.detail.z.clone(),
+                    z_prime: p.detail.z_prime.clone(),
+                    z_chosen: p.detail.z_chosen.clone(),
+                })
+                .collect();
+        }
+        let last = state.labelled.iter().map(|l| l.round).max();
+        state
+            .labelled
+            .iter()
+            .filter(|l| Some(l.round) == last)
+            .map(|l| SuggestionRow {
+                key: l.key.clone(),
+                source: None,
+                distance: None,
+                angle: None,
+                angle_ok: true,
+                labelled: true,
+                id: id(&l.key),
+                z: None,
+                z_prime: None,
+                z_chosen: None,
+            })
+            .collect()
+    }
+
+    pub fn modalities(&self) -> Vec<String> {
+        match &self.snapshot.pool {
+            Some(p) => p.modalities.clone(),
+            None => self.snapshot.config.dataset.modalities.clone(),
+        }
+    }
+
+    fn notify(&mut self, text: impl Into<String>, error: bool) {
+        self.notice = Some(Notice {
+            text: text.into(),
+            error,
+            until: self.now + if error { 30.0 } else { 8.0 },
+        });
+    }
+
+    /// Applies one update; returns the commands it asks for.
+    pub fn update(&mut self, update: Update) -> Vec<Command> {
+        let mut commands = match update {
+            Update::Key(key) => self.on_key(key),
+            Update::Resize => Vec::new(),
+            Update::State(state) => {
+                self.snapshot.state = state;
+                let rows = self.suggestion_rows().len();
+                self.selected = self.selected.min(rows.saturating_sub(1));
+                Vec::new()
+            }
+            Update::Worker(w) => {
+                self.snapshot.worker = w;
+                Vec::new()
+            }
+            Update::Events(events) => {
+                for e in &events {
+                    self.jobs.apply(e);
+                    self.now = self.now.max(e.time);
+                }
+                Vec::new()
+            }
+            Update::Pool(pool, latents) => {
+                self.snapshot.pool = pool;
+                self.snapshot.latents = latents;
+                Vec::new()
+            }
+            Update::Done(outcome) => {
+                self.busy = None;
+                self.on_outcome(outcome);
+                Vec::new()
+            }
+            Update::Image(request, result) => {
+                if self.picture.wanted.as_ref() == Some(&request) {
+                    match result {
+                        Ok(p) => {
+                            self.picture.shown = Some((request, p));
+                            self.picture.error = None;
+                        }
+                        Err(e) => {
+                            self.picture.shown = None;
+                            self.picture.error = Some(e);
+                        }
+                    }
+                }
+                Vec::new()
+            }
+            Update::Tick(now) => {
+                self.now = now;
+                if self.notice.as_ref().is_some_and(|n| n.until < now) {
+                    self.notice = None;
+                }
+                Vec::new()
+            }
+        };
+        commands.extend(self.picture_request());
+        commands
+    }
+
+    /// Asks for the selected slice's picture when the suggestions view shows
+    /// a different one (or at a different size) than wanted.
+    fn picture_request(&mut self) -> Option<Command> {
+        if self.tab != Tab::Suggestions || self.modal.is_some() {
+            return None;
+        }
+        let cells = self.picture_cells.get();
+        if cells.0 < 4 || cells.1 < 2 {
+            return None;
+        }
+        let rows = self.suggestion_rows();
+        let row = rows.get(self.selected)?;
+        let request = ImageRequest {
+            key: row.key.clone(),
+            modality: self.modality,
+            overlay: self.overlay,
+            cells,
+        };
+        if self.picture.wanted.as_ref() == Some(&request) {
+            return None;
+        }
+        self.picture.wanted = Some(request.clone());
+        Some(Command::Image(request))
+    }
+
+    fn on_outcome(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Started(job, pid) => self.notify(
+                format!(
+                    "{} started in a detached worker (pid {pid}); it goes on if you close this",
+                    job.name()
+                ),
+                false,
+            ),
+            Outcome::Exported { dir, slices } => self.notify(
+                format!(
+                    "exported {slices} slices to {} — send it to the annotators, then import [i]",
+                    dir.display()
+                ),
+                false,
+            ),
+            Outcome::Checked(plan) => {
+                if let Some(Modal::Import(d)) = &mut self.modal {
+                    d.checking = false;
+                    d.plan = Some(plan);
+                }
+            }
+            Outcome::Imported {
+                accepted,
+                remaining,
+            } => {
+                self.modal = None;
+                let next = if remaining == 0 {
+                    "all masks in · train the U-Net [t]".to_string()
+                } else {
+                    format!("{remaining} still awaited")
+                };
+                self.notify(format!("imported {accepted} masks · {next}"), false);
+            }
+            Outcome::CancelRequested(Some(job)) => self.notify(
+                format!("cancel requested: {job} stops after its current batch"),
+                false,
+            ),
+            Outcome::CancelRequested(None) => self.notify("no job is running", false),
+            Outcome::Failed(e) => {
+                if let Some(Modal::Import(d)) = &mut self.modal {
+                    d.checking = false;
+                }
+                self.notify(e, true);
+            }
+        }
+    }
+
+    fn on_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+            self.quit = true;
+            return Vec::new();
+        }
+        match self.modal.take() {
+            Some(Modal::Help) => {
+                // Any key closes help; `q` still quits.
+                if key.code == KeyCode::Char('q') {
+                    self.quit = true;
+                }
+                Vec::new()
+            }
+            Some(Modal::Import(dialog)) => self.on_import_key(dialog, key),
+            None => self.on_main_key(key),
+        }
+    }
+
+    fn on_main_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        let KeyCode::Char(c) = key.code else {
+            match key.code {
+                KeyCode::Tab => self.cycle_tab(1),
+                KeyCode::BackTab => self.cycle_tab(-1),
+                KeyCode::Down => self.move_selection(1),
+                KeyCode::Up => self.move_selection(-1),
+                KeyCode::Right if self.tab == Tab::Latent => self.cycle_axis(true),
+                KeyCode::Left if self.tab == Tab::Latent => self.cycle_axis(false),
+                _ => {}
+            }
+            return Vec::new();
+        };
+        match c {
+            'q' => self.quit = true,
+            '?' => self.modal = Some(Modal::Help),
+            '1'..='4' => self.tab = Tab::ALL[(c as u8 - b'1') as usize],
+            'j' => self.move_selection(1),
+            'k' => self.move_selection(-1),
+            'm' => {
+                let n = self.modalities().len().max(1);
+                self.modality = (self.modality + 1) % n;
+            }
+            'o' => self.overlay = self.overlay.next(),
+            'x' if self.tab == Tab::Latent => self.cycle_axis(true),
+            'y' if self.tab == Tab::Latent => self.cycle_axis(false),
+            _ => return self.on_action_key(c),
+        }
+        Vec::new()
+    }
+
+    fn on_action_key(&mut self, c: char) -> Vec<Command> {
+        let Some(action) = self.actions().into_iter().find(|a| a.key == c) else {
+            return Vec::new();
+        };
+        if !action.enabled {
+            let why = if self.busy.is_some() {
+                "wait for the current action to finish"
+            } else {
+                "a job is running; wait for it or cancel it [c]"
+            };
+            self.notify(why, true);
+            return Vec::new();
+        }
+        let command = match c {
+            'v' => Command::Start(Job::TrainVae),
+            's' | 'n' => Command::Start(Job::Suggest),
+            't' => Command::Start(Job::Train),
+            'a' => Command::Start(Job::Evaluate),
+            'e' => Command::Export,
+            'c' => Command::Cancel,
+            'i' => {
+                let mut input = self.cwd.display().to_string();
+                if !input.ends_with('/') {
+                    input.push('/');
+                }
+                self.modal = Some(Modal::Import(ImportDialog {
+                    input,
+                    choices: Vec::new(),
+                    plan: None,
+                    checking: false,
+                }));
+                return Vec::new();
+            }
+            _ => return Vec::new(),
+        };
+        self.busy = Some(action.label.to_string());
+        vec![command]
+    }
+
+    fn on_import_key(&mut self, mut d: ImportDialog, key: KeyEvent) -> Vec<Command> {
+        let mut commands = Vec::new();
+        if let Some(plan) = d.plan.clone() {
+            // The report is up: confirm or go back to the prompt.
+            match key.code {
+                KeyCode::Char('y') | KeyCode::Enter if !plan.accepted.is_empty() => {
+                    self.busy = Some("importing masks".into());
+                    commands.push(Command::ConfirmImport);
+                }
+                KeyCode::Esc | KeyCode::Char('n') => {
+                    d.plan = None;
+                }
+                _ => {}
+            }
+            self.modal = Some(Modal::Import(d));
+            return commands;
+        }
+        if d.checking {
+            if key.code == KeyCode::Esc {
+                return Vec::new(); // closes; the check's answer is dropped
+            }
+            self.modal = Some(Modal::Import(d));
+            return Vec::new();
+        }
+        match key.code {
+            KeyCode::Esc => return Vec::new(),
+            KeyCode::Enter => {
+                let paths: Vec<PathBuf> = d.input.split_whitespace().map(PathBuf::from).collect();
+                if paths.is_empty() {
+                    self.notify("type the path of the mask files or their folder", true);
+                } else {
+                    d.checking = true;
+                    d.choices.clear();
+                    self.busy = Some("checking masks".into());
+                    commands.push(Command::CheckImport(paths));
+                }
+            }
+            KeyCode::Tab => {
+                let (completed, choices) = complete_path(&d.input);
+                d.input = completed;
+                d.choices = choices;
+            }
+            KeyCode::Backspace => {
+                d.input.pop();
+                d.choices.clear();
+            }
+            KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                d.input.clear();
+            }
+            KeyCode::Char(ch) => {
+                d.input.push(ch);
+                d.choices.clear();
+            }
+            _ => {}
+        }
+        self.modal = Some(Modal::Import(d));
+        commands
+    }
+
+    fn cycle_tab(&mut self, step: isize) {
+        let i = Tab::ALL.iter().position(|t| *t == self.tab).unwrap_or(0) as isize;
+        let n = Tab::ALL.len() as isize;
+        self.tab = Tab::ALL[((i + step).rem_euclid(n)) as usize];
+    }
+
+    fn move_selection(&mut self, step: isize) {
+        let n = self.suggestion_rows().len();
+        if n == 0 {
+            return;
+        }
+        self.selected = (self.selected as isize + step).clamp(0, n as isize - 1) as usize;
+    }
+
+    fn cycle_axis(&mut self, x: bool) {
+        let dim = self
+            .snapshot
+            .latents
+            .as_ref()
+            .map_or(self.snapshot.config.vae.z_dim, |l| l.dim)
+            .max(1);
+        let (a, b) = self.axes;
+        self.axes = if x {
+            ((a + 1) % dim, b)
+        } else {
+            (a, (b + 1) % dim)
+        };
+    }
+}

@@ -1,0 +1,350 @@
+//! What the TUI knows about jobs, folded from the worker's event log. The
+//! log is the only source, so a TUI opened mid-job (or after it ended)
+//! shows exactly what one that watched all along would.
+
+use crate::worker::{Event, Holder, Logged};
+
+/// Most loss points kept per job; older ones are thinned two to one, so a
+/// long run's chart keeps its shape at a fixed cost.
+const MAX_LOSS_POINTS: usize = 600;
+/// Finished jobs remembered.
+const MAX_RUNS: usize = 32;
+/// A job whose worker is gone is called dead only this long after it
+/// started: the lock and the log are read at slightly different times.
+const DEATH_GRACE_SECONDS: f64 = 2.0;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Running,
+    Finished(String),
+    Failed(String),
+    Cancelled,
+}
+
+/// One run of one job, as the log tells it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobRun {
+    pub job: String,
+    pub pid: Option<u32>,
+    pub device: String,
+    /// Seconds since the epoch.
+    pub started: f64,
+    pub updated: f64,
+    pub ended: Option<f64>,
+    pub stage: String,
+    /// When the current stage began (for rate and ETA of stages that do
+    /// not report them, e.g. building the store).
+    pub stage_started: f64,
+    pub epoch: Option<usize>,
+    pub epochs: Option<usize>,
+    pub done: u64,
+    pub total: u64,
+    /// Slices (or volumes) per second, as the worker measured it.
+    pub rate: Option<f64>,
+    pub eta_seconds: Option<f64>,
+    /// (seconds since start, running loss) from progress reports.
+    pub losses: Vec<(f64, f64)>,
+    /// (epoch, mean loss) at each checkpoint.
+    pub epoch_losses: Vec<(usize, f64)>,
+    pub outcome: Outcome,
+}
+
+impl JobRun {
+    fn new(job: &str, pid: Option<u32>, device: &str, time: f64) -> JobRun {
+        JobRun {
+            job: job.to_string(),
+            pid,
+            device: device.to_string(),
+            started: time,
+            updated: time,
+            ended: None,
+            stage: String::new(),
+            stage_started: time,
+            epoch: None,
+            epochs: None,
+            done: 0,
+            total: 0,
+            rate: None,
+            eta_seconds: None,
+            losses: Vec::new(),
+            epoch_losses: Vec::new(),
+            outcome: Outcome::Running,
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.outcome == Outcome::Running
+    }
+
+    /// Wall time from start to end (or to `now` while running).
+    pub fn elapsed(&self, now: f64) -> f64 {
+        (self.ended.unwrap_or(now) - self.started).max(0.0)
+    }
+
+    /// Fraction of the whole job done: epochs and batches together when the
+    /// job has epochs, else the current stage's count.
+    pub fn fraction(&self) -> f64 {
+        let within = if self.total > 0 {
+            (self.done as f64 / self.total as f64).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        match (self.epoch, self.epochs) {
+            (Some(e), Some(n)) if n > 0 => ((e.saturating_sub(1)) as f64 + within) / n as f64,
+            _ => within,
+        }
+    }
+
+    /// Items per second and seconds left: the worker's figures for
+    /// training, else measured from this stage's progress so far.
+    pub fn rate_and_eta(&self) -> (Option<f64>, Option<f64>) {
+        if self.rate.is_some() || self.eta_seconds.is_some() {
+            return (self.rate, self.eta_seconds);
+        }
+        let spent = self.updated - self.stage_started;
+        if self.done == 0 || spent <= 0.0 {
+            return (None, None);
+        }
+        let rate = self.done as f64 / spent;
+        let left = self.total.saturating_sub(self.done) as f64 / rate;
+        (Some(rate), Some(left))
+    }
+
+    fn push_loss(&mut self, t: f64, loss: f64) {
+        if !loss.is_finite() {
+            return;
+        }
+        if self.losses.len() >= MAX_LOSS_POINTS {
+            let thinned: Vec<(f64, f64)> = self.losses.iter().copied().step_by(2).collect();
+            self.losses = thinned;
+        }
+        self.losses.push((t, loss));
+    }
+}
+
+/// The jobs of one project, newest last.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobTracker {
+    pub runs: Vec<JobRun>,
+    /// (time, "Training → Suggesting: …") for the round log.
+    pub transitions: Vec<(f64, String)>,
+}
+
+impl JobTracker {
+    pub fn apply(&mut self, logged: &Logged) {
+        let t = logged.time;
+        match &logged.event {
+            Event::JobStarted { job, pid, device } => {
+                // A run still open here was killed without a word.
+                self.runs.push(JobRun::new(job, Some(*pid), device, t));
+                if self.runs.len() > MAX_RUNS {
+                    self.runs.remove(0);
+                }
+            }
+            Event::Progress {
+                job,
+                stage,
+                epoch,
+                epochs,
+                done,
+                total,
+                loss,
+                rate,
+                eta_seconds,
+            } => {
+                let run = self.open_run(job, t);
+                run.updated = t;
+                if run.stage != *stage {
+                    run.stage_started = t;
+                    run.stage.clone_from(stage);
+                }
+                run.epoch = *epoch;
+                run.epochs = *epochs;
+                run.done = *done;
+                run.total = *total;
+                run.rate = *rate;
+                run.eta_seconds = *eta_seconds;
+                if let Some(l) = loss {
+                    let since = t - run.started;
+                    run.push_loss(since, *l);
+                }
+            }
+            Event::Checkpoint {
+                job,
+                epoch,
+                epochs,
+                loss,
+            } => {
+                let run = self.open_run(job, t);
+                run.updated = t;
+                run.epochs = Some(*epochs);
+                run.epoch_losses.push((*epoch, *loss));
+            }
+            Event::JobFinished { job, summary } => {
+                self.close(job, t, Outcome::Finished(summary.clone()))
+            }
+            Event::JobFailed { job, error } => self.close(job, t, Outcome::Failed(error.clone())),
+            Event::JobCancelled { job } => self.close(job, t, Outcome::Cancelled),
+            Event::Transition {
+                from,
+                to,
+                round,
+                reason,
+            } => self
+                .transitions
+                .push((t, format!("round {round}: {from} → {to} ({reason})"))),
+        }
+    }
+
+    /// The open run of `job`, or a new one for events whose start we never
+    /// saw (a log written by an older version, or cut).
+    fn open_run(&mut self, job: &str, t: f64) -> &mut JobRun {
+        let open = self
+            .runs
+            .iter()
+            .rposition(|r| r.job == job && r.is_running());
+        let index = match open {
+            Some(i) => i,
+            None => {
+                self.runs.push(JobRun::new(job, None, "", t));
+                self.runs.len() - 1
+            }
+        };
+        &mut self.runs[index]
+    }
+
+    fn close(&mut self, job: &str, t: f64, outcome: Outcome) {
+        // A failure logged for a dead worker names its job; it closes the
+        // newest open run of that job (or is recorded on its own).
+        let run = self.open_run(job, t);
+        run.ended = Some(t);
+        run.updated = t;
+        run.outcome = outcome;
+    }
+
+    pub fn latest(&self) -> Option<&JobRun> {
+        self.runs.last()
+    }
+
+    /// The run the worker holding the lock is doing, if any.
+    pub fn active(&self, worker: Option<&Holder>) -> Option<&JobRun> {
+        let worker = worker?;
+        self.runs
+            .iter()
+            .rev()
+            .find(|r| r.is_running() && r.pid == Some(worker.pid))
+    }
+}
+
+/// How a run looks given who holds the worker lock now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    Running,
+    Ended,
+    /// The log says running but its worker is gone: killed or crashed.
+    Died,
+}
+
+pub fn liveness(run: &JobRun, worker: Option<&Holder>, now: f64) -> Liveness {
+    if !run.is_running() {
+        return Liveness::Ended;
+    }
+    let alive = worker.is_some_and(|w| Some(w.pid) == run.pid);
+    if alive || now - run.started < DEATH_GRACE_SECONDS {
+        Liveness::Running
+    } else {
+        Liveness::Died
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(time: f64, event: Event) -> Logged {
+        Logged { time, event }
+    }
+
+    fn progress(job: &str, epoch: usize, done: u64, loss: f64) -> Event {
+        Event::Progress {
+            job: job.into(),
+            stage: "train".into(),
+            epoch: Some(epoch),
+            epochs: Some(4),
+            done,
+            total: 10,
+            loss: Some(loss),
+            rate: Some(20.0),
+            eta_seconds: Some(30.0),
+        }
+    }
+
+    #[test]
+    fn folds_a_run_from_start_to_finish() {
+        let mut t = JobTracker::default();
+        t.apply(&at(
+            100.0,
+            Event::JobStarted {
+                job: "train".into(),
+                pid: 7,
+                device: "CPU".into(),
+            },
+        ));
+        t.apply(&at(101.0, progress("train", 2, 5, 0.5)));
+        let run = t.latest().expect("a run");
+        assert!(run.is_running());
+        assert!((run.fraction() - 1.5 / 4.0).abs() < 1e-9);
+        assert_eq!(run.losses, vec![(1.0, 0.5)]);
+        t.apply(&at(
+            103.0,
+            Event::JobFinished {
+                job: "train".into(),
+                summary: "done".into(),
+            },
+        ));
+        let run = t.latest().expect("a run");
+        assert_eq!(run.outcome, Outcome::Finished("done".into()));
+        assert_eq!(run.elapsed(1e9), 3.0);
+    }
+
+    #[test]
+    fn a_run_without_its_worker_is_dead_after_the_grace() {
+        let mut t = JobTracker::default();
+        t.apply(&at(
+            100.0,
+            Event::JobStarted {
+                job: "train-vae".into(),
+                pid: 7,
+                device: "CPU".into(),
+            },
+        ));
+        let run = t.latest().expect("a run").clone();
+        let holder = Holder {
+            pid: 7,
+            job: "train-vae".into(),
+            device: "CPU".into(),
+            started: 100.0,
+        };
+        assert_eq!(liveness(&run, Some(&holder), 500.0), Liveness::Running);
+        assert_eq!(liveness(&run, None, 101.0), Liveness::Running);
+        assert_eq!(liveness(&run, None, 500.0), Liveness::Died);
+        assert!(t.active(Some(&holder)).is_some());
+    }
+
+    #[test]
+    fn loss_history_is_thinned_not_unbounded() {
+        let mut t = JobTracker::default();
+        for i in 0..5000 {
+            t.apply(&at(
+                i as f64,
+                progress("train", 1, 1, 1.0 / (1.0 + i as f64)),
+            ));
+        }
+        let run = t.latest().expect("a run");
+        assert!(run.losses.len() <= MAX_LOSS_POINTS);
+        assert!(
+            run.losses.first().expect("points").0 < 10.0,
+            "keeps the start"
+        );
+    }
+}

@@ -1,0 +1,130 @@
+//! The project as the TUI sees it: plain data read from the project's files
+//! (config, state, worker lock, slice store, VAE latents). Built by the
+//! watcher thread or, in tests, by hand.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::project::engine::LATENTS_FILE;
+use crate::project::{Project, RoundState, SliceIndex, SliceKey, latents};
+use crate::store::SliceStore;
+use crate::worker::Holder;
+
+/// The slice pool's shape, from the store's metadata.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoolInfo {
+    pub store_dir: PathBuf,
+    pub key: String,
+    pub slices: usize,
+    pub modalities: Vec<String>,
+    pub height: usize,
+    pub width: usize,
+    /// Store id of each slice key, for placing labelled slices on the map.
+    pub ids: HashMap<SliceKey, usize>,
+}
+
+/// Every pool slice's VAE latent (posterior mean), row per store id.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LatentMap {
+    pub dim: usize,
+    pub values: Vec<f32>,
+}
+
+impl LatentMap {
+    pub fn len(&self) -> usize {
+        self.values.len() / self.dim.max(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    pub fn of(&self, id: usize) -> Option<&[f32]> {
+        self.values.get(id * self.dim..(id + 1) * self.dim)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub dir: PathBuf,
+    pub config: Config,
+    pub state: Result<RoundState, String>,
+    pub worker: Option<Holder>,
+    pub pool: Option<Arc<PoolInfo>>,
+    pub latents: Option<Arc<LatentMap>>,
+}
+
+impl Snapshot {
+    /// Reads what is there now; missing parts (no store yet) are `None`.
+    pub fn load(project: &Project) -> Snapshot {
+        let pool = load_pool(&project.dir, project.state().ok().as_ref()).map(Arc::new);
+        let latents = pool
+            .as_ref()
+            .and_then(|p| load_latents(&project.dir, &p.key))
+            .map(Arc::new);
+        Snapshot {
+            dir: project.dir.clone(),
+            config: project.config.clone(),
+            state: project.state().map_err(|e| e.to_string()),
+            worker: crate::worker::running_worker(&project.dir),
+            pool,
+            latents,
+        }
+    }
+
+    /// The project's name: its directory's.
+    pub fn name(&self) -> String {
+        std::fs::canonicalize(&self.dir)
+            .unwrap_or_else(|_| self.dir.clone())
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.dir.display().to_string())
+    }
+}
+
+/// The newest complete slice store of the project (builds in progress and
+/// abandoned ones start with a dot).
+pub fn newest_store(project: &Path) -> Option<PathBuf> {
+    let root = project.join("store");
+    std::fs::read_dir(root)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(|e| {
+            let meta = e.path().join(crate::store::META_FILE);
+            let modified = std::fs::metadata(&meta).ok()?.modified().ok()?;
+            Some((modified, e.path()))
+        })
+        .max()
+        .map(|(_, p)| p)
+}
+
+pub fn load_pool(project: &Path, state: Option<&RoundState>) -> Option<PoolInfo> {
+    let dir = newest_store(project)?;
+    let store = SliceStore::open(&dir).ok()?;
+    let tests = state.map(|s| s.test_cases.clone()).unwrap_or_default();
+    let index = SliceIndex::new(&store, &tests);
+    let ids = (0..index.len())
+        .map(|i| (index.key(i).clone(), i))
+        .collect();
+    let meta = store.meta();
+    Some(PoolInfo {
+        store_dir: dir.clone(),
+        key: meta.key.clone(),
+        slices: meta.slices,
+        modalities: meta.modalities.clone(),
+        height: meta.height,
+        width: meta.width,
+        ids,
+    })
+}
+
+pub fn load_latents(project: &Path, store_key: &str) -> Option<LatentMap> {
+    let l = latents::load(&project.join(LATENTS_FILE), store_key)?;
+    Some(LatentMap {
+        dim: l.dim,
+        values: l.values,
+    })
+}

@@ -1,0 +1,171 @@
+//! The history view: per round the labelled count and budget, the test
+//! Dice per region (table and chart against the budget) and the training
+//! loss the round ended with.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Style, Stylize};
+use ratatui::symbols::Marker;
+use ratatui::text::Line;
+use ratatui::widgets::{
+    Axis, Block, Chart, Dataset, GraphType, LegendPosition, Paragraph, Row, Table,
+};
+
+use super::DIM;
+use crate::tui::app::App;
+
+const SERIES: [Color; 6] = [
+    Color::Cyan,
+    Color::Magenta,
+    Color::Yellow,
+    Color::Green,
+    Color::Blue,
+    Color::Red,
+];
+
+pub fn render(frame: &mut Frame, area: Rect, app: &App) {
+    let Some(state) = app.state() else {
+        return;
+    };
+    if state.history.is_empty() {
+        frame.render_widget(
+            Paragraph::new(vec![
+                Line::from("No round has been trained yet."),
+                Line::from("After each U-Net training the round's budget and loss appear here;")
+                    .fg(DIM),
+                Line::from("evaluate [a] adds the test Dice per region.").fg(DIM),
+            ])
+            .block(Block::bordered().title(" history ")),
+            area,
+        );
+        return;
+    }
+    let regions: Vec<String> = {
+        let mut names: Vec<String> = Vec::new();
+        for r in &state.history {
+            for (name, _) in &r.dice {
+                if !names.contains(name) {
+                    names.push(name.clone());
+                }
+            }
+        }
+        names
+    };
+    let [table_area, chart_area] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
+
+    let mut header = vec![
+        "round".to_string(),
+        "slices".into(),
+        "budget".into(),
+        "loss".into(),
+    ];
+    header.extend(regions.iter().cloned());
+    let rows: Vec<Row> = state
+        .history
+        .iter()
+        .map(|r| {
+            let mut cells = vec![
+                r.round.to_string(),
+                r.labelled.to_string(),
+                format!("{:.2}%", 100.0 * r.budget),
+                r.train_losses
+                    .last()
+                    .map_or("–".into(), |l| format!("{l:.4}")),
+            ];
+            for name in &regions {
+                cells.push(
+                    r.dice
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map_or("–".into(), |(_, d)| format!("{d:.3}")),
+                );
+            }
+            Row::new(cells)
+        })
+        .collect();
+    let mut widths = vec![
+        Constraint::Length(5),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(7),
+    ];
+    widths.extend(regions.iter().map(|_| Constraint::Length(6)));
+    let visible = table_area.height.saturating_sub(3) as usize;
+    let skip = rows.len().saturating_sub(visible);
+    frame.render_widget(
+        Table::new(rows.into_iter().skip(skip), widths)
+            .header(Row::new(header).style(Style::new().bold()))
+            .block(Block::bordered().title(" rounds · test Dice per region ")),
+        table_area,
+    );
+    dice_chart(frame, chart_area, app, &regions);
+}
+
+fn dice_chart(frame: &mut Frame, area: Rect, app: &App, regions: &[String]) {
+    let Some(state) = app.state() else {
+        return;
+    };
+    let series: Vec<Vec<(f64, f64)>> = regions
+        .iter()
+        .map(|name| {
+            state
+                .history
+                .iter()
+                .filter_map(|r| {
+                    r.dice
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, d)| (100.0 * r.budget, *d))
+                })
+                .collect()
+        })
+        .collect();
+    let block = Block::bordered().title(" test Dice vs % of the pool labelled ");
+    if series.iter().all(Vec::is_empty) {
+        frame.render_widget(
+            Paragraph::new("Evaluate [a] to see Dice per region here.")
+                .style(Style::new().fg(DIM))
+                .block(block),
+            area,
+        );
+        return;
+    }
+    let max_budget = state
+        .history
+        .iter()
+        .map(|r| 100.0 * r.budget)
+        .fold(0.0f64, f64::max)
+        .max(0.1);
+    let datasets: Vec<Dataset> = series
+        .iter()
+        .zip(regions)
+        .enumerate()
+        .map(|(i, (points, name))| {
+            Dataset::default()
+                .name(name.clone())
+                .marker(Marker::Braille)
+                .graph_type(GraphType::Line)
+                .style(Style::new().fg(SERIES[i % SERIES.len()]))
+                .data(points)
+        })
+        .collect();
+    frame.render_widget(
+        Chart::new(datasets)
+            .block(block)
+            .legend_position(Some(LegendPosition::BottomRight))
+            .x_axis(
+                Axis::default()
+                    .title("% labelled")
+                    .bounds([0.0, max_budget])
+                    .labels(["0".to_string(), format!("{max_budget:.1}")]),
+            )
+            .y_axis(
+                Axis::default()
+                    .title("Dice")
+                    .bounds([0.0, 1.0])
+                    .labels(["0", "0.5", "1"]),
+            ),
+        area,
+    );
+}

@@ -1,0 +1,253 @@
+//! The round view: where the round is, what to do next, and the current
+//! (or last) job: stage, epoch, batch, rate, elapsed, ETA, device and its
+//! loss curve.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Style, Stylize};
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, LineGauge, Paragraph};
+
+use super::{ACCENT, BAD, DIM, GOOD, WARN, duration};
+use crate::tui::app::App;
+use crate::tui::jobs::{JobRun, Liveness, Outcome, liveness};
+
+pub fn render(frame: &mut Frame, area: Rect, app: &App) {
+    let [next, job, log] = Layout::vertical([
+        Constraint::Length(6),
+        Constraint::Min(8),
+        Constraint::Length(5),
+    ])
+    .areas(area);
+    next_step(frame, next, app);
+    match app.jobs.latest() {
+        Some(run) => job_panel(frame, job, app, run),
+        None => frame.render_widget(
+            Paragraph::new("No job has run in this project yet.")
+                .style(Style::new().fg(DIM))
+                .block(Block::bordered().title(" job ")),
+            job,
+        ),
+    }
+    recent(frame, log, app);
+}
+
+fn next_step(frame: &mut Frame, area: Rect, app: &App) {
+    let mut lines = vec![Line::from(app.headline().bold())];
+    if let Some(state) = app.state() {
+        let pool = app
+            .snapshot
+            .pool
+            .as_ref()
+            .map_or("pool not built yet".to_string(), |p| {
+                format!("pool {} slices", p.slices)
+            });
+        lines.push(Line::from(Span::styled(
+            format!(
+                "{} labelled · {} awaiting masks · {pool} · {} test cases held out · round {} of {}",
+                state.labelled.len(),
+                state.pending.len(),
+                state.test_cases.len(),
+                state.round,
+                app.snapshot.config.sampling.rounds
+            ),
+            Style::new().fg(DIM),
+        )));
+    }
+    let mut spans = Vec::new();
+    for a in app.actions() {
+        let key_style = if a.enabled {
+            Style::new().fg(ACCENT).bold()
+        } else {
+            Style::new().fg(DIM)
+        };
+        spans.push(Span::styled(format!("[{}] ", a.key), key_style));
+        spans.push(Span::styled(
+            format!("{}   ", a.label),
+            if a.enabled {
+                Style::new()
+            } else {
+                Style::new().fg(DIM)
+            },
+        ));
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::from(spans));
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(" next ").border_style(ACCENT)),
+        area,
+    );
+}
+
+fn job_panel(frame: &mut Frame, area: Rect, app: &App, run: &JobRun) {
+    let live = liveness(run, app.snapshot.worker.as_ref(), app.now);
+    let (status, colour) = match (&run.outcome, live) {
+        (_, Liveness::Died) => (
+            "stopped without finishing (killed or crashed) — run the step again to resume"
+                .to_string(),
+            BAD,
+        ),
+        (Outcome::Running, _) => ("running".to_string(), WARN),
+        (Outcome::Finished(s), _) => (format!("finished · {s}"), GOOD),
+        (Outcome::Failed(e), _) => (format!("failed · {e}"), BAD),
+        (Outcome::Cancelled, _) => (
+            "cancelled — its last checkpoint is kept; run it again to resume".into(),
+            WARN,
+        ),
+    };
+    let block = Block::bordered().title(Line::from(vec![
+        Span::raw(" job: "),
+        Span::styled(run.job.clone(), Style::new().bold()),
+        Span::raw(" "),
+    ]));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let [info, gauge, chart] = Layout::vertical([
+        Constraint::Length(3),
+        Constraint::Length(1),
+        Constraint::Min(0),
+    ])
+    .areas(inner);
+
+    let mut where_ = vec![format!("device {}", or_dash(&run.device))];
+    if !run.stage.is_empty() {
+        where_.push(format!("stage {}", run.stage));
+    }
+    if let (Some(e), Some(n)) = (run.epoch, run.epochs) {
+        where_.push(format!("epoch {e}/{n}"));
+    }
+    if run.total > 0 {
+        let unit = if run.epoch.is_some() { "batch" } else { "step" };
+        where_.push(format!("{unit} {}/{}", run.done, run.total));
+    }
+    let (rate, eta) = run.rate_and_eta();
+    let unit = if run.epoch.is_some() {
+        "slices"
+    } else {
+        "items"
+    };
+    let timing = format!(
+        "elapsed {} · {}{}",
+        duration(Some(run.elapsed(app.now))),
+        rate.map_or(String::new(), |r| format!("{r:.1} {unit}/s · ")),
+        if run.is_running() {
+            format!("ETA {}", duration(eta))
+        } else {
+            "ended".into()
+        }
+    );
+    frame.render_widget(
+        Paragraph::new(vec![
+            Line::from(Span::styled(status, Style::new().fg(colour))),
+            Line::from(where_.join(" · ")),
+            Line::from(timing),
+        ]),
+        info,
+    );
+    let fraction = if matches!(run.outcome, Outcome::Finished(_)) {
+        1.0
+    } else {
+        run.fraction()
+    };
+    frame.render_widget(
+        LineGauge::default()
+            .filled_style(Style::new().fg(ACCENT))
+            .ratio(fraction.clamp(0.0, 1.0))
+            .label(format!("{:>3.0}%", 100.0 * fraction)),
+        gauge,
+    );
+    loss_chart(frame, chart, run);
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() { "–" } else { s }
+}
+
+fn loss_chart(frame: &mut Frame, area: Rect, run: &JobRun) {
+    if area.height < 4 {
+        return;
+    }
+    if run.losses.is_empty() {
+        frame.render_widget(
+            Paragraph::new("(no loss reported yet)").style(Style::new().fg(DIM)),
+            area,
+        );
+        return;
+    }
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for &(_, l) in &run.losses {
+        lo = lo.min(l);
+        hi = hi.max(l);
+    }
+    if hi - lo < 1e-9 {
+        hi = lo + 1e-3;
+    }
+    let t_start = run.losses.first().map_or(0.0, |p| p.0);
+    let t_end = run.losses.last().map_or(1.0, |p| p.0).max(t_start + 1e-3);
+    let data = Dataset::default()
+        .name("loss")
+        .marker(Marker::Braille)
+        .graph_type(GraphType::Line)
+        .style(Style::new().fg(ACCENT))
+        .data(&run.losses);
+    let last = run.losses.last().map_or(f64::NAN, |p| p.1);
+    let chart = Chart::new(vec![data])
+        .x_axis(
+            Axis::default()
+                .title("time")
+                .bounds([t_start, t_end])
+                .labels([duration(Some(t_start)), duration(Some(t_end))]),
+        )
+        .y_axis(
+            Axis::default()
+                .bounds([lo, hi])
+                .labels([format!("{lo:.3}"), format!("{hi:.3}")]),
+        )
+        .legend_position(None);
+    let [title, plot] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
+    frame.render_widget(
+        Paragraph::new(Line::from(vec![
+            Span::styled("training loss ", Style::new().bold()),
+            Span::styled(format!("(now {last:.4})"), Style::new().fg(DIM)),
+        ])),
+        title,
+    );
+    frame.render_widget(chart, plot);
+}
+
+fn recent(frame: &mut Frame, area: Rect, app: &App) {
+    let rows = area.height.saturating_sub(2) as usize;
+    let mut items: Vec<(f64, String)> = app.jobs.transitions.clone();
+    for r in &app.jobs.runs {
+        if let Some(end) = r.ended {
+            let what = match &r.outcome {
+                Outcome::Finished(s) => format!("{} finished: {s}", r.job),
+                Outcome::Failed(e) => format!("{} failed: {e}", r.job),
+                Outcome::Cancelled => format!("{} cancelled", r.job),
+                Outcome::Running => continue,
+            };
+            items.push((end, what));
+        }
+    }
+    items.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let lines: Vec<Line> = items
+        .iter()
+        .rev()
+        .take(rows)
+        .rev()
+        .map(|(t, s)| {
+            Line::from(vec![
+                Span::styled(
+                    format!("{} ago  ", duration(Some(app.now - t))),
+                    Style::new().fg(DIM),
+                ),
+                Span::raw(s.clone()),
+            ])
+        })
+        .collect();
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(" recent ")),
+        area,
+    );
+}

@@ -1,0 +1,87 @@
+//! A thread that watches the project's files and reports what changed: the
+//! worker lock, new event-log lines, the state file, the slice store and the
+//! VAE latents. Polling (four times a second, a few `stat`s) is simpler and
+//! more portable than inotify, and works on network file systems.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::time::{Duration, SystemTime};
+
+use super::app::Update;
+use super::snapshot::{load_latents, load_pool, newest_store};
+use crate::project::RoundState;
+use crate::project::engine::LATENTS_FILE;
+use crate::project::state::STATE_FILE;
+use crate::worker::{EventLog, running_worker};
+
+const POLL: Duration = Duration::from_millis(250);
+
+/// Size and modification time: enough to notice an atomic replace.
+fn signature(path: &Path) -> Option<(u64, SystemTime)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.len(), m.modified().ok()?))
+}
+
+/// Watches `dir` until `stop` is set or the receiver is gone. The first
+/// round reports only what differs from what the caller already loaded:
+/// `offset` is where in the event log the caller stopped reading.
+pub fn spawn(
+    dir: PathBuf,
+    offset: u64,
+    tx: Sender<Update>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let log = EventLog::new(&dir);
+        let mut offset = offset;
+        let mut worker = running_worker(&dir);
+        let mut state_sig = signature(&dir.join(STATE_FILE));
+        let mut store = newest_store(&dir).and_then(|d| signature(&d));
+        let mut latents_sig = signature(&dir.join(LATENTS_FILE));
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(POLL);
+            let mut updates = Vec::new();
+            // The lock before the log: a job that ends in between shows as
+            // running for one more poll, never as dead.
+            let now_worker = running_worker(&dir);
+            if now_worker != worker {
+                worker.clone_from(&now_worker);
+                updates.push(Update::Worker(now_worker));
+            }
+            if let Ok((events, next)) = log.read_from(offset)
+                && !events.is_empty()
+            {
+                offset = next;
+                updates.push(Update::Events(events));
+            }
+            let sig = signature(&dir.join(STATE_FILE));
+            let state_changed = sig != state_sig;
+            if state_changed {
+                state_sig = sig;
+                updates.push(Update::State(
+                    RoundState::load(&dir).map_err(|e| e.to_string()),
+                ));
+            }
+            let store_sig = newest_store(&dir).and_then(|d| signature(&d));
+            let lat_sig = signature(&dir.join(LATENTS_FILE));
+            if store_sig != store || lat_sig != latents_sig || state_changed {
+                store = store_sig;
+                latents_sig = lat_sig;
+                let state = RoundState::load(&dir).ok();
+                let pool = load_pool(&dir, state.as_ref()).map(Arc::new);
+                let latents = pool
+                    .as_ref()
+                    .and_then(|p| load_latents(&dir, &p.key))
+                    .map(Arc::new);
+                updates.push(Update::Pool(pool, latents));
+            }
+            for u in updates {
+                if tx.send(u).is_err() {
+                    return;
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,297 @@
+//! The TUI drawn into ratatui's TestBackend from synthetic project states
+//! and event logs: one snapshot per view (insta), and the key handling that
+//! turns the guided flow into commands.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use image::DynamicImage;
+use nextslice::masks::preview::slice_picture;
+use nextslice::masks::{AcceptedMask, ImportPlan};
+use nextslice::project::Phase;
+use nextslice::tui::app::{App, Command, Modal, Outcome, Tab, Update};
+use nextslice::tui::images::fill_cells;
+use nextslice::tui::views;
+use nextslice::worker::{Event, Job, Logged};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::layout::Rect;
+use ratatui_image::Resize;
+use ratatui_image::picker::Picker;
+
+use super::tui_fixture::{self as fx, NOW};
+
+fn draw(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("terminal");
+    terminal.draw(|f| views::render(f, app)).expect("draw");
+    terminal
+}
+
+fn press(app: &mut App, code: KeyCode) -> Vec<Command> {
+    app.update(Update::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+}
+
+fn type_text(app: &mut App, text: &str) {
+    for c in text.chars() {
+        press(app, KeyCode::Char(c));
+    }
+}
+
+#[test]
+fn round_view_of_a_new_project_says_to_train_the_vae() {
+    let app = fx::app(Phase::NeedVae, 0, 1200, &[], None);
+    let t = draw(&app, 80, 24);
+    insta::assert_snapshot!("round_new_project_80x24", t.backend());
+}
+
+#[test]
+fn round_view_follows_a_running_job_from_the_event_log() {
+    let events = fx::training_events(4242);
+    let app = fx::app(Phase::Training, 3, 1200, &events, Some(4242));
+    let t = draw(&app, 100, 30);
+    insta::assert_snapshot!("round_training_running_100x30", t.backend());
+    let text = format!("{}", t.backend());
+    assert!(text.contains("epoch 4/10"), "{text}");
+    assert!(text.contains("batch 12/38"), "{text}");
+    assert!(text.contains("ETA 4m12s"), "{text}");
+    assert!(text.contains("CUDA:0"), "{text}");
+}
+
+#[test]
+fn a_job_whose_worker_vanished_is_reported_dead_not_running() {
+    let events = fx::training_events(4242);
+    let app = fx::app(Phase::Training, 3, 1200, &events, None);
+    let t = draw(&app, 100, 30);
+    let text = format!("{}", t.backend());
+    assert!(text.contains("stopped without finishing"), "{text}");
+    // The step is offered again (it resumes from its checkpoint).
+    assert!(app.actions().iter().any(|a| a.key == 't' && a.enabled));
+}
+
+#[test]
+fn finished_jobs_show_their_outcome_to_a_tui_opened_later() {
+    let mut events = fx::training_events(4242);
+    events.push(Logged {
+        time: NOW - 5.0,
+        event: Event::JobFinished {
+            job: "train".into(),
+            summary: "round 3: U-Net trained on 18 slices (1.5% of the pool)".into(),
+        },
+    });
+    let app = fx::app(Phase::Suggesting, 3, 1200, &events, None);
+    let t = draw(&app, 100, 30);
+    insta::assert_snapshot!("round_after_training_100x30", t.backend());
+}
+
+/// The app after the suggestions view was drawn once and its picture
+/// (a synthetic slice, encoded as half-blocks) delivered.
+fn suggestions_with_picture() -> App {
+    let mut app = fx::app(Phase::AwaitingMasks, 3, 1200, &[], None);
+    press(&mut app, KeyCode::Char('2'));
+    draw(&app, 100, 30);
+    let commands = app.update(Update::Resize);
+    let Some(Command::Image(request)) = commands.into_iter().next() else {
+        panic!("the suggestions view asks for the selected slice's picture");
+    };
+    assert_eq!(request.key, fx::key(0, 13));
+    // A disc with a "tumour" in class 2.
+    let (h, w) = (32, 32);
+    let mut plane = vec![0f32; h * w];
+    let mut mask = vec![0u8; h * w];
+    for r in 0..h {
+        for c in 0..w {
+            let (y, x) = (r as f32 - 15.5, c as f32 - 15.5);
+            if x * x + y * y < 14.0 * 14.0 {
+                plane[r * w + c] = 1.0 + (x + y) / 30.0;
+            }
+            if (x - 4.0).powi(2) + (y + 3.0).powi(2) < 16.0 {
+                mask[r * w + c] = 2;
+            }
+        }
+    }
+    let picker = Picker::halfblocks();
+    let picture = fill_cells(
+        DynamicImage::ImageRgb8(slice_picture(&plane, h, w, Some(&mask))),
+        &picker,
+        request.cells,
+    );
+    let area = Rect::new(0, 0, request.cells.0, request.cells.1);
+    let protocol = picker
+        .new_protocol(picture, area, Resize::Fit(None))
+        .expect("encode");
+    app.update(Update::Image(request, Ok(protocol)));
+    app
+}
+
+#[test]
+fn suggestions_view_lists_provenance_and_draws_the_selected_slice() {
+    let app = suggestions_with_picture();
+    let t = draw(&app, 100, 30);
+    insta::assert_snapshot!("suggestions_100x30", t.backend());
+    let text = format!("{}", t.backend());
+    assert!(text.contains("BraTS19_000:13"), "{text}");
+    assert!(
+        text.contains('▀') || text.contains('▄'),
+        "the slice is drawn"
+    );
+}
+
+#[test]
+fn changing_modality_or_overlay_asks_for_a_new_picture() {
+    let mut app = suggestions_with_picture();
+    let commands = press(&mut app, KeyCode::Char('m'));
+    assert!(
+        matches!(&commands[..], [Command::Image(r)] if r.modality == 1),
+        "{commands:?}"
+    );
+    let commands = press(&mut app, KeyCode::Char('j'));
+    assert!(
+        matches!(&commands[..], [Command::Image(r)] if r.key == fx::key(1, 14)),
+        "{commands:?}"
+    );
+    // Nothing changes: nothing is asked again.
+    assert!(app.update(Update::Resize).is_empty());
+}
+
+#[test]
+fn history_view_tabulates_and_charts_every_round() {
+    let mut app = fx::app(Phase::Suggesting, 6, 1200, &[], None);
+    press(&mut app, KeyCode::Char('3'));
+    let t = draw(&app, 100, 30);
+    insta::assert_snapshot!("history_100x30", t.backend());
+}
+
+#[test]
+fn latent_map_shows_pool_labelled_suggested_and_steps() {
+    let mut app = fx::app(Phase::AwaitingMasks, 3, 1200, &[], None);
+    press(&mut app, KeyCode::Char('4'));
+    let t = draw(&app, 100, 30);
+    insta::assert_snapshot!("latent_map_100x30", t.backend());
+    // Another pair of dimensions is another picture.
+    press(&mut app, KeyCode::Char('x'));
+    assert_eq!(app.axes, (1, 1));
+    press(&mut app, KeyCode::Char('x'));
+    assert_eq!(app.axes, (2, 1));
+}
+
+fn plan() -> ImportPlan {
+    ImportPlan {
+        accepted: vec![AcceptedMask {
+            key: fx::key(0, 13),
+            file: PathBuf::from("/srv/masks/BraTS19_000_slice013_mask.nii.gz"),
+            classes: vec![0; 4],
+        }],
+        problems: vec![(
+            PathBuf::from("/srv/masks/BraTS19_001_slice014_mask.nii.gz"),
+            "holds label 3, which is not in the label map (0, 1, 2, 4)".into(),
+        )],
+        missing: vec![fx::key(1, 14)],
+        skipped: Vec::new(),
+    }
+}
+
+#[test]
+fn import_goes_prompt_then_report_then_confirm() {
+    let mut app = fx::app(Phase::AwaitingMasks, 3, 1200, &[], None);
+    assert!(press(&mut app, KeyCode::Char('i')).is_empty());
+    type_text(&mut app, "round-3");
+    let t = draw(&app, 100, 30);
+    insta::assert_snapshot!("import_prompt_100x30", t.backend());
+
+    let commands = press(&mut app, KeyCode::Enter);
+    assert_eq!(
+        commands,
+        vec![Command::CheckImport(vec![PathBuf::from(
+            "/srv/masks/round-3"
+        )])]
+    );
+    app.update(Update::Done(Outcome::Checked(Arc::new(plan()))));
+    let t = draw(&app, 100, 30);
+    insta::assert_snapshot!("import_report_100x30", t.backend());
+
+    // Back to the prompt and forward again changes nothing on disk: only
+    // `y` asks to import.
+    assert!(press(&mut app, KeyCode::Char('n')).is_empty());
+    assert!(matches!(&app.modal, Some(Modal::Import(d)) if d.plan.is_none()));
+    press(&mut app, KeyCode::Enter);
+    app.update(Update::Done(Outcome::Checked(Arc::new(plan()))));
+    assert_eq!(
+        press(&mut app, KeyCode::Char('y')),
+        vec![Command::ConfirmImport]
+    );
+    app.update(Update::Done(Outcome::Imported {
+        accepted: 1,
+        remaining: 4,
+    }));
+    assert!(app.modal.is_none());
+    assert!(
+        app.notice
+            .as_ref()
+            .is_some_and(|n| n.text.contains("4 still awaited"))
+    );
+}
+
+#[test]
+fn help_lists_the_keys() {
+    let mut app = fx::app(Phase::NeedVae, 0, 1200, &[], None);
+    press(&mut app, KeyCode::Char('?'));
+    let t = draw(&app, 80, 24);
+    insta::assert_snapshot!("help_80x24", t.backend());
+    // Any key closes it.
+    press(&mut app, KeyCode::Char('x'));
+    assert!(app.modal.is_none());
+}
+
+#[test]
+fn a_terminal_too_small_says_so() {
+    let app = fx::app(Phase::NeedVae, 0, 1200, &[], None);
+    let t = draw(&app, 60, 20);
+    insta::assert_snapshot!("too_small_60x20", t.backend());
+}
+
+#[test]
+fn the_guided_flow_offers_only_the_actions_of_the_phase() {
+    let keys = |phase, worker| {
+        let events = fx::training_events(4242);
+        let app = fx::app(phase, 3, 600, &events, worker);
+        app.actions()
+            .iter()
+            .filter(|a| a.enabled)
+            .map(|a| a.key)
+            .collect::<String>()
+    };
+    assert_eq!(keys(Phase::NeedVae, None), "va");
+    assert_eq!(keys(Phase::Seeding, None), "sa");
+    assert_eq!(keys(Phase::AwaitingMasks, None), "eia");
+    assert_eq!(keys(Phase::Training, None), "ta");
+    assert_eq!(keys(Phase::Suggesting, None), "na");
+    assert_eq!(keys(Phase::Done, None), "a");
+    // While a worker runs only cancel is live.
+    assert_eq!(keys(Phase::Training, Some(4242)), "c");
+
+    let mut app = fx::app(Phase::NeedVae, 0, 600, &[], None);
+    assert_eq!(
+        press(&mut app, KeyCode::Char('v')),
+        vec![Command::Start(Job::TrainVae)]
+    );
+    // A second press while the first is starting does nothing.
+    assert!(press(&mut app, KeyCode::Char('v')).is_empty());
+    let mut app = fx::app(Phase::Training, 3, 600, &[], Some(4242));
+    assert!(press(&mut app, KeyCode::Char('t')).is_empty());
+    assert!(app.notice.as_ref().is_some_and(|n| n.error));
+    assert_eq!(press(&mut app, KeyCode::Char('c')), vec![Command::Cancel]);
+}
+
+#[test]
+fn tabs_cycle_and_quit_is_q() {
+    let mut app = fx::app(Phase::NeedVae, 0, 600, &[], None);
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(app.tab, Tab::Suggestions);
+    press(&mut app, KeyCode::BackTab);
+    press(&mut app, KeyCode::BackTab);
+    assert_eq!(app.tab, Tab::Latent);
+    assert!(!app.quit);
+    press(&mut app, KeyCode::Char('q'));
+    assert!(app.quit);
+}
