@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod device;
+pub mod eval;
 pub mod failpoint;
 pub mod fsutil;
 pub mod masks;

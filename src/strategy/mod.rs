@@ -5,6 +5,7 @@
 //! strategies only search.
 
 mod gradient;
+pub mod maxcover;
 mod random;
 
 pub use gradient::GradientGuided;
