@@ -12,3 +12,4 @@ mod rounds;
 mod store;
 mod tui;
 mod tui_fixture;
+mod tui_tmux;
