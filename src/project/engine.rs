@@ -616,8 +616,9 @@ pub fn evaluate_step<B: AutodiffBackend>(
             )
         })
         .collect();
-    let round = state.round;
-    if let Some(record) = state.history.iter_mut().find(|r| r.round == round) {
+    // The U-Net evaluated is the one trained last, whose record is the last;
+    // after a suggestion `state.round` has already moved on to the next round.
+    if let Some(record) = state.history.last_mut() {
         record.dice = dice.clone();
     }
     state.save(&project.dir)?;

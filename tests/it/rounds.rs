@@ -225,6 +225,21 @@ fn two_full_rounds_through_the_cli() {
         .filter(|e| matches!(e.event, Event::Transition { .. }))
         .count();
     assert_eq!(transitions, 7, "every state change is logged");
+
+    // Evaluating after the next suggestion scores the same (last trained)
+    // U-Net and records it on its round, not on the new, untrained one.
+    run(&["suggest", "--wait", "-p", p(project)]);
+    let mut s = state(project);
+    s.history[1].dice.clear();
+    s.save(project).unwrap();
+    run(&["evaluate", "--wait", "-p", p(project)]);
+    let s = state(project);
+    assert_eq!(s.round, 2);
+    assert_eq!(s.history.len(), 2);
+    assert_eq!(s.history[1].dice.len(), 3, "recorded on the trained round");
+    for ((name, again), (_, first)) in s.history[1].dice.iter().zip(dice) {
+        assert!((again - first).abs() < 1e-3, "{name}: {again} vs {first}");
+    }
     // The project is still consistent for a third reader.
     assert!(Project::open(project).is_ok());
 }

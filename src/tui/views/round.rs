@@ -169,10 +169,12 @@ fn loss_chart(frame: &mut Frame, area: Rect, run: &JobRun) {
         return;
     }
     if run.losses.is_empty() {
-        frame.render_widget(
-            Paragraph::new("(no loss reported yet)").style(Style::new().fg(DIM)),
-            area,
-        );
+        let text = if run.is_running() {
+            "(no loss reported yet)"
+        } else {
+            "(this job trains nothing: no loss curve)"
+        };
+        frame.render_widget(Paragraph::new(text).style(Style::new().fg(DIM)), area);
         return;
     }
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
