@@ -39,6 +39,16 @@ pub fn derived_path(project: &Path, key: &SliceKey) -> PathBuf {
         .join(format!("s{:03}.classes", key.slice))
 }
 
+/// Where the U-Net's prediction for a suggested slice lives (written when
+/// it is suggested, for the TUI's overlay): same format as `derived_path`.
+pub fn predicted_path(project: &Path, key: &SliceKey) -> PathBuf {
+    project
+        .join("masks")
+        .join("predicted")
+        .join(&key.case)
+        .join(format!("s{:03}.classes", key.slice))
+}
+
 /// Training masks from the project's accepted imports.
 pub struct ProjectMasks<'a> {
     pub project: &'a Path,

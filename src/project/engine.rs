@@ -302,6 +302,10 @@ pub fn suggest_step<B: AutodiffBackend>(
             detail: s,
         })
         .collect();
+    if !seeding {
+        let ids: Vec<usize> = state.pending.iter().map(|p| p.detail.slice).collect();
+        write_predictions::<B>(project, &state, &store, &index, &ids, device)?;
+    }
     state.round = round;
     let log_path = project.round_dir(round).join("suggestions.json");
     let json = serde_json::to_vec_pretty(&state.pending)
@@ -319,6 +323,48 @@ pub fn suggest_step<B: AutodiffBackend>(
         "round {round}: {n} slices suggested by {name} sampling ({:.1}% of the pool)",
         100.0 * n as f64 / pool as f64
     ))
+}
+
+/// The current U-Net's class map for each of `ids`, written next to the
+/// experts' masks so the TUI can overlay what the model thinks of a slice
+/// before anyone draws it.
+fn write_predictions<B: AutodiffBackend>(
+    project: &Project,
+    state: &RoundState,
+    store: &SliceStore,
+    index: &SliceIndex,
+    ids: &[usize],
+    device: &B::Device,
+) -> Result<(), EngineError> {
+    let model = load_unet::<B>(project, state, device)?.valid();
+    let meta = store.meta();
+    let (c, h, w) = (meta.channels(), meta.height, meta.width);
+    let mut images = Vec::new();
+    for chunk in ids.chunks(16) {
+        store.read_batch(chunk, &mut images, None)?;
+        let x = Tensor::<B::InnerBackend, 4>::from_data(
+            TensorData::new(images.clone(), [chunk.len(), c, h, w]),
+            device,
+        );
+        let classes = model
+            .forward(x, Mode::Eval)
+            .logits
+            .argmax(1)
+            .into_data()
+            .convert::<i64>()
+            .to_vec::<i64>()
+            .map_err(|e| EngineError::Invalid(format!("{e:?}")))?;
+        for (j, &id) in chunk.iter().enumerate() {
+            let map: Vec<u8> = classes[j * h * w..(j + 1) * h * w]
+                .iter()
+                .map(|&k| k.clamp(0, 255) as u8)
+                .collect();
+            let path = crate::masks::predicted_path(&project.dir, index.key(id));
+            crate::fsutil::write_atomic(&path, &map)
+                .map_err(|e| EngineError::Invalid(format!("{}: {e}", path.display())))?;
+        }
+    }
+    Ok(())
 }
 
 /// z and z' (Eq. 3–4) for every labelled slice, in batches.

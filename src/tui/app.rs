@@ -78,6 +78,8 @@ impl Tab {
 pub enum Overlay {
     /// The expert's imported mask, where there is one.
     Mask,
+    /// The U-Net's prediction, saved when the slice was suggested.
+    Prediction,
     /// The dataset's ground truth (phantoms, simulations).
     Truth,
     None,
@@ -86,7 +88,8 @@ pub enum Overlay {
 impl Overlay {
     fn next(self) -> Overlay {
         match self {
-            Overlay::Mask => Overlay::Truth,
+            Overlay::Mask => Overlay::Prediction,
+            Overlay::Prediction => Overlay::Truth,
             Overlay::Truth => Overlay::None,
             Overlay::None => Overlay::Mask,
         }
@@ -95,6 +98,7 @@ impl Overlay {
     pub fn describe(self) -> &'static str {
         match self {
             Overlay::Mask => "expert mask",
+            Overlay::Prediction => "U-Net prediction",
             Overlay::Truth => "ground truth",
             Overlay::None => "no overlay",
         }

@@ -14,8 +14,8 @@ use ratatui_image::protocol::Protocol;
 
 use super::app::{ImageRequest, Overlay, Update};
 use super::snapshot::newest_store;
-use crate::masks::derived_path;
 use crate::masks::preview::slice_picture;
+use crate::masks::{derived_path, predicted_path};
 use crate::project::{RoundState, SliceIndex};
 use crate::store::SliceStore;
 
@@ -87,6 +87,10 @@ pub fn make(
                 .then_some(m)
         }
         Overlay::Mask => std::fs::read(derived_path(project, &request.key))
+            .ok()
+            .filter(|m| m.len() == h * w),
+        // None for the random seed batch (no U-Net yet).
+        Overlay::Prediction => std::fs::read(predicted_path(project, &request.key))
             .ok()
             .filter(|m| m.len() == h * w),
     };

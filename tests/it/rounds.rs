@@ -195,6 +195,12 @@ fn two_full_rounds_through_the_cli() {
     )
     .unwrap();
     assert!(log[0]["detail"]["distance"].as_f64().is_some());
+    // The U-Net's view of each suggested slice, for the TUI's overlay.
+    for pending in &s.pending {
+        let map = std::fs::read(nextslice::masks::predicted_path(project, &pending.key)).unwrap();
+        assert_eq!(map.len(), 32 * 32);
+        assert!(map.iter().all(|&c| c < 4), "class indices");
+    }
     run(&import);
     run(&["train", "--wait", "-p", p(project)]);
     let s = state(project);

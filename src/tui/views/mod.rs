@@ -162,7 +162,7 @@ const KEYS: [(&str, &str); 18] = [
     ("c", "cancel the running job (keeps its checkpoint)"),
     ("j k, ↑ ↓", "select a suggested slice"),
     ("m", "next modality"),
-    ("o", "overlay: expert mask → ground truth → none"),
+    ("o", "overlay: expert mask → prediction → truth → none"),
     ("x y, ← →", "latent map: change the plotted dimensions"),
     ("?", "this help (any key closes it)"),
     ("q, Ctrl-C", "quit (running jobs go on)"),
