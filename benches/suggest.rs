@@ -1,7 +1,8 @@
 //! Suggestion latency of the latent-space search (no gradients): a
 //! BraTS-sized pool of 50 000 slices, 250 labelled sources, z = 3, 500
 //! suggestions (BraTS's 1% per round), with and without the angular
-//! condition, plus random sampling for scale. Goal: well under 1 s.
+//! condition, the ClsMC baseline (Ward clustering + max-cover, no
+//! gradients), plus random sampling for scale. Goal: well under 1 s.
 //!
 //! `cargo bench --bench suggest`
 
@@ -10,7 +11,8 @@ mod common;
 
 use nextslice::rng::Rng;
 use nextslice::strategy::{
-    GradientGuided, GradientSource, Latents, RandomSampling, Request, SamplingStrategy,
+    ClusterMaxCover, GradientGuided, GradientSource, Latents, RandomSampling, Request,
+    SamplingStrategy,
 };
 
 fn main() {
@@ -46,6 +48,7 @@ fn main() {
         Box::new(GradientGuided {
             max_angle_deg: None,
         }),
+        Box::new(ClusterMaxCover::default()),
         Box::new(RandomSampling),
     ];
     for strategy in strategies {

@@ -4,10 +4,12 @@
 //! input gradients through the U-Net) happens before, in the round engine;
 //! strategies only search.
 
+mod clsmc;
 mod gradient;
 pub mod maxcover;
 mod random;
 
+pub use clsmc::ClusterMaxCover;
 pub use gradient::GradientGuided;
 pub use random::RandomSampling;
 
