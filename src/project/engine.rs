@@ -22,8 +22,8 @@ use crate::progress::{Progress, ProgressUpdate};
 use crate::rng::Rng;
 use crate::store::{SliceStore, StoreError, open_or_build};
 use crate::strategy::{
-    GradientGuided, GradientSource, Latents, RandomSampling, Request, SamplingStrategy,
-    StrategyError,
+    ClusterMaxCover, GradientGuided, GradientSource, Latents, RandomSampling, Request,
+    SamplingStrategy, StrategyError,
 };
 use crate::train::{
     TrainError, TrainObserver, UnetTraining, VaeTraining, load_model, save_model, train_unet,
@@ -260,13 +260,32 @@ pub fn suggest_step<B: AutodiffBackend>(
             rng: &mut rng,
         };
         ("random", RandomSampling.suggest(request)?)
+    } else if config.sampling.strategy == Strategy::Clsmc {
+        // Representative annotation (Zheng et al. 2019) in the VAE latent
+        // space: the paper runs it once for the whole budget; here it picks
+        // each round's batch from the slices still unlabelled.
+        let latents =
+            latents::load(&project.path(LATENTS_FILE), &store.meta().key).ok_or_else(|| {
+                EngineError::Invalid(
+                    "no VAE latents for the current slice store; run train-vae".into(),
+                )
+            })?;
+        let strategy = ClusterMaxCover::default();
+        let request = Request {
+            candidates: &candidates,
+            count,
+            latents: Some(&latents),
+            sources: &[],
+            rng: &mut rng,
+        };
+        (strategy.name(), strategy.suggest(request)?)
     } else {
         let angle = match config.sampling.strategy {
             Strategy::Gradient => Some(config.sampling.max_angle_deg),
             Strategy::GradientNoAngle => None,
             other => {
                 return Err(EngineError::Invalid(format!(
-                    "the {other:?} strategy is not available in the round engine yet; use gradient, gradient-no-angle or random"
+                    "the {other:?} strategy is not available in the round engine yet; use gradient, gradient-no-angle, clsmc or random"
                 )));
             }
         };

@@ -525,3 +525,34 @@ fn rejected_imports_leave_the_project_byte_identical() {
         assert!(text.contains("still awaited"), "{text}");
     }
 }
+
+#[test]
+fn clsmc_suggests_through_the_engine() {
+    let f = fixture(4, "[sampling]\nstrategy = \"clsmc\"\n");
+    let project = &f.project;
+    run(&["train-vae", "--wait", "-p", p(project)]);
+    run(&["suggest", "--wait", "-p", p(project)]);
+    let truth = ground_truth(&f.data);
+    let mut import: Vec<&str> = vec!["import", "-p", p(project)];
+    import.extend(truth.iter().map(String::as_str));
+    run(&import);
+    run(&["train", "--wait", "-p", p(project)]);
+    let out = run(&["suggest", "--wait", "-p", p(project)]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("by clsmc sampling"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let s = state(project);
+    assert_eq!((s.phase, s.round), (Phase::AwaitingMasks, 1));
+    assert!(!s.pending.is_empty());
+    let labelled: Vec<_> = s.labelled.iter().map(|l| &l.key).collect();
+    let mut keys: Vec<_> = s.pending.iter().map(|p| &p.key).collect();
+    assert!(
+        keys.iter()
+            .all(|k| !labelled.contains(k) && !s.test_cases.contains(&k.case))
+    );
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), s.pending.len(), "distinct");
+}
