@@ -15,6 +15,7 @@ use super::slices::SliceIndex;
 use super::state::{Pending, Phase, RoundRecord, RoundState};
 use super::{Project, ProjectError};
 use crate::config::Strategy;
+use crate::eval;
 use crate::masks::{self, ProjectMasks};
 use crate::model::loss::one_hot;
 use crate::model::{Mode, UNet, UNetSpec, Vae, VaeSpec, dice_gradient_wrt_input};
@@ -554,6 +555,7 @@ pub fn train_step<B: AutodiffBackend>(
         budget: slices.len() as f64 / pool.max(1) as f64,
         train_losses: trained.outcome.epoch_losses.clone(),
         dice: Vec::new(),
+        hd95: Vec::new(),
     });
     let next = if state.round >= config.sampling.rounds {
         Phase::Done
@@ -576,15 +578,26 @@ pub fn train_step<B: AutodiffBackend>(
     ))
 }
 
-/// Mean Dice per evaluation region over the held-out test volumes, each
-/// volume's stored slices predicted and scored together (a region absent from
-/// both prediction and truth scores 1, as BraTS scores empty regions).
-/// Recorded in the current round's history; the phase does not change.
+/// Test-set scores: mean over the held-out volumes of each region's Dice
+/// and HD95 (mm).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    pub dice: Vec<(String, f64)>,
+    pub hd95: Vec<(String, f64)>,
+    pub volumes: usize,
+}
+
+/// Predicts every stored slice of each held-out test volume, stacks the
+/// slices back into 3D on the store's grid (slices not stored, having no
+/// brain, are background in both), and scores each region with `eval`:
+/// Dice, and HD95 in mm from the grid's spacing, with the BraTS conventions
+/// for empty regions. Means are recorded on the last trained round (the
+/// U-Net evaluated is the one trained last); the phase does not change.
 pub fn evaluate_step<B: AutodiffBackend>(
     project: &Project,
     ctx: &StepContext<'_>,
     device: &B::Device,
-) -> Result<Vec<(String, f64)>, EngineError> {
+) -> Result<Evaluation, EngineError> {
     let mut state = project.state()?;
     let config = &project.config;
     let store = project.store(ctx.progress, ctx.cancel)?;
@@ -592,19 +605,14 @@ pub fn evaluate_step<B: AutodiffBackend>(
     let model = load_unet::<B>(project, &state, device)?.valid();
     let meta = store.meta();
     let (c, h, w) = (meta.channels(), meta.height, meta.width);
-    let lut = config.labels.class_lookup();
-    let regions: Vec<(String, Vec<bool>)> = config
+    let plane = h * w;
+    let regions: Vec<eval::Region> = config
         .labels
         .evaluation_regions()
         .into_iter()
         .map(|r| {
-            let mut member = vec![false; meta.label_values.len()];
-            for v in r.values {
-                if let Some(class) = lut[v as usize] {
-                    member[class as usize] = true;
-                }
-            }
-            (r.name, member)
+            let values: Vec<i64> = r.values.iter().map(|&v| i64::from(v)).collect();
+            eval::Region::new(r.name, &values)
         })
         .collect();
     let test_ids: Vec<usize> = (0..index.len()).filter(|&i| index.is_test(i)).collect();
@@ -618,74 +626,97 @@ pub fn evaluate_step<B: AutodiffBackend>(
             "some test volumes have no label map; evaluation needs ground truth".into(),
         ));
     }
-    let mut per_volume: std::collections::BTreeMap<u32, Vec<[u64; 3]>> = Default::default();
+    let mut by_volume: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+    for &id in &test_ids {
+        by_volume
+            .entry(store.entries()[id].volume)
+            .or_default()
+            .push(id);
+    }
+    let label_value = |class: usize| meta.label_values.get(class).copied().unwrap_or(0);
+    let depth_axis = config.slicing.axis.normal_axis();
     let (mut images, mut labels) = (Vec::new(), Vec::new());
-    for (k, chunk) in test_ids.chunks(16).enumerate() {
-        if ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(EngineError::Cancelled);
-        }
-        store.read_batch(chunk, &mut images, Some(&mut labels))?;
-        let x = Tensor::<B::InnerBackend, 4>::from_data(
-            TensorData::new(images.clone(), [chunk.len(), c, h, w]),
-            device,
-        );
-        let predicted = model.forward(x, Mode::Eval).logits.argmax(1);
-        let predicted = predicted
-            .into_data()
-            .convert::<i64>()
-            .to_vec::<i64>()
-            .map_err(|e| EngineError::Invalid(format!("{e:?}")))?;
-        for (j, &id) in chunk.iter().enumerate() {
-            let counts = per_volume
-                .entry(store.entries()[id].volume)
-                .or_insert_with(|| vec![[0; 3]; regions.len()]);
-            for p in 0..h * w {
-                let (pc, tc) = (
-                    predicted[j * h * w + p] as usize,
-                    labels[j * h * w + p] as usize,
-                );
-                for (r, (_, member)) in regions.iter().enumerate() {
-                    let (a, b) = (member.get(pc).copied().unwrap_or(false), member[tc]);
-                    counts[r][0] += u64::from(a && b);
-                    counts[r][1] += u64::from(a);
-                    counts[r][2] += u64::from(b);
+    let mut scores: Vec<Vec<eval::RegionScore>> = Vec::new();
+    let mut done = 0;
+    for (&volume, ids) in &by_volume {
+        let record = meta.volumes.get(volume as usize).ok_or_else(|| {
+            EngineError::Invalid(format!("slice store: no volume record {volume}"))
+        })?;
+        let depth = record.canonical_dims[depth_axis];
+        let mut predicted_volume = vec![0u8; plane * depth];
+        let mut true_volume = vec![0u8; plane * depth];
+        for chunk in ids.chunks(16) {
+            if ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(EngineError::Cancelled);
+            }
+            store.read_batch(chunk, &mut images, Some(&mut labels))?;
+            let x = Tensor::<B::InnerBackend, 4>::from_data(
+                TensorData::new(images.clone(), [chunk.len(), c, h, w]),
+                device,
+            );
+            let predicted = model
+                .forward(x, Mode::Eval)
+                .logits
+                .argmax(1)
+                .into_data()
+                .convert::<i64>()
+                .to_vec::<i64>()
+                .map_err(|e| EngineError::Invalid(format!("{e:?}")))?;
+            for (j, &id) in chunk.iter().enumerate() {
+                let s = store.entries()[id].slice as usize;
+                if s >= depth {
+                    return Err(EngineError::Invalid(format!(
+                        "slice store: slice {s} of {} is outside its {depth} slices",
+                        record.case
+                    )));
+                }
+                for p in 0..plane {
+                    predicted_volume[s * plane + p] =
+                        label_value(predicted[j * plane + p].max(0) as usize);
+                    true_volume[s * plane + p] = label_value(labels[j * plane + p] as usize);
                 }
             }
+            done += chunk.len();
+            ctx.progress.update(&ProgressUpdate {
+                stage: "evaluate",
+                done: done as u64,
+                total: test_ids.len() as u64,
+                unit: "slices",
+                detail: &record.case,
+            });
         }
-        ctx.progress.update(&ProgressUpdate {
-            stage: "evaluate",
-            done: ((k + 1) * 16).min(test_ids.len()) as u64,
-            total: test_ids.len() as u64,
-            unit: "slices",
-            detail: "",
-        });
+        // Stored pixel (row, column) of slice s is voxel (column, row, s).
+        let grid = eval::Grid::new([w, h, depth], record.grid_affine.spacing())
+            .map_err(|e| EngineError::Invalid(format!("{}: {e}", record.case)))?;
+        scores.push(
+            eval::score_volume(&predicted_volume, &true_volume, &grid, &regions)
+                .map_err(|e| EngineError::Invalid(format!("{}: {e}", record.case)))?,
+        );
     }
+    let mean = |r: usize, pick: fn(&eval::RegionScore) -> f64| {
+        let values: Vec<f64> = scores.iter().map(|v| pick(&v[r])).collect();
+        eval::summarize(&values).mean
+    };
     let dice: Vec<(String, f64)> = regions
         .iter()
         .enumerate()
-        .map(|(r, (name, _))| {
-            let scores: Vec<f64> = per_volume
-                .values()
-                .map(|counts| {
-                    let [both, p, t] = counts[r];
-                    if p + t == 0 {
-                        1.0
-                    } else {
-                        2.0 * both as f64 / (p + t) as f64
-                    }
-                })
-                .collect();
-            (
-                name.clone(),
-                scores.iter().sum::<f64>() / scores.len().max(1) as f64,
-            )
-        })
+        .map(|(r, region)| (region.name.clone(), mean(r, |s| s.dice)))
         .collect();
-    // The U-Net evaluated is the one trained last, whose record is the last;
-    // after a suggestion `state.round` has already moved on to the next round.
+    let hd95: Vec<(String, f64)> = regions
+        .iter()
+        .enumerate()
+        .map(|(r, region)| (region.name.clone(), mean(r, |s| s.hd95)))
+        .collect();
+    // After a suggestion `state.round` has already moved on to the next,
+    // untrained round: the scores belong to the last trained one.
     if let Some(record) = state.history.last_mut() {
         record.dice = dice.clone();
+        record.hd95 = hd95.clone();
     }
     state.save(&project.dir)?;
-    Ok(dice)
+    Ok(Evaluation {
+        dice,
+        hd95,
+        volumes: scores.len(),
+    })
 }

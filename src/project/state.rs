@@ -105,6 +105,9 @@ pub struct RoundRecord {
     /// Mean Dice per evaluation region on the test set, if evaluated.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dice: Vec<(String, f64)>,
+    /// Mean 95th-percentile Hausdorff distance (mm) per region, if evaluated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hd95: Vec<(String, f64)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

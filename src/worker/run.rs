@@ -160,9 +160,15 @@ impl BackendTask for StepTask<'_> {
             Job::TrainVae => train_vae_step::<B>(self.project, &self.ctx, &device),
             Job::Suggest => suggest_step::<B>(self.project, &self.ctx, &device),
             Job::Train => train_step::<B>(self.project, &self.ctx, &device),
-            Job::Evaluate => evaluate_step::<B>(self.project, &self.ctx, &device).map(|dice| {
-                let parts: Vec<String> = dice.iter().map(|(r, d)| format!("{r} {d:.3}")).collect();
-                format!("test-set Dice: {}", parts.join(", "))
+            Job::Evaluate => evaluate_step::<B>(self.project, &self.ctx, &device).map(|e| {
+                let dice: Vec<String> = e.dice.iter().map(|(r, d)| format!("{r} {d:.3}")).collect();
+                let hd: Vec<String> = e.hd95.iter().map(|(r, d)| format!("{r} {d:.1}")).collect();
+                format!(
+                    "test-set Dice: {} · HD95 mm: {} ({} volumes)",
+                    dice.join(", "),
+                    hd.join(", "),
+                    e.volumes
+                )
             }),
         }
     }

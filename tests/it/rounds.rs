@@ -219,6 +219,13 @@ fn two_full_rounds_through_the_cli() {
     let dice = &s.history[1].dice;
     assert_eq!(dice.len(), 3);
     assert!(dice.iter().all(|(_, d)| (0.0..=1.0).contains(d)));
+    let hd95 = &s.history[1].hd95;
+    assert_eq!(hd95.len(), 3);
+    assert!(
+        hd95.iter().all(|(_, d)| d.is_finite() && *d >= 0.0),
+        "{hd95:?}"
+    );
+    assert!(text.contains("HD95 mm"), "{text}");
 
     let status = String::from_utf8_lossy(&run(&["status", "-p", p(project)]).stdout).into_owned();
     assert!(

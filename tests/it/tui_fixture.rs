@@ -116,6 +116,11 @@ pub fn state(phase: Phase, rounds: usize, map: &LatentMap) -> RoundState {
                 ("TC".into(), 0.40 + 0.3 * (1.0 - (-0.4 * t).exp())),
                 ("ET".into(), 0.30 + 0.3 * (1.0 - (-0.3 * t).exp())),
             ],
+            hd95: vec![
+                ("WT".into(), 30.0 * (-0.4 * t).exp() + 4.0),
+                ("TC".into(), 35.0 * (-0.3 * t).exp() + 6.0),
+                ("ET".into(), 40.0 * (-0.2 * t).exp() + 5.0),
+            ],
         });
     }
     s
