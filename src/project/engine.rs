@@ -22,9 +22,11 @@ use crate::model::{Mode, UNet, UNetSpec, Vae, VaeSpec, dice_gradient_wrt_input};
 use crate::progress::{Progress, ProgressUpdate};
 use crate::rng::Rng;
 use crate::store::{SliceStore, StoreError, open_or_build};
+use crate::strategy::oracle::oracle_score;
+use crate::strategy::uncertainty::Measure;
 use crate::strategy::{
-    ClusterMaxCover, GradientGuided, GradientSource, Latents, RandomSampling, Request,
-    SamplingStrategy, StrategyError,
+    ClusterMaxCover, GradientGuided, GradientSource, Latents, RandomSampling, RankedByScore,
+    Request, SamplingStrategy, StrategyError,
 };
 use crate::train::{
     TrainError, TrainObserver, UnetTraining, VaeTraining, load_model, save_model, train_unet,
@@ -261,6 +263,21 @@ pub fn suggest_step<B: AutodiffBackend>(
             rng: &mut rng,
         };
         ("random", RandomSampling.suggest(request)?)
+    } else if let Some(scoring) = Scoring::of(config.sampling.strategy) {
+        let scores =
+            score_candidates::<B>(project, &state, &store, &candidates, scoring, ctx, device)?;
+        let strategy = RankedByScore {
+            name: scoring.name(),
+            scores: &scores,
+        };
+        let request = Request {
+            candidates: &candidates,
+            count,
+            latents: None,
+            sources: &[],
+            rng: &mut rng,
+        };
+        (strategy.name(), strategy.suggest(request)?)
     } else if config.sampling.strategy == Strategy::Clsmc {
         // Representative annotation (Zheng et al. 2019) in the VAE latent
         // space: the paper runs it once for the whole budget; here it picks
@@ -286,7 +303,7 @@ pub fn suggest_step<B: AutodiffBackend>(
             Strategy::GradientNoAngle => None,
             other => {
                 return Err(EngineError::Invalid(format!(
-                    "the {other:?} strategy is not available in the round engine yet; use gradient, gradient-no-angle, clsmc or random"
+                    "the {other:?} strategy is not available in the round engine yet; use gradient, gradient-no-angle, clsmc, least-confidence, margin, entropy, oracle or random"
                 )));
             }
         };
@@ -343,6 +360,106 @@ pub fn suggest_step<B: AutodiffBackend>(
         "round {round}: {n} slices suggested by {name} sampling ({:.1}% of the pool)",
         100.0 * n as f64 / pool as f64
     ))
+}
+
+/// Strategies that rank the candidates by a score from the U-Net.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scoring {
+    Uncertainty(Measure),
+    Oracle,
+}
+
+impl Scoring {
+    fn of(strategy: Strategy) -> Option<Scoring> {
+        match strategy {
+            Strategy::LeastConfidence => Some(Scoring::Uncertainty(Measure::LeastConfidence)),
+            Strategy::Margin => Some(Scoring::Uncertainty(Measure::Margin)),
+            Strategy::Entropy => Some(Scoring::Uncertainty(Measure::Entropy)),
+            Strategy::Oracle => Some(Scoring::Oracle),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Scoring::Uncertainty(m) => m.name(),
+            Scoring::Oracle => "oracle",
+        }
+    }
+}
+
+/// Scores every candidate with the current U-Net (uncertainty of its
+/// softmax, or for the oracle 1 − Dice against the ground truth); the
+/// result is indexed by store id, NaN for slices that are not candidates.
+fn score_candidates<B: AutodiffBackend>(
+    project: &Project,
+    state: &RoundState,
+    store: &SliceStore,
+    candidates: &[usize],
+    scoring: Scoring,
+    ctx: &StepContext<'_>,
+    device: &B::Device,
+) -> Result<Vec<f32>, EngineError> {
+    if scoring == Scoring::Oracle && candidates.iter().any(|&i| !store.has_label(i)) {
+        return Err(EngineError::Invalid(
+            "the oracle strategy needs ground truth for every unlabelled slice (it is for simulations on labelled datasets)".into(),
+        ));
+    }
+    let model = load_unet::<B>(project, state, device)?.valid();
+    let meta = store.meta();
+    let (c, h, w) = (meta.channels(), meta.height, meta.width);
+    let (k, plane) = (meta.label_values.len(), h * w);
+    let mut scores = vec![f32::NAN; store.len()];
+    let (mut images, mut labels) = (Vec::new(), Vec::new());
+    let mut done = 0;
+    for chunk in candidates.chunks(16) {
+        if ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(EngineError::Cancelled);
+        }
+        let want_labels = scoring == Scoring::Oracle;
+        store.read_batch(chunk, &mut images, want_labels.then_some(&mut labels))?;
+        let x = Tensor::<B::InnerBackend, 4>::from_data(
+            TensorData::new(images.clone(), [chunk.len(), c, h, w]),
+            device,
+        );
+        let probabilities = model.probabilities(x, Mode::Eval);
+        match scoring {
+            Scoring::Uncertainty(measure) => {
+                let p = probabilities
+                    .into_data()
+                    .convert::<f32>()
+                    .to_vec::<f32>()
+                    .map_err(|e| EngineError::Invalid(format!("{e:?}")))?;
+                for (j, &id) in chunk.iter().enumerate() {
+                    scores[id] = measure.slice_score(&p[j * k * plane..(j + 1) * k * plane], k);
+                }
+            }
+            Scoring::Oracle => {
+                let predicted: Vec<u8> = probabilities
+                    .argmax(1)
+                    .into_data()
+                    .convert::<i64>()
+                    .to_vec::<i64>()
+                    .map_err(|e| EngineError::Invalid(format!("{e:?}")))?
+                    .into_iter()
+                    .map(|v| v.clamp(0, 255) as u8)
+                    .collect();
+                for (j, &id) in chunk.iter().enumerate() {
+                    let span = j * plane..(j + 1) * plane;
+                    scores[id] = oracle_score(&predicted[span.clone()], &labels[span], k);
+                }
+            }
+        }
+        done += chunk.len();
+        ctx.progress.update(&ProgressUpdate {
+            stage: "score candidates",
+            done: done as u64,
+            total: candidates.len() as u64,
+            unit: "slices",
+            detail: scoring.name(),
+        });
+    }
+    Ok(scores)
 }
 
 /// The current U-Net's class map for each of `ids`, written next to the

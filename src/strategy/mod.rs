@@ -7,11 +7,15 @@
 mod clsmc;
 mod gradient;
 pub mod maxcover;
+pub mod oracle;
 mod random;
+mod ranked;
+pub mod uncertainty;
 
 pub use clsmc::ClusterMaxCover;
 pub use gradient::GradientGuided;
 pub use random::RandomSampling;
+pub use ranked::RankedByScore;
 
 use serde::{Deserialize, Serialize};
 

@@ -533,9 +533,10 @@ fn rejected_imports_leave_the_project_byte_identical() {
     }
 }
 
-#[test]
-fn clsmc_suggests_through_the_engine() {
-    let f = fixture(4, "[sampling]\nstrategy = \"clsmc\"\n");
+/// A baseline strategy through the whole engine: seed, import, train, then
+/// its own suggestion of distinct, unlabelled, non-test slices.
+fn baseline_suggests_through_the_engine(strategy: &str) {
+    let f = fixture(4, &format!("[sampling]\nstrategy = \"{strategy}\"\n"));
     let project = &f.project;
     run(&["train-vae", "--wait", "-p", p(project)]);
     run(&["suggest", "--wait", "-p", p(project)]);
@@ -545,11 +546,8 @@ fn clsmc_suggests_through_the_engine() {
     run(&import);
     run(&["train", "--wait", "-p", p(project)]);
     let out = run(&["suggest", "--wait", "-p", p(project)]);
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("by clsmc sampling"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("by {strategy} sampling")), "{text}");
     let s = state(project);
     assert_eq!((s.phase, s.round), (Phase::AwaitingMasks, 1));
     assert!(!s.pending.is_empty());
@@ -557,9 +555,17 @@ fn clsmc_suggests_through_the_engine() {
     let mut keys: Vec<_> = s.pending.iter().map(|p| &p.key).collect();
     assert!(
         keys.iter()
-            .all(|k| !labelled.contains(k) && !s.test_cases.contains(&k.case))
+            .all(|k| !labelled.contains(k) && !s.test_cases.contains(&k.case)),
+        "{strategy}: unlabelled, non-test slices only"
     );
     keys.sort();
     keys.dedup();
-    assert_eq!(keys.len(), s.pending.len(), "distinct");
+    assert_eq!(keys.len(), s.pending.len(), "{strategy}: distinct");
+}
+
+#[test]
+fn baselines_suggest_through_the_engine() {
+    for strategy in ["clsmc", "least-confidence", "margin", "entropy", "oracle"] {
+        baseline_suggests_through_the_engine(strategy);
+    }
 }
