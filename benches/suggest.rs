@@ -2,7 +2,9 @@
 //! BraTS-sized pool of 50 000 slices, 250 labelled sources, z = 3, 500
 //! suggestions (BraTS's 1% per round), with and without the angular
 //! condition, the ClsMC baseline (Ward clustering + max-cover, no
-//! gradients), plus random sampling for scale. Goal: well under 1 s.
+//! gradients), the score ranking shared by uncertainty sampling and the
+//! oracle (scores synthetic here), plus random sampling for scale. Goal:
+//! well under 1 s.
 //!
 //! `cargo bench --bench suggest`
 
@@ -11,8 +13,8 @@ mod common;
 
 use nextslice::rng::Rng;
 use nextslice::strategy::{
-    ClusterMaxCover, GradientGuided, GradientSource, Latents, RandomSampling, Request,
-    SamplingStrategy,
+    ClusterMaxCover, GradientGuided, GradientSource, Latents, RandomSampling, RankedByScore,
+    Request, SamplingStrategy,
 };
 
 fn main() {
@@ -41,7 +43,10 @@ fn main() {
     println!(
         "suggestion latency: pool {pool}, {labelled} labelled sources, z = {dim}, {count} suggestions (median of 5)"
     );
-    let strategies: Vec<Box<dyn SamplingStrategy>> = vec![
+    // Uncertainty and oracle scores come from U-Net inference over the pool
+    // (see `cargo bench --bench models` for its rate); this times the ranking.
+    let scores: Vec<f32> = (0..pool).map(|_| rng.unit() as f32).collect();
+    let strategies: Vec<Box<dyn SamplingStrategy + '_>> = vec![
         Box::new(GradientGuided {
             max_angle_deg: Some(60.0),
         }),
@@ -49,6 +54,10 @@ fn main() {
             max_angle_deg: None,
         }),
         Box::new(ClusterMaxCover::default()),
+        Box::new(RankedByScore {
+            name: "score-ranked",
+            scores: &scores,
+        }),
         Box::new(RandomSampling),
     ];
     for strategy in strategies {
