@@ -83,11 +83,12 @@ pub fn run(args: DemoArgs) -> Result<()> {
     }
     use std::io::IsTerminal;
     if !args.no_tui && std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
-        println!("5. opening the TUI: export [e], import the phantom's ground truth as the");
+        println!("5. opening the TUI: export [e]; import [i] the phantom's ground truth as the");
         println!(
-            "   expert's masks [i] ({}/), train [t], suggest [n] — ? lists the keys.",
+            "   expert's masks by typing {}/*/*_seg.nii.gz at the prompt; train [t];",
             data.display()
         );
+        println!("   suggest [n]; evaluate [a]. ? lists the keys, q quits (jobs go on).");
         return super::tui(&project_dir);
     }
     let p = project_dir.display();
