@@ -83,13 +83,17 @@ pub fn run(args: DemoArgs) -> Result<()> {
     }
     use std::io::IsTerminal;
     if !args.no_tui && std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
-        println!("5. opening the TUI: export [e]; import [i] the phantom's ground truth as the");
+        println!("5. opening the TUI: export [e]; import [i] (the prompt offers the phantom's");
         println!(
-            "   expert's masks by typing {}/*/*_seg.nii.gz at the prompt; train [t];",
+            "   ground truth, {}/*/*_seg.nii.gz, as the expert's masks); train [t];",
             data.display()
         );
         println!("   suggest [n]; evaluate [a]. ? lists the keys, q quits (jobs go on).");
-        return super::tui(&project_dir);
+        // The phantom's ground truth stands in for the expert's masks.
+        let truth = std::fs::canonicalize(&data)
+            .unwrap_or_else(|_| data.clone())
+            .join("*/*_seg.nii.gz");
+        return super::tui_with_import_prefill(&project_dir, Some(truth.display().to_string()));
     }
     let p = project_dir.display();
     println!("5. export the suggested slices for annotation:");

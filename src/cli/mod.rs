@@ -149,6 +149,10 @@ pub fn run(cli: Cli) -> Result<()> {
 
 /// Opens the TUI; outside a project, says how to get one.
 pub fn tui(dir: &std::path::Path) -> Result<()> {
+    tui_with_import_prefill(dir, None)
+}
+
+pub fn tui_with_import_prefill(dir: &std::path::Path, prefill: Option<String>) -> Result<()> {
     if !dir.join(nextslice::project::CONFIG_FILE).exists() {
         anyhow::bail!(
             "{} is not a nextslice project. Open one with `nextslice tui DIR`, create one with \
@@ -158,7 +162,7 @@ pub fn tui(dir: &std::path::Path) -> Result<()> {
                 .display()
         );
     }
-    Ok(nextslice::tui::run(dir)?)
+    Ok(nextslice::tui::run_with_import_prefill(dir, prefill)?)
 }
 
 fn phantom(args: PhantomArgs) -> Result<()> {

@@ -176,6 +176,9 @@ pub struct App {
     pub picture_cells: std::cell::Cell<(u16, u16)>,
     /// Where the import prompt starts.
     pub cwd: PathBuf,
+    /// What the import prompt starts with instead (the demo puts the
+    /// phantom's ground truth there).
+    pub import_prefill: Option<String>,
 }
 
 /// A row of the suggestions list.
@@ -216,6 +219,7 @@ impl App {
             quit: false,
             picture_cells: std::cell::Cell::new((0, 0)),
             cwd: std::env::current_dir().unwrap_or_default(),
+            import_prefill: None,
         }
     }
 
@@ -580,6 +584,9 @@ impl App {
                 let mut input = self.cwd.display().to_string();
                 if !input.ends_with('/') {
                     input.push('/');
+                }
+                if let Some(prefill) = &self.import_prefill {
+                    input.clone_from(prefill);
                 }
                 self.modal = Some(Modal::Import(ImportDialog {
                     input,

@@ -55,12 +55,18 @@ pub fn now() -> f64 {
 
 /// Opens the TUI on the project in `dir` until the operator quits.
 pub fn run(dir: &Path) -> Result<(), TuiError> {
+    run_with_import_prefill(dir, None)
+}
+
+/// As `run`, with the import prompt starting at `prefill`.
+pub fn run_with_import_prefill(dir: &Path, prefill: Option<String>) -> Result<(), TuiError> {
     let project = Project::open(dir)?;
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         return Err(TuiError::NotATerminal);
     }
     let (events, offset) = EventLog::new(dir).read_from(0)?;
     let mut app = App::new(Snapshot::load(&project), &events, now());
+    app.import_prefill = prefill;
 
     // `init` also installs a panic hook that restores the terminal first.
     let mut terminal = ratatui::init();

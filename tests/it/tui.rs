@@ -295,3 +295,19 @@ fn tabs_cycle_and_quit_is_q() {
     press(&mut app, KeyCode::Char('q'));
     assert!(app.quit);
 }
+
+#[test]
+fn the_import_prompt_starts_where_told() {
+    let mut app = fx::app(Phase::AwaitingMasks, 3, 600, &[], None);
+    press(&mut app, KeyCode::Char('i'));
+    assert!(matches!(&app.modal, Some(Modal::Import(d)) if d.input == "/srv/masks/"));
+    press(&mut app, KeyCode::Esc);
+    app.import_prefill = Some("/data/demo/*/*_seg.nii.gz".into());
+    press(&mut app, KeyCode::Char('i'));
+    assert_eq!(
+        press(&mut app, KeyCode::Enter),
+        vec![Command::CheckImport(vec![PathBuf::from(
+            "/data/demo/*/*_seg.nii.gz"
+        )])]
+    );
+}
