@@ -73,6 +73,14 @@ impl Tab {
     }
 }
 
+/// The test metric the history view shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    Dice,
+    /// 95th-percentile Hausdorff distance, mm.
+    Hd95,
+}
+
 /// What is drawn over the selected slice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Overlay {
@@ -165,6 +173,7 @@ pub struct App {
     pub overlay: Overlay,
     /// Latent dimensions on the map's x and y axes.
     pub axes: (usize, usize),
+    pub metric: Metric,
     pub notice: Option<Notice>,
     /// A short action is running (its name).
     pub busy: Option<String>,
@@ -212,6 +221,7 @@ impl App {
             modality: 0,
             overlay: Overlay::Mask,
             axes: (0, 1),
+            metric: Metric::Dice,
             notice: None,
             busy: None,
             picture: Picture::default(),
@@ -553,6 +563,12 @@ impl App {
                 self.modality = (self.modality + 1) % n;
             }
             'o' => self.overlay = self.overlay.next(),
+            'h' if self.tab == Tab::History => {
+                self.metric = match self.metric {
+                    Metric::Dice => Metric::Hd95,
+                    Metric::Hd95 => Metric::Dice,
+                }
+            }
             'x' if self.tab == Tab::Latent => self.cycle_axis(true),
             'y' if self.tab == Tab::Latent => self.cycle_axis(false),
             _ => return self.on_action_key(c),

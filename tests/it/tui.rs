@@ -160,6 +160,16 @@ fn history_view_tabulates_and_charts_every_round() {
     press(&mut app, KeyCode::Char('3'));
     let t = draw(&app, 100, 30);
     insta::assert_snapshot!("history_100x30", t.backend());
+    // h switches table and chart to HD95.
+    press(&mut app, KeyCode::Char('h'));
+    let t = draw(&app, 100, 30);
+    insta::assert_snapshot!("history_hd95_100x30", t.backend());
+    let text = format!("{}", t.backend());
+    assert!(text.contains("HD95 mm"), "{text}");
+    assert!(
+        text.contains("34.0"),
+        "round 0's WT HD95 in the table: {text}"
+    );
 }
 
 #[test]

@@ -12,7 +12,30 @@ use ratatui::widgets::{
 };
 
 use super::DIM;
-use crate::tui::app::App;
+use crate::project::RoundRecord;
+use crate::tui::app::{App, Metric};
+
+/// The round's scores in the metric shown.
+fn scores(r: &RoundRecord, metric: Metric) -> &[(String, f64)] {
+    match metric {
+        Metric::Dice => &r.dice,
+        Metric::Hd95 => &r.hd95,
+    }
+}
+
+fn format_score(v: f64, metric: Metric) -> String {
+    match metric {
+        Metric::Dice => format!("{v:.3}"),
+        Metric::Hd95 => format!("{v:.1}"),
+    }
+}
+
+fn metric_name(metric: Metric) -> &'static str {
+    match metric {
+        Metric::Dice => "Dice",
+        Metric::Hd95 => "HD95 mm",
+    }
+}
 
 const SERIES: [Color; 6] = [
     Color::Cyan,
@@ -43,7 +66,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let regions: Vec<String> = {
         let mut names: Vec<String> = Vec::new();
         for r in &state.history {
-            for (name, _) in &r.dice {
+            for (name, _) in scores(r, app.metric) {
                 if !names.contains(name) {
                     names.push(name.clone());
                 }
@@ -75,10 +98,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             ];
             for name in &regions {
                 cells.push(
-                    r.dice
+                    scores(r, app.metric)
                         .iter()
                         .find(|(n, _)| n == name)
-                        .map_or("–".into(), |(_, d)| format!("{d:.3}")),
+                        .map_or("–".into(), |(_, d)| format_score(*d, app.metric)),
                 );
             }
             Row::new(cells)
@@ -96,13 +119,20 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(
         Table::new(rows.into_iter().skip(skip), widths)
             .header(Row::new(header).style(Style::new().bold()))
-            .block(Block::bordered().title(" rounds · test Dice per region ")),
+            .block(
+                Block::bordered()
+                    .title(format!(
+                        " rounds · test {} per region ",
+                        metric_name(app.metric)
+                    ))
+                    .title_bottom(Line::from(" h: Dice ⇄ HD95 ").fg(DIM)),
+            ),
         table_area,
     );
-    dice_chart(frame, chart_area, app, &regions);
+    metric_chart(frame, chart_area, app, &regions);
 }
 
-fn dice_chart(frame: &mut Frame, area: Rect, app: &App, regions: &[String]) {
+fn metric_chart(frame: &mut Frame, area: Rect, app: &App, regions: &[String]) {
     let Some(state) = app.state() else {
         return;
     };
@@ -113,7 +143,7 @@ fn dice_chart(frame: &mut Frame, area: Rect, app: &App, regions: &[String]) {
                 .history
                 .iter()
                 .filter_map(|r| {
-                    r.dice
+                    scores(r, app.metric)
                         .iter()
                         .find(|(n, _)| n == name)
                         .map(|(_, d)| (100.0 * r.budget, *d))
@@ -121,10 +151,11 @@ fn dice_chart(frame: &mut Frame, area: Rect, app: &App, regions: &[String]) {
                 .collect()
         })
         .collect();
-    let block = Block::bordered().title(" test Dice vs % of the pool labelled ");
+    let name = metric_name(app.metric);
+    let block = Block::bordered().title(format!(" test {name} vs % of the pool labelled "));
     if series.iter().all(Vec::is_empty) {
         frame.render_widget(
-            Paragraph::new("Evaluate [a] to see Dice per region here.")
+            Paragraph::new(format!("Evaluate [a] to see {name} per region here."))
                 .style(Style::new().fg(DIM))
                 .block(block),
             area,
@@ -160,12 +191,25 @@ fn dice_chart(frame: &mut Frame, area: Rect, app: &App, regions: &[String]) {
                     .bounds([0.0, max_budget])
                     .labels(["0".to_string(), format!("{max_budget:.1}")]),
             )
-            .y_axis(
-                Axis::default()
-                    .title("Dice")
-                    .bounds([0.0, 1.0])
-                    .labels(["0", "0.5", "1"]),
-            ),
+            .y_axis(match app.metric {
+                Metric::Dice => Axis::default().title("Dice").bounds([0.0, 1.0]).labels([
+                    "0".to_string(),
+                    "0.5".into(),
+                    "1".into(),
+                ]),
+                Metric::Hd95 => {
+                    let top = series
+                        .iter()
+                        .flatten()
+                        .map(|p| p.1)
+                        .filter(|v| v.is_finite())
+                        .fold(1.0f64, f64::max);
+                    Axis::default()
+                        .title("HD95 mm")
+                        .bounds([0.0, top])
+                        .labels(["0".to_string(), format!("{top:.0}")])
+                }
+            }),
         area,
     );
 }

@@ -150,7 +150,7 @@ pub fn centred(area: Rect, width: u16, height: u16) -> Rect {
     )
 }
 
-const KEYS: [(&str, &str); 18] = [
+const KEYS: [(&str, &str); 19] = [
     ("1 2 3 4, Tab", "Round · Suggestions · History · Latent map"),
     ("v", "train the VAE on every slice of the pool"),
     ("s", "draw the random seed batch (round 0)"),
@@ -163,6 +163,7 @@ const KEYS: [(&str, &str); 18] = [
     ("j k, ↑ ↓", "select a suggested slice"),
     ("m", "next modality"),
     ("o", "overlay: expert mask → prediction → truth → none"),
+    ("h", "history: test Dice ⇄ HD95"),
     ("x y, ← →", "latent map: change the plotted dimensions"),
     ("?", "this help (any key closes it)"),
     ("q, Ctrl-C", "quit (running jobs go on)"),
