@@ -754,6 +754,7 @@ pub fn evaluate_step<B: AutodiffBackend>(
     let depth_axis = config.slicing.axis.normal_axis();
     let (mut images, mut labels) = (Vec::new(), Vec::new());
     let mut scores: Vec<Vec<eval::RegionScore>> = Vec::new();
+    let mut cases: Vec<&str> = Vec::new();
     let mut done = 0;
     for (&volume, ids) in &by_volume {
         let record = meta.volumes.get(volume as usize).ok_or_else(|| {
@@ -809,6 +810,7 @@ pub fn evaluate_step<B: AutodiffBackend>(
             eval::score_volume(&predicted_volume, &true_volume, &grid, &regions)
                 .map_err(|e| EngineError::Invalid(format!("{}: {e}", record.case)))?,
         );
+        cases.push(&record.case);
     }
     let mean = |r: usize, pick: fn(&eval::RegionScore) -> f64| {
         let values: Vec<f64> = scores.iter().map(|v| pick(&v[r])).collect();
@@ -824,6 +826,17 @@ pub fn evaluate_step<B: AutodiffBackend>(
         .enumerate()
         .map(|(r, region)| (region.name.clone(), mean(r, |s| s.hd95)))
         .collect();
+    // Per volume, for paired comparisons between runs (Wilcoxon by case).
+    let mut csv = String::from("case,region,dice,hd95_mm\n");
+    for (case, volume) in cases.iter().zip(&scores) {
+        for score in volume {
+            csv += &format!("{case},{},{},{}\n", score.region, score.dice, score.hd95);
+        }
+    }
+    let scored_round = state.history.last().map_or(state.round, |r| r.round);
+    let csv_path = project.round_dir(scored_round).join("evaluation.csv");
+    crate::fsutil::write_atomic(&csv_path, csv.as_bytes())
+        .map_err(|e| EngineError::Invalid(format!("{}: {e}", csv_path.display())))?;
     // After a suggestion `state.round` has already moved on to the next,
     // untrained round: the scores belong to the last trained one.
     if let Some(record) = state.history.last_mut() {

@@ -226,6 +226,19 @@ fn two_full_rounds_through_the_cli() {
         "{hd95:?}"
     );
     assert!(text.contains("HD95 mm"), "{text}");
+    let csv = std::fs::read_to_string(project.join("rounds/001/evaluation.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("case,region,dice,hd95_mm"));
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(
+        rows.len(),
+        3 * s.test_cases.len(),
+        "a row per test volume and region"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| s.test_cases.iter().any(|c| r.starts_with(c.as_str())))
+    );
 
     let status = String::from_utf8_lossy(&run(&["status", "-p", p(project)]).stdout).into_owned();
     assert!(
