@@ -182,8 +182,6 @@ fn encode_pool<B: AutodiffBackend>(
     ctx: &StepContext<'_>,
     device: &B::Device,
 ) -> Result<Latents, EngineError> {
-    let meta = store.meta();
-    let (c, h, w) = (meta.channels(), meta.height, meta.width);
     let batch = 32;
     let mut values = Vec::new();
     let mut images = Vec::new();
@@ -192,11 +190,7 @@ fn encode_pool<B: AutodiffBackend>(
         if ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(EngineError::Cancelled);
         }
-        store.read_batch(chunk, &mut images, None)?;
-        let x = Tensor::<B::InnerBackend, 4>::from_data(
-            TensorData::new(images.clone(), [chunk.len(), c, h, w]),
-            device,
-        );
+        let x = input_batch::<B::InnerBackend>(store, chunk, &mut images, None, device)?;
         let z = vae
             .encode_mean(x)
             .into_data()
@@ -219,6 +213,48 @@ fn encode_pool<B: AutodiffBackend>(
 
 fn vae_dim(values: &[f32], n: usize) -> usize {
     values.len() / n.max(1)
+}
+
+/// Store slices `ids` as one model input [n, C, H, W] on `device`; their
+/// ground-truth class maps go into `labels` when asked for. `images` is a
+/// buffer reused across batches.
+fn input_batch<Bk: Backend>(
+    store: &SliceStore,
+    ids: &[usize],
+    images: &mut Vec<f32>,
+    labels: Option<&mut Vec<u8>>,
+    device: &Bk::Device,
+) -> Result<Tensor<Bk, 4>, EngineError> {
+    store.read_batch(ids, images, labels)?;
+    let meta = store.meta();
+    Ok(Tensor::from_data(
+        TensorData::new(
+            images.clone(),
+            [ids.len(), meta.channels(), meta.height, meta.width],
+        ),
+        device,
+    ))
+}
+
+/// The most likely class of every pixel of [n, K, H, W] class scores
+/// (logits or probabilities), n·H·W values.
+fn class_map<Bk: Backend>(scores: Tensor<Bk, 4>) -> Result<Vec<u8>, EngineError> {
+    Ok(scores
+        .argmax(1)
+        .into_data()
+        .convert::<i64>()
+        .to_vec::<i64>()
+        .map_err(|e| EngineError::Invalid(format!("{e:?}")))?
+        .into_iter()
+        .map(|k| k.clamp(0, 255) as u8)
+        .collect())
+}
+
+/// The pool's VAE latents for the current store.
+fn pool_latents(project: &Project, store: &SliceStore) -> Result<Latents, EngineError> {
+    latents::load(&project.path(LATENTS_FILE), &store.meta().key).ok_or_else(|| {
+        EngineError::Invalid("no VAE latents for the current slice store; run train-vae".into())
+    })
 }
 
 /// Seeding: a random `initial_fraction` of the pool. Suggesting: the
@@ -254,78 +290,59 @@ pub fn suggest_step<B: AutodiffBackend>(
     let round = if seeding { 0 } else { state.round + 1 };
     let mut rng = Rng::new(config.sampling.seed, 0x7375_6767 + round as u64);
 
-    let (name, suggestions) = if seeding || config.sampling.strategy == Strategy::Random {
-        let request = Request {
-            candidates: &candidates,
-            count,
-            latents: None,
-            sources: &[],
-            rng: &mut rng,
-        };
-        ("random", RandomSampling.suggest(request)?)
-    } else if let Some(scoring) = Scoring::of(config.sampling.strategy) {
-        let scores =
-            score_candidates::<B>(project, &state, &store, &candidates, scoring, ctx, device)?;
-        let strategy = RankedByScore {
-            name: scoring.name(),
-            scores: &scores,
-        };
-        let request = Request {
-            candidates: &candidates,
-            count,
-            latents: None,
-            sources: &[],
-            rng: &mut rng,
-        };
-        (strategy.name(), strategy.suggest(request)?)
-    } else if config.sampling.strategy == Strategy::Clsmc {
+    let kind = if seeding {
+        Strategy::Random
+    } else {
+        config.sampling.strategy
+    };
+    // Loaded once by the strategies that ask the U-Net trained last; it
+    // then also predicts the suggested slices for the TUI.
+    let mut unet = None;
+    let mut latents = None;
+    let mut sources = Vec::new();
+    let scores: Vec<f32>;
+    let strategy: Box<dyn SamplingStrategy + '_> = match kind {
+        Strategy::Random => Box::new(RandomSampling),
         // Representative annotation (Zheng et al. 2019) in the VAE latent
         // space: the paper runs it once for the whole budget; here it picks
         // each round's batch from the slices still unlabelled.
-        let latents =
-            latents::load(&project.path(LATENTS_FILE), &store.meta().key).ok_or_else(|| {
-                EngineError::Invalid(
-                    "no VAE latents for the current slice store; run train-vae".into(),
-                )
-            })?;
-        let strategy = ClusterMaxCover::default();
-        let request = Request {
-            candidates: &candidates,
-            count,
-            latents: Some(&latents),
-            sources: &[],
-            rng: &mut rng,
-        };
-        (strategy.name(), strategy.suggest(request)?)
-    } else {
-        let angle = match config.sampling.strategy {
-            Strategy::Gradient => Some(config.sampling.max_angle_deg),
-            Strategy::GradientNoAngle => None,
-            other => {
+        Strategy::Clsmc => {
+            latents = Some(pool_latents(project, &store)?);
+            Box::new(ClusterMaxCover::default())
+        }
+        Strategy::Gradient | Strategy::GradientNoAngle => {
+            let model = unet.insert(load_unet::<B>(project, &state, device)?);
+            let pool = pool_latents(project, &store)?;
+            sources = gradient_sources::<B>(project, &state, &store, &index, &pool, model, device)?;
+            latents = Some(pool);
+            Box::new(GradientGuided {
+                max_angle_deg: (kind == Strategy::Gradient)
+                    .then_some(config.sampling.max_angle_deg),
+            })
+        }
+        other => {
+            let Some(scoring) = Scoring::of(other) else {
                 return Err(EngineError::Invalid(format!(
                     "the {other:?} strategy is not available in the round engine yet; use gradient, gradient-no-angle, clsmc, least-confidence, margin, entropy, oracle or random"
                 )));
-            }
-        };
-        let latents =
-            latents::load(&project.path(LATENTS_FILE), &store.meta().key).ok_or_else(|| {
-                EngineError::Invalid(
-                    "no VAE latents for the current slice store; run train-vae".into(),
-                )
-            })?;
-        let sources = gradient_sources::<B>(project, &state, &store, &index, &latents, device)?;
-        let strategy = GradientGuided {
-            max_angle_deg: angle,
-        };
-        let request = Request {
-            candidates: &candidates,
-            count,
-            latents: Some(&latents),
-            sources: &sources,
-            rng: &mut rng,
-        };
-        (strategy.name(), strategy.suggest(request)?)
+            };
+            let model = unet.insert(load_unet::<B>(project, &state, device)?);
+            scores =
+                score_candidates::<B>(&model.valid(), &store, &candidates, scoring, ctx, device)?;
+            Box::new(RankedByScore {
+                name: scoring.name(),
+                scores: &scores,
+            })
+        }
     };
+    let name = strategy.name();
+    let suggestions = strategy.suggest(Request {
+        candidates: &candidates,
+        count,
+        latents: latents.as_ref(),
+        sources: &sources,
+        rng: &mut rng,
+    })?;
     if suggestions.is_empty() {
         return Err(EngineError::Invalid(
             "no unlabelled slices are left to suggest".into(),
@@ -339,9 +356,9 @@ pub fn suggest_step<B: AutodiffBackend>(
             detail: s,
         })
         .collect();
-    if !seeding {
+    if let Some(unet) = &unet {
         let ids: Vec<usize> = state.pending.iter().map(|p| p.detail.slice).collect();
-        write_predictions::<B>(project, &state, &store, &index, &ids, device)?;
+        write_predictions::<B>(project, &unet.valid(), &store, &index, &ids, device)?;
     }
     state.round = round;
     let log_path = project.round_dir(round).join("suggestions.json");
@@ -392,8 +409,7 @@ impl Scoring {
 /// softmax, or for the oracle 1 − Dice against the ground truth); the
 /// result is indexed by store id, NaN for slices that are not candidates.
 fn score_candidates<B: AutodiffBackend>(
-    project: &Project,
-    state: &RoundState,
+    model: &UNet<B::InnerBackend>,
     store: &SliceStore,
     candidates: &[usize],
     scoring: Scoring,
@@ -405,10 +421,8 @@ fn score_candidates<B: AutodiffBackend>(
             "the oracle strategy needs ground truth for every unlabelled slice (it is for simulations on labelled datasets)".into(),
         ));
     }
-    let model = load_unet::<B>(project, state, device)?.valid();
     let meta = store.meta();
-    let (c, h, w) = (meta.channels(), meta.height, meta.width);
-    let (k, plane) = (meta.label_values.len(), h * w);
+    let (k, plane) = (meta.label_values.len(), meta.height * meta.width);
     let mut scores = vec![f32::NAN; store.len()];
     let (mut images, mut labels) = (Vec::new(), Vec::new());
     let mut done = 0;
@@ -417,11 +431,8 @@ fn score_candidates<B: AutodiffBackend>(
             return Err(EngineError::Cancelled);
         }
         let want_labels = scoring == Scoring::Oracle;
-        store.read_batch(chunk, &mut images, want_labels.then_some(&mut labels))?;
-        let x = Tensor::<B::InnerBackend, 4>::from_data(
-            TensorData::new(images.clone(), [chunk.len(), c, h, w]),
-            device,
-        );
+        let labels_wanted = want_labels.then_some(&mut labels);
+        let x = input_batch::<B::InnerBackend>(store, chunk, &mut images, labels_wanted, device)?;
         let probabilities = model.probabilities(x, Mode::Eval);
         match scoring {
             Scoring::Uncertainty(measure) => {
@@ -435,15 +446,7 @@ fn score_candidates<B: AutodiffBackend>(
                 }
             }
             Scoring::Oracle => {
-                let predicted: Vec<u8> = probabilities
-                    .argmax(1)
-                    .into_data()
-                    .convert::<i64>()
-                    .to_vec::<i64>()
-                    .map_err(|e| EngineError::Invalid(format!("{e:?}")))?
-                    .into_iter()
-                    .map(|v| v.clamp(0, 255) as u8)
-                    .collect();
+                let predicted = class_map(probabilities)?;
                 for (j, &id) in chunk.iter().enumerate() {
                     let span = j * plane..(j + 1) * plane;
                     scores[id] = oracle_score(&predicted[span.clone()], &labels[span], k);
@@ -467,37 +470,21 @@ fn score_candidates<B: AutodiffBackend>(
 /// before anyone draws it.
 fn write_predictions<B: AutodiffBackend>(
     project: &Project,
-    state: &RoundState,
+    model: &UNet<B::InnerBackend>,
     store: &SliceStore,
     index: &SliceIndex,
     ids: &[usize],
     device: &B::Device,
 ) -> Result<(), EngineError> {
-    let model = load_unet::<B>(project, state, device)?.valid();
-    let meta = store.meta();
-    let (c, h, w) = (meta.channels(), meta.height, meta.width);
+    let plane = store.meta().height * store.meta().width;
     let mut images = Vec::new();
     for chunk in ids.chunks(16) {
-        store.read_batch(chunk, &mut images, None)?;
-        let x = Tensor::<B::InnerBackend, 4>::from_data(
-            TensorData::new(images.clone(), [chunk.len(), c, h, w]),
-            device,
-        );
-        let classes = model
-            .forward(x, Mode::Eval)
-            .logits
-            .argmax(1)
-            .into_data()
-            .convert::<i64>()
-            .to_vec::<i64>()
-            .map_err(|e| EngineError::Invalid(format!("{e:?}")))?;
+        let x = input_batch::<B::InnerBackend>(store, chunk, &mut images, None, device)?;
+        let classes = class_map(model.forward(x, Mode::Eval).logits)?;
         for (j, &id) in chunk.iter().enumerate() {
-            let map: Vec<u8> = classes[j * h * w..(j + 1) * h * w]
-                .iter()
-                .map(|&k| k.clamp(0, 255) as u8)
-                .collect();
+            let map = &classes[j * plane..(j + 1) * plane];
             let path = crate::masks::predicted_path(&project.dir, index.key(id));
-            crate::fsutil::write_atomic(&path, &map)
+            crate::fsutil::write_atomic(&path, map)
                 .map_err(|e| EngineError::Invalid(format!("{}: {e}", path.display())))?;
         }
     }
@@ -511,10 +498,10 @@ fn gradient_sources<B: AutodiffBackend>(
     store: &SliceStore,
     index: &SliceIndex,
     latents: &Latents,
+    unet: &UNet<B>,
     device: &B::Device,
 ) -> Result<Vec<GradientSource>, EngineError> {
     let config = &project.config;
-    let unet = load_unet::<B>(project, state, device)?;
     let vae = load_vae::<B>(project, state, device)?.valid();
     let meta = store.meta();
     let (c, h, w) = (meta.channels(), meta.height, meta.width);
@@ -531,22 +518,18 @@ fn gradient_sources<B: AutodiffBackend>(
     let mut sources = Vec::with_capacity(ids.len());
     let (mut images, mut labels) = (Vec::new(), Vec::new());
     for chunk in ids.chunks(8) {
-        store.read_batch(chunk, &mut images, None)?;
+        let x = input_batch::<B::InnerBackend>(store, chunk, &mut images, None, device)?;
         labels.resize(chunk.len() * h * w, 0);
         for (k, &id) in chunk.iter().enumerate() {
             crate::train::MaskSource::mask(&masks, id, &mut labels[k * h * w..(k + 1) * h * w])?;
         }
         let n = chunk.len();
-        let x = Tensor::<B::InnerBackend, 4>::from_data(
-            TensorData::new(images.clone(), [n, c, h, w]),
-            device,
-        );
         let y: Vec<i64> = labels.iter().map(|&v| i64::from(v)).collect();
         let y = one_hot(
             Tensor::<B::InnerBackend, 3, Int>::from_data(TensorData::new(y, [n, h, w]), device),
             classes,
         );
-        let g = dice_gradient_wrt_input::<B>(&unet, x.clone(), y).gradient;
+        let g = dice_gradient_wrt_input::<B>(unet, x.clone(), y).gradient;
         let d = latents.dim;
         let to_vec = |t: Tensor<B::InnerBackend, 2>| {
             t.into_data()
@@ -721,7 +704,7 @@ pub fn evaluate_step<B: AutodiffBackend>(
     let index = SliceIndex::new(&store, &state.test_cases);
     let model = load_unet::<B>(project, &state, device)?.valid();
     let meta = store.meta();
-    let (c, h, w) = (meta.channels(), meta.height, meta.width);
+    let (h, w) = (meta.height, meta.width);
     let plane = h * w;
     let regions: Vec<eval::Region> = config
         .labels
@@ -767,19 +750,14 @@ pub fn evaluate_step<B: AutodiffBackend>(
             if ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
                 return Err(EngineError::Cancelled);
             }
-            store.read_batch(chunk, &mut images, Some(&mut labels))?;
-            let x = Tensor::<B::InnerBackend, 4>::from_data(
-                TensorData::new(images.clone(), [chunk.len(), c, h, w]),
+            let x = input_batch::<B::InnerBackend>(
+                &store,
+                chunk,
+                &mut images,
+                Some(&mut labels),
                 device,
-            );
-            let predicted = model
-                .forward(x, Mode::Eval)
-                .logits
-                .argmax(1)
-                .into_data()
-                .convert::<i64>()
-                .to_vec::<i64>()
-                .map_err(|e| EngineError::Invalid(format!("{e:?}")))?;
+            )?;
+            let predicted = class_map(model.forward(x, Mode::Eval).logits)?;
             for (j, &id) in chunk.iter().enumerate() {
                 let s = store.entries()[id].slice as usize;
                 if s >= depth {
@@ -790,7 +768,7 @@ pub fn evaluate_step<B: AutodiffBackend>(
                 }
                 for p in 0..plane {
                     predicted_volume[s * plane + p] =
-                        label_value(predicted[j * plane + p].max(0) as usize);
+                        label_value(predicted[j * plane + p] as usize);
                     true_volume[s * plane + p] = label_value(labels[j * plane + p] as usize);
                 }
             }
