@@ -268,12 +268,12 @@ impl Rows {
 }
 
 /// A candidate's gain as of `round`: exact in that round, an upper bound
-/// in later ones.
+/// in later ones. The heap entry of every lazy greedy here (also ClsMC's).
 #[derive(Clone, Copy, Debug)]
-struct Bound {
-    gain: f64,
-    candidate: usize,
-    round: usize,
+pub(crate) struct Bound {
+    pub(crate) gain: f64,
+    pub(crate) candidate: usize,
+    pub(crate) round: usize,
 }
 
 impl Ord for Bound {

@@ -1,11 +1,11 @@
 //! Weighted lazy greedy max-cover under the kernel similarity.
 
 use std::borrow::Cow;
-use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use super::grid::Grid;
 use super::kernel::Kernel;
+use crate::strategy::maxcover::Bound;
 
 /// Most similarity entries (index + value, 8 bytes each) cached per
 /// max-cover run: 128 MB.
@@ -157,37 +157,6 @@ pub(super) fn lazy_greedy(problem: &CoverProblem<'_>, k: usize, budget: usize) -
     }
     chosen
 }
-
-/// A candidate's gain as of `round`: exact then, an upper bound later.
-#[derive(Clone, Copy, Debug)]
-struct Bound {
-    gain: f64,
-    candidate: usize,
-    round: usize,
-}
-
-impl Ord for Bound {
-    /// Larger gain first; among equal gains the lower index.
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.gain
-            .total_cmp(&other.gain)
-            .then_with(|| other.candidate.cmp(&self.candidate))
-    }
-}
-
-impl PartialOrd for Bound {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for Bound {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for Bound {}
 
 #[cfg(test)]
 mod tests {
