@@ -13,15 +13,11 @@ use std::time::{Duration, Instant};
 use nextslice::project::{Phase, RoundState};
 use nextslice::worker::running_worker;
 
-use super::common::tumour_phantoms;
+use super::common::{TINY, tumour_phantoms};
 
-const TINY: &str = "\
-[slicing]\nsize = [32, 32]\nmin_brain_fraction = 0.05\n\
-[split]\ntest_fraction = 0.25\nseed = 1\n\
-[vae]\nwidths = [4, 8]\nz_dim = 3\nepochs = 40\nbatch_size = 16\n\
-[unet]\nwidths = [4, 8]\nbottleneck = 16\nepochs_per_round = 2\nbatch_size = 8\n\
-[sampling]\ninitial_fraction = 0.05\nround_fraction = 0.05\nrounds = 2\n\
-[device]\nkind = \"cpu\"\n";
+/// The tiny test settings, with a VAE job long enough to close the TUI
+/// while it runs.
+const LONGER_VAE: &str = "[vae]\nepochs = 40\n";
 
 /// A private tmux server, killed when the test ends (pass or fail).
 struct Tmux {
@@ -137,10 +133,12 @@ fn a_round_through_the_tui_in_tmux_survives_closing_it_mid_job() {
     tumour_phantoms(&data, 4, 32, 5);
     let tiny = dir.path().join("tiny.toml");
     std::fs::write(&tiny, TINY).expect("config");
+    let longer = dir.path().join("longer.toml");
+    std::fs::write(&longer, LONGER_VAE).expect("config");
     let project: PathBuf = dir.path().join("project");
     let out = super::common::nextslice()
         .args(["init", p(&project), "--data", p(&data), "--preset", "demo"])
-        .args(["--config", p(&tiny)])
+        .args(["--config", p(&tiny), "--config", p(&longer)])
         .output()
         .expect("init");
     assert!(out.status.success(), "{out:?}");
