@@ -57,8 +57,7 @@ pub fn spawn(
                 updates.push(Update::Events(events));
             }
             let sig = signature(&dir.join(STATE_FILE));
-            let state_changed = sig != state_sig;
-            if state_changed {
+            if sig != state_sig {
                 state_sig = sig;
                 updates.push(Update::State(
                     RoundState::load(&dir).map_err(|e| e.to_string()),
@@ -66,7 +65,9 @@ pub fn spawn(
             }
             let store_sig = newest_store(&dir).and_then(|d| signature(&d));
             let lat_sig = signature(&dir.join(LATENTS_FILE));
-            if store_sig != store || lat_sig != latents_sig || state_changed {
+            // The pool's index and latents change only with the store or
+            // the VAE, not with every round transition.
+            if store_sig != store || lat_sig != latents_sig {
                 store = store_sig;
                 latents_sig = lat_sig;
                 let state = RoundState::load(&dir).ok();
