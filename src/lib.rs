@@ -15,6 +15,7 @@ pub mod model;
 pub mod progress;
 pub mod project;
 pub mod rng;
+pub mod simulate;
 pub mod store;
 pub mod strategy;
 pub mod train;

@@ -18,6 +18,10 @@ pub struct ProgressUpdate<'a> {
 
 pub trait Progress: Sync {
     fn update(&self, update: &ProgressUpdate<'_>);
+    /// Where a job made of many steps stands as a whole (`done` of `total`
+    /// steps, now doing `what`), for an overall ETA above each step's own
+    /// progress. Reporters that show one bar may ignore it.
+    fn overall(&self, _done: u64, _total: u64, _what: &str) {}
 }
 
 /// Discards progress (tests, library callers that do not care).

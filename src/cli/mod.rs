@@ -6,6 +6,7 @@ mod demo;
 mod inspect;
 mod project;
 mod show;
+mod simulate;
 mod store;
 
 use std::path::PathBuf;
@@ -55,6 +56,8 @@ enum Command {
     Status(project::ProjectArg),
     /// Print (and follow) the project's event log.
     Logs(project::LogsArgs),
+    /// Compare strategies with the ground truth as the annotator (detached worker).
+    Simulate(simulate::SimulateArgs),
     /// Ask the running job to stop after its current batch.
     Cancel(project::ProjectArg),
     /// Draw one slice with its mask in the terminal.
@@ -134,6 +137,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Evaluate(args) => project::job(Job::Evaluate, args),
         Command::Status(args) => project::status(args),
         Command::Logs(args) => project::logs(args),
+        Command::Simulate(args) => simulate::run(args),
         Command::Cancel(args) => project::cancel(args),
         Command::Show(args) => show::run(args),
         Command::Worker(args) => project::worker(args),

@@ -61,7 +61,7 @@ pub fn init(args: InitArgs) -> Result<()> {
 #[derive(Args, Debug)]
 pub struct JobArgs {
     #[command(flatten)]
-    project: ProjectArg,
+    pub project: ProjectArg,
     /// auto | cpu | cuda | cuda:N (default: the project's device.kind).
     #[arg(long)]
     device: Option<DeviceSpec>,
@@ -74,12 +74,18 @@ pub struct JobArgs {
 }
 
 pub fn job(job: Job, args: JobArgs) -> Result<()> {
+    launch(job, &args, print_next)
+}
+
+/// Starts `job` as `args` ask (detached, waited for, or in this process);
+/// `after` tells what to do next once it has finished here.
+pub fn launch(job: Job, args: &JobArgs, after: fn(&Path) -> Result<()>) -> Result<()> {
     let dir = &args.project.project;
     let project = Project::open(dir)?;
     let device = args.device.unwrap_or(project.config.device.kind);
     if args.foreground {
         println!("{}", run_foreground(dir, job, device)?);
-        return print_next(dir);
+        return after(dir);
     }
     let log = EventLog::new(dir);
     let (_, offset) = log.read_from(0)?;
@@ -97,7 +103,7 @@ pub fn job(job: Job, args: JobArgs) -> Result<()> {
         return Ok(());
     }
     follow_job(dir, job, offset, child)?;
-    print_next(dir)
+    after(dir)
 }
 
 /// Follows the event log from `offset` until the worker we started ends its
@@ -204,12 +210,21 @@ fn describe(e: &Logged) -> String {
             loss,
             rate,
             eta_seconds,
+            overall,
         } => {
-            let mut s = format!("{job}: {stage}");
+            let mut s = match overall {
+                Some(o) => format!("{job} [{}/{} trainings · {}]", o.done, o.total, o.what),
+                None => job.clone(),
+            };
+            if !stage.is_empty() {
+                s += &format!(": {stage}");
+            }
             if let (Some(e), Some(n)) = (epoch, epochs) {
                 s += &format!(" epoch {e}/{n}");
             }
-            s += &format!(" {done}/{total}");
+            if *total > 0 {
+                s += &format!(" {done}/{total}");
+            }
             if let Some(l) = loss {
                 s += &format!(" loss {l:.4}");
             }

@@ -30,6 +30,9 @@ pub struct Config {
     #[serde(default)]
     pub augment: AugmentConfig,
     pub sampling: SamplingConfig,
+    /// `nextslice simulate`: which strategies to compare, over how many seeds.
+    #[serde(default)]
+    pub simulate: SimulateConfig,
     pub device: DeviceConfig,
 }
 
@@ -327,8 +330,31 @@ pub struct SamplingConfig {
     pub seed: u64,
 }
 
+/// The strategy comparison `nextslice simulate` replays with ground-truth
+/// masks as the annotator (the paper's Tables 3–5).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulateConfig {
+    pub strategies: Vec<Strategy>,
+    /// Repetitions; seed k runs with `sampling.seed + k` (seed batch, U-Net
+    /// initialisation, shuffling). All repetitions share one VAE.
+    pub seeds: usize,
+    /// Also train on every pool slice: the full-data reference.
+    pub full_reference: bool,
+}
+
+impl Default for SimulateConfig {
+    fn default() -> Self {
+        SimulateConfig {
+            strategies: vec![Strategy::Gradient, Strategy::Random, Strategy::Oracle],
+            seeds: 3,
+            full_reference: true,
+        }
+    }
+}
+
 /// Sampling strategies: the paper's method and the baselines it compares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
     Gradient,
@@ -342,6 +368,24 @@ pub enum Strategy {
     Dal,
     Clsmc,
     LearningLoss,
+}
+
+impl Strategy {
+    /// The name in configuration files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Gradient => "gradient",
+            Strategy::GradientNoAngle => "gradient-no-angle",
+            Strategy::Random => "random",
+            Strategy::Oracle => "oracle",
+            Strategy::LeastConfidence => "least-confidence",
+            Strategy::Margin => "margin",
+            Strategy::Entropy => "entropy",
+            Strategy::Dal => "dal",
+            Strategy::Clsmc => "clsmc",
+            Strategy::LearningLoss => "learning-loss",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

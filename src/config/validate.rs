@@ -249,6 +249,19 @@ impl Config {
         }
         fraction("sampling.initial_fraction", s.initial_fraction, false, true)?;
         fraction("sampling.round_fraction", s.round_fraction, false, true)?;
-        at_least("sampling.rounds", s.rounds, 1)
+        at_least("sampling.rounds", s.rounds, 1)?;
+        let sim = &self.simulate;
+        at_least("simulate.seeds", sim.seeds, 1)?;
+        if sim.strategies.is_empty() {
+            return fail("simulate.strategies", "must name at least one strategy");
+        }
+        let mut seen = HashSet::new();
+        if let Some(twice) = sim.strategies.iter().find(|s| !seen.insert(**s)) {
+            return fail(
+                "simulate.strategies",
+                format!("lists {} twice", twice.name()),
+            );
+        }
+        Ok(())
     }
 }

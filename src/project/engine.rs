@@ -53,8 +53,21 @@ pub enum EngineError {
     State(#[from] super::StateError),
     #[error("cancelled; run the step again to resume")]
     Cancelled,
+    #[error(transparent)]
+    Simulate(Box<crate::simulate::SimulateError>),
     #[error("{0}")]
     Invalid(String),
+}
+
+impl From<crate::simulate::SimulateError> for EngineError {
+    /// A step failing inside a simulation is that step's error (so a
+    /// cancel stays a cancel).
+    fn from(e: crate::simulate::SimulateError) -> EngineError {
+        match e {
+            crate::simulate::SimulateError::Engine(inner) => inner,
+            other => EngineError::Simulate(Box::new(other)),
+        }
+    }
 }
 
 /// What a step needs besides the project: where to report, and when to stop.

@@ -23,6 +23,8 @@ pub enum Update {
     Worker(Option<Holder>),
     Events(Vec<Logged>),
     Pool(Option<Arc<PoolInfo>>, Option<Arc<LatentMap>>),
+    /// `simulate/results.csv` changed.
+    Simulation(Option<Arc<Vec<crate::simulate::Row>>>),
     /// A short action (export, import check, …) finished.
     Done(Outcome),
     /// A slice picture is ready (or could not be made).
@@ -174,6 +176,11 @@ pub struct App {
     /// Latent dimensions on the map's x and y axes.
     pub axes: (usize, usize),
     pub metric: Metric,
+    /// The history view shows the simulation's curves instead of this
+    /// project's rounds.
+    pub show_simulation: bool,
+    /// Region of the simulation's curves shown.
+    pub region: usize,
     pub notice: Option<Notice>,
     /// A short action is running (its name).
     pub busy: Option<String>,
@@ -222,6 +229,8 @@ impl App {
             overlay: Overlay::Mask,
             axes: (0, 1),
             metric: Metric::Dice,
+            show_simulation: false,
+            region: 0,
             notice: None,
             busy: None,
             picture: Picture::default(),
@@ -416,6 +425,10 @@ impl App {
                 self.snapshot.latents = latents;
                 Vec::new()
             }
+            Update::Simulation(rows) => {
+                self.snapshot.simulation = rows;
+                Vec::new()
+            }
             Update::Done(outcome) => {
                 self.busy = None;
                 self.on_outcome(outcome);
@@ -548,6 +561,8 @@ impl App {
                 KeyCode::Up => self.move_selection(-1),
                 KeyCode::Right if self.tab == Tab::Latent => self.cycle_axis(true),
                 KeyCode::Left if self.tab == Tab::Latent => self.cycle_axis(false),
+                KeyCode::Right if self.tab == Tab::History => self.cycle_region(1),
+                KeyCode::Left if self.tab == Tab::History => self.cycle_region(-1),
                 _ => {}
             }
             return Vec::new();
@@ -567,6 +582,16 @@ impl App {
                 self.metric = match self.metric {
                     Metric::Dice => Metric::Hd95,
                     Metric::Hd95 => Metric::Dice,
+                }
+            }
+            'r' if self.tab == Tab::History => {
+                if self.snapshot.simulation.is_some() {
+                    self.show_simulation = !self.show_simulation;
+                } else {
+                    self.notify(
+                        "no simulation results yet: `nextslice simulate` writes them",
+                        true,
+                    );
                 }
             }
             'x' if self.tab == Tab::Latent => self.cycle_axis(true),
@@ -704,5 +729,13 @@ impl App {
         } else {
             (a, (b + 1) % dim)
         };
+    }
+
+    /// Next (or previous) region of the simulation's curves.
+    fn cycle_region(&mut self, step: isize) {
+        let n = self.snapshot.simulation.as_ref().map_or(1, |rows| {
+            crate::simulate::summary::regions(rows).len().max(1)
+        });
+        self.region = (self.region as isize + step).rem_euclid(n as isize) as usize;
     }
 }

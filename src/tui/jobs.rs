@@ -2,7 +2,7 @@
 //! log is the only source, so a TUI opened mid-job (or after it ended)
 //! shows exactly what one that watched all along would.
 
-use crate::worker::{Event, Holder, Logged};
+use crate::worker::{Event, Holder, Logged, Overall};
 
 /// Most loss points kept per job; older ones are thinned two to one, so a
 /// long run's chart keeps its shape at a fixed cost.
@@ -46,6 +46,8 @@ pub struct JobRun {
     pub losses: Vec<(f64, f64)>,
     /// (epoch, mean loss) at each checkpoint.
     pub epoch_losses: Vec<(usize, f64)>,
+    /// Where a many-step job (a simulation) stands as a whole.
+    pub overall: Option<Overall>,
     pub outcome: Outcome,
 }
 
@@ -68,6 +70,7 @@ impl JobRun {
             eta_seconds: None,
             losses: Vec::new(),
             epoch_losses: Vec::new(),
+            overall: None,
             outcome: Outcome::Running,
         }
     }
@@ -81,9 +84,30 @@ impl JobRun {
         (self.ended.unwrap_or(now) - self.started).max(0.0)
     }
 
-    /// Fraction of the whole job done: epochs and batches together when the
-    /// job has epochs, else the current stage's count.
+    /// Fraction of the whole job done: for a many-step job its steps plus
+    /// the current step's share, else [`JobRun::step_fraction`].
     pub fn fraction(&self) -> f64 {
+        match &self.overall {
+            Some(o) if o.total > 0 => {
+                let within = self.step_fraction().min(0.999);
+                ((o.done as f64 + within) / o.total as f64).clamp(0.0, 1.0)
+            }
+            _ => self.step_fraction(),
+        }
+    }
+
+    /// Seconds left for a many-step job, from its pace so far.
+    pub fn overall_eta(&self, now: f64) -> Option<f64> {
+        let o = self.overall.as_ref()?;
+        if o.done == 0 || o.total < o.done {
+            return None;
+        }
+        Some(self.elapsed(now) / o.done as f64 * (o.total - o.done) as f64)
+    }
+
+    /// Fraction of the current step done: epochs and batches together when
+    /// it has epochs, else the current stage's count.
+    pub fn step_fraction(&self) -> f64 {
         let within = if self.total > 0 {
             (self.done as f64 / self.total as f64).clamp(0.0, 1.0)
         } else {
@@ -151,8 +175,10 @@ impl JobTracker {
                 loss,
                 rate,
                 eta_seconds,
+                overall,
             } => {
                 let run = self.open_run(job, t);
+                run.overall.clone_from(overall);
                 run.updated = t;
                 if run.stage != *stage {
                     run.stage_started = t;
@@ -276,6 +302,7 @@ mod tests {
             loss: Some(loss),
             rate: Some(20.0),
             eta_seconds: Some(30.0),
+            overall: None,
         }
     }
 

@@ -54,6 +54,8 @@ pub struct Snapshot {
     pub worker: Option<Holder>,
     pub pool: Option<Arc<PoolInfo>>,
     pub latents: Option<Arc<LatentMap>>,
+    /// Every row of `simulate/results.csv`, once a simulation wrote one.
+    pub simulation: Option<Arc<Vec<crate::simulate::Row>>>,
 }
 
 impl Snapshot {
@@ -71,6 +73,7 @@ impl Snapshot {
             worker: crate::worker::running_worker(&project.dir),
             pool,
             latents,
+            simulation: load_simulation(&project.dir),
         }
     }
 
@@ -127,4 +130,19 @@ pub fn load_latents(project: &Path, store_key: &str) -> Option<LatentMap> {
         dim: l.dim,
         values: l.values,
     })
+}
+
+/// Where a simulation's results are, relative to the project.
+pub fn simulation_results(project: &Path) -> PathBuf {
+    project
+        .join(crate::simulate::SIM_DIR)
+        .join(crate::simulate::RESULTS_FILE)
+}
+
+/// The simulation's results, if there are any rows.
+pub fn load_simulation(project: &Path) -> Option<Arc<Vec<crate::simulate::Row>>> {
+    crate::simulate::results::read(&simulation_results(project))
+        .ok()
+        .filter(|rows| !rows.is_empty())
+        .map(Arc::new)
 }

@@ -10,7 +10,7 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, SystemTime};
 
 use super::app::Update;
-use super::snapshot::{load_latents, load_pool, newest_store};
+use super::snapshot::{load_latents, load_pool, load_simulation, newest_store, simulation_results};
 use crate::project::RoundState;
 use crate::project::engine::LATENTS_FILE;
 use crate::project::state::STATE_FILE;
@@ -40,6 +40,7 @@ pub fn spawn(
         let mut state_sig = signature(&dir.join(STATE_FILE));
         let mut store = newest_store(&dir).and_then(|d| signature(&d));
         let mut latents_sig = signature(&dir.join(LATENTS_FILE));
+        let mut results_sig = signature(&simulation_results(&dir));
         while !stop.load(Ordering::Relaxed) {
             std::thread::sleep(POLL);
             let mut updates = Vec::new();
@@ -77,6 +78,11 @@ pub fn spawn(
                     .and_then(|p| load_latents(&dir, &p.key))
                     .map(Arc::new);
                 updates.push(Update::Pool(pool, latents));
+            }
+            let sig = signature(&simulation_results(&dir));
+            if sig != results_sig {
+                results_sig = sig;
+                updates.push(Update::Simulation(load_simulation(&dir)));
             }
             for u in updates {
                 if tx.send(u).is_err() {

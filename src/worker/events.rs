@@ -35,6 +35,9 @@ pub enum Event {
         rate: Option<f64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         eta_seconds: Option<f64>,
+        /// Where a many-step job (a simulation) stands as a whole.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        overall: Option<Overall>,
     },
     Checkpoint {
         job: String,
@@ -60,6 +63,14 @@ pub enum Event {
         round: usize,
         reason: String,
     },
+}
+
+/// `done` of `total` steps of a many-step job, now doing `what`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Overall {
+    pub done: u64,
+    pub total: u64,
+    pub what: String,
 }
 
 /// An event with the time it was written (seconds since the epoch).

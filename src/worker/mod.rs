@@ -7,6 +7,6 @@ pub mod events;
 pub mod lock;
 mod run;
 
-pub use events::{Event, EventLog, Logged};
+pub use events::{Event, EventLog, Logged, Overall};
 pub use lock::{Holder, LockError, WorkerLock, running_worker};
 pub use run::{CANCEL_FILE, Job, WORKER_LOG, WorkerError, run_job, spawn};

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use burn::tensor::backend::AutodiffBackend;
 
-use super::events::{Event, EventLog};
+use super::events::{Event, EventLog, Overall};
 use super::lock::{Holder, LockError, WorkerLock, running_worker};
 use crate::config::DeviceSpec;
 use crate::device::{BackendTask, Device, with_backend};
@@ -38,6 +38,8 @@ pub enum Job {
     Train,
     /// Dice per region on the test set.
     Evaluate,
+    /// Replay the planned strategy comparison with ground-truth masks.
+    Simulate,
 }
 
 impl Job {
@@ -47,6 +49,7 @@ impl Job {
             Job::Suggest => "suggest",
             Job::Train => "train",
             Job::Evaluate => "evaluate",
+            Job::Simulate => "simulate",
         }
     }
 }
@@ -77,9 +80,15 @@ struct LogReporter<'a> {
     log: &'a EventLog,
     job: Job,
     last: Mutex<Option<Instant>>,
+    /// The job's overall position, carried on every progress event.
+    overall: Mutex<Option<Overall>>,
 }
 
 impl LogReporter<'_> {
+    fn overall_now(&self) -> Option<Overall> {
+        self.overall.lock().ok().and_then(|o| o.clone())
+    }
+
     fn due(&self, force: bool) -> bool {
         let Ok(mut last) = self.last.lock() else {
             return false;
@@ -107,8 +116,32 @@ impl Progress for LogReporter<'_> {
                 loss: None,
                 rate: None,
                 eta_seconds: None,
+                overall: self.overall_now(),
             });
         }
+    }
+
+    fn overall(&self, done: u64, total: u64, what: &str) {
+        let overall = Overall {
+            done,
+            total,
+            what: what.to_string(),
+        };
+        if let Ok(mut slot) = self.overall.lock() {
+            *slot = Some(overall.clone());
+        }
+        let _ = self.log.append(Event::Progress {
+            job: self.job.name().into(),
+            stage: String::new(),
+            epoch: None,
+            epochs: None,
+            done: 0,
+            total: 0,
+            loss: None,
+            rate: None,
+            eta_seconds: None,
+            overall: Some(overall),
+        });
     }
 }
 
@@ -126,6 +159,7 @@ impl TrainObserver for LogReporter<'_> {
                     loss: Some(b.loss),
                     rate: Some(b.slices_per_second),
                     eta_seconds: Some(b.eta_seconds),
+                    overall: self.overall_now(),
                 });
             }
             TrainEvent::EpochDone {
@@ -160,6 +194,8 @@ impl BackendTask for StepTask<'_> {
             Job::TrainVae => train_vae_step::<B>(self.project, &self.ctx, &device),
             Job::Suggest => suggest_step::<B>(self.project, &self.ctx, &device),
             Job::Train => train_step::<B>(self.project, &self.ctx, &device),
+            Job::Simulate => crate::simulate::simulate::<B>(self.project, &self.ctx, &device)
+                .map_err(EngineError::from),
             Job::Evaluate => evaluate_step::<B>(self.project, &self.ctx, &device).map(|e| {
                 let dice: Vec<String> = e.dice.iter().map(|(r, d)| format!("{r} {d:.3}")).collect();
                 let hd: Vec<String> = e.hd95.iter().map(|(r, d)| format!("{r} {d:.1}")).collect();
@@ -215,6 +251,7 @@ pub fn run_job(dir: &Path, job: Job, device: DeviceSpec) -> Result<String, Worke
         log: &log,
         job,
         last: Mutex::new(None),
+        overall: Mutex::new(None),
     };
     let result = std::thread::scope(|scope| {
         scope.spawn(|| {

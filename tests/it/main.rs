@@ -9,6 +9,7 @@ mod nifti_errors;
 mod nifti_io;
 mod phantom;
 mod rounds;
+mod simulate;
 mod store;
 mod tui;
 mod tui_fixture;

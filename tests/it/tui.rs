@@ -321,3 +321,107 @@ fn the_import_prompt_starts_where_told() {
         )])]
     );
 }
+
+/// Results of a small simulation: gradient climbs faster than random.
+fn simulation_rows() -> Vec<nextslice::simulate::Row> {
+    let mut rows = Vec::new();
+    for seed in 0..2 {
+        for case in ["c1", "c2"] {
+            for (region, scale) in [("WT", 1.0), ("TC", 0.6)] {
+                for round in 0..3 {
+                    for (strategy, gain) in [("gradient", 0.2), ("random", 0.12)] {
+                        rows.push(nextslice::simulate::Row {
+                            strategy: strategy.into(),
+                            seed,
+                            round,
+                            labelled: 7 * (round + 1),
+                            budget_percent: 2.0 * (round + 1) as f64,
+                            case: case.into(),
+                            region: region.into(),
+                            dice: scale * (0.2 + gain * round as f64),
+                            hd95_mm: 40.0 - 10.0 * gain * round as f64,
+                        });
+                    }
+                }
+                rows.push(nextslice::simulate::Row {
+                    strategy: nextslice::simulate::FULL_DATA.into(),
+                    seed,
+                    round: 0,
+                    labelled: 330,
+                    budget_percent: 100.0,
+                    case: case.into(),
+                    region: region.into(),
+                    dice: scale * 0.8,
+                    hd95_mm: 8.0,
+                });
+            }
+        }
+    }
+    rows
+}
+
+#[test]
+fn history_view_switches_to_the_simulation_curves() {
+    let mut app = fx::app(Phase::NeedVae, 0, 1200, &[], None);
+    app.update(Update::Simulation(Some(Arc::new(simulation_rows()))));
+    press(&mut app, KeyCode::Char('3'));
+    let text = format!("{}", draw(&app, 100, 30).backend());
+    assert!(text.contains("r: show the simulation"), "{text}");
+    press(&mut app, KeyCode::Char('r'));
+    let t = draw(&app, 100, 30);
+    insta::assert_snapshot!("history_simulation_100x30", t.backend());
+    let text = format!("{}", t.backend());
+    assert!(text.contains("simulation · WT"), "{text}");
+    assert!(text.contains("0.600"), "gradient's last WT Dice: {text}");
+    assert!(
+        text.contains("full data (100%)   0.800"),
+        "the full-data reference: {text}"
+    );
+    // → shows the next region.
+    press(&mut app, KeyCode::Right);
+    let text = format!("{}", draw(&app, 100, 30).backend());
+    assert!(text.contains("simulation · TC"), "{text}");
+    press(&mut app, KeyCode::Char('r'));
+    let text = format!("{}", draw(&app, 100, 30).backend());
+    assert!(!text.contains("simulation ·"), "{text}");
+}
+
+#[test]
+fn a_simulation_job_shows_its_overall_progress() {
+    let start = NOW - 600.0;
+    let events = vec![
+        Logged {
+            time: start,
+            event: Event::JobStarted {
+                job: "simulate".into(),
+                pid: 77,
+                device: "CPU (2 threads)".into(),
+            },
+        },
+        Logged {
+            time: start + 1.0,
+            event: Event::Progress {
+                job: "simulate".into(),
+                stage: "U-Net training".into(),
+                epoch: Some(3),
+                epochs: Some(20),
+                done: 1,
+                total: 2,
+                loss: Some(-0.3),
+                rate: Some(30.0),
+                eta_seconds: Some(20.0),
+                overall: Some(nextslice::worker::Overall {
+                    done: 10,
+                    total: 40,
+                    what: "run 3/12: oracle · seed 0 · round 2 · train".into(),
+                }),
+            },
+        },
+    ];
+    let app = fx::app(Phase::NeedVae, 0, 1200, &events, Some(77));
+    let text = format!("{}", draw(&app, 100, 30).backend());
+    assert!(text.contains("run 3/12: oracle"), "{text}");
+    assert!(text.contains("10/40 trainings done"), "{text}");
+    // 600 s for 10 of 40 trainings: 30 minutes to go.
+    assert!(text.contains("ETA overall 30m"), "{text}");
+}

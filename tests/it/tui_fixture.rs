@@ -164,6 +164,7 @@ pub fn training_events(pid: u32) -> Vec<Logged> {
                 loss: Some(-0.2 - 0.5 * (1.0 - (-(i as f64) / 60.0).exp())),
                 rate: Some(42.7),
                 eta_seconds: Some(252.0),
+                overall: None,
             },
         });
         if batch == 38 {
@@ -208,6 +209,7 @@ pub fn app(
         worker: worker.map(holder),
         pool: Some(info),
         latents: Some(map),
+        simulation: None,
     };
     let mut app = App::new(snapshot, events, NOW);
     app.cwd = PathBuf::from("/srv/masks");

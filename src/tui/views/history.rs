@@ -30,14 +30,14 @@ fn format_score(v: f64, metric: Metric) -> String {
     }
 }
 
-fn metric_name(metric: Metric) -> &'static str {
+pub(super) fn metric_name(metric: Metric) -> &'static str {
     match metric {
         Metric::Dice => "Dice",
         Metric::Hd95 => "HD95 mm",
     }
 }
 
-const SERIES: [Color; 6] = [
+pub(super) const SERIES: [Color; 6] = [
     Color::Cyan,
     Color::Magenta,
     Color::Yellow,
@@ -47,18 +47,25 @@ const SERIES: [Color; 6] = [
 ];
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
+    if let (true, Some(rows)) = (app.show_simulation, &app.snapshot.simulation) {
+        return super::simulation::render(frame, area, app, rows);
+    }
     let Some(state) = app.state() else {
         return;
     };
     if state.history.is_empty() {
+        let mut lines = vec![
+            Line::from("No round has been trained yet."),
+            Line::from("After each U-Net training the round's budget and loss appear here;")
+                .fg(DIM),
+            Line::from("evaluate [a] adds the test Dice per region.").fg(DIM),
+        ];
+        if app.snapshot.simulation.is_some() {
+            lines.push(Line::from(""));
+            lines.push(Line::from("r: show the simulation's learning curves"));
+        }
         frame.render_widget(
-            Paragraph::new(vec![
-                Line::from("No round has been trained yet."),
-                Line::from("After each U-Net training the round's budget and loss appear here;")
-                    .fg(DIM),
-                Line::from("evaluate [a] adds the test Dice per region.").fg(DIM),
-            ])
-            .block(Block::bordered().title(" history ")),
+            Paragraph::new(lines).block(Block::bordered().title(" history ")),
             area,
         );
         return;
@@ -125,7 +132,14 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                         " rounds · test {} per region ",
                         metric_name(app.metric)
                     ))
-                    .title_bottom(Line::from(" h: Dice ⇄ HD95 ").fg(DIM)),
+                    .title_bottom(
+                        Line::from(if app.snapshot.simulation.is_some() {
+                            " h: Dice ⇄ HD95 · r: simulation "
+                        } else {
+                            " h: Dice ⇄ HD95 "
+                        })
+                        .fg(DIM),
+                    ),
             ),
         table_area,
     );

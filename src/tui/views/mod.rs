@@ -6,6 +6,7 @@ mod history;
 mod import;
 mod latent;
 mod round;
+mod simulation;
 mod suggestions;
 
 use ratatui::Frame;
@@ -163,7 +164,10 @@ const KEYS: [(&str, &str); 19] = [
     ("j k, ↑ ↓", "select a suggested slice"),
     ("m", "next modality"),
     ("o", "overlay: expert mask → prediction → truth → none"),
-    ("h", "history: test Dice ⇄ HD95"),
+    (
+        "h r ← →",
+        "history: Dice ⇄ HD95 · project ⇄ simulation · region",
+    ),
     ("x y, ← →", "latent map: change the plotted dimensions"),
     ("?", "this help (any key closes it)"),
     ("q, Ctrl-C", "quit (running jobs go on)"),

@@ -104,7 +104,7 @@ fn job_panel(frame: &mut Frame, area: Rect, app: &App, run: &JobRun) {
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let [info, gauge, chart] = Layout::vertical([
-        Constraint::Length(3),
+        Constraint::Length(3 + u16::from(run.overall.is_some())),
         Constraint::Length(1),
         Constraint::Min(0),
     ])
@@ -137,14 +137,26 @@ fn job_panel(frame: &mut Frame, area: Rect, app: &App, run: &JobRun) {
             "ended".into()
         }
     );
-    frame.render_widget(
-        Paragraph::new(vec![
-            Line::from(Span::styled(status, Style::new().fg(colour))),
-            Line::from(where_.join(" · ")),
-            Line::from(timing),
-        ]),
-        info,
-    );
+    let mut lines = vec![
+        Line::from(Span::styled(status, Style::new().fg(colour))),
+        Line::from(where_.join(" · ")),
+        Line::from(timing),
+    ];
+    if let Some(o) = &run.overall {
+        let eta = if run.is_running() {
+            format!(" · ETA overall {}", duration(run.overall_eta(app.now)))
+        } else {
+            String::new()
+        };
+        lines.insert(
+            1,
+            Line::from(format!(
+                "{} · {}/{} trainings done{eta}",
+                o.what, o.done, o.total
+            )),
+        );
+    }
+    frame.render_widget(Paragraph::new(lines), info);
     let fraction = if matches!(run.outcome, Outcome::Finished(_)) {
         1.0
     } else {

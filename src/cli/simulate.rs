@@ -1,0 +1,73 @@
+//! `nextslice simulate`: plan a strategy comparison with the ground truth as
+//! the annotator, run it in the detached worker, and print its tables.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use nextslice::config::Strategy;
+use nextslice::project::Project;
+use nextslice::simulate::{RESULTS_FILE, SIM_DIR, SUMMARY_FILE, prepare};
+use nextslice::worker::Job;
+
+use super::project::{JobArgs, launch};
+
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    #[command(flatten)]
+    job: JobArgs,
+    /// Strategies to compare, comma-separated (default: the project's simulate.strategies).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    strategies: Vec<Strategy>,
+    /// Repetitions with seeds sampling.seed, sampling.seed + 1, … (default: simulate.seeds).
+    #[arg(long)]
+    seeds: Option<usize>,
+    /// Leave out the full-data reference run.
+    #[arg(long)]
+    no_reference: bool,
+    /// Discard a previous simulation (runs and results) and start again.
+    #[arg(long)]
+    restart: bool,
+    /// Print the tables of the simulation so far and exit.
+    #[arg(long, conflicts_with_all = ["restart", "wait", "foreground"])]
+    report: bool,
+}
+
+pub fn run(args: SimulateArgs) -> Result<()> {
+    let dir = &args.job.project.project;
+    if args.report {
+        return print_summary(dir);
+    }
+    let project = Project::open(dir)?;
+    let mut plan = project.config.clone();
+    if !args.strategies.is_empty() {
+        plan.simulate.strategies = args.strategies.clone();
+    }
+    if let Some(seeds) = args.seeds {
+        anyhow::ensure!(seeds > 0, "--seeds must be at least 1");
+        plan.simulate.seeds = seeds;
+    }
+    if args.no_reference {
+        plan.simulate.full_reference = false;
+    }
+    prepare(&project, &plan, args.restart)?;
+    launch(Job::Simulate, &args.job, print_summary)
+}
+
+/// The summary tables written so far.
+fn print_summary(dir: &Path) -> Result<()> {
+    let path = dir.join(SIM_DIR).join(SUMMARY_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no simulation results in {} yet (start one with `nextslice simulate`)",
+            dir.display()
+        )
+    })?;
+    print!("{text}");
+    println!(
+        "\nevery value: {}",
+        dir.join(SIM_DIR).join(RESULTS_FILE).display()
+    );
+    Ok(())
+}

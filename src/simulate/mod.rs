@@ -1,0 +1,238 @@
+//! `nextslice simulate`: the paper's experimental protocol on a labelled
+//! dataset. Every planned (strategy, seed) replays the active-learning
+//! rounds with the ground truth as the annotator, each round's U-Net scored
+//! on the test volumes; a full-data run gives the upper reference. Results:
+//! `simulate/results.csv` (every strategy, seed, round, volume, region),
+//! `summary.md` (the paper's tables) and `curves.png`.
+//!
+//! Runs are ordinary projects driven by the round engine, so a simulation
+//! killed at any point resumes where each run's state says it was.
+
+mod plan;
+pub mod plot;
+pub mod results;
+mod runs;
+pub mod summary;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use burn::tensor::backend::AutodiffBackend;
+
+use crate::config::Config;
+use crate::project::engine::{
+    EngineError, LATENTS_FILE, StepContext, evaluate_step, suggest_step, train_step, train_vae_step,
+};
+use crate::project::{Phase, Project, RoundState, latents};
+use crate::store::SliceStore;
+use crate::worker::EventLog;
+
+pub use plan::{Arm, FULL_DATA, PLAN_FILE, RunSpec, is_available, load as load_plan, runs};
+pub use plot::CURVES_FILE;
+pub use results::{RESULTS_FILE, Row};
+
+/// The simulation's folder inside a project.
+pub const SIM_DIR: &str = "simulate";
+pub const SUMMARY_FILE: &str = "summary.md";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Project(#[from] crate::project::ProjectError),
+    #[error(transparent)]
+    State(#[from] crate::project::StateError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot draw the learning curves: {0}")]
+    Plot(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Freezes `plan` as the project's simulation plan (or checks it matches the
+/// one a started simulation froze); `restart` first discards a previous
+/// simulation, runs and results included.
+pub fn prepare(project: &Project, plan: &Config, restart: bool) -> Result<(), SimulateError> {
+    let dir = project.path(SIM_DIR);
+    if restart && dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|source| SimulateError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    std::fs::create_dir_all(&dir).map_err(|source| SimulateError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let cases = project.discover()?.cases;
+    if let Some(unlabelled) = cases.iter().find(|c| c.label.is_none()) {
+        return Err(SimulateError::Invalid(format!(
+            "case `{}` has no label map; a simulation uses the ground truth as the annotator, so every case needs one",
+            unlabelled.id
+        )));
+    }
+    plan::store_or_check(project, plan)
+}
+
+/// Runs (or resumes) the planned simulation; returns a one-line summary.
+pub fn simulate<B: AutodiffBackend>(
+    project: &Project,
+    ctx: &StepContext<'_>,
+    device: &B::Device,
+) -> Result<String, SimulateError> {
+    let plan = plan::load(project)?.ok_or_else(|| {
+        SimulateError::Invalid(
+            "no simulation is planned here; start one with `nextslice simulate`".into(),
+        )
+    })?;
+    let sim_dir = project.path(SIM_DIR);
+    let test_cases = project.state()?.test_cases;
+    let store = project.store(ctx.progress, ctx.cancel)?;
+    let specs = runs(&plan);
+    let total: u64 = specs.iter().map(|s| s.trainings(&plan)).sum();
+    ctx.progress.overall(0, total, "the VAE shared by all runs");
+    let vae = shared_vae::<B>(project, &plan, &test_cases, &store, ctx, device)?;
+    let mut rows = Vec::new();
+    for (k, spec) in specs.iter().enumerate() {
+        let run = runs::open_or_create(&sim_dir, spec, &plan, &vae, &test_cases, &store)?;
+        let before: u64 = specs[..k].iter().map(|s| s.trainings(&plan)).sum();
+        drive::<B>(&run, spec, &store, ctx, device, |round, step| {
+            let what = format!(
+                "run {}/{}: {} · seed {} · round {round} · {step}",
+                k + 1,
+                specs.len(),
+                spec.arm.name(),
+                spec.seed
+            );
+            let done = before + evaluated(&run).min(spec.trainings(&plan));
+            ctx.progress.overall(done, total, &what);
+        })?;
+        rows.extend(results::of_run(&run, spec)?);
+        write_outputs(&sim_dir, &rows)?;
+    }
+    Ok(format!(
+        "{} runs ({} × {} seed(s){}) done; tables in {SIM_DIR}/{SUMMARY_FILE}, curves in {SIM_DIR}/{CURVES_FILE}, every value in {SIM_DIR}/{RESULTS_FILE}",
+        specs.len(),
+        plan.simulate
+            .strategies
+            .iter()
+            .map(|s| s.name())
+            .collect::<Vec<_>>()
+            .join(", "),
+        plan.simulate.seeds,
+        if plan.simulate.full_reference {
+            " + full data"
+        } else {
+            ""
+        }
+    ))
+}
+
+/// Rounds of a run whose U-Net has been evaluated.
+fn evaluated(run: &Project) -> u64 {
+    run.state().map_or(0, |s| {
+        s.history.iter().filter(|r| !r.dice.is_empty()).count() as u64
+    })
+}
+
+/// Results so far, rewritten after every run so a long simulation can be
+/// read (and its curves looked at) before it ends.
+fn write_outputs(sim_dir: &Path, rows: &[Row]) -> Result<(), SimulateError> {
+    results::write(&sim_dir.join(RESULTS_FILE), rows)?;
+    let summary = summary::markdown(rows);
+    let path = sim_dir.join(SUMMARY_FILE);
+    crate::fsutil::write_atomic(&path, summary.as_bytes())
+        .map_err(|source| SimulateError::Io { path, source })?;
+    plot::write(&sim_dir.join(CURVES_FILE), rows)
+}
+
+/// The directory whose `models/` holds the VAE and pool latents the runs
+/// share: the project's own when it has them for the current store, else a
+/// VAE trained for the simulation in `simulate/vae/`.
+fn shared_vae<B: AutodiffBackend>(
+    project: &Project,
+    plan: &Config,
+    test_cases: &[String],
+    store: &SliceStore,
+    ctx: &StepContext<'_>,
+    device: &B::Device,
+) -> Result<PathBuf, SimulateError> {
+    let key = &store.meta().key;
+    let has_vae = |dir: &Path| {
+        latents::load(&dir.join(LATENTS_FILE), key).is_some()
+            && dir.join(crate::project::engine::VAE_FILE).exists()
+    };
+    if project.state()?.vae.is_some() && has_vae(&project.dir) {
+        return Ok(project.dir.clone());
+    }
+    let dir = project.path(SIM_DIR).join(runs::VAE_DIR);
+    let sub = if dir.join(crate::project::state::STATE_FILE).exists() {
+        Project::open(&dir)?
+    } else {
+        runs::create_sub_project(&dir, 2, plan, &RoundState::new(test_cases.to_vec()))?
+    };
+    if sub.state()?.phase == Phase::NeedVae {
+        let log = EventLog::new(&sub.dir);
+        let sub_ctx = StepContext { log: &log, ..*ctx };
+        train_vae_step::<B>(&sub, &sub_ctx, device)?;
+    }
+    Ok(dir)
+}
+
+/// Steps one run until it has done all its rounds, each trained U-Net
+/// evaluated before the run moves on. `report(round, step)` is called
+/// before each step.
+fn drive<B: AutodiffBackend>(
+    run: &Project,
+    spec: &RunSpec,
+    store: &SliceStore,
+    ctx: &StepContext<'_>,
+    device: &B::Device,
+    report: impl Fn(usize, &str),
+) -> Result<(), SimulateError> {
+    let log = EventLog::new(&run.dir);
+    let sub = StepContext { log: &log, ..*ctx };
+    loop {
+        if ctx.cancel.load(Ordering::Relaxed) {
+            return Err(EngineError::Cancelled.into());
+        }
+        let state = run.state()?;
+        if state.history.last().is_some_and(|r| r.dice.is_empty()) {
+            report(state.round, "evaluate");
+            evaluate_step::<B>(run, &sub, device)?;
+            continue;
+        }
+        let reference_done = spec.arm == Arm::FullData && !state.history.is_empty();
+        match state.phase {
+            _ if reference_done => return Ok(()),
+            Phase::Done => return Ok(()),
+            Phase::Seeding | Phase::Suggesting => {
+                report(state.round, "suggest");
+                suggest_step::<B>(run, &sub, device)?;
+            }
+            Phase::AwaitingMasks => {
+                runs::annotate_with_truth(run, store)?;
+                crate::failpoint::hit("simulate-after-annotate");
+            }
+            Phase::Training => {
+                report(state.round, "train");
+                train_step::<B>(run, &sub, device)?;
+            }
+            Phase::NeedVae => {
+                return Err(SimulateError::Invalid(format!(
+                    "{} has no VAE",
+                    run.dir.display()
+                )));
+            }
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The simulation's plan: the project's configuration (with its `simulate`
+//! section) frozen when the simulation starts, in `simulate/plan.toml`. Runs
+//! are made from the plan, not from the live `project.toml`, so editing the
+//! project mid-simulation cannot mix settings inside one comparison.
+
+use std::path::Path;
+
+use crate::config::{Config, Strategy};
+use crate::fsutil::write_atomic;
+use crate::project::Project;
+
+use super::{SIM_DIR, SimulateError};
+
+pub const PLAN_FILE: &str = "plan.toml";
+
+/// Strategies the simulation can replay; the rest are not built yet.
+pub fn is_available(strategy: Strategy) -> bool {
+    !matches!(strategy, Strategy::Dal | Strategy::LearningLoss)
+}
+
+/// One arm of the comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arm {
+    Strategy(Strategy),
+    /// Every pool slice labelled: the upper reference.
+    FullData,
+}
+
+impl Arm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Arm::Strategy(s) => s.name(),
+            Arm::FullData => FULL_DATA,
+        }
+    }
+}
+
+/// The reference arm's name in the results.
+pub const FULL_DATA: &str = "full-data";
+
+/// One (arm, seed) run of the plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunSpec {
+    pub arm: Arm,
+    pub seed: usize,
+}
+
+impl RunSpec {
+    /// The run's directory name under `simulate/runs/`.
+    pub fn dir_name(&self) -> String {
+        format!("{}-s{}", self.arm.name(), self.seed)
+    }
+
+    /// U-Net trainings (each followed by an evaluation) the run makes.
+    pub fn trainings(&self, plan: &Config) -> u64 {
+        match self.arm {
+            Arm::Strategy(_) => plan.sampling.rounds as u64 + 1,
+            Arm::FullData => 1,
+        }
+    }
+
+    /// The run's own configuration: the plan with its strategy and seed.
+    /// The reference trains once for as many epochs as an active-learning
+    /// run's U-Net sees over all its rounds.
+    pub fn config(&self, plan: &Config) -> Config {
+        let mut config = plan.clone();
+        config.sampling.seed = plan.sampling.seed + self.seed as u64;
+        match self.arm {
+            Arm::Strategy(s) => config.sampling.strategy = s,
+            Arm::FullData => {
+                config.unet.epochs_per_round *= plan.sampling.rounds + 1;
+            }
+        }
+        config
+    }
+}
+
+/// Every run, seed by seed, so that a partial simulation already compares
+/// all arms on its first seeds.
+pub fn runs(plan: &Config) -> Vec<RunSpec> {
+    let mut specs = Vec::new();
+    for seed in 0..plan.simulate.seeds {
+        for &s in &plan.simulate.strategies {
+            specs.push(RunSpec {
+                arm: Arm::Strategy(s),
+                seed,
+            });
+        }
+        if plan.simulate.full_reference {
+            specs.push(RunSpec {
+                arm: Arm::FullData,
+                seed,
+            });
+        }
+    }
+    specs
+}
+
+/// The plan stored in `project`, if a simulation was started.
+pub fn load(project: &Project) -> Result<Option<Config>, SimulateError> {
+    let path = project.path(SIM_DIR).join(PLAN_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    Ok(Some(Config::from_file(&path)?))
+}
+
+/// Stores `plan`, or checks it against the one stored: a simulation resumes
+/// only with the settings it started with.
+pub fn store_or_check(project: &Project, plan: &Config) -> Result<(), SimulateError> {
+    if let Some(unavailable) = plan.simulate.strategies.iter().find(|s| !is_available(**s)) {
+        return Err(SimulateError::Invalid(format!(
+            "the {} strategy is not available yet; simulate gradient, gradient-no-angle, random, oracle, clsmc, least-confidence, margin or entropy",
+            unavailable.name()
+        )));
+    }
+    match load(project)? {
+        Some(stored) if &stored == plan => Ok(()),
+        Some(_) => Err(SimulateError::Invalid(format!(
+            "{}/ holds a simulation started with other settings; run with the same settings to resume it, or pass --restart to discard it",
+            project.path(SIM_DIR).display()
+        ))),
+        None => write_plan(&project.path(SIM_DIR), plan),
+    }
+}
+
+fn write_plan(dir: &Path, plan: &Config) -> Result<(), SimulateError> {
+    let path = dir.join(PLAN_FILE);
+    let header = "# The settings `nextslice simulate` runs with, frozen when it started.\n\n";
+    write_atomic(&path, format!("{header}{}", plan.to_toml()).as_bytes())
+        .map_err(|source| SimulateError::Io { path, source })
+}

@@ -1,0 +1,176 @@
+//! Each (arm, seed) of a simulation is an ordinary project under
+//! `simulate/runs/`, driven by the same round engine an operator uses, with
+//! the ground truth standing in for the expert. Runs share the parent's
+//! slice store (a symbolic link) and one VAE (hard links), and can be opened
+//! in the TUI or with `nextslice status -p` like any project.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::fsutil::write_atomic;
+use crate::masks::derived_path;
+use crate::project::engine::{LATENTS_FILE, VAE_FILE};
+use crate::project::{CONFIG_FILE, Labelled, Phase, Project, RoundState, SliceIndex, StateError};
+use crate::store::SliceStore;
+use crate::worker::EventLog;
+
+use super::SimulateError;
+use super::plan::{Arm, RunSpec};
+
+/// Where runs live, under the project's `simulate/`.
+pub const RUNS_DIR: &str = "runs";
+/// The VAE trained for the simulation when the project has none.
+pub const VAE_DIR: &str = "vae";
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SimulateError + '_ {
+    move |source| SimulateError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Creates a project skeleton at `dir` that reads the store of the project
+/// two levels up (`depth` directories above `dir`), with `state` as its
+/// first state. The state is written last: a directory without one is an
+/// unfinished creation and is made again.
+pub fn create_sub_project(
+    dir: &Path,
+    depth: usize,
+    config: &Config,
+    state: &RoundState,
+) -> Result<Project, SimulateError> {
+    for sub in ["models", "checkpoints", "rounds", "masks"] {
+        let path = dir.join(sub);
+        std::fs::create_dir_all(&path).map_err(io(&path))?;
+    }
+    let store = dir.join("store");
+    if std::fs::symlink_metadata(&store).is_err() {
+        let target: PathBuf = std::iter::repeat_n("..", depth)
+            .collect::<PathBuf>()
+            .join("store");
+        std::os::unix::fs::symlink(&target, &store).map_err(io(&store))?;
+    }
+    let path = dir.join(CONFIG_FILE);
+    let header =
+        "# A simulation run made by `nextslice simulate`; edit the project's plan instead.\n\n";
+    write_atomic(&path, format!("{header}{}", config.to_toml()).as_bytes()).map_err(io(&path))?;
+    state.save(dir)?;
+    Project::open(dir).map_err(SimulateError::from)
+}
+
+/// `source/models/{vae,latents}` into `run/models/`: hard links (the files
+/// are never modified in place), copies where links are not possible.
+pub fn share_vae(source: &Path, run: &Path) -> Result<(), SimulateError> {
+    for file in [VAE_FILE, LATENTS_FILE] {
+        let (from, to) = (source.join(file), run.join(file));
+        let _ = std::fs::remove_file(&to);
+        if std::fs::hard_link(&from, &to).is_err() {
+            std::fs::copy(&from, &to).map_err(io(&from))?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens the run `spec`, creating it first if needed: a strategy run starts
+/// at the seed batch; the reference starts with every pool slice labelled.
+pub fn open_or_create(
+    sim_dir: &Path,
+    spec: &RunSpec,
+    plan: &Config,
+    vae_source: &Path,
+    test_cases: &[String],
+    store: &SliceStore,
+) -> Result<Project, SimulateError> {
+    let dir = sim_dir.join(RUNS_DIR).join(spec.dir_name());
+    if dir.join(crate::project::state::STATE_FILE).exists() {
+        return Ok(Project::open(&dir)?);
+    }
+    std::fs::create_dir_all(dir.join("models")).map_err(io(&dir))?;
+    share_vae(vae_source, &dir)?;
+    let mut state = RoundState::new(test_cases.to_vec());
+    state.vae = Some(VAE_FILE.into());
+    state.phase = Phase::Seeding;
+    if spec.arm == Arm::FullData {
+        let index = SliceIndex::new(store, test_cases);
+        let pool = index.pool();
+        write_truth(&dir, store, &index, &pool)?;
+        state.labelled = pool
+            .iter()
+            .map(|&id| Labelled {
+                key: index.key(id).clone(),
+                mask: relative_mask(&dir, index.key(id)),
+                round: 0,
+            })
+            .collect();
+        state.phase = Phase::Training;
+    }
+    create_sub_project(&dir, 3, &spec.config(plan), &state)
+}
+
+fn relative_mask(dir: &Path, key: &crate::project::SliceKey) -> PathBuf {
+    let path = derived_path(dir, key);
+    path.strip_prefix(dir)
+        .map_or(path.clone(), Path::to_path_buf)
+}
+
+/// Writes the ground-truth class map of each of `ids` where an accepted
+/// expert mask would go.
+fn write_truth(
+    dir: &Path,
+    store: &SliceStore,
+    index: &SliceIndex,
+    ids: &[usize],
+) -> Result<(), SimulateError> {
+    let mut classes = vec![0u8; store.meta().pixels()];
+    for &id in ids {
+        if !store.read_label(id, &mut classes)? {
+            return Err(SimulateError::Invalid(format!(
+                "slice {} has no ground truth; a simulation needs a label map for every case",
+                index.key(id)
+            )));
+        }
+        let path = derived_path(dir, index.key(id));
+        write_atomic(&path, &classes).map_err(io(&path))?;
+    }
+    Ok(())
+}
+
+/// The annotator of a simulation: every pending suggestion gets its
+/// ground-truth mask, and the run moves on to training.
+pub fn annotate_with_truth(run: &Project, store: &SliceStore) -> Result<usize, SimulateError> {
+    let mut state = run.state()?;
+    if state.phase != Phase::AwaitingMasks {
+        return Err(StateError::WrongPhase {
+            action: "annotate",
+            phase: state.phase,
+        }
+        .into());
+    }
+    let index = SliceIndex::new(store, &state.test_cases);
+    let ids = state
+        .pending
+        .iter()
+        .map(|p| {
+            index.id(&p.key).ok_or_else(|| {
+                SimulateError::Invalid(format!("{} is not in the slice store", p.key))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    write_truth(&run.dir, store, &index, &ids)?;
+    let n = ids.len();
+    let round = state.round;
+    for pending in std::mem::take(&mut state.pending) {
+        state.labelled.push(Labelled {
+            mask: relative_mask(&run.dir, &pending.key),
+            key: pending.key,
+            round,
+        });
+    }
+    run.commit(
+        &mut state,
+        Phase::Training,
+        &format!("{n} ground-truth masks (simulated annotator)"),
+        &EventLog::new(&run.dir),
+    )?;
+    Ok(n)
+}

@@ -1,0 +1,130 @@
+//! `nextslice simulate` end to end on tiny phantoms: a crash mid-run, the
+//! resume, and the results, tables and curves it leaves.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use nextslice::project::RoundState;
+use nextslice::simulate::results;
+
+use crate::common::{TINY, nextslice, run_ok, tumour_phantoms};
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = nextslice().args(args).output().expect("run nextslice");
+    assert!(
+        !out.status.success(),
+        "nextslice {args:?} should have failed"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_simulation_survives_a_crash_and_writes_its_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    tumour_phantoms(&data, 5, 32, 5);
+    let (config, more) = (dir.path().join("tiny.toml"), dir.path().join("sim.toml"));
+    std::fs::write(&config, TINY).unwrap();
+    std::fs::write(
+        &more,
+        "[sampling]\nrounds = 1\n\
+         [simulate]\nstrategies = [\"gradient\", \"random\"]\nseeds = 2\nfull_reference = true\n",
+    )
+    .unwrap();
+    let project = dir.path().join("project");
+    run_ok(&[
+        "init",
+        p(&project),
+        "--data",
+        p(&data),
+        "--preset",
+        "demo",
+        "--config",
+        p(&config),
+        "--config",
+        p(&more),
+    ]);
+
+    // Killed as abruptly as `kill -9` right after the first annotation.
+    let out = nextslice()
+        .args(["simulate", "--foreground", "-p", p(&project)])
+        .env("NEXTSLICE_FAILPOINT", "simulate-after-annotate")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the failpoint aborts the simulation");
+    let crashed: RoundState =
+        RoundState::load(&project.join("simulate/runs/gradient-s0")).expect("state parses");
+    assert_eq!(crashed.phase, nextslice::project::Phase::Training);
+    assert!(!crashed.labelled.is_empty() && crashed.history.is_empty());
+
+    // A different plan is refused while this one is unfinished.
+    let refused = fails(&["simulate", "--seeds", "3", "-p", p(&project)]);
+    assert!(refused.contains("other settings"), "{refused}");
+
+    let summary = run_ok(&["simulate", "--wait", "-p", p(&project)]);
+    let printed = String::from_utf8_lossy(&summary.stdout);
+    assert!(printed.contains("## WT · Dice"), "{printed}");
+
+    let rows = results::read(&project.join("simulate/results.csv")).expect("results.csv");
+    let tests = RoundState::load(&project).unwrap().test_cases.len();
+    // 2 strategies × 2 seeds × 2 rounds + 2 reference runs, per test
+    // volume and region.
+    assert_eq!(rows.len(), (2 * 2 * 2 + 2) * tests * 3);
+    let runs: BTreeSet<(String, usize, usize)> = rows
+        .iter()
+        .map(|r| (r.strategy.clone(), r.seed, r.round))
+        .collect();
+    assert_eq!(runs.len(), 2 * 2 * 2 + 2);
+    assert!(
+        rows.iter()
+            .all(|r| (0.0..=1.0).contains(&r.dice) && r.hd95_mm >= 0.0)
+    );
+
+    // Round 0 is the seed batch, the same for every strategy of a seed; so
+    // are the U-Net trained on it and its scores.
+    let round0 = |strategy: &str, seed: usize| -> BTreeMap<(String, String), f64> {
+        rows.iter()
+            .filter(|r| r.strategy == strategy && r.seed == seed && r.round == 0)
+            .map(|r| ((r.case.clone(), r.region.clone()), r.dice))
+            .collect()
+    };
+    assert_eq!(round0("gradient", 1), round0("random", 1));
+    let labelled = |run: &str| -> BTreeSet<String> {
+        RoundState::load(&project.join("simulate/runs").join(run))
+            .unwrap()
+            .labelled
+            .iter()
+            .filter(|l| l.round == 0)
+            .map(|l| l.key.to_string())
+            .collect()
+    };
+    assert_eq!(labelled("gradient-s0"), labelled("random-s0"));
+    assert_ne!(labelled("gradient-s0"), labelled("gradient-s1"));
+    // The reference labels the whole pool.
+    let pool = RoundState::load(&project.join("simulate/runs/full-data-s0"))
+        .unwrap()
+        .labelled
+        .len();
+    assert!(pool > labelled("gradient-s0").len() * 5);
+
+    let tables = std::fs::read_to_string(project.join("simulate/summary.md")).unwrap();
+    assert!(tables.contains("p (best vs second)"), "{tables}");
+    assert!(tables.contains("Full data"), "{tables}");
+    let png = std::fs::read(project.join("simulate/curves.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+
+    // Resuming a finished simulation does no work and changes nothing.
+    let before = std::fs::read(project.join("simulate/results.csv")).unwrap();
+    run_ok(&["simulate", "--wait", "-p", p(&project)]);
+    assert_eq!(
+        std::fs::read(project.join("simulate/results.csv")).unwrap(),
+        before
+    );
+    let report = run_ok(&["simulate", "--report", "-p", p(&project)]);
+    let report = String::from_utf8_lossy(&report.stdout);
+    assert!(report.contains("## WT · Dice") && printed.contains(&*report));
+}
