@@ -3,8 +3,11 @@
 //! suggestions (BraTS's 1% per round), with and without the angular
 //! condition, the ClsMC baseline (Ward clustering + max-cover, no
 //! gradients), the score ranking shared by uncertainty sampling and the
-//! oracle (scores synthetic here), plus random sampling for scale. Goal:
-//! well under 1 s.
+//! oracle (scores synthetic here), DAL's chunked max-cover over 512-wide
+//! bottleneck features (uncertainties and features synthetic: the ensemble
+//! inference that makes them is U-Net inference, timed by the models
+//! bench), plus random sampling for scale. Goal: well under 1 s for the
+//! latent-space strategies.
 //!
 //! `cargo bench --bench suggest`
 
@@ -13,7 +16,7 @@ mod common;
 
 use nextslice::rng::Rng;
 use nextslice::strategy::{
-    ClusterMaxCover, GradientGuided, GradientSource, Latents, RandomSampling, RankedByScore,
+    ClusterMaxCover, Dal, GradientGuided, GradientSource, Latents, RandomSampling, RankedByScore,
     Request, SamplingStrategy,
 };
 
@@ -46,6 +49,16 @@ fn main() {
     // Uncertainty and oracle scores come from U-Net inference over the pool
     // (see `cargo bench --bench models` for its rate); this times the ranking.
     let scores: Vec<f32> = (0..pool).map(|_| rng.unit() as f32).collect();
+    // Bottleneck features: the same blobs in 512 non-negative dimensions.
+    let width = 512;
+    let feature_centres: Vec<Vec<f32>> = (0..centres.len())
+        .map(|_| (0..width).map(|_| rng.normal().abs() as f32).collect())
+        .collect();
+    let mut features = Vec::with_capacity(pool * width);
+    for i in 0..pool {
+        let c = &feature_centres[i % feature_centres.len()];
+        features.extend(c.iter().map(|m| (m + (rng.normal() * 0.5) as f32).max(0.0)));
+    }
     let strategies: Vec<Box<dyn SamplingStrategy + '_>> = vec![
         Box::new(GradientGuided {
             max_angle_deg: Some(60.0),
@@ -57,6 +70,13 @@ fn main() {
         Box::new(RankedByScore {
             name: "score-ranked",
             scores: &scores,
+        }),
+        Box::new(Dal {
+            uncertainty: &scores,
+            features: &features,
+            dim: width,
+            candidates: 20,
+            picks: 10,
         }),
         Box::new(RandomSampling),
     ];

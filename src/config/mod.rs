@@ -328,6 +328,27 @@ pub struct SamplingConfig {
     pub round_fraction: f64,
     pub rounds: usize,
     pub seed: u64,
+    /// DAL: U-Nets in the bootstrap ensemble (the paper: 4).
+    #[serde(default = "default_dal_models")]
+    pub dal_models: usize,
+    /// DAL: uncertain candidates per max-cover chunk (the paper: 20) …
+    #[serde(default = "default_dal_candidates")]
+    pub dal_candidates: usize,
+    /// … and the picks max-cover keeps of them (the paper: 10).
+    #[serde(default = "default_dal_picks")]
+    pub dal_picks: usize,
+}
+
+fn default_dal_models() -> usize {
+    4
+}
+
+fn default_dal_candidates() -> usize {
+    20
+}
+
+fn default_dal_picks() -> usize {
+    10
 }
 
 /// The strategy comparison `nextslice simulate` replays with ground-truth

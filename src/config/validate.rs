@@ -250,6 +250,9 @@ impl Config {
         fraction("sampling.initial_fraction", s.initial_fraction, false, true)?;
         fraction("sampling.round_fraction", s.round_fraction, false, true)?;
         at_least("sampling.rounds", s.rounds, 1)?;
+        at_least("sampling.dal_models", s.dal_models, 2)?;
+        at_least("sampling.dal_picks", s.dal_picks, 1)?;
+        at_least("sampling.dal_candidates", s.dal_candidates, s.dal_picks)?;
         let sim = &self.simulate;
         at_least("simulate.seeds", sim.seeds, 1)?;
         if sim.strategies.is_empty() {

@@ -25,7 +25,7 @@ use crate::store::{SliceStore, StoreError, open_or_build};
 use crate::strategy::oracle::oracle_score;
 use crate::strategy::uncertainty::Measure;
 use crate::strategy::{
-    ClusterMaxCover, GradientGuided, GradientSource, Latents, RandomSampling, RankedByScore,
+    ClusterMaxCover, Dal, GradientGuided, GradientSource, Latents, RandomSampling, RankedByScore,
     Request, SamplingStrategy, StrategyError,
 };
 use crate::train::{
@@ -109,9 +109,45 @@ impl Project {
         Ok(())
     }
 
-    fn unet_file(round: usize) -> String {
-        format!("models/unet-round-{round:03}.mpk")
+    /// The U-Net of `round`; member `member` of an ensemble of `members`.
+    fn unet_file(round: usize, members: usize, member: usize) -> String {
+        format!(
+            "models/unet-round-{round:03}{}.mpk",
+            member_suffix(members, member)
+        )
     }
+}
+
+fn member_suffix(members: usize, member: usize) -> String {
+    if members > 1 {
+        format!("-m{member}")
+    } else {
+        String::new()
+    }
+}
+
+/// Trains one U-Net (fine-tuning `previous` when there is one) and fails on
+/// a cancel, so only finished models are saved.
+fn train_member<B: AutodiffBackend>(
+    project: &Project,
+    previous: Option<&std::path::PathBuf>,
+    job: &UnetTraining<'_>,
+    ctx: &StepContext<'_>,
+    device: &B::Device,
+) -> Result<crate::train::Trained<UNet<B>>, EngineError> {
+    let spec = UNetSpec::from_config(&project.config);
+    B::seed(device, job.seed);
+    let model = match previous {
+        Some(previous) => {
+            load_model::<B, _>(&project.path(previous), spec.init::<B>(device), device)?
+        }
+        None => spec.init::<B>(device),
+    };
+    let trained = train_unet(job, model, device, ctx.observer, ctx.cancel)?;
+    if trained.outcome.cancelled {
+        return Err(EngineError::Cancelled);
+    }
+    Ok(trained)
 }
 
 /// Train the VAE on the pool (every non-test slice), then encode every store
@@ -172,6 +208,127 @@ fn load_unet<B: AutodiffBackend>(
         .ok_or_else(|| EngineError::Invalid("no trained U-Net yet; run train".into()))?;
     let fresh = UNetSpec::from_config(&project.config).init::<B>(device);
     Ok(load_model::<B, _>(&project.path(path), fresh, device)?)
+}
+
+/// The last round's U-Nets: DAL's bootstrap ensemble, else the one U-Net.
+fn load_unets<B: AutodiffBackend>(
+    project: &Project,
+    state: &RoundState,
+    device: &B::Device,
+) -> Result<Vec<UNet<B::InnerBackend>>, EngineError> {
+    if state.ensemble.is_empty() {
+        return Ok(vec![load_unet::<B>(project, state, device)?.valid()]);
+    }
+    let spec = UNetSpec::from_config(&project.config);
+    state
+        .ensemble
+        .iter()
+        .map(|path| {
+            Ok(load_model::<B, _>(&project.path(path), spec.init::<B>(device), device)?.valid())
+        })
+        .collect()
+}
+
+/// Class scores to take the argmax of: one U-Net's logits, or the mean of
+/// an ensemble's softmax (DAL's prediction).
+fn predict<Bk: Backend>(
+    models: &[UNet<Bk>],
+    x: Tensor<Bk, 4>,
+) -> Result<Tensor<Bk, 4>, EngineError> {
+    match models {
+        [] => Err(EngineError::Invalid(
+            "no trained U-Net to predict with".into(),
+        )),
+        [one] => Ok(one.forward(x, Mode::Eval).logits),
+        many => {
+            let mut sum: Option<Tensor<Bk, 4>> = None;
+            for model in many {
+                let p = model.probabilities(x.clone(), Mode::Eval);
+                sum = Some(match sum {
+                    Some(s) => s + p,
+                    None => p,
+                });
+            }
+            sum.map(|s| s.div_scalar(many.len() as f32))
+                .ok_or_else(|| EngineError::Invalid("no trained U-Net to predict with".into()))
+        }
+    }
+}
+
+/// DAL's inputs for every candidate, by store id: the ensemble's
+/// disagreement, and its members' mean bottleneck features (averaged over
+/// the bottleneck's pixels). Returns (uncertainty, features, feature width).
+fn dal_inputs<B: AutodiffBackend>(
+    ensemble: &[UNet<B::InnerBackend>],
+    store: &SliceStore,
+    candidates: &[usize],
+    ctx: &StepContext<'_>,
+    device: &B::Device,
+) -> Result<(Vec<f32>, Vec<f32>, usize), EngineError> {
+    let meta = store.meta();
+    let classes = meta.label_values.len();
+    let per_slice = classes * meta.height * meta.width;
+    let mut uncertainty = vec![f32::NAN; store.len()];
+    let mut features: Vec<f32> = Vec::new();
+    let mut dim = 0;
+    let mut images = Vec::new();
+    let to_vec = |t: Tensor<B::InnerBackend, 2>| {
+        t.into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .map_err(|e| EngineError::Invalid(format!("{e:?}")))
+    };
+    for (k, chunk) in candidates.chunks(16).enumerate() {
+        if ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(EngineError::Cancelled);
+        }
+        let n = chunk.len();
+        let x = input_batch::<B::InnerBackend>(store, chunk, &mut images, None, device)?;
+        let mut probabilities = Vec::with_capacity(ensemble.len());
+        let mut bottleneck: Vec<f32> = Vec::new();
+        for model in ensemble {
+            let out = model.forward(x.clone(), Mode::Eval);
+            probabilities.push(to_vec(
+                burn::tensor::activation::softmax(out.logits, 1).reshape([n, per_slice]),
+            )?);
+            let [_, c, _, _] = out.bottleneck.dims();
+            let pooled = to_vec(out.bottleneck.mean_dim(3).mean_dim(2).reshape([n, c]))?;
+            if bottleneck.is_empty() {
+                bottleneck = pooled;
+            } else {
+                bottleneck
+                    .iter_mut()
+                    .zip(&pooled)
+                    .for_each(|(a, b)| *a += b);
+            }
+            dim = c;
+        }
+        if features.is_empty() {
+            features = vec![0.0; store.len() * dim];
+        }
+        let members = ensemble.len() as f32;
+        for (j, &id) in chunk.iter().enumerate() {
+            let slices: Vec<&[f32]> = probabilities
+                .iter()
+                .map(|p| &p[j * per_slice..(j + 1) * per_slice])
+                .collect();
+            uncertainty[id] = crate::strategy::dal::disagreement(&slices, classes);
+            for (f, b) in features[id * dim..(id + 1) * dim]
+                .iter_mut()
+                .zip(&bottleneck[j * dim..(j + 1) * dim])
+            {
+                *f = b / members;
+            }
+        }
+        ctx.progress.update(&ProgressUpdate {
+            stage: "ensemble disagreement",
+            done: ((k + 1) * 16).min(candidates.len()) as u64,
+            total: candidates.len() as u64,
+            unit: "slices",
+            detail: "dal",
+        });
+    }
+    Ok((uncertainty, features, dim))
 }
 
 /// The project's VAE.
@@ -311,9 +468,11 @@ pub fn suggest_step<B: AutodiffBackend>(
     // Loaded once by the strategies that ask the U-Net trained last; it
     // then also predicts the suggested slices for the TUI.
     let mut unet = None;
+    let mut ensemble = Vec::new();
     let mut latents = None;
     let mut sources = Vec::new();
     let scores: Vec<f32>;
+    let (uncertainty, features): (Vec<f32>, Vec<f32>);
     let strategy: Box<dyn SamplingStrategy + '_> = match kind {
         Strategy::Random => Box::new(RandomSampling),
         // Representative annotation (Zheng et al. 2019) in the VAE latent
@@ -333,10 +492,28 @@ pub fn suggest_step<B: AutodiffBackend>(
                     .then_some(config.sampling.max_angle_deg),
             })
         }
+        Strategy::Dal => {
+            if state.ensemble.len() < 2 {
+                return Err(EngineError::Invalid(
+                    "DAL suggests from the bootstrap ensemble its training makes, and the last U-Net was trained alone; train a round with sampling.strategy = \"dal\" first".into(),
+                ));
+            }
+            ensemble = load_unets::<B>(project, &state, device)?;
+            let dim;
+            (uncertainty, features, dim) =
+                dal_inputs::<B>(&ensemble, &store, &candidates, ctx, device)?;
+            Box::new(Dal {
+                uncertainty: &uncertainty,
+                features: &features,
+                dim,
+                candidates: config.sampling.dal_candidates,
+                picks: config.sampling.dal_picks,
+            })
+        }
         other => {
             let Some(scoring) = Scoring::of(other) else {
                 return Err(EngineError::Invalid(format!(
-                    "the {other:?} strategy is not available in the round engine yet; use gradient, gradient-no-angle, clsmc, least-confidence, margin, entropy, oracle or random"
+                    "the {other:?} strategy is not available in the round engine yet; use gradient, gradient-no-angle, dal, clsmc, least-confidence, margin, entropy, oracle or random"
                 )));
             };
             let model = unet.insert(load_unet::<B>(project, &state, device)?);
@@ -370,8 +547,11 @@ pub fn suggest_step<B: AutodiffBackend>(
         })
         .collect();
     if let Some(unet) = &unet {
+        ensemble = vec![unet.valid()];
+    }
+    if !ensemble.is_empty() {
         let ids: Vec<usize> = state.pending.iter().map(|p| p.detail.slice).collect();
-        write_predictions::<B>(project, &unet.valid(), &store, &index, &ids, device)?;
+        write_predictions::<B>(project, &ensemble, &store, &index, &ids, device)?;
     }
     state.round = round;
     let log_path = project.round_dir(round).join("suggestions.json");
@@ -483,7 +663,7 @@ fn score_candidates<B: AutodiffBackend>(
 /// before anyone draws it.
 fn write_predictions<B: AutodiffBackend>(
     project: &Project,
-    model: &UNet<B::InnerBackend>,
+    models: &[UNet<B::InnerBackend>],
     store: &SliceStore,
     index: &SliceIndex,
     ids: &[usize],
@@ -493,7 +673,7 @@ fn write_predictions<B: AutodiffBackend>(
     let mut images = Vec::new();
     for chunk in ids.chunks(16) {
         let x = input_batch::<B::InnerBackend>(store, chunk, &mut images, None, device)?;
-        let classes = class_map(model.forward(x, Mode::Eval).logits)?;
+        let classes = class_map(predict(models, x)?)?;
         for (j, &id) in chunk.iter().enumerate() {
             let map = &classes[j * plane..(j + 1) * plane];
             let path = crate::masks::predicted_path(&project.dir, index.key(id));
@@ -631,42 +811,83 @@ pub fn train_step<B: AutodiffBackend>(
             "some labelled slices are no longer in the slice store (did the data change?)".into(),
         ));
     }
-    let spec = UNetSpec::from_config(config);
-    B::seed(device, config.sampling.seed);
-    let model = match &state.unet {
-        Some(previous) => {
-            load_model::<B, _>(&project.path(previous), spec.init::<B>(device), device)?
-        }
-        None => spec.init::<B>(device),
-    };
     let masks = ProjectMasks {
         project: &project.dir,
         index: &index,
     };
-    let checkpoints = project.path(format!("checkpoints/unet-round-{:03}", state.round));
-    let job = UnetTraining {
-        store: &store,
-        masks: &masks,
-        slices: &slices,
-        config: &config.unet,
-        augment: &config.augment,
-        seed: config.sampling.seed + state.round as u64,
-        checkpoints: &checkpoints,
+    // DAL trains a bootstrap ensemble; every other strategy one U-Net.
+    let members = if config.sampling.strategy == Strategy::Dal {
+        config.sampling.dal_models
+    } else {
+        1
     };
-    let trained = train_unet(&job, model, device, ctx.observer, ctx.cancel)?;
-    if trained.outcome.cancelled {
-        return Err(EngineError::Cancelled);
+    let mut files = Vec::with_capacity(members);
+    let mut losses: Vec<Vec<f64>> = Vec::with_capacity(members);
+    for member in 0..members {
+        let file = Project::unet_file(state.round, members, member);
+        // A member finished before a crash or cancel is not trained again.
+        if project.path(&file).exists() && members > 1 {
+            files.push(std::path::PathBuf::from(&file));
+            continue;
+        }
+        let previous = if members > 1 {
+            state.ensemble.get(member)
+        } else {
+            state.unet.as_ref()
+        };
+        // Member m trains on its own resample, with replacement, of the
+        // labelled slices (Yang et al. 2017's bootstrapping).
+        let seed = config.sampling.seed + state.round as u64 + 1000 * member as u64;
+        let bootstrap: Vec<usize>;
+        let training_set = if members > 1 {
+            let mut rng = Rng::new(seed, 0x626f_6f74);
+            bootstrap = (0..slices.len())
+                .map(|_| slices[rng.below(slices.len())])
+                .collect();
+            &bootstrap
+        } else {
+            &slices
+        };
+        let trained = train_member::<B>(
+            project,
+            previous,
+            &UnetTraining {
+                store: &store,
+                masks: &masks,
+                slices: training_set,
+                config: &config.unet,
+                augment: &config.augment,
+                seed,
+                checkpoints: &project.path(format!(
+                    "checkpoints/unet-round-{:03}{}",
+                    state.round,
+                    member_suffix(members, member)
+                )),
+            },
+            ctx,
+            device,
+        )?;
+        save_model::<B, _>(&project.path(&file), &trained.model)?;
+        losses.push(trained.outcome.epoch_losses);
+        files.push(std::path::PathBuf::from(&file));
     }
-    let file = Project::unet_file(state.round);
-    save_model::<B, _>(&project.path(&file), &trained.model)?;
-    state.unet = Some(file.into());
+    state.unet = files.first().cloned();
+    state.ensemble = if members > 1 { files } else { Vec::new() };
+    // The members' mean loss per epoch (members resumed from a file report none).
+    let epochs = losses.iter().map(Vec::len).max().unwrap_or(0);
+    let train_losses: Vec<f64> = (0..epochs)
+        .map(|e| {
+            let v: Vec<f64> = losses.iter().filter_map(|l| l.get(e).copied()).collect();
+            v.iter().sum::<f64>() / v.len().max(1) as f64
+        })
+        .collect();
     let pool = index.pool().len();
     state.history.retain(|r| r.round != state.round);
     state.history.push(RoundRecord {
         round: state.round,
         labelled: slices.len(),
         budget: slices.len() as f64 / pool.max(1) as f64,
-        train_losses: trained.outcome.epoch_losses.clone(),
+        train_losses: train_losses.clone(),
         dice: Vec::new(),
         hd95: Vec::new(),
     });
@@ -676,13 +897,14 @@ pub fn train_step<B: AutodiffBackend>(
         Phase::Suggesting
     };
     project.commit(&mut state, next, "U-Net trained", ctx.log)?;
-    crate::train::clear_checkpoints(&checkpoints);
-    let last = trained
-        .outcome
-        .epoch_losses
-        .last()
-        .copied()
-        .unwrap_or(f64::NAN);
+    for member in 0..members {
+        crate::train::clear_checkpoints(&project.path(format!(
+            "checkpoints/unet-round-{:03}{}",
+            state.round,
+            member_suffix(members, member)
+        )));
+    }
+    let last = train_losses.last().copied().unwrap_or(f64::NAN);
     Ok(format!(
         "round {}: U-Net trained on {} slices ({:.1}% of the pool), final Dice loss {last:.3}",
         state.round,
@@ -715,7 +937,7 @@ pub fn evaluate_step<B: AutodiffBackend>(
     let config = &project.config;
     let store = project.store(ctx.progress, ctx.cancel)?;
     let index = SliceIndex::new(&store, &state.test_cases);
-    let model = load_unet::<B>(project, &state, device)?.valid();
+    let models = load_unets::<B>(project, &state, device)?;
     let meta = store.meta();
     let (h, w) = (meta.height, meta.width);
     let plane = h * w;
@@ -770,7 +992,7 @@ pub fn evaluate_step<B: AutodiffBackend>(
                 Some(&mut labels),
                 device,
             )?;
-            let predicted = class_map(model.forward(x, Mode::Eval).logits)?;
+            let predicted = class_map(predict(&models, x)?)?;
             for (j, &id) in chunk.iter().enumerate() {
                 let s = store.entries()[id].slice as usize;
                 if s >= depth {

@@ -124,6 +124,10 @@ pub struct RoundState {
     pub vae: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unet: Option<PathBuf>,
+    /// DAL's bootstrap ensemble of the last round (`unet` is its first
+    /// member); predictions average the members' softmax.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ensemble: Vec<PathBuf>,
     pub history: Vec<RoundRecord>,
 }
 
@@ -145,6 +149,7 @@ impl RoundState {
             test_cases,
             vae: None,
             unet: None,
+            ensemble: Vec::new(),
             history: Vec::new(),
         }
     }

@@ -15,7 +15,7 @@ pub const PLAN_FILE: &str = "plan.toml";
 
 /// Strategies the simulation can replay; the rest are not built yet.
 pub fn is_available(strategy: Strategy) -> bool {
-    !matches!(strategy, Strategy::Dal | Strategy::LearningLoss)
+    strategy != Strategy::LearningLoss
 }
 
 /// One arm of the comparison.
@@ -110,7 +110,7 @@ pub fn load(project: &Project) -> Result<Option<Config>, SimulateError> {
 pub fn store_or_check(project: &Project, plan: &Config) -> Result<(), SimulateError> {
     if let Some(unavailable) = plan.simulate.strategies.iter().find(|s| !is_available(**s)) {
         return Err(SimulateError::Invalid(format!(
-            "the {} strategy is not available yet; simulate gradient, gradient-no-angle, random, oracle, clsmc, least-confidence, margin or entropy",
+            "the {} strategy is not available yet; simulate gradient, gradient-no-angle, random, oracle, dal, clsmc, least-confidence, margin or entropy",
             unavailable.name()
         )));
     }

@@ -5,6 +5,7 @@
 //! strategies only search.
 
 mod clsmc;
+pub mod dal;
 mod gradient;
 pub mod maxcover;
 pub mod oracle;
@@ -13,6 +14,7 @@ mod ranked;
 pub mod uncertainty;
 
 pub use clsmc::ClusterMaxCover;
+pub use dal::Dal;
 pub use gradient::GradientGuided;
 pub use random::RandomSampling;
 pub use ranked::RankedByScore;

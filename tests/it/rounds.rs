@@ -565,11 +565,31 @@ fn baseline_suggests_through_the_engine(strategy: &str) {
     keys.sort();
     keys.dedup();
     assert_eq!(keys.len(), s.pending.len(), "{strategy}: distinct");
+    if strategy == "dal" {
+        // A bootstrap ensemble of four, each on its own resample: four
+        // different sets of weights, and the test set scored by their mean.
+        assert_eq!(s.ensemble.len(), 4);
+        let weights: std::collections::BTreeSet<Vec<u8>> = s
+            .ensemble
+            .iter()
+            .map(|m| std::fs::read(project.join(m)).unwrap())
+            .collect();
+        assert_eq!(weights.len(), 4, "members differ");
+        let out = run(&["evaluate", "--wait", "-p", p(project)]);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("test-set Dice"));
+    }
 }
 
 #[test]
 fn baselines_suggest_through_the_engine() {
-    for strategy in ["clsmc", "least-confidence", "margin", "entropy", "oracle"] {
+    for strategy in [
+        "dal",
+        "clsmc",
+        "least-confidence",
+        "margin",
+        "entropy",
+        "oracle",
+    ] {
         baseline_suggests_through_the_engine(strategy);
     }
 }
