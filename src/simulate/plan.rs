@@ -60,16 +60,14 @@ impl RunSpec {
     }
 
     /// The run's own configuration: the plan with its strategy and seed.
-    /// The reference trains once for as many epochs as an active-learning
-    /// run's U-Net sees over all its rounds.
+    /// The reference trains once, `epochs_per_round` epochs over the whole
+    /// pool: already many more gradient steps than an active-learning run's
+    /// U-Net takes over all its rounds.
     pub fn config(&self, plan: &Config) -> Config {
         let mut config = plan.clone();
         config.sampling.seed = plan.sampling.seed + self.seed as u64;
-        match self.arm {
-            Arm::Strategy(s) => config.sampling.strategy = s,
-            Arm::FullData => {
-                config.unet.epochs_per_round *= plan.sampling.rounds + 1;
-            }
+        if let Arm::Strategy(s) = self.arm {
+            config.sampling.strategy = s;
         }
         config
     }
