@@ -48,6 +48,9 @@ pub struct JobRun {
     pub epoch_losses: Vec<(usize, f64)>,
     /// Where a many-step job (a simulation) stands as a whole.
     pub overall: Option<Overall>,
+    /// (time, steps done) when this run first reported its overall
+    /// position: a resumed job's pace counts only the steps it did itself.
+    pub overall_start: Option<(f64, u64)>,
     pub outcome: Outcome,
 }
 
@@ -71,6 +74,7 @@ impl JobRun {
             losses: Vec::new(),
             epoch_losses: Vec::new(),
             overall: None,
+            overall_start: None,
             outcome: Outcome::Running,
         }
     }
@@ -96,13 +100,17 @@ impl JobRun {
         }
     }
 
-    /// Seconds left for a many-step job, from its pace so far.
+    /// Seconds left for a many-step job, from the pace of the steps this
+    /// run has done (a resumed job skips those done before).
     pub fn overall_eta(&self, now: f64) -> Option<f64> {
         let o = self.overall.as_ref()?;
-        if o.done == 0 || o.total < o.done {
+        let (since, first) = self.overall_start?;
+        let done = o.done.checked_sub(first)?;
+        if done == 0 || o.total < o.done {
             return None;
         }
-        Some(self.elapsed(now) / o.done as f64 * (o.total - o.done) as f64)
+        let spent = (self.ended.unwrap_or(now) - since).max(0.0);
+        Some(spent / done as f64 * (o.total - o.done) as f64)
     }
 
     /// Fraction of the current step done: epochs and batches together when
@@ -179,6 +187,9 @@ impl JobTracker {
             } => {
                 let run = self.open_run(job, t);
                 run.overall.clone_from(overall);
+                if let (None, Some(o)) = (run.overall_start, overall) {
+                    run.overall_start = Some((t, o.done));
+                }
                 run.updated = t;
                 if run.stage != *stage {
                     run.stage_started = t;

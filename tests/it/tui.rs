@@ -386,6 +386,28 @@ fn history_view_switches_to_the_simulation_curves() {
     assert!(!text.contains("simulation ·"), "{text}");
 }
 
+fn progress(time: f64, done: u64, what: &str) -> Logged {
+    Logged {
+        time,
+        event: Event::Progress {
+            job: "simulate".into(),
+            stage: "U-Net training".into(),
+            epoch: Some(3),
+            epochs: Some(20),
+            done: 1,
+            total: 2,
+            loss: Some(-0.3),
+            rate: Some(30.0),
+            eta_seconds: Some(20.0),
+            overall: Some(nextslice::worker::Overall {
+                done,
+                total: 40,
+                what: what.into(),
+            }),
+        },
+    }
+}
+
 #[test]
 fn a_simulation_job_shows_its_overall_progress() {
     let start = NOW - 600.0;
@@ -398,30 +420,18 @@ fn a_simulation_job_shows_its_overall_progress() {
                 device: "CPU (2 threads)".into(),
             },
         },
-        Logged {
-            time: start + 1.0,
-            event: Event::Progress {
-                job: "simulate".into(),
-                stage: "U-Net training".into(),
-                epoch: Some(3),
-                epochs: Some(20),
-                done: 1,
-                total: 2,
-                loss: Some(-0.3),
-                rate: Some(30.0),
-                eta_seconds: Some(20.0),
-                overall: Some(nextslice::worker::Overall {
-                    done: 10,
-                    total: 40,
-                    what: "run 3/12: oracle · seed 0 · round 2 · train".into(),
-                }),
-            },
-        },
+        // Resumed: four trainings were done by an earlier worker.
+        progress(start, 4, "run 2/12: random · seed 0 · round 0 · suggest"),
+        progress(
+            start + 600.0,
+            14,
+            "run 3/12: oracle · seed 0 · round 2 · train",
+        ),
     ];
     let app = fx::app(Phase::NeedVae, 0, 1200, &events, Some(77));
     let text = format!("{}", draw(&app, 100, 30).backend());
     assert!(text.contains("run 3/12: oracle"), "{text}");
-    assert!(text.contains("10/40 trainings done"), "{text}");
-    // 600 s for 10 of 40 trainings: 30 minutes to go.
-    assert!(text.contains("ETA overall 30m"), "{text}");
+    assert!(text.contains("14/40 trainings done"), "{text}");
+    // 600 s for this worker's 10 trainings: 26 to go take 26 minutes.
+    assert!(text.contains("ETA overall 26m"), "{text}");
 }
