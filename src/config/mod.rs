@@ -337,6 +337,29 @@ pub struct SamplingConfig {
     /// … and the picks max-cover keeps of them (the paper: 10).
     #[serde(default = "default_dal_picks")]
     pub dal_picks: usize,
+    /// Learning loss: margin ξ of the ranking loss (Yoo & Kweon: 1).
+    #[serde(default = "default_ll_margin")]
+    pub ll_margin: f64,
+    /// Learning loss: weight λ of the ranking loss (Yoo & Kweon: 1).
+    #[serde(default = "default_ll_weight")]
+    pub ll_weight: f64,
+    /// Learning loss: from this epoch of each round's training (counted
+    /// from 0) the loss head's gradient no longer reaches the U-Net (Yoo &
+    /// Kweon: 120 of 200 epochs).
+    #[serde(default = "default_ll_detach_epoch")]
+    pub ll_detach_epoch: usize,
+}
+
+fn default_ll_margin() -> f64 {
+    1.0
+}
+
+fn default_ll_weight() -> f64 {
+    1.0
+}
+
+fn default_ll_detach_epoch() -> usize {
+    6
 }
 
 fn default_dal_models() -> usize {

@@ -253,6 +253,8 @@ impl Config {
         at_least("sampling.dal_models", s.dal_models, 2)?;
         at_least("sampling.dal_picks", s.dal_picks, 1)?;
         at_least("sampling.dal_candidates", s.dal_candidates, s.dal_picks)?;
+        positive("sampling.ll_margin", s.ll_margin)?;
+        positive("sampling.ll_weight", s.ll_weight)?;
         let sim = &self.simulate;
         at_least("simulate.seeds", sim.seeds, 1)?;
         if sim.strategies.is_empty() {

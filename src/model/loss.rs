@@ -28,6 +28,15 @@ pub fn soft_dice_loss<B: Backend>(
     probabilities: Tensor<B, 4>,
     targets: Tensor<B, 4>,
 ) -> Tensor<B, 1> {
+    soft_dice_loss_per_slice(probabilities, targets).mean()
+}
+
+/// Eq. 2 per slice, [batch]: what the learning-loss head learns to predict
+/// (its mean over the batch is `soft_dice_loss`).
+pub fn soft_dice_loss_per_slice<B: Backend>(
+    probabilities: Tensor<B, 4>,
+    targets: Tensor<B, 4>,
+) -> Tensor<B, 1> {
     let [n, k, h, w] = probabilities.dims();
     let p = probabilities.reshape([n, k, h * w]);
     let y = targets.reshape([n, k, h * w]);
@@ -35,11 +44,10 @@ pub fn soft_dice_loss<B: Backend>(
     let norms = (p.square() + y.square())
         .sum_dim(2)
         .add_scalar(DICE_EPSILON);
-    let per_class = overlap / norms; // [n, k, 1]
-    per_class
-        .sum()
-        .mul_scalar(-2.0 / (k * n) as f64)
-        .reshape([1])
+    (overlap / norms)
+        .sum_dim(1)
+        .reshape([n])
+        .mul_scalar(-2.0 / k as f64)
 }
 
 /// Dice loss straight from logits (softmax over classes first).

@@ -5,11 +5,13 @@
 pub mod augment;
 mod gradient;
 pub mod loss;
+mod loss_head;
 mod norm;
 mod unet;
 mod vae;
 
 pub use gradient::{InputGradient, dice_gradient_wrt_input, inference_model};
+pub use loss_head::{LossHead, UNetWithLossHead, ranking_loss};
 pub use norm::{BatchNorm2d, Mode};
 pub use unet::{UNet, UNetOutput, UNetSpec};
 pub use vae::{Vae, VaeOutput, VaeSpec};

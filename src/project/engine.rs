@@ -18,7 +18,7 @@ use crate::config::Strategy;
 use crate::eval;
 use crate::masks::{self, ProjectMasks};
 use crate::model::loss::one_hot;
-use crate::model::{Mode, UNet, UNetSpec, Vae, VaeSpec, dice_gradient_wrt_input};
+use crate::model::{Mode, UNet, UNetSpec, UNetWithLossHead, Vae, VaeSpec, dice_gradient_wrt_input};
 use crate::progress::{Progress, ProgressUpdate};
 use crate::rng::Rng;
 use crate::store::{SliceStore, StoreError, open_or_build};
@@ -29,8 +29,8 @@ use crate::strategy::{
     Request, SamplingStrategy, StrategyError,
 };
 use crate::train::{
-    TrainError, TrainObserver, UnetTraining, VaeTraining, load_model, save_model, train_unet,
-    train_vae,
+    LossHeadTraining, TrainError, TrainObserver, UnetTraining, VaeTraining, load_model, save_model,
+    train_unet, train_unet_with_loss_head, train_vae,
 };
 use crate::worker::{Event, EventLog};
 
@@ -126,28 +126,69 @@ fn member_suffix(members: usize, member: usize) -> String {
     }
 }
 
-/// Trains one U-Net (fine-tuning `previous` when there is one) and fails on
-/// a cancel, so only finished models are saved.
+/// A trained U-Net, with its loss head for the learning-loss baseline.
+struct TrainedMember<B: AutodiffBackend> {
+    unet: UNet<B>,
+    head: Option<crate::model::LossHead<B>>,
+    epoch_losses: Vec<f64>,
+}
+
+/// Trains one U-Net (fine-tuning `previous` when there is one) — with its
+/// loss head (fine-tuning `previous_head`) for the learning-loss baseline —
+/// and fails on a cancel, so only finished models are saved.
 fn train_member<B: AutodiffBackend>(
     project: &Project,
     previous: Option<&std::path::PathBuf>,
+    previous_head: Option<&std::path::PathBuf>,
     job: &UnetTraining<'_>,
     ctx: &StepContext<'_>,
     device: &B::Device,
-) -> Result<crate::train::Trained<UNet<B>>, EngineError> {
-    let spec = UNetSpec::from_config(&project.config);
+) -> Result<TrainedMember<B>, EngineError> {
+    let config = &project.config;
+    let spec = UNetSpec::from_config(config);
     B::seed(device, job.seed);
-    let model = match previous {
+    let unet = match previous {
         Some(previous) => {
             load_model::<B, _>(&project.path(previous), spec.init::<B>(device), device)?
         }
         None => spec.init::<B>(device),
     };
-    let trained = train_unet(job, model, device, ctx.observer, ctx.cancel)?;
+    if config.sampling.strategy != Strategy::LearningLoss {
+        let trained = train_unet(job, unet, device, ctx.observer, ctx.cancel)?;
+        if trained.outcome.cancelled {
+            return Err(EngineError::Cancelled);
+        }
+        return Ok(TrainedMember {
+            unet: trained.model,
+            head: None,
+            epoch_losses: trained.outcome.epoch_losses,
+        });
+    }
+    let head = match previous_head {
+        Some(path) => load_model::<B, _>(&project.path(path), spec.loss_head::<B>(device), device)?,
+        None => spec.loss_head::<B>(device),
+    };
+    let settings = LossHeadTraining {
+        margin: config.sampling.ll_margin,
+        weight: config.sampling.ll_weight,
+        detach_epoch: config.sampling.ll_detach_epoch,
+    };
+    let trained = train_unet_with_loss_head(
+        job,
+        UNetWithLossHead { unet, head },
+        &settings,
+        device,
+        ctx.observer,
+        ctx.cancel,
+    )?;
     if trained.outcome.cancelled {
         return Err(EngineError::Cancelled);
     }
-    Ok(trained)
+    Ok(TrainedMember {
+        unet: trained.model.unet,
+        head: Some(trained.model.head),
+        epoch_losses: trained.outcome.epoch_losses,
+    })
 }
 
 /// Train the VAE on the pool (every non-test slice), then encode every store
@@ -331,6 +372,46 @@ fn dal_inputs<B: AutodiffBackend>(
     Ok((uncertainty, features, dim))
 }
 
+/// The learning-loss head's predicted loss for every candidate, by store
+/// id (NaN elsewhere): higher means the U-Net is expected to do worse.
+fn predicted_losses<B: AutodiffBackend>(
+    unet: &UNet<B::InnerBackend>,
+    head: &crate::model::LossHead<B::InnerBackend>,
+    store: &SliceStore,
+    candidates: &[usize],
+    ctx: &StepContext<'_>,
+    device: &B::Device,
+) -> Result<Vec<f32>, EngineError> {
+    let mut scores = vec![f32::NAN; store.len()];
+    let mut images = Vec::new();
+    for (k, chunk) in candidates.chunks(16).enumerate() {
+        if ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(EngineError::Cancelled);
+        }
+        let x = input_batch::<B::InnerBackend>(store, chunk, &mut images, None, device)?;
+        let out = unet.forward(x, Mode::Eval);
+        let mut features = vec![out.bottleneck];
+        features.extend(out.decoder);
+        let predicted = head
+            .forward(&features)
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .map_err(|e| EngineError::Invalid(format!("{e:?}")))?;
+        for (&id, p) in chunk.iter().zip(predicted) {
+            scores[id] = p;
+        }
+        ctx.progress.update(&ProgressUpdate {
+            stage: "predict losses",
+            done: ((k + 1) * 16).min(candidates.len()) as u64,
+            total: candidates.len() as u64,
+            unit: "slices",
+            detail: "learning-loss",
+        });
+    }
+    Ok(scores)
+}
+
 /// The project's VAE.
 fn load_vae<B: AutodiffBackend>(
     project: &Project,
@@ -492,6 +573,24 @@ pub fn suggest_step<B: AutodiffBackend>(
                     .then_some(config.sampling.max_angle_deg),
             })
         }
+        Strategy::LearningLoss => {
+            let Some(head) = &state.loss_head else {
+                return Err(EngineError::Invalid(
+                    "learning loss ranks slices by the loss head trained with the U-Net, and the last U-Net was trained without one; train a round with sampling.strategy = \"learning-loss\" first".into(),
+                ));
+            };
+            let spec = UNetSpec::from_config(config);
+            let head =
+                load_model::<B, _>(&project.path(head), spec.loss_head::<B>(device), device)?
+                    .valid();
+            let model = unet.insert(load_unet::<B>(project, &state, device)?);
+            scores =
+                predicted_losses::<B>(&model.valid(), &head, &store, &candidates, ctx, device)?;
+            Box::new(RankedByScore {
+                name: "learning-loss",
+                scores: &scores,
+            })
+        }
         Strategy::Dal => {
             if state.ensemble.len() < 2 {
                 return Err(EngineError::Invalid(
@@ -513,7 +612,7 @@ pub fn suggest_step<B: AutodiffBackend>(
         other => {
             let Some(scoring) = Scoring::of(other) else {
                 return Err(EngineError::Invalid(format!(
-                    "the {other:?} strategy is not available in the round engine yet; use gradient, gradient-no-angle, dal, clsmc, least-confidence, margin, entropy, oracle or random"
+                    "the {other:?} strategy has no suggestion step"
                 )));
             };
             let model = unet.insert(load_unet::<B>(project, &state, device)?);
@@ -823,6 +922,7 @@ pub fn train_step<B: AutodiffBackend>(
     };
     let mut files = Vec::with_capacity(members);
     let mut losses: Vec<Vec<f64>> = Vec::with_capacity(members);
+    let mut loss_head = None;
     for member in 0..members {
         let file = Project::unet_file(state.round, members, member);
         // A member finished before a crash or cancel is not trained again.
@@ -851,6 +951,7 @@ pub fn train_step<B: AutodiffBackend>(
         let trained = train_member::<B>(
             project,
             previous,
+            state.loss_head.as_ref(),
             &UnetTraining {
                 store: &store,
                 masks: &masks,
@@ -867,11 +968,20 @@ pub fn train_step<B: AutodiffBackend>(
             ctx,
             device,
         )?;
-        save_model::<B, _>(&project.path(&file), &trained.model)?;
-        losses.push(trained.outcome.epoch_losses);
+        save_model::<B, _>(&project.path(&file), &trained.unet)?;
+        loss_head = match &trained.head {
+            Some(head) => {
+                let path = format!("models/loss-head-round-{:03}.mpk", state.round);
+                save_model::<B, _>(&project.path(&path), head)?;
+                Some(std::path::PathBuf::from(path))
+            }
+            None => None,
+        };
+        losses.push(trained.epoch_losses);
         files.push(std::path::PathBuf::from(&file));
     }
     state.unet = files.first().cloned();
+    state.loss_head = loss_head;
     state.ensemble = if members > 1 { files } else { Vec::new() };
     // The members' mean loss per epoch (members resumed from a file report none).
     let epochs = losses.iter().map(Vec::len).max().unwrap_or(0);

@@ -128,6 +128,9 @@ pub struct RoundState {
     /// member); predictions average the members' softmax.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ensemble: Vec<PathBuf>,
+    /// The learning-loss baseline's loss head, trained with `unet`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_head: Option<PathBuf>,
     pub history: Vec<RoundRecord>,
 }
 
@@ -150,6 +153,7 @@ impl RoundState {
             vae: None,
             unet: None,
             ensemble: Vec::new(),
+            loss_head: None,
             history: Vec::new(),
         }
     }

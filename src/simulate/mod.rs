@@ -27,7 +27,7 @@ use crate::project::{Phase, Project, RoundState, latents};
 use crate::store::SliceStore;
 use crate::worker::EventLog;
 
-pub use plan::{Arm, FULL_DATA, PLAN_FILE, RunSpec, is_available, load as load_plan, runs};
+pub use plan::{Arm, FULL_DATA, PLAN_FILE, RunSpec, load as load_plan, runs};
 pub use plot::CURVES_FILE;
 pub use results::{RESULTS_FILE, Row};
 

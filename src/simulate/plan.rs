@@ -13,11 +13,6 @@ use super::{SIM_DIR, SimulateError};
 
 pub const PLAN_FILE: &str = "plan.toml";
 
-/// Strategies the simulation can replay; the rest are not built yet.
-pub fn is_available(strategy: Strategy) -> bool {
-    strategy != Strategy::LearningLoss
-}
-
 /// One arm of the comparison.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arm {
@@ -106,12 +101,6 @@ pub fn load(project: &Project) -> Result<Option<Config>, SimulateError> {
 /// Stores `plan`, or checks it against the one stored: a simulation resumes
 /// only with the settings it started with.
 pub fn store_or_check(project: &Project, plan: &Config) -> Result<(), SimulateError> {
-    if let Some(unavailable) = plan.simulate.strategies.iter().find(|s| !is_available(**s)) {
-        return Err(SimulateError::Invalid(format!(
-            "the {} strategy is not available yet; simulate gradient, gradient-no-angle, random, oracle, dal, clsmc, least-confidence, margin or entropy",
-            unavailable.name()
-        )));
-    }
     match load(project)? {
         Some(stored) if &stored == plan => Ok(()),
         Some(_) => Err(SimulateError::Invalid(format!(

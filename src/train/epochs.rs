@@ -50,7 +50,8 @@ pub(super) struct EpochLoop<'a> {
 }
 
 impl EpochLoop<'_> {
-    /// Trains `model`; `loss(model, batch, batch_seed)` gives a batch's loss.
+    /// Trains `model`; `loss(model, batch, batch_seed, epoch)` gives a
+    /// batch's loss (epoch counted from 0).
     pub fn run<B, M, O>(
         &self,
         model: M,
@@ -58,7 +59,7 @@ impl EpochLoop<'_> {
         device: &B::Device,
         observer: &dyn TrainObserver,
         cancel: &AtomicBool,
-        mut loss: impl FnMut(&M, HostBatch, u64) -> Tensor<B, 1>,
+        mut loss: impl FnMut(&M, HostBatch, u64, usize) -> Tensor<B, 1>,
     ) -> Result<Trained<M>, TrainError>
     where
         B: AutodiffBackend,
@@ -106,7 +107,7 @@ impl EpochLoop<'_> {
                         return Ok(false);
                     }
                     let n = batch.len;
-                    let value = loss(&model, batch, plan[index].1);
+                    let value = loss(&model, batch, plan[index].1, epoch);
                     let scalar = f64::from(value.clone().into_scalar().elem::<f32>());
                     if !scalar.is_finite() {
                         return Err(TrainError::Diverged(scalar));

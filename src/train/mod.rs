@@ -17,7 +17,7 @@ pub use checkpoint::{load_model, save_model};
 pub fn clear_checkpoints(dir: &std::path::Path) {
     checkpoint::Checkpoints::new(dir).clear();
 }
-pub use unet::{UnetTraining, train_unet};
+pub use unet::{LossHeadTraining, UnetTraining, train_unet, train_unet_with_loss_head};
 pub use vae::{VaeTraining, train_vae};
 
 use std::path::PathBuf;

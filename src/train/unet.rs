@@ -12,8 +12,11 @@ use super::batches::{BatchSource, MaskSource};
 use super::epochs::EpochLoop;
 use super::{Phase, TrainError, TrainObserver, Trained};
 use crate::config::{AugmentConfig, UnetConfig};
-use crate::model::loss::{dice_loss_from_logits, one_hot};
-use crate::model::{Mode, UNet};
+use burn::module::AutodiffModule;
+use burn::tensor::activation::softmax;
+
+use crate::model::loss::{dice_loss_from_logits, one_hot, soft_dice_loss_per_slice};
+use crate::model::{Mode, UNet, UNetWithLossHead, ranking_loss};
 use crate::store::SliceStore;
 
 /// What to train on and how.
@@ -38,6 +41,72 @@ pub fn train_unet<B: AutodiffBackend>(
     observer: &dyn TrainObserver,
     cancel: &AtomicBool,
 ) -> Result<Trained<UNet<B>>, TrainError> {
+    run_segmentation(
+        job,
+        model,
+        "unet",
+        device,
+        observer,
+        cancel,
+        |model, x, y, _| dice_loss_from_logits(model.forward(x, Mode::Train).logits, y),
+    )
+}
+
+/// The learning-loss baseline's training (Yoo & Kweon 2019): the U-Net's
+/// Dice loss plus `weight` × the ranking loss of its loss head, which reads
+/// the U-Net's features; from epoch `detach_epoch` on, the head's gradient
+/// no longer reaches the U-Net.
+pub struct LossHeadTraining {
+    pub margin: f64,
+    pub weight: f64,
+    pub detach_epoch: usize,
+}
+
+pub fn train_unet_with_loss_head<B: AutodiffBackend>(
+    job: &UnetTraining<'_>,
+    model: UNetWithLossHead<B>,
+    head: &LossHeadTraining,
+    device: &B::Device,
+    observer: &dyn TrainObserver,
+    cancel: &AtomicBool,
+) -> Result<Trained<UNetWithLossHead<B>>, TrainError> {
+    let kind = format!(
+        "unet+loss-head {} {} {}",
+        head.margin, head.weight, head.detach_epoch
+    );
+    run_segmentation(
+        job,
+        model,
+        &kind,
+        device,
+        observer,
+        cancel,
+        |model, x, y, epoch| {
+            let out = model.unet.forward(x, Mode::Train);
+            let per_slice = soft_dice_loss_per_slice(softmax(out.logits, 1), y);
+            let mut features = vec![out.bottleneck];
+            features.extend(out.decoder);
+            if epoch >= head.detach_epoch {
+                features = features.into_iter().map(Tensor::detach).collect();
+            }
+            let predicted = model.head.forward(&features);
+            let ranking = ranking_loss(predicted, per_slice.clone().detach(), head.margin);
+            per_slice.mean() + ranking.mul_scalar(head.weight)
+        },
+    )
+}
+
+/// The epoch loop over labelled slices shared by both: batches as image
+/// tensors and one-hot masks, `loss(model, x, y, epoch)`.
+fn run_segmentation<B: AutodiffBackend, M: AutodiffModule<B>>(
+    job: &UnetTraining<'_>,
+    model: M,
+    kind: &str,
+    device: &B::Device,
+    observer: &dyn TrainObserver,
+    cancel: &AtomicBool,
+    loss: impl Fn(&M, Tensor<B, 4>, Tensor<B, 4>, usize) -> Tensor<B, 1>,
+) -> Result<Trained<M>, TrainError> {
     if job.slices.is_empty() {
         return Err(TrainError::NoData("no labelled slices".into()));
     }
@@ -45,7 +114,7 @@ pub fn train_unet<B: AutodiffBackend>(
     let (c, h, w) = (meta.channels(), meta.height, meta.width);
     let classes = meta.label_values.len();
     let fingerprint = format!(
-        "unet {:?} {:?} {:?} {} {:?}",
+        "{kind} {:?} {:?} {:?} {} {:?}",
         job.slices, job.config, job.augment, job.seed, meta.key
     );
     let run = EpochLoop {
@@ -63,14 +132,14 @@ pub fn train_unet<B: AutodiffBackend>(
             augment: Some(job.augment),
         },
     };
-    let optimizer = AdamConfig::new().init::<B, UNet<B>>();
+    let optimizer = AdamConfig::new().init::<B, M>();
     run.run(
         model,
         optimizer,
         device,
         observer,
         cancel,
-        |model: &UNet<B>, batch, _| {
+        |model: &M, batch, _, epoch| {
             let n = batch.len;
             let x = Tensor::<B, 4>::from_data(TensorData::new(batch.images, [n, c, h, w]), device);
             let labels: Vec<i64> = batch
@@ -83,7 +152,7 @@ pub fn train_unet<B: AutodiffBackend>(
                 Tensor::<B, 3, Int>::from_data(TensorData::new(labels, [n, h, w]), device),
                 classes,
             );
-            dice_loss_from_logits(model.forward(x, Mode::Train).logits, y)
+            loss(model, x, y, epoch)
         },
     )
 }

@@ -68,7 +68,7 @@ pub fn train_vae<B: AutodiffBackend>(
         device,
         observer,
         cancel,
-        |model: &Vae<B>, batch, seed| {
+        |model: &Vae<B>, batch, seed, _| {
             let n = batch.len;
             // Reparameterisation noise from the run's own generator, so a
             // resumed run draws exactly what an uninterrupted one would.

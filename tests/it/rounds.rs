@@ -565,6 +565,10 @@ fn baseline_suggests_through_the_engine(strategy: &str) {
     keys.sort();
     keys.dedup();
     assert_eq!(keys.len(), s.pending.len(), "{strategy}: distinct");
+    if strategy == "learning-loss" {
+        let head = s.loss_head.as_ref().expect("a loss head was trained");
+        assert!(project.join(head).exists());
+    }
     if strategy == "dal" {
         // A bootstrap ensemble of four, each on its own resample: four
         // different sets of weights, and the test set scored by their mean.
@@ -583,6 +587,7 @@ fn baseline_suggests_through_the_engine(strategy: &str) {
 #[test]
 fn baselines_suggest_through_the_engine() {
     for strategy in [
+        "learning-loss",
         "dal",
         "clsmc",
         "least-confidence",

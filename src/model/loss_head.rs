@@ -1,0 +1,192 @@
+//! The learning-loss baseline's loss-prediction module (Yoo & Kweon 2019):
+//! each feature level of the U-Net — the bottleneck and every decoder stage —
+//! is averaged over its pixels, passed through a fully connected layer and a
+//! ReLU, and the concatenation is mapped to one number, the predicted loss
+//! of the slice. It is trained with the U-Net by a pairwise ranking loss, so
+//! it only has to order slices by how badly the U-Net does on them.
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+
+use super::unet::{UNet, UNetSpec};
+
+/// Width of each level's fully connected layer (Yoo & Kweon: 128).
+pub const LOSS_HEAD_HIDDEN: usize = 128;
+
+#[derive(Module, Debug)]
+pub struct LossHead<B: Backend> {
+    levels: Vec<Linear<B>>,
+    out: Linear<B>,
+}
+
+impl UNetSpec {
+    /// A loss head for this U-Net's feature levels: the bottleneck, then
+    /// the decoder stages deepest first, as `UNet::forward` returns them.
+    pub fn loss_head<B: Backend>(&self, device: &B::Device) -> LossHead<B> {
+        let widths = std::iter::once(self.bottleneck).chain(self.widths.iter().rev().copied());
+        let levels: Vec<Linear<B>> = widths
+            .map(|c| LinearConfig::new(c, LOSS_HEAD_HIDDEN).init(device))
+            .collect();
+        let out = LinearConfig::new(levels.len() * LOSS_HEAD_HIDDEN, 1).init(device);
+        LossHead { levels, out }
+    }
+}
+
+impl<B: Backend> LossHead<B> {
+    /// Predicted loss per slice, [batch], from [batch, c, h, w] features.
+    pub fn forward(&self, features: &[Tensor<B, 4>]) -> Tensor<B, 1> {
+        let pooled: Vec<Tensor<B, 2>> = self
+            .levels
+            .iter()
+            .zip(features)
+            .map(|(fc, f)| {
+                let [n, c, _, _] = f.dims();
+                relu(fc.forward(f.clone().mean_dim(3).mean_dim(2).reshape([n, c])))
+            })
+            .collect();
+        let joined = Tensor::cat(pooled, 1);
+        let n = joined.dims()[0];
+        self.out.forward(joined).reshape([n])
+    }
+}
+
+/// The U-Net and its loss head, trained as one model.
+#[derive(Module, Debug)]
+pub struct UNetWithLossHead<B: Backend> {
+    pub unet: UNet<B>,
+    pub head: LossHead<B>,
+}
+
+/// Yoo & Kweon's ranking loss: the batch is split into pairs (i, i + n/2),
+/// and each pair costs max(0, −sign(l_i − l_j)·(l̂_i − l̂_j) + ξ), averaged
+/// — the prediction is only asked to order each pair, by a margin ξ.
+/// `target` holds the true per-slice losses (detached by the caller).
+pub fn ranking_loss<B: Backend>(
+    predicted: Tensor<B, 1>,
+    target: Tensor<B, 1>,
+    margin: f64,
+) -> Tensor<B, 1> {
+    let n = predicted.dims()[0];
+    let half = n / 2;
+    if half == 0 {
+        return predicted.mul_scalar(0.0).sum();
+    }
+    let (p_i, p_j) = (
+        predicted.clone().slice(0..half),
+        predicted.slice(half..2 * half),
+    );
+    let (t_i, t_j) = (target.clone().slice(0..half), target.slice(half..2 * half));
+    let sign = (t_i - t_j).sign();
+    (sign.neg() * (p_i - p_j))
+        .add_scalar(margin)
+        .clamp_min(0.0)
+        .mean()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type B = burn::backend::Flex;
+
+    fn tensor(values: &[f32]) -> Tensor<B, 1> {
+        Tensor::from_data(
+            TensorData::new(values.to_vec(), [values.len()]),
+            &Default::default(),
+        )
+    }
+
+    #[test]
+    fn the_ranking_loss_charges_pairs_ordered_wrongly_or_too_close() {
+        // Pairs (0, 2) and (1, 3): the first is ordered right by 2 (> ξ = 1,
+        // free), the second wrongly by 0.5 (costs 0.5 + 1).
+        let predicted = tensor(&[3.0, 0.0, 1.0, -0.5]);
+        let target = tensor(&[0.9, 0.1, 0.2, 0.8]);
+        let loss = ranking_loss(predicted, target, 1.0).into_scalar();
+        assert!((loss - 0.75).abs() < 1e-6, "{loss}");
+        // A single slice has no pair.
+        let one = ranking_loss(tensor(&[2.0]), tensor(&[0.3]), 1.0).into_scalar();
+        assert_eq!(one, 0.0);
+    }
+
+    #[test]
+    fn the_head_learns_to_order_slices_by_their_loss() {
+        use burn::backend::Autodiff;
+        use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+        type A = Autodiff<B>;
+        let device = Default::default();
+        let spec = UNetSpec {
+            in_channels: 1,
+            classes: 2,
+            widths: vec![4],
+            bottleneck: 8,
+        };
+        let unet = spec.init::<A>(&device);
+        let mut head = spec.loss_head::<A>(&device);
+        // Eight slices whose "loss" grows with their brightness.
+        let n = 8;
+        let images: Vec<f32> = (0..n)
+            .flat_map(|i| {
+                (0..64).map(move |p| (i as f32 / n as f32) * (1.0 + (p % 7) as f32 / 7.0))
+            })
+            .collect();
+        let x = Tensor::<A, 4>::from_data(TensorData::new(images, [n, 1, 8, 8]), &device);
+        let out = unet.forward(x, crate::model::Mode::Eval);
+        let mut features = vec![out.bottleneck.detach()];
+        features.extend(out.decoder.into_iter().map(Tensor::detach));
+        let target_values: Vec<f32> = (0..n).map(|i| i as f32 / n as f32).collect();
+        let target = Tensor::<A, 1>::from_data(TensorData::new(target_values, [n]), &device);
+        let mut optimizer = AdamConfig::new().init::<A, LossHead<A>>();
+        let mut rng = crate::rng::Rng::new(3, 0);
+        for _ in 0..150 {
+            // A random pairing each step, as shuffled batches give.
+            let mut order: Vec<i64> = (0..n as i64).collect();
+            rng.shuffle(&mut order);
+            let index = Tensor::<A, 1, Int>::from_data(TensorData::new(order, [n]), &device);
+            let permuted: Vec<Tensor<A, 4>> = features
+                .iter()
+                .map(|f| f.clone().select(0, index.clone()))
+                .collect();
+            let loss = ranking_loss(
+                head.forward(&permuted),
+                target.clone().select(0, index),
+                1.0,
+            );
+            let grads = GradientsParams::from_grads(loss.backward(), &head);
+            head = optimizer.step(1e-2, head, grads);
+        }
+        let predicted: Vec<f32> = head.forward(&features).into_data().to_vec().unwrap();
+        let mut right = 0;
+        let mut pairs = 0;
+        for i in 0..n {
+            for j in i + 1..n {
+                pairs += 1;
+                right += usize::from(predicted[j] > predicted[i]);
+            }
+        }
+        assert!(
+            right * 10 >= pairs * 9,
+            "{right} of {pairs} pairs ordered: {predicted:?}"
+        );
+    }
+
+    #[test]
+    fn the_head_predicts_one_loss_per_slice() {
+        let device = Default::default();
+        let spec = UNetSpec {
+            in_channels: 2,
+            classes: 3,
+            widths: vec![4, 8],
+            bottleneck: 8,
+        };
+        let unet = spec.init::<B>(&device);
+        let head = spec.loss_head::<B>(&device);
+        let x = Tensor::<B, 4>::ones([3, 2, 16, 16], &device);
+        let out = unet.forward(x, crate::model::Mode::Eval);
+        let mut features = vec![out.bottleneck];
+        features.extend(out.decoder);
+        assert_eq!(head.forward(&features).dims(), [3]);
+    }
+}
