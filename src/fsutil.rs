@@ -95,6 +95,30 @@ fn parent_dir(path: &Path) -> &Path {
     }
 }
 
+/// Writes `bytes` to `target` through a temp file and a rename, without
+/// fsync: for many small files made durable together by one
+/// [`sync_filesystem`] before anything refers to them.
+pub fn write_replace(target: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = parent_dir(target);
+    fs::create_dir_all(dir)?;
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let temp = dir.join(format!(".replace-{}-{n}", std::process::id()));
+    fs::write(&temp, bytes)?;
+    fs::rename(&temp, target)
+}
+
+/// Flushes everything written to the file system holding `path` (one
+/// `syncfs`, instead of an fsync per file).
+pub fn sync_filesystem(path: &Path) -> io::Result<()> {
+    let dir = File::open(path)?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: syncfs takes a valid open descriptor, which `dir` holds.
+    if unsafe { libc::syncfs(dir.as_raw_fd()) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -92,6 +92,17 @@ impl Config {
     }
 
     /// The configuration as TOML, e.g. to write a project file.
+    /// Checks a configuration changed in code (command-line overrides);
+    /// errors name `origin` where they would name a file.
+    pub fn check(&self, origin: &str) -> Result<(), ConfigError> {
+        self.validate()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                file: PathBuf::from(origin),
+                key,
+                message,
+            })
+    }
+
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot serialise: {e}\n"))
     }

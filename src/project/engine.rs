@@ -118,6 +118,18 @@ impl Project {
     }
 }
 
+/// The seed of one U-Net training (initialisation, shuffling, augmentation,
+/// bootstrap): hashed from the run's seed, the round and the member, so that
+/// no two trainings of a simulation share a stream (with `seed + round`,
+/// seed k's round r + 1 would repeat seed k + 1's round r).
+fn training_seed(seed: u64, round: usize, member: usize) -> u64 {
+    Rng::new(
+        seed,
+        0x7472_6169_6e00 ^ ((round as u64) << 8) ^ member as u64,
+    )
+    .next_u64()
+}
+
 fn member_suffix(members: usize, member: usize) -> String {
     if members > 1 {
         format!("-m{member}")
@@ -297,8 +309,10 @@ fn predict<Bk: Backend>(
 }
 
 /// DAL's inputs for every candidate, by store id: the ensemble's
-/// disagreement, and its members' mean bottleneck features (averaged over
-/// the bottleneck's pixels). Returns (uncertainty, features, feature width).
+/// disagreement, and its members' bottleneck features (each averaged over
+/// the bottleneck's pixels) side by side — concatenated, not averaged, as
+/// members started from different weights and their channels do not
+/// correspond. Returns (uncertainty, features, feature width).
 fn dal_inputs<B: AutodiffBackend>(
     ensemble: &[UNet<B::InnerBackend>],
     store: &SliceStore,
@@ -326,39 +340,32 @@ fn dal_inputs<B: AutodiffBackend>(
         let n = chunk.len();
         let x = input_batch::<B::InnerBackend>(store, chunk, &mut images, None, device)?;
         let mut probabilities = Vec::with_capacity(ensemble.len());
-        let mut bottleneck: Vec<f32> = Vec::new();
+        let mut pooled_by_member = Vec::with_capacity(ensemble.len());
+        let mut width = 0;
         for model in ensemble {
             let out = model.forward(x.clone(), Mode::Eval);
             probabilities.push(to_vec(
                 burn::tensor::activation::softmax(out.logits, 1).reshape([n, per_slice]),
             )?);
             let [_, c, _, _] = out.bottleneck.dims();
-            let pooled = to_vec(out.bottleneck.mean_dim(3).mean_dim(2).reshape([n, c]))?;
-            if bottleneck.is_empty() {
-                bottleneck = pooled;
-            } else {
-                bottleneck
-                    .iter_mut()
-                    .zip(&pooled)
-                    .for_each(|(a, b)| *a += b);
-            }
-            dim = c;
+            pooled_by_member.push(to_vec(
+                out.bottleneck.mean_dim(3).mean_dim(2).reshape([n, c]),
+            )?);
+            width = c;
         }
+        dim = width * ensemble.len();
         if features.is_empty() {
             features = vec![0.0; store.len() * dim];
         }
-        let members = ensemble.len() as f32;
         for (j, &id) in chunk.iter().enumerate() {
             let slices: Vec<&[f32]> = probabilities
                 .iter()
                 .map(|p| &p[j * per_slice..(j + 1) * per_slice])
                 .collect();
             uncertainty[id] = crate::strategy::dal::disagreement(&slices, classes);
-            for (f, b) in features[id * dim..(id + 1) * dim]
-                .iter_mut()
-                .zip(&bottleneck[j * dim..(j + 1) * dim])
-            {
-                *f = b / members;
+            for (m, pooled) in pooled_by_member.iter().enumerate() {
+                let at = id * dim + m * width;
+                features[at..at + width].copy_from_slice(&pooled[j * width..(j + 1) * width]);
             }
         }
         ctx.progress.update(&ProgressUpdate {
@@ -937,7 +944,7 @@ pub fn train_step<B: AutodiffBackend>(
         };
         // Member m trains on its own resample, with replacement, of the
         // labelled slices (Yang et al. 2017's bootstrapping).
-        let seed = config.sampling.seed + state.round as u64 + 1000 * member as u64;
+        let seed = training_seed(config.sampling.seed, state.round, member);
         let bootstrap: Vec<usize>;
         let training_set = if members > 1 {
             let mut rng = Rng::new(seed, 0x626f_6f74);
@@ -1015,8 +1022,13 @@ pub fn train_step<B: AutodiffBackend>(
         )));
     }
     let last = train_losses.last().copied().unwrap_or(f64::NAN);
+    let (what, loss) = match (members, config.sampling.strategy) {
+        (1, Strategy::LearningLoss) => ("U-Net and loss head", "Dice + ranking loss"),
+        (1, _) => ("U-Net", "Dice loss"),
+        _ => ("bootstrap ensemble", "mean Dice loss"),
+    };
     Ok(format!(
-        "round {}: U-Net trained on {} slices ({:.1}% of the pool), final Dice loss {last:.3}",
+        "round {}: {what} trained on {} slices ({:.1}% of the pool), final {loss} {last:.3}",
         state.round,
         slices.len(),
         100.0 * slices.len() as f64 / pool as f64

@@ -62,6 +62,13 @@ pub enum SimulateError {
 /// one a started simulation froze); `restart` first discards a previous
 /// simulation, runs and results included.
 pub fn prepare(project: &Project, plan: &Config, restart: bool) -> Result<(), SimulateError> {
+    if let Some(holder) = crate::worker::running_worker(&project.dir) {
+        return Err(SimulateError::Invalid(format!(
+            "a worker (pid {}) is running `{}` in this project; wait for it or `nextslice cancel` first",
+            holder.pid, holder.job
+        )));
+    }
+    plan.check("the command line")?;
     let dir = project.path(SIM_DIR);
     if restart && dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|source| SimulateError::Io {
@@ -99,13 +106,22 @@ pub fn simulate<B: AutodiffBackend>(
     let store = project.store(ctx.progress, ctx.cancel)?;
     let specs = runs(&plan);
     let total: u64 = specs.iter().map(|s| s.trainings(&plan)).sum();
-    ctx.progress.overall(0, total, "the VAE shared by all runs");
+    // A resumed simulation starts from what earlier workers finished.
+    let already: u64 = specs
+        .iter()
+        .map(|s| {
+            let dir = sim_dir.join(runs::RUNS_DIR).join(s.dir_name());
+            Project::open(&dir).map_or(0, |run| evaluated(&run).min(s.trainings(&plan)))
+        })
+        .sum();
+    ctx.progress
+        .overall(already, total, "the VAE shared by all runs");
     let vae = shared_vae::<B>(project, &plan, &test_cases, &store, ctx, device)?;
     let mut rows = Vec::new();
     for (k, spec) in specs.iter().enumerate() {
         let run = runs::open_or_create(&sim_dir, spec, &plan, &vae, &test_cases, &store)?;
         let before: u64 = specs[..k].iter().map(|s| s.trainings(&plan)).sum();
-        drive::<B>(&run, spec, &store, ctx, device, |round, step| {
+        drive::<B>(&sim_dir, &run, spec, &store, ctx, device, |round, step| {
             let what = format!(
                 "run {}/{}: {} · seed {} · round {round} · {step}",
                 k + 1,
@@ -145,19 +161,25 @@ fn evaluated(run: &Project) -> u64 {
 }
 
 /// Results so far, rewritten after every run so a long simulation can be
-/// read (and its curves looked at) before it ends.
+/// read (and its curves looked at) before it ends. A plot that cannot be
+/// drawn is reported in the worker's log and does not stop the simulation:
+/// the numbers are already written.
 fn write_outputs(sim_dir: &Path, rows: &[Row]) -> Result<(), SimulateError> {
     results::write(&sim_dir.join(RESULTS_FILE), rows)?;
     let summary = summary::markdown(rows);
     let path = sim_dir.join(SUMMARY_FILE);
     crate::fsutil::write_atomic(&path, summary.as_bytes())
         .map_err(|source| SimulateError::Io { path, source })?;
-    plot::write(&sim_dir.join(CURVES_FILE), rows)
+    if let Err(e) = plot::write(&sim_dir.join(CURVES_FILE), rows) {
+        eprintln!("simulate: {e}; results.csv and summary.md are written");
+    }
+    Ok(())
 }
 
-/// The directory whose `models/` holds the VAE and pool latents the runs
-/// share: the project's own when it has them for the current store, else a
-/// VAE trained for the simulation in `simulate/vae/`.
+/// The directory whose `models/` holds the VAE and pool latents every run
+/// shares: `simulate/vae/`, fixed on first use so that one simulation never
+/// mixes two VAEs — hard links to the project's own VAE when it has one for
+/// the current store, else one trained there for the simulation.
 fn shared_vae<B: AutodiffBackend>(
     project: &Project,
     plan: &Config,
@@ -171,11 +193,21 @@ fn shared_vae<B: AutodiffBackend>(
         latents::load(&dir.join(LATENTS_FILE), key).is_some()
             && dir.join(crate::project::engine::VAE_FILE).exists()
     };
-    if project.state()?.vae.is_some() && has_vae(&project.dir) {
-        return Ok(project.dir.clone());
-    }
     let dir = project.path(SIM_DIR).join(runs::VAE_DIR);
-    let sub = if dir.join(crate::project::state::STATE_FILE).exists() {
+    if has_vae(&dir) {
+        return Ok(dir);
+    }
+    let training = dir.join(crate::project::state::STATE_FILE).exists();
+    if !training && project.state()?.vae.is_some() && has_vae(&project.dir) {
+        let models = dir.join("models");
+        std::fs::create_dir_all(&models).map_err(|source| SimulateError::Io {
+            path: models.clone(),
+            source,
+        })?;
+        runs::share_vae(&project.dir, &dir)?;
+        return Ok(dir);
+    }
+    let sub = if training {
         Project::open(&dir)?
     } else {
         runs::create_sub_project(&dir, 2, plan, &RoundState::new(test_cases.to_vec()))?
@@ -192,6 +224,7 @@ fn shared_vae<B: AutodiffBackend>(
 /// evaluated before the run moves on. `report(round, step)` is called
 /// before each step.
 fn drive<B: AutodiffBackend>(
+    sim_dir: &Path,
     run: &Project,
     spec: &RunSpec,
     store: &SliceStore,
@@ -220,7 +253,7 @@ fn drive<B: AutodiffBackend>(
                 suggest_step::<B>(run, &sub, device)?;
             }
             Phase::AwaitingMasks => {
-                runs::annotate_with_truth(run, store)?;
+                runs::annotate_with_truth(sim_dir, run, store)?;
                 crate::failpoint::hit("simulate-after-annotate");
             }
             Phase::Training => {

@@ -55,15 +55,17 @@ impl RunSpec {
     }
 
     /// The run's own configuration: the plan with its strategy and seed.
-    /// The reference trains once, `epochs_per_round` epochs over the whole
-    /// pool: already many more gradient steps than an active-learning run's
-    /// U-Net takes over all its rounds.
+    /// The reference trains one plain U-Net (no DAL ensemble, no loss
+    /// head) once, `epochs_per_round` epochs over the whole pool: already
+    /// many more gradient steps than an active-learning run's U-Net takes
+    /// over all its rounds.
     pub fn config(&self, plan: &Config) -> Config {
         let mut config = plan.clone();
         config.sampling.seed = plan.sampling.seed + self.seed as u64;
-        if let Arm::Strategy(s) = self.arm {
-            config.sampling.strategy = s;
-        }
+        config.sampling.strategy = match self.arm {
+            Arm::Strategy(s) => s,
+            Arm::FullData => Strategy::Random,
+        };
         config
     }
 }
@@ -101,8 +103,14 @@ pub fn load(project: &Project) -> Result<Option<Config>, SimulateError> {
 /// Stores `plan`, or checks it against the one stored: a simulation resumes
 /// only with the settings it started with.
 pub fn store_or_check(project: &Project, plan: &Config) -> Result<(), SimulateError> {
+    // The device may change between sessions (a GPU box, then a laptop).
+    let same = |stored: &Config| {
+        let mut stored = stored.clone();
+        stored.device = plan.device.clone();
+        &stored == plan
+    };
     match load(project)? {
-        Some(stored) if &stored == plan => Ok(()),
+        Some(stored) if same(&stored) => Ok(()),
         Some(_) => Err(SimulateError::Invalid(format!(
             "{}/ holds a simulation started with other settings; run with the same settings to resume it, or pass --restart to discard it",
             project.path(SIM_DIR).display()

@@ -30,7 +30,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SimulateError + '_ {
 }
 
 /// Creates a project skeleton at `dir` that reads the store of the project
-/// two levels up (`depth` directories above `dir`), with `state` as its
+/// `depth` directories above it, with `state` as its
 /// first state. The state is written last: a directory without one is an
 /// unfinished creation and is made again.
 pub fn create_sub_project(
@@ -93,7 +93,7 @@ pub fn open_or_create(
     if spec.arm == Arm::FullData {
         let index = SliceIndex::new(store, test_cases);
         let pool = index.pool();
-        write_truth(&dir, store, &index, &pool)?;
+        place_truth(sim_dir, &dir, store, &index, &pool)?;
         state.labelled = pool
             .iter()
             .map(|&id| Labelled {
@@ -113,9 +113,20 @@ fn relative_mask(dir: &Path, key: &crate::project::SliceKey) -> PathBuf {
         .map_or(path.clone(), Path::to_path_buf)
 }
 
-/// Writes the ground-truth class map of each of `ids` where an accepted
-/// expert mask would go.
-fn write_truth(
+/// Where the simulation keeps one copy of a slice's ground-truth class map.
+fn truth_path(sim_dir: &Path, key: &crate::project::SliceKey) -> PathBuf {
+    sim_dir
+        .join("truth")
+        .join(&key.case)
+        .join(format!("s{:03}.classes", key.slice))
+}
+
+/// Puts the ground-truth class map of each of `ids` where an accepted
+/// expert mask would go: a hard link to the simulation's single copy, so
+/// the full-data runs of a 50 000-slice pool cost no space per seed. One
+/// `syncfs` makes them durable before the caller's state refers to them.
+fn place_truth(
+    sim_dir: &Path,
     dir: &Path,
     store: &SliceStore,
     index: &SliceIndex,
@@ -123,21 +134,35 @@ fn write_truth(
 ) -> Result<(), SimulateError> {
     let mut classes = vec![0u8; store.meta().pixels()];
     for &id in ids {
-        if !store.read_label(id, &mut classes)? {
-            return Err(SimulateError::Invalid(format!(
-                "slice {} has no ground truth; a simulation needs a label map for every case",
-                index.key(id)
-            )));
+        let key = index.key(id);
+        let truth = truth_path(sim_dir, key);
+        if !truth.exists() {
+            if !store.read_label(id, &mut classes)? {
+                return Err(SimulateError::Invalid(format!(
+                    "slice {key} has no ground truth; a simulation needs a label map for every case"
+                )));
+            }
+            crate::fsutil::write_replace(&truth, &classes).map_err(io(&truth))?;
         }
-        let path = derived_path(dir, index.key(id));
-        write_atomic(&path, &classes).map_err(io(&path))?;
+        let derived = derived_path(dir, key);
+        if let Some(parent) = derived.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let _ = std::fs::remove_file(&derived);
+        if std::fs::hard_link(&truth, &derived).is_err() {
+            std::fs::copy(&truth, &derived).map_err(io(&derived))?;
+        }
     }
-    Ok(())
+    crate::fsutil::sync_filesystem(dir).map_err(io(dir))
 }
 
 /// The annotator of a simulation: every pending suggestion gets its
 /// ground-truth mask, and the run moves on to training.
-pub fn annotate_with_truth(run: &Project, store: &SliceStore) -> Result<usize, SimulateError> {
+pub fn annotate_with_truth(
+    sim_dir: &Path,
+    run: &Project,
+    store: &SliceStore,
+) -> Result<usize, SimulateError> {
     let mut state = run.state()?;
     if state.phase != Phase::AwaitingMasks {
         return Err(StateError::WrongPhase {
@@ -156,7 +181,7 @@ pub fn annotate_with_truth(run: &Project, store: &SliceStore) -> Result<usize, S
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    write_truth(&run.dir, store, &index, &ids)?;
+    place_truth(sim_dir, &run.dir, store, &index, &ids)?;
     let n = ids.len();
     let round = state.round;
     for pending in std::mem::take(&mut state.pending) {

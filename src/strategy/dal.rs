@@ -4,10 +4,11 @@
 //! members disagree — and its bottleneck features. The batch is filled in
 //! chunks: the `candidates` most uncertain slices not yet considered, of
 //! which greedy max-cover keeps the `picks` that best represent the whole
-//! unlabelled pool (cosine similarity of bottleneck features). The engine
-//! computes uncertainties and features; this file only searches.
+//! unlabelled pool (cosine similarity of bottleneck features), counting
+//! what earlier chunks' picks already cover. The engine computes
+//! uncertainties and features; this file only searches.
 
-use super::maxcover::{Features, greedy_max_cover};
+use super::maxcover::{Features, greedy_max_cover_onto};
 use super::{Request, SamplingStrategy, StrategyError, Suggestion};
 
 /// Disagreement of an ensemble on one slice: the variance of each class
@@ -73,7 +74,7 @@ impl SamplingStrategy for Dal<'_> {
             .flat_map(|&id| self.features[id * dim..(id + 1) * dim].iter().copied())
             .collect();
         let items = Features::new(dim, &pool_features)
-            .map_err(|_| missing("finite bottleneck features"))?;
+            .map_err(|_| missing("bottleneck features of one width"))?;
         // Most uncertain first; ties to the lower id so runs repeat.
         let mut ranked: Vec<usize> = pool
             .iter()
@@ -88,6 +89,9 @@ impl SamplingStrategy for Dal<'_> {
         let picks = self.picks.max(1);
         let per_chunk = self.candidates.max(picks);
         let mut chosen: Vec<usize> = Vec::with_capacity(request.count);
+        // How well the picks so far cover each pool slice: every chunk
+        // adds what best covers the rest.
+        let mut cover = vec![0f32; pool.len()];
         // Passes down the ranking until the batch is full: a small pool can
         // run out of chunks before it runs out of slices.
         while chosen.len() < request.count && !ranked.is_empty() {
@@ -101,10 +105,10 @@ impl SamplingStrategy for Dal<'_> {
                     .flat_map(|&id| self.features[id * dim..(id + 1) * dim].iter().copied())
                     .collect();
                 let candidates = Features::new(dim, &chunk_features)
-                    .map_err(|_| missing("finite bottleneck features"))?;
-                let cover = greedy_max_cover(candidates, items, want)
+                    .map_err(|_| missing("bottleneck features of one width"))?;
+                let picked = greedy_max_cover_onto(candidates, items, want, &mut cover)
                     .map_err(|_| missing("features of one width"))?;
-                chosen.extend(cover.chosen.iter().map(|&row| chunk[row]));
+                chosen.extend(picked.chosen.iter().map(|&row| chunk[row]));
             }
             ranked.retain(|id| !chosen.contains(id));
         }

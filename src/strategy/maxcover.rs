@@ -39,6 +39,8 @@ pub enum MaxCoverError {
     Ragged { len: usize, dim: usize },
     #[error("candidates have {candidates} dimensions but items have {items}")]
     DimMismatch { candidates: usize, items: usize },
+    #[error("a coverage of {got} items for {items} items")]
+    CoverLength { got: usize, items: usize },
 }
 
 /// Borrowed row-major feature vectors (one row per slice).
@@ -114,19 +116,48 @@ pub fn greedy_max_cover_cached(
     k: usize,
     cache_entries: usize,
 ) -> Result<Cover, MaxCoverError> {
+    let mut cover = vec![0f32; items.len()];
+    cover_onto(candidates, items, k, cache_entries, &mut cover)
+}
+
+/// Greedy max-cover continuing from `cover` — each item's best similarity
+/// to what earlier calls picked (zeros for nothing yet) — and leaving it
+/// updated, so that picking in chunks, each chunk covers what the earlier
+/// ones left uncovered. `Cover::value` then counts the earlier picks too.
+pub fn greedy_max_cover_onto(
+    candidates: Features<'_>,
+    items: Features<'_>,
+    k: usize,
+    cover: &mut [f32],
+) -> Result<Cover, MaxCoverError> {
+    cover_onto(candidates, items, k, DEFAULT_CACHE_ENTRIES, cover)
+}
+
+fn cover_onto(
+    candidates: Features<'_>,
+    items: Features<'_>,
+    k: usize,
+    cache_entries: usize,
+    cover: &mut [f32],
+) -> Result<Cover, MaxCoverError> {
     if candidates.dim != items.dim {
         return Err(MaxCoverError::DimMismatch {
             candidates: candidates.dim,
             items: items.dim,
         });
     }
+    if cover.len() != items.len() {
+        return Err(MaxCoverError::CoverLength {
+            got: cover.len(),
+            items: items.len(),
+        });
+    }
     let sim = Similarity::new(candidates, items);
     let rows = Rows::new(&sim, cache_entries);
-    let mut cover = vec![0f32; items.len()];
     let mut heap = BinaryHeap::with_capacity(candidates.len());
     let mut evaluations = 0;
     for c in 0..candidates.len() {
-        let bound = rows.gain(&sim, c, &cover);
+        let bound = rows.gain(&sim, c, cover);
         evaluations += 1;
         heap.push(Bound {
             gain: bound,
@@ -141,10 +172,10 @@ pub fn greedy_max_cover_cached(
             if top.round == round {
                 chosen.push(top.candidate);
                 gains.push(top.gain);
-                rows.absorb(&sim, top.candidate, &mut cover);
+                rows.absorb(&sim, top.candidate, cover);
                 break;
             }
-            let gain = rows.gain(&sim, top.candidate, &cover);
+            let gain = rows.gain(&sim, top.candidate, cover);
             evaluations += 1;
             heap.push(Bound { gain, round, ..top });
         }
@@ -505,6 +536,31 @@ mod tests {
             cached.evaluations < plain * 2 / 3,
             "{} of {plain}",
             cached.evaluations
+        );
+    }
+
+    #[test]
+    fn a_continued_cover_picks_what_earlier_chunks_left_uncovered() {
+        // Three items one way, one the other; the second chunk offers
+        // another candidate like the first chunk's pick and one the other way.
+        let items = [1.0, 0.0, 0.99, 0.1, 0.98, 0.05, 0.1, 0.99];
+        let items = Features::new(2, &items).expect("features");
+        let first = [1.0, 0.05];
+        let second = [0.98, 0.0, 0.05, 1.0];
+        let mut cover = vec![0f32; items.len()];
+        let a = greedy_max_cover_onto(Features::new(2, &first).unwrap(), items, 1, &mut cover)
+            .expect("a cover");
+        assert_eq!(a.chosen, vec![0]);
+        let b = greedy_max_cover_onto(Features::new(2, &second).unwrap(), items, 1, &mut cover)
+            .expect("a cover");
+        assert_eq!(b.chosen, vec![1], "the uncovered direction");
+        // From scratch the first of the second chunk would win.
+        let fresh = greedy_max_cover(Features::new(2, &second).unwrap(), items, 1).unwrap();
+        assert_eq!(fresh.chosen, vec![0]);
+        let mut wrong = vec![0f32; 3];
+        assert!(
+            greedy_max_cover_onto(Features::new(2, &second).unwrap(), items, 1, &mut wrong)
+                .is_err()
         );
     }
 }

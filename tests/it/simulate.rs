@@ -49,6 +49,17 @@ fn a_simulation_survives_a_crash_and_writes_its_tables() {
         p(&more),
     ]);
 
+    // A plan that does not validate is refused before anything is written.
+    let twice = fails(&[
+        "simulate",
+        "--strategies",
+        "random,random",
+        "-p",
+        p(&project),
+    ]);
+    assert!(twice.contains("random twice"), "{twice}");
+    assert!(!project.join("simulate/plan.toml").exists());
+
     // Killed as abruptly as `kill -9` right after the first annotation.
     let out = nextslice()
         .args(["simulate", "--foreground", "-p", p(&project)])
