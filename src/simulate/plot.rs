@@ -118,7 +118,7 @@ pub fn render(rows: &[Row]) -> Result<Vec<u8>, SimulateError> {
             }
             chart
                 .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
+                .position(SeriesLabelPosition::MiddleLeft)
                 .label_font(("sans-serif", 14))
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK)
