@@ -153,7 +153,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, rows: &[Result]) {
                 " {region} · test {} vs % of the pool labelled ",
                 metric_name(app.metric)
             )))
-            .legend_position(Some(LegendPosition::BottomRight))
+            .legend_position(Some(LegendPosition::TopLeft))
             .x_axis(
                 Axis::default()
                     .title("% labelled")
