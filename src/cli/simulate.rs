@@ -8,7 +8,7 @@ use clap::Args;
 
 use nextslice::config::Strategy;
 use nextslice::project::Project;
-use nextslice::simulate::{RESULTS_FILE, SIM_DIR, SUMMARY_FILE, prepare};
+use nextslice::simulate::{RESULTS_FILE, SIM_DIR, SUMMARY_FILE, Start, prepare};
 use nextslice::worker::Job;
 
 use super::project::{JobArgs, launch};
@@ -18,6 +18,7 @@ pub struct SimulateArgs {
     #[command(flatten)]
     job: JobArgs,
     /// Strategies to compare, comma-separated (default: the project's simulate.strategies).
+    /// Without --strategies, --seeds or --no-reference a started simulation resumes as planned.
     #[arg(long, value_enum, value_delimiter = ',')]
     strategies: Vec<Strategy>,
     /// Repetitions with seeds sampling.seed, sampling.seed + 1, … (default: simulate.seeds).
@@ -51,7 +52,15 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     if args.no_reference {
         plan.simulate.full_reference = false;
     }
-    prepare(&project, &plan, args.restart)?;
+    // Without settings on the command line, a started simulation resumes
+    // as it was planned.
+    let asked = !args.strategies.is_empty() || args.seeds.is_some() || args.no_reference;
+    let start = match (args.restart, asked) {
+        (true, _) => Start::Restart,
+        (false, true) => Start::Check,
+        (false, false) => Start::ResumeStored,
+    };
+    prepare(&project, &plan, start)?;
     launch(Job::Simulate, &args.job, print_summary)
 }
 

@@ -58,10 +58,21 @@ pub enum SimulateError {
     Invalid(String),
 }
 
-/// Freezes `plan` as the project's simulation plan (or checks it matches the
-/// one a started simulation froze); `restart` first discards a previous
-/// simulation, runs and results included.
-pub fn prepare(project: &Project, plan: &Config, restart: bool) -> Result<(), SimulateError> {
+/// How `prepare` treats a simulation already planned in the project.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// Resume the stored plan whatever the project's settings now say (the
+    /// operator asked for nothing different); start `plan` if none.
+    ResumeStored,
+    /// Resume only if the stored plan is `plan`; start it if none.
+    Check,
+    /// Discard a previous simulation, runs and results included.
+    Restart,
+}
+
+/// Freezes `plan` as the project's simulation plan, or keeps the one a
+/// started simulation froze, as `start` says.
+pub fn prepare(project: &Project, plan: &Config, start: Start) -> Result<(), SimulateError> {
     if let Some(holder) = crate::worker::running_worker(&project.dir) {
         return Err(SimulateError::Invalid(format!(
             "a worker (pid {}) is running `{}` in this project; wait for it or `nextslice cancel` first",
@@ -70,7 +81,7 @@ pub fn prepare(project: &Project, plan: &Config, restart: bool) -> Result<(), Si
     }
     plan.check("the command line")?;
     let dir = project.path(SIM_DIR);
-    if restart && dir.exists() {
+    if start == Start::Restart && dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|source| SimulateError::Io {
             path: dir.clone(),
             source,
@@ -86,6 +97,9 @@ pub fn prepare(project: &Project, plan: &Config, restart: bool) -> Result<(), Si
             "case `{}` has no label map; a simulation uses the ground truth as the annotator, so every case needs one",
             unlabelled.id
         )));
+    }
+    if start == Start::ResumeStored && plan::load(project)?.is_some() {
+        return Ok(());
     }
     plan::store_or_check(project, plan)
 }

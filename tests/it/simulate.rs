@@ -75,6 +75,13 @@ fn a_simulation_survives_a_crash_and_writes_its_tables() {
     // A different plan is refused while this one is unfinished.
     let refused = fails(&["simulate", "--seeds", "3", "-p", p(&project)]);
     assert!(refused.contains("other settings"), "{refused}");
+    // Without settings it resumes the stored plan, even after the
+    // project's own settings changed.
+    let toml = project.join("project.toml");
+    let edited = std::fs::read_to_string(&toml)
+        .unwrap()
+        .replace("seeds = 2", "seeds = 5");
+    std::fs::write(&toml, edited).unwrap();
 
     let summary = run_ok(&["simulate", "--wait", "-p", p(&project)]);
     let printed = String::from_utf8_lossy(&summary.stdout);
