@@ -17,7 +17,10 @@ use crate::worker::Holder;
 pub struct PoolInfo {
     pub store_dir: PathBuf,
     pub key: String,
+    /// Every stored slice, test cases' included.
     pub slices: usize,
+    /// Slices outside the test set: what the budget is a fraction of.
+    pub pool: usize,
     pub modalities: Vec<String>,
     pub height: usize,
     pub width: usize,
@@ -117,6 +120,7 @@ pub fn load_pool(project: &Path, state: Option<&RoundState>) -> Option<PoolInfo>
         store_dir: dir.clone(),
         key: meta.key.clone(),
         slices: meta.slices,
+        pool: index.pool().len(),
         modalities: meta.modalities.clone(),
         height: meta.height,
         width: meta.width,

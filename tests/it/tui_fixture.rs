@@ -47,6 +47,7 @@ pub fn pool(n: usize, dim: usize) -> (Arc<PoolInfo>, Arc<LatentMap>) {
         store_dir: PathBuf::from("/nonexistent/store"),
         key: "fixture".into(),
         slices: n,
+        pool: n,
         modalities: vec!["flair".into(), "t1".into(), "t1ce".into(), "t2".into()],
         height: 128,
         width: 128,

@@ -41,7 +41,7 @@ fn next_step(frame: &mut Frame, area: Rect, app: &App) {
             .pool
             .as_ref()
             .map_or("pool not built yet".to_string(), |p| {
-                format!("pool {} slices", p.slices)
+                format!("pool {} slices", p.pool)
             });
         lines.push(Line::from(Span::styled(
             format!(
