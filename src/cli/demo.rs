@@ -107,5 +107,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
     println!(
         "     nextslice train --wait -p {p}   ·   nextslice suggest --wait -p {p}   ·   nextslice status -p {p}"
     );
+    println!(
+        "6. or compare the strategies with the ground truth as the annotator (about half an hour on 2 cores):"
+    );
+    println!("     nextslice simulate --wait -p {p}");
     Ok(())
 }
