@@ -3,7 +3,7 @@
 //! suggestions (BraTS's 1% per round), with and without the angular
 //! condition, the ClsMC baseline (Ward clustering + max-cover, no
 //! gradients), the score ranking shared by uncertainty sampling and the
-//! oracle (scores synthetic here), DAL's chunked max-cover over 512-wide
+//! oracle (scores synthetic here), DAL's chunked max-cover over 4 × 512
 //! bottleneck features (uncertainties and features synthetic: the ensemble
 //! inference that makes them is U-Net inference, timed by the models
 //! bench), plus random sampling for scale. Goal: well under 1 s for the
@@ -49,8 +49,9 @@ fn main() {
     // Uncertainty and oracle scores come from U-Net inference over the pool
     // (see `cargo bench --bench models` for its rate); this times the ranking.
     let scores: Vec<f32> = (0..pool).map(|_| rng.unit() as f32).collect();
-    // Bottleneck features: the same blobs in 512 non-negative dimensions.
-    let width = 512;
+    // DAL's features: 4 members' 512-wide bottlenecks side by side (the
+    // paper's U-Net), the same blobs in 2048 non-negative dimensions.
+    let width = 4 * 512;
     let feature_centres: Vec<Vec<f32>> = (0..centres.len())
         .map(|_| (0..width).map(|_| rng.normal().abs() as f32).collect())
         .collect();
