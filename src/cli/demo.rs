@@ -108,7 +108,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         "     nextslice train --wait -p {p}   ·   nextslice suggest --wait -p {p}   ·   nextslice status -p {p}"
     );
     println!(
-        "6. or compare the strategies with the ground truth as the annotator (about half an hour on 2 cores):"
+        "6. or compare the strategies with the ground truth as the annotator (about 25 minutes on 2 CPU cores):"
     );
     println!("     nextslice simulate --wait -p {p}");
     Ok(())
