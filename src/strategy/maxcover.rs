@@ -198,8 +198,10 @@ struct Similarity<'a> {
 
 impl<'a> Similarity<'a> {
     fn new(candidates: Features<'a>, items: Features<'a>) -> Similarity<'a> {
+        use rayon::prelude::*;
         let norms = |f: Features<'_>| -> Vec<f32> {
             (0..f.len())
+                .into_par_iter()
                 .map(|i| f.row(i).iter().map(|v| v * v).sum::<f32>().sqrt())
                 .collect()
         };
@@ -251,20 +253,32 @@ impl Rows {
     /// candidate (memory bandwidth, not arithmetic, bounds wide features).
     const BLOCK: usize = 32;
 
+    /// Items per parallel task when filling the cache.
+    const ITEMS_PER_TASK: usize = 2048;
+
     fn new(sim: &Similarity<'_>, budget: usize) -> Rows {
+        use rayon::prelude::*;
         let (k, n) = (sim.candidates.len(), sim.items.len());
         let fit = budget.checked_div(n).map_or(k, |rows| k.min(rows));
         let mut cached = vec![None; k];
         for start in (0..fit).step_by(Self::BLOCK) {
             let block = start..(start + Self::BLOCK).min(fit);
-            let mut rows: Vec<Vec<f32>> = block.clone().map(|_| vec![0.0; n]).collect();
-            for i in 0..n {
-                for (row, c) in rows.iter_mut().zip(block.clone()) {
-                    row[i] = sim.get(c, i);
-                }
-            }
-            for (row, c) in rows.into_iter().zip(block) {
-                cached[c] = Some(row);
+            let width = block.len();
+            // Item-major, so that each core fills its own range of items.
+            let mut by_item = vec![0f32; n * width];
+            by_item
+                .par_chunks_mut(Self::ITEMS_PER_TASK * width)
+                .enumerate()
+                .for_each(|(task, out)| {
+                    let first = task * Self::ITEMS_PER_TASK;
+                    for (offset, values) in out.chunks_mut(width).enumerate() {
+                        for (value, c) in values.iter_mut().zip(block.clone()) {
+                            *value = sim.get(c, first + offset);
+                        }
+                    }
+                });
+            for (j, c) in block.enumerate() {
+                cached[c] = Some(by_item.iter().skip(j).step_by(width).copied().collect());
             }
         }
         Rows { cached }
