@@ -326,29 +326,24 @@ fn dal_inputs<B: AutodiffBackend>(
     let mut uncertainty = vec![f32::NAN; store.len()];
     let mut features: Vec<f32> = Vec::new();
     let mut dim = 0;
-    let mut images = Vec::new();
-    let to_vec = |t: Tensor<B::InnerBackend, 2>| {
-        t.into_data()
-            .convert::<f32>()
-            .to_vec::<f32>()
-            .map_err(|e| EngineError::Invalid(format!("{e:?}")))
+    let pass = Pass {
+        stage: "ensemble disagreement",
+        detail: "dal",
+        batch: 16,
+        labels: false,
     };
-    for (k, chunk) in candidates.chunks(16).enumerate() {
-        if ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(EngineError::Cancelled);
-        }
+    pass.run::<B::InnerBackend>(store, candidates, ctx, device, |chunk, x, _| {
         let n = chunk.len();
-        let x = input_batch::<B::InnerBackend>(store, chunk, &mut images, None, device)?;
         let mut probabilities = Vec::with_capacity(ensemble.len());
         let mut pooled_by_member = Vec::with_capacity(ensemble.len());
         let mut width = 0;
         for model in ensemble {
             let out = model.forward(x.clone(), Mode::Eval);
-            probabilities.push(to_vec(
+            probabilities.push(to_host(
                 burn::tensor::activation::softmax(out.logits, 1).reshape([n, per_slice]),
             )?);
             let [_, c, _, _] = out.bottleneck.dims();
-            pooled_by_member.push(to_vec(
+            pooled_by_member.push(to_host(
                 out.bottleneck.mean_dim(3).mean_dim(2).reshape([n, c]),
             )?);
             width = c;
@@ -368,14 +363,8 @@ fn dal_inputs<B: AutodiffBackend>(
                 features[at..at + width].copy_from_slice(&pooled[j * width..(j + 1) * width]);
             }
         }
-        ctx.progress.update(&ProgressUpdate {
-            stage: "ensemble disagreement",
-            done: ((k + 1) * 16).min(candidates.len()) as u64,
-            total: candidates.len() as u64,
-            unit: "slices",
-            detail: "dal",
-        });
-    }
+        Ok(())
+    })?;
     Ok((uncertainty, features, dim))
 }
 
@@ -390,32 +379,21 @@ fn predicted_losses<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<Vec<f32>, EngineError> {
     let mut scores = vec![f32::NAN; store.len()];
-    let mut images = Vec::new();
-    for (k, chunk) in candidates.chunks(16).enumerate() {
-        if ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(EngineError::Cancelled);
-        }
-        let x = input_batch::<B::InnerBackend>(store, chunk, &mut images, None, device)?;
+    let pass = Pass {
+        stage: "predict losses",
+        detail: "learning-loss",
+        batch: 16,
+        labels: false,
+    };
+    pass.run::<B::InnerBackend>(store, candidates, ctx, device, |chunk, x, _| {
         let out = unet.forward(x, Mode::Eval);
         let mut features = vec![out.bottleneck];
         features.extend(out.decoder);
-        let predicted = head
-            .forward(&features)
-            .into_data()
-            .convert::<f32>()
-            .to_vec::<f32>()
-            .map_err(|e| EngineError::Invalid(format!("{e:?}")))?;
-        for (&id, p) in chunk.iter().zip(predicted) {
+        for (&id, p) in chunk.iter().zip(to_host(head.forward(&features))?) {
             scores[id] = p;
         }
-        ctx.progress.update(&ProgressUpdate {
-            stage: "predict losses",
-            done: ((k + 1) * 16).min(candidates.len()) as u64,
-            total: candidates.len() as u64,
-            unit: "slices",
-            detail: "learning-loss",
-        });
-    }
+        Ok(())
+    })?;
     Ok(scores)
 }
 
@@ -440,29 +418,18 @@ fn encode_pool<B: AutodiffBackend>(
     ctx: &StepContext<'_>,
     device: &B::Device,
 ) -> Result<Latents, EngineError> {
-    let batch = 32;
     let mut values = Vec::new();
-    let mut images = Vec::new();
     let ids: Vec<usize> = (0..store.len()).collect();
-    for (k, chunk) in ids.chunks(batch).enumerate() {
-        if ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(EngineError::Cancelled);
-        }
-        let x = input_batch::<B::InnerBackend>(store, chunk, &mut images, None, device)?;
-        let z = vae
-            .encode_mean(x)
-            .into_data()
-            .to_vec::<f32>()
-            .map_err(|e| EngineError::Invalid(format!("{e:?}")))?;
-        values.extend(z);
-        ctx.progress.update(&ProgressUpdate {
-            stage: "encode pool",
-            done: ((k + 1) * batch).min(ids.len()) as u64,
-            total: ids.len() as u64,
-            unit: "slices",
-            detail: "",
-        });
-    }
+    let pass = Pass {
+        stage: "encode pool",
+        detail: "",
+        batch: 32,
+        labels: false,
+    };
+    pass.run::<B::InnerBackend>(store, &ids, ctx, device, |_, x, _| {
+        values.extend(to_host(vae.encode_mean(x))?);
+        Ok(())
+    })?;
     Ok(Latents {
         dim: vae_dim(&values, store.len()),
         values,
@@ -492,6 +459,54 @@ fn input_batch<Bk: Backend>(
         ),
         device,
     ))
+}
+
+/// A tensor's values on the host, as f32.
+fn to_host<Bk: Backend, const D: usize>(t: Tensor<Bk, D>) -> Result<Vec<f32>, EngineError> {
+    t.into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .map_err(|e| EngineError::Invalid(format!("{e:?}")))
+}
+
+/// One inference pass over store slices, the loop every scoring, encoding
+/// and ensemble step shares: batches of `batch` as model inputs (with their
+/// ground-truth class maps when `labels`), a stop on cancel, and progress
+/// under `stage` after each batch.
+struct Pass<'a> {
+    stage: &'a str,
+    detail: &'a str,
+    batch: usize,
+    labels: bool,
+}
+
+impl Pass<'_> {
+    fn run<Bk: Backend>(
+        &self,
+        store: &SliceStore,
+        ids: &[usize],
+        ctx: &StepContext<'_>,
+        device: &Bk::Device,
+        mut each: impl FnMut(&[usize], Tensor<Bk, 4>, &[u8]) -> Result<(), EngineError>,
+    ) -> Result<(), EngineError> {
+        let (mut images, mut labels) = (Vec::new(), Vec::new());
+        for (k, chunk) in ids.chunks(self.batch.max(1)).enumerate() {
+            if ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(EngineError::Cancelled);
+            }
+            let wanted = self.labels.then_some(&mut labels);
+            let x = input_batch::<Bk>(store, chunk, &mut images, wanted, device)?;
+            each(chunk, x, &labels)?;
+            ctx.progress.update(&ProgressUpdate {
+                stage: self.stage,
+                done: ((k + 1) * self.batch).min(ids.len()) as u64,
+                total: ids.len() as u64,
+                unit: "slices",
+                detail: self.detail,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// The most likely class of every pixel of [n, K, H, W] class scores
@@ -723,23 +738,17 @@ fn score_candidates<B: AutodiffBackend>(
     let meta = store.meta();
     let (k, plane) = (meta.label_values.len(), meta.height * meta.width);
     let mut scores = vec![f32::NAN; store.len()];
-    let (mut images, mut labels) = (Vec::new(), Vec::new());
-    let mut done = 0;
-    for chunk in candidates.chunks(16) {
-        if ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(EngineError::Cancelled);
-        }
-        let want_labels = scoring == Scoring::Oracle;
-        let labels_wanted = want_labels.then_some(&mut labels);
-        let x = input_batch::<B::InnerBackend>(store, chunk, &mut images, labels_wanted, device)?;
+    let pass = Pass {
+        stage: "score candidates",
+        detail: scoring.name(),
+        batch: 16,
+        labels: scoring == Scoring::Oracle,
+    };
+    pass.run::<B::InnerBackend>(store, candidates, ctx, device, |chunk, x, labels| {
         let probabilities = model.probabilities(x, Mode::Eval);
         match scoring {
             Scoring::Uncertainty(measure) => {
-                let p = probabilities
-                    .into_data()
-                    .convert::<f32>()
-                    .to_vec::<f32>()
-                    .map_err(|e| EngineError::Invalid(format!("{e:?}")))?;
+                let p = to_host(probabilities)?;
                 for (j, &id) in chunk.iter().enumerate() {
                     scores[id] = measure.slice_score(&p[j * k * plane..(j + 1) * k * plane], k);
                 }
@@ -752,15 +761,8 @@ fn score_candidates<B: AutodiffBackend>(
                 }
             }
         }
-        done += chunk.len();
-        ctx.progress.update(&ProgressUpdate {
-            stage: "score candidates",
-            done: done as u64,
-            total: candidates.len() as u64,
-            unit: "slices",
-            detail: scoring.name(),
-        });
-    }
+        Ok(())
+    })?;
     Ok(scores)
 }
 
@@ -830,17 +832,8 @@ fn gradient_sources<B: AutodiffBackend>(
         );
         let g = dice_gradient_wrt_input::<B>(unet, x.clone(), y).gradient;
         let d = latents.dim;
-        let to_vec = |t: Tensor<B::InnerBackend, 2>| {
-            t.into_data()
-                .to_vec::<f32>()
-                .map_err(|e| EngineError::Invalid(format!("{e:?}")))
-        };
         let alpha = config.sampling.alpha as f32;
-        let values = g
-            .clone()
-            .into_data()
-            .to_vec::<f32>()
-            .map_err(|e| EngineError::Invalid(format!("{e:?}")))?;
+        let values = to_host(g.clone())?;
         let per_slice = c * h * w;
         // Eq. 3–4: z' = g_φ(x + α·∂L/∂x). When the step α·∂L/∂x is below what
         // f32 activations resolve (typical: a Dice gradient of ~1e-4 per
@@ -856,7 +849,7 @@ fn gradient_sources<B: AutodiffBackend>(
         }
         let direct = steps.iter().all(|&rms| alpha * rms >= 1e-2);
         if direct {
-            let z_prime = to_vec(vae.encode_mean(x + g.mul_scalar(alpha)))?;
+            let z_prime = to_host(vae.encode_mean(x + g.mul_scalar(alpha)))?;
             for (k, &id) in chunk.iter().enumerate() {
                 let z = latents.of(id).to_vec();
                 let step = (0..d).map(|j| z_prime[k * d + j] - z[j]).collect();
@@ -875,8 +868,8 @@ fn gradient_sources<B: AutodiffBackend>(
             )
             .reshape([n, 1, 1, 1]);
             let delta = g * scale;
-            let plus = to_vec(vae.encode_mean(x.clone() + delta.clone()))?;
-            let minus = to_vec(vae.encode_mean(x - delta))?;
+            let plus = to_host(vae.encode_mean(x.clone() + delta.clone()))?;
+            let minus = to_host(vae.encode_mean(x - delta))?;
             for (k, &id) in chunk.iter().enumerate() {
                 let z = latents.of(id).to_vec();
                 // J·(s·g) ≈ (z₊ − z₋)/2, so α·J·g = α·(z₊ − z₋)/(2s).

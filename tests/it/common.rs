@@ -59,3 +59,56 @@ pub const TINY: &str = "\
 [unet]\nwidths = [4, 8]\nbottleneck = 16\nepochs_per_round = 2\nbatch_size = 8\n\
 [sampling]\ninitial_fraction = 0.05\nround_fraction = 0.05\nrounds = 2\n\
 [device]\nkind = \"cpu\"\n";
+
+/// A path as a command-line argument.
+pub fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// Tiny phantoms and a project on them (TINY + `extra` over the demo preset).
+pub struct Fixture {
+    _dir: tempfile::TempDir,
+    pub data: PathBuf,
+    pub project: PathBuf,
+}
+
+pub fn fixture(subjects: usize, extra: &str) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    tumour_phantoms(&data, subjects, 32, 5);
+    let (tiny, more) = (dir.path().join("tiny.toml"), dir.path().join("extra.toml"));
+    std::fs::write(&tiny, TINY).unwrap();
+    std::fs::write(&more, extra).unwrap();
+    let project = dir.path().join("project");
+    run_ok(&[
+        "init",
+        p(&project),
+        "--data",
+        p(&data),
+        "--preset",
+        "demo",
+        "--config",
+        p(&tiny),
+        "--config",
+        p(&more),
+    ]);
+    Fixture {
+        _dir: dir,
+        data,
+        project,
+    }
+}
+
+/// Runs the binary, expecting it to fail; returns stdout and stderr.
+pub fn run_fails(args: &[&str]) -> String {
+    let out = nextslice().args(args).output().expect("run nextslice");
+    assert!(
+        !out.status.success(),
+        "nextslice {args:?} should have failed"
+    );
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

@@ -10,40 +10,7 @@ use std::time::{Duration, Instant};
 use nextslice::project::{Phase, Project, RoundState};
 use nextslice::worker::{Event, EventLog, running_worker};
 
-use super::common::{TINY, nextslice, tumour_phantoms};
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    data: PathBuf,
-    project: PathBuf,
-}
-
-fn fixture(subjects: usize, extra: &str) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    tumour_phantoms(&data, subjects, 32, 5);
-    let (tiny, more) = (dir.path().join("tiny.toml"), dir.path().join("extra.toml"));
-    std::fs::write(&tiny, TINY).unwrap();
-    std::fs::write(&more, extra).unwrap();
-    let project = dir.path().join("project");
-    run(&[
-        "init",
-        p(&project),
-        "--data",
-        p(&data),
-        "--preset",
-        "demo",
-        "--config",
-        p(&tiny),
-        "--config",
-        p(&more),
-    ]);
-    Fixture {
-        _dir: dir,
-        data,
-        project,
-    }
-}
+use super::common::{fixture, nextslice, p, run_fails};
 
 fn run(args: &[&str]) -> Output {
     let out = nextslice().args(args).output().expect("run nextslice");
@@ -56,25 +23,8 @@ fn run(args: &[&str]) -> Output {
     out
 }
 
-fn run_fails(args: &[&str]) -> String {
-    let out = nextslice().args(args).output().expect("run nextslice");
-    assert!(
-        !out.status.success(),
-        "nextslice {args:?} should have failed"
-    );
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 fn state(project: &Path) -> RoundState {
     RoundState::load(project).expect("state.json parses")
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 /// The ground-truth label volumes of the phantoms (the "expert").

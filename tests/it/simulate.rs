@@ -2,67 +2,35 @@
 //! resume, and the results, tables and curves it leaves.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use nextslice::project::RoundState;
 use nextslice::simulate::results;
 
-use crate::common::{TINY, nextslice, run_ok, tumour_phantoms};
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = nextslice().args(args).output().expect("run nextslice");
-    assert!(
-        !out.status.success(),
-        "nextslice {args:?} should have failed"
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use crate::common::{fixture, nextslice, p, run_fails, run_ok};
 
 #[test]
 fn a_simulation_survives_a_crash_and_writes_its_tables() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    tumour_phantoms(&data, 5, 32, 5);
-    let (config, more) = (dir.path().join("tiny.toml"), dir.path().join("sim.toml"));
-    std::fs::write(&config, TINY).unwrap();
-    std::fs::write(
-        &more,
+    let f = fixture(
+        5,
         "[sampling]\nrounds = 1\n\
          [simulate]\nstrategies = [\"gradient\", \"random\"]\nseeds = 2\nfull_reference = true\n",
-    )
-    .unwrap();
-    let project = dir.path().join("project");
-    run_ok(&[
-        "init",
-        p(&project),
-        "--data",
-        p(&data),
-        "--preset",
-        "demo",
-        "--config",
-        p(&config),
-        "--config",
-        p(&more),
-    ]);
+    );
+    let project = &f.project;
 
     // A plan that does not validate is refused before anything is written.
-    let twice = fails(&[
+    let twice = run_fails(&[
         "simulate",
         "--strategies",
         "random,random",
         "-p",
-        p(&project),
+        p(project),
     ]);
     assert!(twice.contains("random twice"), "{twice}");
     assert!(!project.join("simulate/plan.toml").exists());
 
     // Killed as abruptly as `kill -9` right after the first annotation.
     let out = nextslice()
-        .args(["simulate", "--foreground", "-p", p(&project)])
+        .args(["simulate", "--foreground", "-p", p(project)])
         .env("NEXTSLICE_FAILPOINT", "simulate-after-annotate")
         .output()
         .unwrap();
@@ -73,7 +41,7 @@ fn a_simulation_survives_a_crash_and_writes_its_tables() {
     assert!(!crashed.labelled.is_empty() && crashed.history.is_empty());
 
     // A different plan is refused while this one is unfinished.
-    let refused = fails(&["simulate", "--seeds", "3", "-p", p(&project)]);
+    let refused = run_fails(&["simulate", "--seeds", "3", "-p", p(project)]);
     assert!(refused.contains("other settings"), "{refused}");
     // Without settings it resumes the stored plan, even after the
     // project's own settings changed.
@@ -83,12 +51,12 @@ fn a_simulation_survives_a_crash_and_writes_its_tables() {
         .replace("seeds = 2", "seeds = 5");
     std::fs::write(&toml, edited).unwrap();
 
-    let summary = run_ok(&["simulate", "--wait", "-p", p(&project)]);
+    let summary = run_ok(&["simulate", "--wait", "-p", p(project)]);
     let printed = String::from_utf8_lossy(&summary.stdout);
     assert!(printed.contains("## WT · Dice"), "{printed}");
 
     let rows = results::read(&project.join("simulate/results.csv")).expect("results.csv");
-    let tests = RoundState::load(&project).unwrap().test_cases.len();
+    let tests = RoundState::load(project).unwrap().test_cases.len();
     // 2 strategies × 2 seeds × 2 rounds + 2 reference runs, per test
     // volume and region.
     assert_eq!(rows.len(), (2 * 2 * 2 + 2) * tests * 3);
@@ -137,12 +105,12 @@ fn a_simulation_survives_a_crash_and_writes_its_tables() {
 
     // Resuming a finished simulation does no work and changes nothing.
     let before = std::fs::read(project.join("simulate/results.csv")).unwrap();
-    run_ok(&["simulate", "--wait", "-p", p(&project)]);
+    run_ok(&["simulate", "--wait", "-p", p(project)]);
     assert_eq!(
         std::fs::read(project.join("simulate/results.csv")).unwrap(),
         before
     );
-    let report = run_ok(&["simulate", "--report", "-p", p(&project)]);
+    let report = run_ok(&["simulate", "--report", "-p", p(project)]);
     let report = String::from_utf8_lossy(&report.stdout);
     assert!(report.contains("## WT · Dice") && printed.contains(&*report));
 }

@@ -37,7 +37,27 @@ pub(super) fn metric_name(metric: Metric) -> &'static str {
     }
 }
 
-pub(super) const SERIES: [Color; 6] = [
+/// One braille line per series, named and coloured in order.
+pub(super) fn line_datasets<'a>(
+    series: &'a [Vec<(f64, f64)>],
+    names: &[String],
+) -> Vec<Dataset<'a>> {
+    series
+        .iter()
+        .zip(names)
+        .enumerate()
+        .map(|(i, (points, name))| {
+            Dataset::default()
+                .name(name.clone())
+                .marker(Marker::Braille)
+                .graph_type(GraphType::Line)
+                .style(Style::new().fg(SERIES[i % SERIES.len()]))
+                .data(points)
+        })
+        .collect()
+}
+
+const SERIES: [Color; 6] = [
     Color::Cyan,
     Color::Magenta,
     Color::Yellow,
@@ -182,19 +202,7 @@ fn metric_chart(frame: &mut Frame, area: Rect, app: &App, regions: &[String]) {
         .map(|r| 100.0 * r.budget)
         .fold(0.0f64, f64::max)
         .max(0.1);
-    let datasets: Vec<Dataset> = series
-        .iter()
-        .zip(regions)
-        .enumerate()
-        .map(|(i, (points, name))| {
-            Dataset::default()
-                .name(name.clone())
-                .marker(Marker::Braille)
-                .graph_type(GraphType::Line)
-                .style(Style::new().fg(SERIES[i % SERIES.len()]))
-                .data(points)
-        })
-        .collect();
+    let datasets = line_datasets(&series, regions);
     frame.render_widget(
         Chart::new(datasets)
             .block(block)

@@ -10,7 +10,7 @@ use ratatui::text::Line;
 use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, LegendPosition, Row, Table};
 
 use super::DIM;
-use super::history::{SERIES, metric_name};
+use super::history::{line_datasets, metric_name};
 use crate::simulate::summary::{self, Metric as SimMetric, cell, contest, curve};
 use crate::simulate::{FULL_DATA, Row as Result};
 use crate::tui::app::{App, Metric};
@@ -114,19 +114,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, rows: &[Result]) {
     } else {
         Vec::new()
     };
-    let mut datasets: Vec<Dataset> = series
-        .iter()
-        .zip(&strategies)
-        .enumerate()
-        .map(|(i, (points, name))| {
-            Dataset::default()
-                .name(name.clone())
-                .marker(Marker::Braille)
-                .graph_type(GraphType::Line)
-                .style(Style::new().fg(SERIES[i % SERIES.len()]))
-                .data(points)
-        })
-        .collect();
+    let mut datasets = line_datasets(&series, &strategies);
     if !reference_line.is_empty() {
         datasets.push(
             Dataset::default()
