@@ -7,9 +7,12 @@
 
 pub mod config;
 pub mod device;
+pub mod engine;
 pub mod eval;
 pub mod failpoint;
 pub mod fsutil;
+pub mod journal;
+pub mod layout;
 pub mod masks;
 pub mod model;
 pub mod progress;

@@ -9,10 +9,10 @@ use anyhow::Result;
 use clap::Args;
 
 use nextslice::config::{DeviceSpec, Preset};
+use nextslice::journal::Job;
 use nextslice::progress::StderrProgress;
 use nextslice::project::Project;
 use nextslice::volume::phantom::{PhantomKind, PhantomSpec, write_phantom};
-use nextslice::worker::Job;
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {

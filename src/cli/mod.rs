@@ -15,8 +15,8 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use nextslice::config::{Config, Preset};
+use nextslice::journal::Job;
 use nextslice::volume::phantom::PhantomKind;
-use nextslice::worker::Job;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -157,7 +157,7 @@ pub fn tui(dir: &std::path::Path) -> Result<()> {
 }
 
 pub fn tui_with_import_prefill(dir: &std::path::Path, prefill: Option<String>) -> Result<()> {
-    if !dir.join(nextslice::project::CONFIG_FILE).exists() {
+    if !dir.join(nextslice::layout::CONFIG_FILE).exists() {
         anyhow::bail!(
             "{} is not a nextslice project. Open one with `nextslice tui DIR`, create one with \
              `nextslice init`, or try `nextslice demo`. All commands: `nextslice --help`.",

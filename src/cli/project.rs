@@ -8,10 +8,12 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use nextslice::config::{DeviceSpec, Preset};
+use nextslice::journal::{Event, EventLog, Job, Logged, running_worker};
+use nextslice::layout::WORKER_LOG;
 use nextslice::progress::{StderrProgress, format_duration};
 use nextslice::project::actions::{check_import, confirm_import, export_pending, request_cancel};
 use nextslice::project::{Phase, Project};
-use nextslice::worker::{Event, EventLog, Job, Logged, WORKER_LOG, run_job, running_worker, spawn};
+use nextslice::worker::{run_job, spawn};
 
 /// The project a command works on.
 #[derive(Args, Debug, Clone)]
@@ -107,7 +109,8 @@ pub fn launch(job: Job, args: &JobArgs, after: fn(&Path) -> Result<()>) -> Resul
 }
 
 /// Follows the event log from `offset` until the worker we started ends its
-/// job; errors if it failed, was cancelled, or died.
+/// job and exits (so its lock is free for the next step); errors if the
+/// job failed, was cancelled, or the worker died.
 fn follow_job(
     dir: &Path,
     job: Job,
@@ -122,21 +125,32 @@ fn follow_job(
         let (events, next) = log.read_from(offset)?;
         offset = next;
         for e in &events {
-            match &e.event {
-                Event::JobStarted { pid: p, .. } if *p == pid => started = true,
+            let outcome = match &e.event {
+                Event::JobStarted { pid: p, .. } if *p == pid => {
+                    started = true;
+                    None
+                }
                 _ if !started => continue, // e.g. the report of an earlier, killed worker
-                Event::JobFinished { job: j, summary } if j == job.name() => {
-                    eprintln!();
-                    println!("{summary}");
-                    return Ok(());
+                Event::JobFinished { job: j, summary } if *j == job => Some(Ok(summary.clone())),
+                Event::JobFailed { job: j, error } if *j == job => {
+                    Some(Err(format!("{job} failed: {error}")))
                 }
-                Event::JobFailed { job: j, error } if j == job.name() => {
-                    bail!("{} failed: {error}", job.name())
+                Event::JobCancelled { job: j } if *j == job => {
+                    Some(Err(format!("{job} was cancelled; run it again to resume")))
                 }
-                Event::JobCancelled { job: j } if j == job.name() => {
-                    bail!("{} was cancelled; run it again to resume", job.name())
-                }
-                _ => {}
+                _ => None,
+            };
+            if let Some(outcome) = outcome {
+                // The worker logs its outcome, then releases the lock and exits.
+                worker.wait()?;
+                eprintln!();
+                return match outcome {
+                    Ok(summary) => {
+                        println!("{summary}");
+                        Ok(())
+                    }
+                    Err(message) => bail!(message),
+                };
             }
             eprint!("\r\x1b[2K{}", describe(e));
         }
@@ -151,8 +165,7 @@ fn follow_job(
                 .rev()
                 .collect();
             bail!(
-                "the worker exited ({status}) without finishing {}:\n{}",
-                job.name(),
+                "the worker exited ({status}) without finishing {job}:\n{}",
                 last.join("\n")
             );
         }
@@ -214,7 +227,7 @@ fn describe(e: &Logged) -> String {
         } => {
             let mut s = match overall {
                 Some(o) => format!("{job} [{}/{} trainings · {}]", o.done, o.total, o.what),
-                None => job.clone(),
+                None => job.to_string(),
             };
             if !stage.is_empty() {
                 s += &format!(": {stage}");
@@ -334,7 +347,7 @@ pub fn status(args: ProjectArg) -> Result<()> {
         std::fs::canonicalize(dir).unwrap_or(dir.clone()).display()
     );
     println!(
-        "round    {} · {:?} — next: {}",
+        "round    {} · {} — next: {}",
         state.round,
         state.phase,
         state.phase.describe()

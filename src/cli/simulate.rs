@@ -7,9 +7,9 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use nextslice::config::Strategy;
+use nextslice::journal::Job;
 use nextslice::project::Project;
 use nextslice::simulate::{RESULTS_FILE, SIM_DIR, SUMMARY_FILE, Start, prepare};
-use nextslice::worker::Job;
 
 use super::project::{JobArgs, launch};
 

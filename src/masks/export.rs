@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 use crate::fsutil::write_atomic;
-use crate::project::{Pending, SliceKey};
-use crate::store::StoreMeta;
+use crate::store::{SliceKey, StoreMeta};
 use crate::volume::{NiftiWriter, Volume, read_volume, to_canonical};
 
 use super::MaskError;
@@ -48,12 +47,18 @@ pub struct Exported {
     pub files: usize,
 }
 
+/// A slice to export, with the labelled slice whose gradient led to it.
+pub struct ToExport<'a> {
+    pub key: &'a SliceKey,
+    pub source: Option<&'a SliceKey>,
+}
+
 /// Writes the export for `pending` into `dir`.
 pub fn export(
     dir: &Path,
     config: &Config,
     meta: &StoreMeta,
-    pending: &[Pending],
+    pending: &[ToExport<'_>],
 ) -> Result<Exported, MaskError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -69,7 +74,7 @@ pub fn export(
     );
     let mut files = 0;
     // Read each volume once for all its suggested slices.
-    let mut by_case: Vec<(&str, Vec<&Pending>)> = Vec::new();
+    let mut by_case: Vec<(&str, Vec<&ToExport>)> = Vec::new();
     for p in pending {
         match by_case.iter_mut().find(|(c, _)| *c == p.key.case) {
             Some((_, list)) => list.push(p),
@@ -122,11 +127,11 @@ pub fn export(
                 p.key.case,
                 p.key.slice,
                 axis,
-                p.source.as_ref().map(|k| k.to_string()).unwrap_or_default(),
+                p.source.map(|k| k.to_string()).unwrap_or_default(),
                 image_names.join(";"),
                 preview,
-                expected_mask_name(&p.key),
-                expected_png_mask_name(&p.key),
+                expected_mask_name(p.key),
+                expected_png_mask_name(p.key),
             );
         }
     }

@@ -1,9 +1,9 @@
 //! Importing the experts' masks. An import is first planned — every file
 //! read and checked, nothing written — and then applied: accepted files are
 //! copied into the project (never modified afterwards), the class maps the
-//! models train on are derived from them, and the round state is committed
-//! last. By default one bad file rejects the whole import; `partial` takes
-//! the valid subset.
+//! models train on are derived from them, and the caller adds the returned
+//! rows to its round state and commits it last. By default one bad file
+//! rejects the whole import; `partial` takes the valid subset.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 use crate::fsutil::write_atomic;
-use crate::project::{Labelled, RoundState, SliceKey};
-use crate::store::{StoreMeta, VolumeRecord};
+use crate::layout::imported_masks_dir;
+use crate::store::{SliceKey, StoreMeta, VolumeRecord};
 use crate::volume::{Volume, read_labels, to_canonical};
 
 use super::export::{expected_mask_name, key_from_mask_name};
@@ -100,15 +100,23 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Checks `paths` (files or directories) against the pending suggestions.
+/// What a round awaits, as an import is checked against it.
+pub struct Awaited<'a> {
+    /// Slices whose masks are awaited.
+    pub pending: Vec<&'a SliceKey>,
+    /// Slices labelled already, with the round they were suggested in.
+    pub labelled: Vec<(&'a SliceKey, usize)>,
+}
+
+/// Checks `paths` (files or directories) against the awaited slices.
 pub fn plan_import(
     config: &Config,
     meta: &StoreMeta,
-    state: &RoundState,
+    awaited: &Awaited<'_>,
     paths: &[PathBuf],
 ) -> Result<ImportPlan, MaskError> {
     let axis = config.slicing.axis;
-    let pending: HashMap<&SliceKey, ()> = state.pending.iter().map(|p| (&p.key, ())).collect();
+    let pending: HashMap<&SliceKey, ()> = awaited.pending.iter().map(|&k| (k, ())).collect();
     let record_of = |case: &str| meta.volumes.iter().find(|v| v.case == case);
     let mut plan = ImportPlan::default();
     let mut candidates: Vec<(PathBuf, SliceKey, Volume<u8>)> = Vec::new();
@@ -126,8 +134,10 @@ pub fn plan_import(
         match key_from_mask_name(&name) {
             Some(key) => {
                 if !pending.contains_key(&key) {
-                    let why = match state.labelled.iter().find(|l| l.key == key) {
-                        Some(l) => format!("slice {key} was already labelled in round {}", l.round),
+                    let why = match awaited.labelled.iter().find(|(k, _)| **k == key) {
+                        Some((_, round)) => {
+                            format!("slice {key} was already labelled in round {round}")
+                        }
                         None => format!(
                             "slice {key} is not among the suggested slices (see manifest.csv)"
                         ),
@@ -162,7 +172,7 @@ pub fn plan_import(
                     ));
                     continue;
                 };
-                if !state.pending.iter().any(|p| p.key.case == case) {
+                if !awaited.pending.iter().any(|k| k.case == case) {
                     plan.skipped.push((
                         file,
                         format!("no slice of case `{case}` is awaiting a mask"),
@@ -181,11 +191,11 @@ pub fn plan_import(
                 }
                 match read_volume_mask(&file, record) {
                     Ok(volume) => {
-                        for p in state.pending.iter().filter(|p| p.key.case == case) {
+                        for &key in awaited.pending.iter().filter(|k| k.case == case) {
                             candidates.push((
                                 file.clone(),
-                                p.key.clone(),
-                                plane(&volume, axis, p.key.slice as usize),
+                                key.clone(),
+                                plane(&volume, axis, key.slice as usize),
                             ));
                         }
                     }
@@ -269,11 +279,11 @@ pub fn plan_import(
         .sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
     plan.problems.dedup();
     let covered: Vec<&SliceKey> = plan.accepted.iter().map(|m| &m.key).collect();
-    plan.missing = state
+    plan.missing = awaited
         .pending
         .iter()
-        .map(|p| p.key.clone())
-        .filter(|k| !covered.contains(&k))
+        .filter(|k| !covered.contains(k))
+        .map(|&k| k.clone())
         .collect();
     Ok(plan)
 }
@@ -351,23 +361,24 @@ fn read_volume_mask(file: &Path, record: &VolumeRecord) -> Result<Volume<u8>, St
     Ok(volume)
 }
 
-/// What `apply_import` did.
-pub struct Applied {
-    pub accepted: usize,
-    pub remaining: usize,
+/// A mask written into the project: the row its round state gains.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImportedMask {
+    pub key: SliceKey,
+    /// The copied mask file, relative to the project.
+    pub mask: PathBuf,
 }
 
-/// Writes an accepted plan into the project and commits the new state.
-/// `state` is updated in memory; the caller saves it (the commit point) after
-/// any other change it makes.
+/// Writes an accepted plan's masks into the project (copies under
+/// `masks/round-NNN/`, class maps under `masks/derived/`) and returns the
+/// rows to add; the caller updates its state and saves it (the commit
+/// point) after any other change it makes.
 pub fn apply_import(
     project: &Path,
-    state: &mut RoundState,
+    round: usize,
     plan: &ImportPlan,
-) -> Result<Applied, MaskError> {
-    let round_dir = project
-        .join("masks")
-        .join(format!("round-{:03}", state.round));
+) -> Result<Vec<ImportedMask>, MaskError> {
+    let round_dir = imported_masks_dir(project, round);
     let mut copied: HashMap<PathBuf, PathBuf> = HashMap::new();
     for m in &plan.accepted {
         if !copied.contains_key(&m.file) {
@@ -389,18 +400,15 @@ pub fn apply_import(
         })?;
     }
     crate::failpoint::hit("import-before-commit");
-    for m in &plan.accepted {
-        let target = &copied[&m.file];
-        let relative = target.strip_prefix(project).unwrap_or(target).to_path_buf();
-        state.pending.retain(|p| p.key != m.key);
-        state.labelled.push(Labelled {
-            key: m.key.clone(),
-            mask: relative,
-            round: state.round,
-        });
-    }
-    Ok(Applied {
-        accepted: plan.accepted.len(),
-        remaining: state.pending.len(),
-    })
+    Ok(plan
+        .accepted
+        .iter()
+        .map(|m| {
+            let target = &copied[&m.file];
+            ImportedMask {
+                key: m.key.clone(),
+                mask: target.strip_prefix(project).unwrap_or(target).to_path_buf(),
+            }
+        })
+        .collect())
 }

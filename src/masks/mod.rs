@@ -1,5 +1,7 @@
 //! Mask exchange with the experts: exporting suggested slices and importing,
-//! validating and storing the masks they return.
+//! validating and storing the masks they return. Imports config, volume,
+//! store and layout; never the project: callers pass what a round awaits and
+//! get back the rows to add to it.
 
 mod export;
 mod import;
@@ -8,14 +10,14 @@ mod png_io;
 pub mod preview;
 
 pub use export::{
-    Exported, expected_mask_name, expected_png_mask_name, export, key_from_mask_name,
+    Exported, ToExport, expected_mask_name, expected_png_mask_name, export, key_from_mask_name,
 };
-pub use import::{AcceptedMask, Applied, ImportPlan, apply_import, plan_import};
+pub use import::{AcceptedMask, Awaited, ImportPlan, ImportedMask, apply_import, plan_import};
 
 use std::path::{Path, PathBuf};
 
-use crate::project::{SliceIndex, SliceKey};
-use crate::store::StoreError;
+use crate::layout;
+use crate::store::{SliceIndex, SliceKey, StoreError};
 use crate::train::MaskSource;
 use crate::volume::VolumeError;
 
@@ -32,21 +34,13 @@ pub enum MaskError {
 /// Where the class map derived from an accepted mask lives: height × width
 /// class indices on the store's grid.
 pub fn derived_path(project: &Path, key: &SliceKey) -> PathBuf {
-    project
-        .join("masks")
-        .join("derived")
-        .join(&key.case)
-        .join(format!("s{:03}.classes", key.slice))
+    layout::derived_mask(project, &key.case, key.slice)
 }
 
 /// Where the U-Net's prediction for a suggested slice lives (written when
 /// it is suggested, for the TUI's overlay): same format as `derived_path`.
 pub fn predicted_path(project: &Path, key: &SliceKey) -> PathBuf {
-    project
-        .join("masks")
-        .join("predicted")
-        .join(&key.case)
-        .join(format!("s{:03}.classes", key.slice))
+    layout::predicted_mask(project, &key.case, key.slice)
 }
 
 /// Training masks from the project's accepted imports.

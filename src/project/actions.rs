@@ -1,24 +1,23 @@
 //! The operator's short steps as library calls, shared by the CLI and the
 //! TUI so both check the same preconditions: export the suggestions, check
-//! an import, confirm it, ask the running job to stop.
+//! an import, confirm it, ask the running job to stop. Imports masks and the
+//! journal, like the rest of the project.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use super::engine::EngineError;
-use super::{Phase, Project, RoundState};
-use crate::masks::{Exported, ImportPlan, MaskError, apply_import, export, plan_import};
+use super::{Labelled, Phase, Project, RoundState};
+use crate::journal::{self, EventLog, Holder, running_worker};
+use crate::layout::EXPORT_DIR;
+use crate::masks::{
+    Awaited, Exported, ImportPlan, MaskError, ToExport, apply_import, export, plan_import,
+};
 use crate::progress::Progress;
-use crate::worker::CANCEL_FILE;
-use crate::worker::events::EventLog;
-use crate::worker::lock::{Holder, running_worker};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError {
     #[error("{0}")]
     NotNow(String),
-    #[error(transparent)]
-    Engine(#[from] EngineError),
     #[error(transparent)]
     Mask(#[from] MaskError),
     #[error(transparent)]
@@ -46,8 +45,16 @@ pub fn export_pending(project: &Project, progress: &dyn Progress) -> Result<Expo
     let state = project.state()?;
     awaiting_masks(&state, "nothing to export")?;
     let store = project.store(progress, &AtomicBool::new(false))?;
-    let dir = project.round_dir(state.round).join("export");
-    Ok(export(&dir, &project.config, store.meta(), &state.pending)?)
+    let dir = project.round_dir(state.round).join(EXPORT_DIR);
+    let slices: Vec<ToExport> = state
+        .pending
+        .iter()
+        .map(|p| ToExport {
+            key: &p.key,
+            source: p.source.as_ref(),
+        })
+        .collect();
+    Ok(export(&dir, &project.config, store.meta(), &slices)?)
 }
 
 /// Checks mask files (or folders of them) against the pending suggestions;
@@ -65,7 +72,11 @@ pub fn check_import(
         ));
     }
     let store = project.store(progress, &AtomicBool::new(false))?;
-    Ok(plan_import(&project.config, store.meta(), &state, paths)?)
+    let awaited = Awaited {
+        pending: state.pending.iter().map(|p| &p.key).collect(),
+        labelled: state.labelled.iter().map(|l| (&l.key, l.round)).collect(),
+    };
+    Ok(plan_import(&project.config, store.meta(), &awaited, paths)?)
 }
 
 /// What a confirmed import did.
@@ -99,13 +110,23 @@ pub fn confirm_import(project: &Project, plan: &ImportPlan) -> Result<Imported, 
             stale.key
         )));
     }
-    let applied = apply_import(&project.dir, &mut state, plan)?;
-    if applied.remaining == 0 {
+    let rows = apply_import(&project.dir, state.round, plan)?;
+    let accepted = rows.len();
+    for row in rows {
+        state.pending.retain(|p| p.key != row.key);
+        state.labelled.push(Labelled {
+            key: row.key,
+            mask: row.mask,
+            round: state.round,
+        });
+    }
+    let remaining = state.pending.len();
+    if remaining == 0 {
         let log = EventLog::new(&project.dir);
         project.commit(
             &mut state,
             Phase::Training,
-            &format!("{} masks imported", applied.accepted),
+            &format!("{accepted} masks imported"),
             &log,
         )?;
     } else {
@@ -114,8 +135,8 @@ pub fn confirm_import(project: &Project, plan: &ImportPlan) -> Result<Imported, 
             .map_err(super::ProjectError::from)?;
     }
     Ok(Imported {
-        accepted: applied.accepted,
-        remaining: applied.remaining,
+        accepted,
+        remaining,
     })
 }
 
@@ -125,7 +146,9 @@ pub fn request_cancel(dir: &Path) -> Result<Option<Holder>, ActionError> {
     let Some(holder) = running_worker(dir) else {
         return Ok(None);
     };
-    let path = dir.join(CANCEL_FILE);
-    std::fs::write(&path, b"").map_err(|source| ActionError::Io { path, source })?;
+    journal::request_cancel(dir).map_err(|source| ActionError::Io {
+        path: dir.join(crate::layout::CANCEL_FILE),
+        source,
+    })?;
     Ok(Some(holder))
 }

@@ -1,36 +1,28 @@
 //! A project: one directory holding the resolved configuration, the round
-//! state, the event log, the slice store, models and masks. The CLI, the
-//! worker and the TUI all read and write the same files.
-//!
-//! ```text
-//! DIR/project.toml    configuration (editable)
-//! DIR/state.json      round state (atomic)
-//! DIR/events.jsonl    event log (append-only)
-//! DIR/worker.lock     held by the running worker
-//! DIR/store/          the slice store
-//! DIR/models/         trained VAE and U-Nets, pool latents
-//! DIR/checkpoints/    per-job training checkpoints
-//! DIR/rounds/N/       suggestions, exports and import reports of round N
-//! DIR/masks/          accepted expert masks (copied in, never modified)
-//! ```
+//! state, the event log, the slice store, models and masks (the layout is
+//! in `crate::layout`). The CLI, the worker and the TUI all read and write
+//! the same files. Imports the journal and everything below it (store,
+//! masks, strategy's latents); never the engine, the worker or the TUI.
 
 pub mod actions;
-pub mod engine;
 pub mod latents;
-pub mod slices;
 pub mod state;
 
 use std::path::{Path, PathBuf};
 
+use std::sync::atomic::AtomicBool;
+
 use crate::config::{Config, ConfigError, Preset};
 use crate::fsutil::write_atomic;
+use crate::journal::{Event, EventLog};
+use crate::layout::{self, CONFIG_FILE, PROJECT_DIRS, STORE_DIR};
+use crate::progress::Progress;
 use crate::rng::Rng;
+use crate::store::{SliceStore, StoreError, open_or_build};
 use crate::volume::dataset::{Discovery, discover};
 
-pub use slices::SliceIndex;
-pub use state::{Labelled, Pending, Phase, RoundRecord, RoundState, SliceKey, StateError};
-
-pub const CONFIG_FILE: &str = "project.toml";
+pub use crate::store::{SliceIndex, SliceKey};
+pub use state::{Labelled, Pending, Phase, RoundRecord, RoundState, StateError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectError {
@@ -44,6 +36,8 @@ pub enum ProjectError {
     State(#[from] StateError),
     #[error(transparent)]
     Dataset(#[from] crate::volume::dataset::DatasetError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -79,7 +73,7 @@ impl Project {
         config.dataset.root = Some(data.clone());
         let discovery = discover(&config.dataset, &data)?;
         let test_cases = choose_test_cases(&config, &discovery)?;
-        for sub in ["store", "models", "checkpoints", "rounds", "masks"] {
+        for sub in PROJECT_DIRS {
             let path = dir.join(sub);
             std::fs::create_dir_all(&path).map_err(|source| ProjectError::Io { path, source })?;
         }
@@ -131,7 +125,45 @@ impl Project {
     }
 
     pub fn round_dir(&self, round: usize) -> PathBuf {
-        self.dir.join("rounds").join(format!("{round:03}"))
+        layout::round_dir(&self.dir, round)
+    }
+
+    /// The project's slice store, built on first use (or after the data changed).
+    pub fn store(
+        &self,
+        progress: &dyn Progress,
+        cancel: &AtomicBool,
+    ) -> Result<SliceStore, ProjectError> {
+        let cases = self.discover()?.cases;
+        Ok(open_or_build(
+            &self.path(STORE_DIR),
+            &self.config,
+            &cases,
+            progress,
+            cancel,
+        )?
+        .0)
+    }
+
+    /// Moves the state to `to`, saves it (the commit point) and logs the
+    /// transition.
+    pub fn commit(
+        &self,
+        state: &mut RoundState,
+        to: Phase,
+        reason: &str,
+        log: &EventLog,
+    ) -> Result<(), ProjectError> {
+        let from = state.phase;
+        state.phase = to;
+        state.save(&self.dir)?;
+        let _ = log.append(Event::Transition {
+            from,
+            to,
+            round: state.round,
+            reason: reason.to_string(),
+        });
+        Ok(())
     }
 }
 

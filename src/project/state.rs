@@ -8,71 +8,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil::write_atomic;
+pub use crate::journal::Phase;
+use crate::layout::STATE_FILE;
+pub use crate::store::SliceKey;
 use crate::strategy::Suggestion;
-
-pub const STATE_FILE: &str = "state.json";
-
-/// A slice, named durably: by case and canonical slice index (store indices
-/// change whenever the store is rebuilt).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct SliceKey {
-    pub case: String,
-    pub slice: u32,
-}
-
-impl std::fmt::Display for SliceKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.case, self.slice)
-    }
-}
-
-impl std::str::FromStr for SliceKey {
-    type Err = String;
-
-    /// `CASE:SLICE`, as printed.
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (case, slice) = s
-            .rsplit_once(':')
-            .ok_or_else(|| format!("`{s}` is not CASE:SLICE"))?;
-        let slice = slice
-            .parse()
-            .map_err(|_| format!("`{slice}` is not a slice number"))?;
-        Ok(SliceKey {
-            case: case.to_string(),
-            slice,
-        })
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Phase {
-    /// The VAE has not been trained on the pool yet.
-    NeedVae,
-    /// Ready to draw the random seed batch.
-    Seeding,
-    /// Suggestions are out with the experts; their masks are awaited.
-    AwaitingMasks,
-    /// Masks are in; the U-Net is to be (fine-)trained.
-    Training,
-    /// The U-Net is trained; the next batch is to be suggested.
-    Suggesting,
-    /// The configured number of rounds is complete.
-    Done,
-}
-
-impl Phase {
-    pub fn describe(self) -> &'static str {
-        match self {
-            Phase::NeedVae => "train the VAE on the pool",
-            Phase::Seeding => "draw the random seed batch",
-            Phase::AwaitingMasks => "export the suggested slices, then import the experts' masks",
-            Phase::Training => "train the U-Net on the labelled slices",
-            Phase::Suggesting => "suggest the next batch",
-            Phase::Done => "all rounds done; evaluate",
-        }
-    }
-}
 
 /// A slice with an accepted expert mask.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -180,6 +119,14 @@ impl RoundState {
             path,
             message: e.to_string(),
         })
+    }
+
+    /// Slices labelled or awaiting a mask: never suggested again.
+    pub fn taken(&self) -> impl Iterator<Item = &SliceKey> {
+        self.labelled
+            .iter()
+            .map(|l| &l.key)
+            .chain(self.pending.iter().map(|p| &p.key))
     }
 
     /// Errors unless the project is in `phase`.

@@ -6,7 +6,8 @@
 //! `summary.md` (the paper's tables) and `curves.png`.
 //!
 //! Runs are ordinary projects driven by the round engine, so a simulation
-//! killed at any point resumes where each run's state says it was.
+//! killed at any point resumes where each run's state says it was. Imports
+//! the engine, the project and the journal; the worker runs it.
 
 mod plan;
 pub mod plot;
@@ -20,12 +21,13 @@ use std::sync::atomic::Ordering;
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::config::Config;
-use crate::project::engine::{
-    EngineError, LATENTS_FILE, StepContext, evaluate_step, suggest_step, train_step, train_vae_step,
+use crate::engine::{
+    EngineError, StepContext, evaluate_step, suggest_step, train_step, train_vae_step,
 };
+use crate::journal::{EventLog, running_worker};
+use crate::layout::{LATENTS_FILE, STATE_FILE, VAE_FILE};
 use crate::project::{Phase, Project, RoundState, latents};
 use crate::store::SliceStore;
-use crate::worker::EventLog;
 
 pub use plan::{Arm, FULL_DATA, PLAN_FILE, RunSpec, load as load_plan, runs};
 pub use plot::CURVES_FILE;
@@ -73,7 +75,7 @@ pub enum Start {
 /// Freezes `plan` as the project's simulation plan, or keeps the one a
 /// started simulation froze, as `start` says.
 pub fn prepare(project: &Project, plan: &Config, start: Start) -> Result<(), SimulateError> {
-    if let Some(holder) = crate::worker::running_worker(&project.dir) {
+    if let Some(holder) = running_worker(&project.dir) {
         return Err(SimulateError::Invalid(format!(
             "a worker (pid {}) is running `{}` in this project; wait for it or `nextslice cancel` first",
             holder.pid, holder.job
@@ -204,16 +206,15 @@ fn shared_vae<B: AutodiffBackend>(
 ) -> Result<PathBuf, SimulateError> {
     let key = &store.meta().key;
     let has_vae = |dir: &Path| {
-        latents::load(&dir.join(LATENTS_FILE), key).is_some()
-            && dir.join(crate::project::engine::VAE_FILE).exists()
+        latents::load(&dir.join(LATENTS_FILE), key).is_some() && dir.join(VAE_FILE).exists()
     };
     let dir = project.path(SIM_DIR).join(runs::VAE_DIR);
     if has_vae(&dir) {
         return Ok(dir);
     }
-    let training = dir.join(crate::project::state::STATE_FILE).exists();
+    let training = dir.join(STATE_FILE).exists();
     if !training && project.state()?.vae.is_some() && has_vae(&project.dir) {
-        let models = dir.join("models");
+        let models = dir.join(crate::layout::MODELS_DIR);
         std::fs::create_dir_all(&models).map_err(|source| SimulateError::Io {
             path: models.clone(),
             source,

@@ -8,11 +8,14 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 use crate::fsutil::write_atomic;
+use crate::journal::EventLog;
+use crate::layout::{
+    CHECKPOINTS_DIR, CONFIG_FILE, LATENTS_FILE, MASKS_DIR, MODELS_DIR, ROUNDS_DIR, STATE_FILE,
+    STORE_DIR, VAE_FILE,
+};
 use crate::masks::derived_path;
-use crate::project::engine::{LATENTS_FILE, VAE_FILE};
-use crate::project::{CONFIG_FILE, Labelled, Phase, Project, RoundState, SliceIndex, StateError};
-use crate::store::SliceStore;
-use crate::worker::EventLog;
+use crate::project::{Labelled, Phase, Project, RoundState, StateError};
+use crate::store::{SliceIndex, SliceKey, SliceStore};
 
 use super::SimulateError;
 use super::plan::{Arm, RunSpec};
@@ -39,15 +42,15 @@ pub fn create_sub_project(
     config: &Config,
     state: &RoundState,
 ) -> Result<Project, SimulateError> {
-    for sub in ["models", "checkpoints", "rounds", "masks"] {
+    for sub in [MODELS_DIR, CHECKPOINTS_DIR, ROUNDS_DIR, MASKS_DIR] {
         let path = dir.join(sub);
         std::fs::create_dir_all(&path).map_err(io(&path))?;
     }
-    let store = dir.join("store");
+    let store = dir.join(STORE_DIR);
     if std::fs::symlink_metadata(&store).is_err() {
         let target: PathBuf = std::iter::repeat_n("..", depth)
             .collect::<PathBuf>()
-            .join("store");
+            .join(STORE_DIR);
         std::os::unix::fs::symlink(&target, &store).map_err(io(&store))?;
     }
     let path = dir.join(CONFIG_FILE);
@@ -82,10 +85,10 @@ pub fn open_or_create(
     store: &SliceStore,
 ) -> Result<Project, SimulateError> {
     let dir = sim_dir.join(RUNS_DIR).join(spec.dir_name());
-    if dir.join(crate::project::state::STATE_FILE).exists() {
+    if dir.join(STATE_FILE).exists() {
         return Ok(Project::open(&dir)?);
     }
-    std::fs::create_dir_all(dir.join("models")).map_err(io(&dir))?;
+    std::fs::create_dir_all(dir.join(MODELS_DIR)).map_err(io(&dir))?;
     share_vae(vae_source, &dir)?;
     let mut state = RoundState::new(test_cases.to_vec());
     state.vae = Some(VAE_FILE.into());
@@ -107,14 +110,14 @@ pub fn open_or_create(
     create_sub_project(&dir, 3, &spec.config(plan), &state)
 }
 
-fn relative_mask(dir: &Path, key: &crate::project::SliceKey) -> PathBuf {
+fn relative_mask(dir: &Path, key: &SliceKey) -> PathBuf {
     let path = derived_path(dir, key);
     path.strip_prefix(dir)
         .map_or(path.clone(), Path::to_path_buf)
 }
 
 /// Where the simulation keeps one copy of a slice's ground-truth class map.
-fn truth_path(sim_dir: &Path, key: &crate::project::SliceKey) -> PathBuf {
+fn truth_path(sim_dir: &Path, key: &SliceKey) -> PathBuf {
     sim_dir
         .join("truth")
         .join(&key.case)

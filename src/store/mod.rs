@@ -1,5 +1,5 @@
 //! The slice store: every pool slice preprocessed once (canonical orientation,
-//! crop/pad, per-volume z-score) into a memory-mapped file plus an index, so
+//! crop/pad, per-volume z-score) into one flat file (read with `pread`) plus an index, so
 //! training and sampling read any batch without touching the rest of the pool.
 //!
 //! A store lives in `<root>/<key>/`, where the key hashes the preprocessing
@@ -10,11 +10,13 @@
 
 mod build;
 mod format;
+mod keys;
 mod preprocess;
 mod reader;
 
 pub use build::{BuildOutcome, open_or_build, store_key};
 pub use format::{META_FILE, SliceEntry, StoreMeta, VolumeRecord};
+pub use keys::{SliceIndex, SliceKey};
 pub use preprocess::{CropWindow, extract_slice};
 pub use reader::SliceStore;
 

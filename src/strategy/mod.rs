@@ -36,6 +36,11 @@ impl Latents {
         &self.values[slice * self.dim..(slice + 1) * self.dim]
     }
 
+    /// The latent of `slice`, if the table has it.
+    pub fn get(&self, slice: usize) -> Option<&[f32]> {
+        self.values.get(slice * self.dim..(slice + 1) * self.dim)
+    }
+
     pub fn len(&self) -> usize {
         self.values.len() / self.dim.max(1)
     }

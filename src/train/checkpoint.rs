@@ -12,7 +12,7 @@ use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
-use super::{Phase, TrainError};
+use super::{Network, TrainError};
 use crate::fsutil::write_atomic;
 use crate::rng::Rng;
 
@@ -24,7 +24,9 @@ type Bytes = NamedMpkBytesRecorder<FullPrecisionSettings>;
 /// The committed state of a training run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointState {
-    pub phase: Phase,
+    /// `phase` in checkpoints written before it was renamed.
+    #[serde(alias = "phase")]
+    pub network: Network,
     /// Hash of what is being trained (data, settings); a checkpoint of other
     /// work is never resumed.
     pub fingerprint: String,
@@ -137,7 +139,7 @@ impl Checkpoints {
     #[allow(clippy::too_many_arguments)]
     pub fn save<B, M, O>(
         &self,
-        phase: Phase,
+        network: Network,
         fingerprint: &str,
         epochs_completed: usize,
         rng: &Rng,
@@ -159,7 +161,7 @@ impl Checkpoints {
             .map_err(|e| error(&optim_path, e.to_string()))?;
         write_record_file(&optim_path, &bytes)?;
         let state = CheckpointState {
-            phase,
+            network,
             fingerprint: fingerprint.to_string(),
             epochs_completed,
             rng: rng.clone(),

@@ -13,7 +13,7 @@ use burn::tensor::backend::AutodiffBackend;
 
 use super::batches::{BatchSource, HostBatch, epoch_plan};
 use super::checkpoint::Checkpoints;
-use super::{BatchProgress, Phase, TrainError, TrainEvent, TrainObserver, TrainOutcome, Trained};
+use super::{BatchProgress, Network, TrainError, TrainEvent, TrainObserver, TrainOutcome, Trained};
 use crate::rng::Rng;
 
 /// Smoothed throughput.
@@ -36,7 +36,7 @@ impl Speed {
 
 /// One training run's settings.
 pub(super) struct EpochLoop<'a> {
-    pub phase: Phase,
+    pub network: Network,
     pub epochs: usize,
     pub batch_size: usize,
     pub lr: f64,
@@ -66,14 +66,14 @@ impl EpochLoop<'_> {
         M: AutodiffModule<B>,
         O: Optimizer<M, B>,
     {
-        let (phase, epochs) = (self.phase, self.epochs);
+        let (network, epochs) = (self.network, self.epochs);
         let checkpoints = Checkpoints::new(self.checkpoints);
         let (mut model, mut optimizer) = (model, optimizer);
         let mut rng = Rng::new(self.seed.0, self.seed.1);
         let mut losses = Vec::new();
         let mut resumed_from = None;
         match checkpoints.state()? {
-            Some(state) if state.fingerprint == self.fingerprint && state.phase == phase => {
+            Some(state) if state.fingerprint == self.fingerprint && state.network == network => {
                 (model, optimizer) = checkpoints.restore(&state, model, optimizer, device)?;
                 rng = state.rng.clone();
                 losses = state.epoch_losses.clone();
@@ -84,7 +84,7 @@ impl EpochLoop<'_> {
         }
         let start = resumed_from.unwrap_or(0);
         observer.event(&TrainEvent::Started {
-            phase,
+            network,
             from_epoch: start,
             epochs,
             slices: self.slices.len(),
@@ -118,7 +118,7 @@ impl EpochLoop<'_> {
                     let rate = speed.tick(n);
                     let remaining = (batches - index - 1) + (epochs - epoch - 1) * batches;
                     observer.event(&TrainEvent::Batch(BatchProgress {
-                        phase,
+                        network,
                         epoch: epoch + 1,
                         epochs,
                         batch: index + 1,
@@ -134,7 +134,7 @@ impl EpochLoop<'_> {
             }
             losses.push(total / batches as f64);
             let path = checkpoints.save(
-                phase,
+                network,
                 &self.fingerprint,
                 epoch + 1,
                 &rng,
@@ -143,7 +143,7 @@ impl EpochLoop<'_> {
                 &optimizer,
             )?;
             observer.event(&TrainEvent::EpochDone {
-                phase,
+                network,
                 epoch: epoch + 1,
                 epochs,
                 mean_loss: *losses.last().unwrap_or(&f64::NAN),

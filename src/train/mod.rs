@@ -24,19 +24,19 @@ use std::path::PathBuf;
 
 use crate::store::StoreError;
 
-/// Which model is training.
+/// Which network is training.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Phase {
+pub enum Network {
     Vae,
     Unet,
 }
 
-impl Phase {
+impl Network {
     pub fn name(self) -> &'static str {
         match self {
-            Phase::Vae => "VAE",
-            Phase::Unet => "U-Net",
+            Network::Vae => "VAE",
+            Network::Unet => "U-Net",
         }
     }
 }
@@ -46,7 +46,7 @@ impl Phase {
 pub enum TrainEvent {
     /// Training (re)starts; `from_epoch` > 0 when resuming a checkpoint.
     Started {
-        phase: Phase,
+        network: Network,
         from_epoch: usize,
         epochs: usize,
         slices: usize,
@@ -55,7 +55,7 @@ pub enum TrainEvent {
     Batch(BatchProgress),
     /// After every epoch, once its checkpoint is on disk.
     EpochDone {
-        phase: Phase,
+        network: Network,
         epoch: usize,
         epochs: usize,
         mean_loss: f64,
@@ -65,7 +65,7 @@ pub enum TrainEvent {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct BatchProgress {
-    pub phase: Phase,
+    pub network: Network,
     /// 1-based.
     pub epoch: usize,
     pub epochs: usize,

@@ -10,7 +10,7 @@ use burn::tensor::backend::AutodiffBackend;
 
 use super::batches::{BatchSource, MaskSource};
 use super::epochs::EpochLoop;
-use super::{Phase, TrainError, TrainObserver, Trained};
+use super::{Network, TrainError, TrainObserver, Trained};
 use crate::config::{AugmentConfig, UnetConfig};
 use burn::module::AutodiffModule;
 use burn::tensor::activation::softmax;
@@ -118,7 +118,7 @@ fn run_segmentation<B: AutodiffBackend, M: AutodiffModule<B>>(
         job.slices, job.config, job.augment, job.seed, meta.key
     );
     let run = EpochLoop {
-        phase: Phase::Unet,
+        network: Network::Unet,
         epochs: job.config.epochs_per_round,
         batch_size: job.config.batch_size,
         lr: job.config.lr,

@@ -10,7 +10,7 @@ use burn::tensor::backend::AutodiffBackend;
 
 use super::batches::BatchSource;
 use super::epochs::EpochLoop;
-use super::{Phase, TrainError, TrainObserver, Trained};
+use super::{Network, TrainError, TrainObserver, Trained};
 use crate::config::VaeConfig;
 use crate::model::loss::vae_loss;
 use crate::model::{Mode, Vae};
@@ -47,7 +47,7 @@ pub fn train_vae<B: AutodiffBackend>(
         job.slices, job.config, job.seed, meta.key
     );
     let run = EpochLoop {
-        phase: Phase::Vae,
+        network: Network::Vae,
         epochs: job.config.epochs,
         batch_size: job.config.batch_size,
         lr: job.config.lr,

@@ -9,10 +9,10 @@ use ratatui_image::protocol::Protocol;
 
 use super::complete::complete_path;
 use super::jobs::{JobTracker, Liveness, liveness};
-use super::snapshot::{LatentMap, PoolInfo, Snapshot};
+use super::snapshot::{PoolInfo, Snapshot};
+use crate::journal::{Holder, Job, Logged};
 use crate::masks::ImportPlan;
 use crate::project::{Phase, RoundState, SliceKey};
-use crate::worker::{Holder, Job, Logged};
 
 /// Something that happened, for `App::update`.
 pub enum Update {
@@ -22,7 +22,7 @@ pub enum Update {
     State(Result<RoundState, String>),
     Worker(Option<Holder>),
     Events(Vec<Logged>),
-    Pool(Option<Arc<PoolInfo>>, Option<Arc<LatentMap>>),
+    Pool(Option<Arc<PoolInfo>>, Option<Arc<crate::strategy::Latents>>),
     /// `simulate/results.csv` changed.
     Simulation(Option<Arc<Vec<crate::simulate::Row>>>),
     /// A short action (export, import check, …) finished.

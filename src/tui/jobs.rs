@@ -1,8 +1,8 @@
-//! What the TUI knows about jobs, folded from the worker's event log. The
+//! What the TUI knows about jobs, folded from the journal's event log. The
 //! log is the only source, so a TUI opened mid-job (or after it ended)
 //! shows exactly what one that watched all along would.
 
-use crate::worker::{Event, Holder, Logged, Overall};
+use crate::journal::{Event, Holder, Job, Logged, Overall};
 
 /// Most loss points kept per job; older ones are thinned two to one, so a
 /// long run's chart keeps its shape at a fixed cost.
@@ -13,8 +13,9 @@ const MAX_RUNS: usize = 32;
 /// started: the lock and the log are read at slightly different times.
 const DEATH_GRACE_SECONDS: f64 = 2.0;
 
+/// How a job run ended (or that it has not).
 #[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
+pub enum JobOutcome {
     Running,
     Finished(String),
     Failed(String),
@@ -24,7 +25,7 @@ pub enum Outcome {
 /// One run of one job, as the log tells it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobRun {
-    pub job: String,
+    pub job: Job,
     pub pid: Option<u32>,
     pub device: String,
     /// Seconds since the epoch.
@@ -51,13 +52,13 @@ pub struct JobRun {
     /// (time, steps done) when this run first reported its overall
     /// position: a resumed job's pace counts only the steps it did itself.
     pub overall_start: Option<(f64, u64)>,
-    pub outcome: Outcome,
+    pub outcome: JobOutcome,
 }
 
 impl JobRun {
-    fn new(job: &str, pid: Option<u32>, device: &str, time: f64) -> JobRun {
+    fn new(job: Job, pid: Option<u32>, device: &str, time: f64) -> JobRun {
         JobRun {
-            job: job.to_string(),
+            job,
             pid,
             device: device.to_string(),
             started: time,
@@ -75,12 +76,12 @@ impl JobRun {
             epoch_losses: Vec::new(),
             overall: None,
             overall_start: None,
-            outcome: Outcome::Running,
+            outcome: JobOutcome::Running,
         }
     }
 
     pub fn is_running(&self) -> bool {
-        self.outcome == Outcome::Running
+        self.outcome == JobOutcome::Running
     }
 
     /// Wall time from start to end (or to `now` while running).
@@ -168,7 +169,7 @@ impl JobTracker {
         match &logged.event {
             Event::JobStarted { job, pid, device } => {
                 // A run still open here was killed without a word.
-                self.runs.push(JobRun::new(job, Some(*pid), device, t));
+                self.runs.push(JobRun::new(*job, Some(*pid), device, t));
                 if self.runs.len() > MAX_RUNS {
                     self.runs.remove(0);
                 }
@@ -185,7 +186,7 @@ impl JobTracker {
                 eta_seconds,
                 overall,
             } => {
-                let run = self.open_run(job, t);
+                let run = self.open_run(*job, t);
                 run.overall.clone_from(overall);
                 if let (None, Some(o)) = (run.overall_start, overall) {
                     run.overall_start = Some((t, o.done));
@@ -212,16 +213,18 @@ impl JobTracker {
                 epochs,
                 loss,
             } => {
-                let run = self.open_run(job, t);
+                let run = self.open_run(*job, t);
                 run.updated = t;
                 run.epochs = Some(*epochs);
                 run.epoch_losses.push((*epoch, *loss));
             }
             Event::JobFinished { job, summary } => {
-                self.close(job, t, Outcome::Finished(summary.clone()))
+                self.close(*job, t, JobOutcome::Finished(summary.clone()))
             }
-            Event::JobFailed { job, error } => self.close(job, t, Outcome::Failed(error.clone())),
-            Event::JobCancelled { job } => self.close(job, t, Outcome::Cancelled),
+            Event::JobFailed { job, error } => {
+                self.close(*job, t, JobOutcome::Failed(error.clone()))
+            }
+            Event::JobCancelled { job } => self.close(*job, t, JobOutcome::Cancelled),
             Event::Transition {
                 from,
                 to,
@@ -235,7 +238,7 @@ impl JobTracker {
 
     /// The open run of `job`, or a new one for events whose start we never
     /// saw (a log written by an older version, or cut).
-    fn open_run(&mut self, job: &str, t: f64) -> &mut JobRun {
+    fn open_run(&mut self, job: Job, t: f64) -> &mut JobRun {
         let open = self
             .runs
             .iter()
@@ -250,7 +253,7 @@ impl JobTracker {
         &mut self.runs[index]
     }
 
-    fn close(&mut self, job: &str, t: f64, outcome: Outcome) {
+    fn close(&mut self, job: Job, t: f64, outcome: JobOutcome) {
         // A failure logged for a dead worker names its job; it closes the
         // newest open run of that job (or is recorded on its own).
         let run = self.open_run(job, t);
@@ -302,9 +305,9 @@ mod tests {
         Logged { time, event }
     }
 
-    fn progress(job: &str, epoch: usize, done: u64, loss: f64) -> Event {
+    fn progress(job: Job, epoch: usize, done: u64, loss: f64) -> Event {
         Event::Progress {
-            job: job.into(),
+            job,
             stage: "train".into(),
             epoch: Some(epoch),
             epochs: Some(4),
@@ -323,12 +326,12 @@ mod tests {
         t.apply(&at(
             100.0,
             Event::JobStarted {
-                job: "train".into(),
+                job: Job::Train,
                 pid: 7,
                 device: "CPU".into(),
             },
         ));
-        t.apply(&at(101.0, progress("train", 2, 5, 0.5)));
+        t.apply(&at(101.0, progress(Job::Train, 2, 5, 0.5)));
         let run = t.latest().expect("a run");
         assert!(run.is_running());
         assert!((run.fraction() - 1.5 / 4.0).abs() < 1e-9);
@@ -336,12 +339,12 @@ mod tests {
         t.apply(&at(
             103.0,
             Event::JobFinished {
-                job: "train".into(),
+                job: Job::Train,
                 summary: "done".into(),
             },
         ));
         let run = t.latest().expect("a run");
-        assert_eq!(run.outcome, Outcome::Finished("done".into()));
+        assert_eq!(run.outcome, JobOutcome::Finished("done".into()));
         assert_eq!(run.elapsed(1e9), 3.0);
     }
 
@@ -351,7 +354,7 @@ mod tests {
         t.apply(&at(
             100.0,
             Event::JobStarted {
-                job: "train-vae".into(),
+                job: Job::TrainVae,
                 pid: 7,
                 device: "CPU".into(),
             },
@@ -359,7 +362,7 @@ mod tests {
         let run = t.latest().expect("a run").clone();
         let holder = Holder {
             pid: 7,
-            job: "train-vae".into(),
+            job: Job::TrainVae,
             device: "CPU".into(),
             started: 100.0,
         };
@@ -375,7 +378,7 @@ mod tests {
         for i in 0..5000 {
             t.apply(&at(
                 i as f64,
-                progress("train", 1, 1, 1.0 / (1.0 + i as f64)),
+                progress(Job::Train, 1, 1, 1.0 / (1.0 + i as f64)),
             ));
         }
         let run = t.latest().expect("a run");

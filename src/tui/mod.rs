@@ -21,15 +21,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
 use ratatui_image::picker::Picker;
 
+use crate::journal::{EventLog, Job, now};
 use crate::progress::Silent;
 use crate::project::Project;
 use crate::project::actions::{check_import, confirm_import, export_pending, request_cancel};
-use crate::worker::{EventLog, Job, spawn};
+use crate::worker::spawn;
 use app::{App, Command, Modal, Outcome, Update};
 use snapshot::Snapshot;
 
@@ -38,19 +39,13 @@ pub enum TuiError {
     #[error(transparent)]
     Project(#[from] crate::project::ProjectError),
     #[error(transparent)]
-    Events(#[from] crate::worker::events::EventLogError),
+    Events(#[from] crate::journal::EventLogError),
     #[error(
         "the TUI needs a terminal; in scripts use the subcommands (`nextslice status`, `train`, …)"
     )]
     NotATerminal,
     #[error("terminal: {0}")]
     Terminal(#[from] std::io::Error),
-}
-
-pub fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Opens the TUI on the project in `dir` until the operator quits.
@@ -230,7 +225,7 @@ fn perform(
         }
         Command::Cancel => {
             let holder = request_cancel(dir).map_err(text)?;
-            Ok(Outcome::CancelRequested(holder.map(|h| h.job)))
+            Ok(Outcome::CancelRequested(holder.map(|h| h.job.to_string())))
         }
         Command::Image(_) => Err("pictures are made by the image thread".into()),
     }

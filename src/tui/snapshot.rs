@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::project::engine::LATENTS_FILE;
+use crate::journal::Holder;
+use crate::layout::{LATENTS_FILE, STORE_DIR};
 use crate::project::{Project, RoundState, SliceIndex, SliceKey, latents};
 use crate::store::SliceStore;
-use crate::worker::Holder;
+use crate::strategy::Latents;
 
 /// The slice pool's shape, from the store's metadata.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,27 +29,6 @@ pub struct PoolInfo {
     pub ids: HashMap<SliceKey, usize>,
 }
 
-/// Every pool slice's VAE latent (posterior mean), row per store id.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LatentMap {
-    pub dim: usize,
-    pub values: Vec<f32>,
-}
-
-impl LatentMap {
-    pub fn len(&self) -> usize {
-        self.values.len() / self.dim.max(1)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-
-    pub fn of(&self, id: usize) -> Option<&[f32]> {
-        self.values.get(id * self.dim..(id + 1) * self.dim)
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     pub dir: PathBuf,
@@ -56,7 +36,7 @@ pub struct Snapshot {
     pub state: Result<RoundState, String>,
     pub worker: Option<Holder>,
     pub pool: Option<Arc<PoolInfo>>,
-    pub latents: Option<Arc<LatentMap>>,
+    pub latents: Option<Arc<Latents>>,
     /// Every row of `simulate/results.csv`, once a simulation wrote one.
     pub simulation: Option<Arc<Vec<crate::simulate::Row>>>,
 }
@@ -73,7 +53,7 @@ impl Snapshot {
             dir: project.dir.clone(),
             config: project.config.clone(),
             state: project.state().map_err(|e| e.to_string()),
-            worker: crate::worker::running_worker(&project.dir),
+            worker: crate::journal::running_worker(&project.dir),
             pool,
             latents,
             simulation: load_simulation(&project.dir),
@@ -93,7 +73,7 @@ impl Snapshot {
 /// The newest complete slice store of the project (builds in progress and
 /// abandoned ones start with a dot).
 pub fn newest_store(project: &Path) -> Option<PathBuf> {
-    let root = project.join("store");
+    let root = project.join(STORE_DIR);
     std::fs::read_dir(root)
         .ok()?
         .filter_map(Result::ok)
@@ -128,12 +108,8 @@ pub fn load_pool(project: &Path, state: Option<&RoundState>) -> Option<PoolInfo>
     })
 }
 
-pub fn load_latents(project: &Path, store_key: &str) -> Option<LatentMap> {
-    let l = latents::load(&project.join(LATENTS_FILE), store_key)?;
-    Some(LatentMap {
-        dim: l.dim,
-        values: l.values,
-    })
+pub fn load_latents(project: &Path, store_key: &str) -> Option<Latents> {
+    latents::load(&project.join(LATENTS_FILE), store_key)
 }
 
 /// Where a simulation's results are, relative to the project.

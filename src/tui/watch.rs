@@ -11,10 +11,9 @@ use std::time::{Duration, SystemTime};
 
 use super::app::Update;
 use super::snapshot::{load_latents, load_pool, load_simulation, newest_store, simulation_results};
+use crate::journal::{EventLog, running_worker};
+use crate::layout::{LATENTS_FILE, STATE_FILE};
 use crate::project::RoundState;
-use crate::project::engine::LATENTS_FILE;
-use crate::project::state::STATE_FILE;
-use crate::worker::{EventLog, running_worker};
 
 const POLL: Duration = Duration::from_millis(250);
 

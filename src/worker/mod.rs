@@ -1,12 +1,9 @@
 //! Long jobs run in a detached worker process (`nextslice worker`), in its
 //! own session, so closing the terminal or losing SSH does not stop them.
-//! The worker holds the project's lock, appends events to `events.jsonl`,
-//! and stops cleanly when `nextslice cancel` leaves a cancel request.
+//! The worker holds the project's lock, appends events to the journal, and
+//! stops cleanly when `nextslice cancel` leaves a cancel request. Imports
+//! the engine, `simulate` and the journal; the TUI and the CLI start it.
 
-pub mod events;
-pub mod lock;
 mod run;
 
-pub use events::{Event, EventLog, Logged, Overall};
-pub use lock::{Holder, LockError, WorkerLock, running_worker};
-pub use run::{CANCEL_FILE, Job, WORKER_LOG, WorkerError, run_job, spawn};
+pub use run::{WorkerError, run_job, spawn};

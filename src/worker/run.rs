@@ -5,54 +5,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use burn::tensor::backend::AutodiffBackend;
 
-use super::events::{Event, EventLog, Overall};
-use super::lock::{Holder, LockError, WorkerLock, running_worker};
 use crate::config::DeviceSpec;
 use crate::device::{BackendTask, Device, with_backend};
-use crate::progress::{Progress, ProgressUpdate};
-use crate::project::Project;
-use crate::project::engine::{
+use crate::engine::{
     EngineError, StepContext, evaluate_step, suggest_step, train_step, train_vae_step,
 };
+use crate::journal::{
+    Event, EventLog, Holder, Job, LockError, Overall, WorkerLock, cancel_requested, clear_cancel,
+    now, wait_until_free,
+};
+use crate::layout::WORKER_LOG;
+use crate::progress::{Progress, ProgressUpdate};
+use crate::project::Project;
+use crate::simulate::SimulateError;
 use crate::train::{TrainEvent, TrainObserver};
-
-/// A file whose existence asks the running job to stop.
-pub const CANCEL_FILE: &str = "cancel";
-/// Where a detached worker's stdout and stderr go.
-pub const WORKER_LOG: &str = "worker.log";
-
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum Job {
-    /// Train the VAE on the pool and encode it.
-    TrainVae,
-    /// Suggest the next batch (random seed batch in round 0).
-    Suggest,
-    /// Train the U-Net on the labelled slices.
-    Train,
-    /// Dice per region on the test set.
-    Evaluate,
-    /// Replay the planned strategy comparison with ground-truth masks.
-    Simulate,
-}
-
-impl Job {
-    pub fn name(self) -> &'static str {
-        match self {
-            Job::TrainVae => "train-vae",
-            Job::Suggest => "suggest",
-            Job::Train => "train",
-            Job::Evaluate => "evaluate",
-            Job::Simulate => "simulate",
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -63,28 +33,49 @@ pub enum WorkerError {
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
+    Simulate(#[from] SimulateError),
+    #[error(transparent)]
     Project(#[from] crate::project::ProjectError),
     #[error("cannot start the worker: {0}")]
     Spawn(std::io::Error),
 }
 
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+impl WorkerError {
+    /// The job stopped because a cancel was asked for.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(
+            self,
+            WorkerError::Engine(EngineError::Cancelled)
+                | WorkerError::Simulate(SimulateError::Engine(EngineError::Cancelled))
+        )
+    }
 }
 
 /// Forwards progress and training events to the event log, at most a few
-/// per second (plus every epoch end), so the log stays small.
+/// per second (plus every stage's end and every epoch end), so the log
+/// stays small. Stages that report only counts (encoding, scoring,
+/// evaluation, input gradients) get their rate and ETA measured here.
 struct LogReporter<'a> {
     log: &'a EventLog,
     job: Job,
     last: Mutex<Option<Instant>>,
+    /// The stage being measured: (name, when it started, steps done then).
+    stage: Mutex<Option<(String, Instant, u64)>>,
     /// The job's overall position, carried on every progress event.
     overall: Mutex<Option<Overall>>,
 }
 
-impl LogReporter<'_> {
+impl<'a> LogReporter<'a> {
+    fn new(log: &'a EventLog, job: Job) -> Self {
+        LogReporter {
+            log,
+            job,
+            last: Mutex::new(None),
+            stage: Mutex::new(None),
+            overall: Mutex::new(None),
+        }
+    }
+
     fn overall_now(&self) -> Option<Overall> {
         self.overall.lock().ok().and_then(|o| o.clone())
     }
@@ -101,21 +92,46 @@ impl LogReporter<'_> {
             false
         }
     }
+
+    /// (rate per second, seconds left) of `stage` at `done` of `total`,
+    /// once it has moved since it started.
+    fn pace(&self, stage: &str, done: u64, total: u64) -> (Option<f64>, Option<f64>) {
+        let Ok(mut slot) = self.stage.lock() else {
+            return (None, None);
+        };
+        let restarted = slot
+            .as_ref()
+            .is_none_or(|(name, _, from)| name != stage || done < *from);
+        if restarted {
+            *slot = Some((stage.to_string(), Instant::now(), done));
+            return (None, None);
+        }
+        let Some((_, started, from)) = slot.as_ref() else {
+            return (None, None);
+        };
+        let elapsed = started.elapsed().as_secs_f64();
+        if done <= *from || elapsed <= 0.0 {
+            return (None, None);
+        }
+        let rate = (done - from) as f64 / elapsed;
+        (Some(rate), Some(total.saturating_sub(done) as f64 / rate))
+    }
 }
 
 impl Progress for LogReporter<'_> {
     fn update(&self, u: &ProgressUpdate<'_>) {
+        let (rate, eta_seconds) = self.pace(u.stage, u.done, u.total);
         if self.due(u.done >= u.total) {
             let _ = self.log.append(Event::Progress {
-                job: self.job.name().into(),
+                job: self.job,
                 stage: u.stage.into(),
                 epoch: None,
                 epochs: None,
                 done: u.done,
                 total: u.total,
                 loss: None,
-                rate: None,
-                eta_seconds: None,
+                rate,
+                eta_seconds,
                 overall: self.overall_now(),
             });
         }
@@ -131,7 +147,7 @@ impl Progress for LogReporter<'_> {
             *slot = Some(overall.clone());
         }
         let _ = self.log.append(Event::Progress {
-            job: self.job.name().into(),
+            job: self.job,
             stage: String::new(),
             epoch: None,
             epochs: None,
@@ -150,8 +166,8 @@ impl TrainObserver for LogReporter<'_> {
         match event {
             TrainEvent::Batch(b) if self.due(b.batch == b.batches) => {
                 let _ = self.log.append(Event::Progress {
-                    job: self.job.name().into(),
-                    stage: format!("{} training", b.phase.name()),
+                    job: self.job,
+                    stage: format!("{} training", b.network.name()),
                     epoch: Some(b.epoch),
                     epochs: Some(b.epochs),
                     done: b.batch as u64,
@@ -169,7 +185,7 @@ impl TrainObserver for LogReporter<'_> {
                 ..
             } => {
                 let _ = self.log.append(Event::Checkpoint {
-                    job: self.job.name().into(),
+                    job: self.job,
                     epoch: *epoch,
                     epochs: *epochs,
                     loss: *mean_loss,
@@ -187,26 +203,17 @@ struct StepTask<'a> {
 }
 
 impl BackendTask for StepTask<'_> {
-    type Output = Result<String, EngineError>;
+    type Output = Result<String, WorkerError>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
-        match self.job {
-            Job::TrainVae => train_vae_step::<B>(self.project, &self.ctx, &device),
-            Job::Suggest => suggest_step::<B>(self.project, &self.ctx, &device),
-            Job::Train => train_step::<B>(self.project, &self.ctx, &device),
-            Job::Simulate => crate::simulate::simulate::<B>(self.project, &self.ctx, &device)
-                .map_err(EngineError::from),
-            Job::Evaluate => evaluate_step::<B>(self.project, &self.ctx, &device).map(|e| {
-                let dice: Vec<String> = e.dice.iter().map(|(r, d)| format!("{r} {d:.3}")).collect();
-                let hd: Vec<String> = e.hd95.iter().map(|(r, d)| format!("{r} {d:.1}")).collect();
-                format!(
-                    "test-set Dice: {} · HD95 mm: {} ({} volumes)",
-                    dice.join(", "),
-                    hd.join(", "),
-                    e.volumes
-                )
-            }),
-        }
+        let (project, ctx) = (self.project, &self.ctx);
+        Ok(match self.job {
+            Job::TrainVae => train_vae_step::<B>(project, ctx, &device)?,
+            Job::Suggest => suggest_step::<B>(project, ctx, &device)?,
+            Job::Train => train_step::<B>(project, ctx, &device)?,
+            Job::Evaluate => evaluate_step::<B>(project, ctx, &device)?.summary(),
+            Job::Simulate => crate::simulate::simulate::<B>(project, ctx, &device)?,
+        })
     }
 }
 
@@ -219,7 +226,7 @@ pub fn run_job(dir: &Path, job: Job, device: DeviceSpec) -> Result<String, Worke
         Ok(d) => d,
         Err(e) => {
             let _ = log.append(Event::JobFailed {
-                job: job.name().into(),
+                job,
                 error: e.to_string(),
             });
             return Err(e.into());
@@ -227,39 +234,34 @@ pub fn run_job(dir: &Path, job: Job, device: DeviceSpec) -> Result<String, Worke
     };
     let holder = Holder {
         pid: std::process::id(),
-        job: job.name().into(),
+        job,
         device: device.describe(),
         started: now(),
     };
     let lock = WorkerLock::acquire(dir, &holder)?;
     if let Some(stale) = &lock.stale {
         let _ = log.append(Event::JobFailed {
-            job: stale.job.clone(),
+            job: stale.job,
             error: format!("worker (pid {}) stopped without finishing — killed or crashed; run the step again to resume", stale.pid),
         });
     }
-    let _ = std::fs::remove_file(dir.join(CANCEL_FILE));
+    clear_cancel(dir);
     let _ = log.append(Event::JobStarted {
-        job: job.name().into(),
+        job,
         pid: holder.pid,
         device: holder.device.clone(),
     });
 
     let cancel = AtomicBool::new(false);
     let finished = AtomicBool::new(false);
-    let reporter = LogReporter {
-        log: &log,
-        job,
-        last: Mutex::new(None),
-        overall: Mutex::new(None),
-    };
+    let reporter = LogReporter::new(&log, job);
     let result = std::thread::scope(|scope| {
         scope.spawn(|| {
             while !finished.load(Ordering::Relaxed) {
-                if dir.join(CANCEL_FILE).exists() {
+                if cancel_requested(dir) {
                     cancel.store(true, Ordering::Relaxed);
                 }
-                std::thread::sleep(Duration::from_millis(200));
+                std::thread::sleep(Duration::from_millis(100));
             }
         });
         let ctx = StepContext {
@@ -279,31 +281,29 @@ pub fn run_job(dir: &Path, job: Job, device: DeviceSpec) -> Result<String, Worke
         finished.store(true, Ordering::Relaxed);
         result
     });
-    let _ = std::fs::remove_file(dir.join(CANCEL_FILE));
+    clear_cancel(dir);
     let outcome = match result {
         Ok(Ok(summary)) => {
             let _ = log.append(Event::JobFinished {
-                job: job.name().into(),
+                job,
                 summary: summary.clone(),
             });
             Ok(summary)
         }
-        Ok(Err(EngineError::Cancelled)) => {
-            let _ = log.append(Event::JobCancelled {
-                job: job.name().into(),
-            });
-            Err(EngineError::Cancelled.into())
+        Ok(Err(e)) if e.is_cancelled() => {
+            let _ = log.append(Event::JobCancelled { job });
+            Err(e)
         }
         Ok(Err(e)) => {
             let _ = log.append(Event::JobFailed {
-                job: job.name().into(),
+                job,
                 error: e.to_string(),
             });
-            Err(e.into())
+            Err(e)
         }
         Err(e) => {
             let _ = log.append(Event::JobFailed {
-                job: job.name().into(),
+                job,
                 error: e.to_string(),
             });
             Err(e.into())
@@ -314,10 +314,11 @@ pub fn run_job(dir: &Path, job: Job, device: DeviceSpec) -> Result<String, Worke
 }
 
 /// Starts `nextslice worker` for `job` in a new session with its output in
-/// `worker.log`. Refuses if a worker is running. The returned child is only
-/// for waiting on; dropping it leaves the worker running.
+/// `worker.log`. Refuses if a worker is running (after waiting briefly for
+/// one that is finishing). The returned child is only for waiting on;
+/// dropping it leaves the worker running.
 pub fn spawn(dir: &Path, job: Job, device: DeviceSpec) -> Result<std::process::Child, WorkerError> {
-    if let Some(holder) = running_worker(dir) {
+    if let Some(holder) = wait_until_free(dir) {
         return Err(LockError::Busy(holder).into());
     }
     let exe = std::env::current_exe().map_err(WorkerError::Spawn)?;

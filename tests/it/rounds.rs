@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use nextslice::journal::{Event, EventLog, running_worker};
 use nextslice::project::{Phase, Project, RoundState};
-use nextslice::worker::{Event, EventLog, running_worker};
 
 use super::common::{fixture, nextslice, p, run_fails};
 
@@ -228,7 +228,7 @@ fn checkpoints(project: &Path, job: &str) -> usize {
         .read_all()
         .unwrap()
         .iter()
-        .filter(|e| matches!(&e.event, Event::Checkpoint { job: j, .. } if j == job))
+        .filter(|e| matches!(&e.event, Event::Checkpoint { job: j, .. } if j.name() == job))
         .count()
 }
 

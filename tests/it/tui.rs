@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use image::DynamicImage;
+use nextslice::journal::{Event, Job, Logged};
 use nextslice::masks::preview::slice_picture;
 use nextslice::masks::{AcceptedMask, ImportPlan};
 use nextslice::project::Phase;
 use nextslice::tui::app::{App, Command, Modal, Outcome, Tab, Update};
 use nextslice::tui::images::fill_cells;
 use nextslice::tui::views;
-use nextslice::worker::{Event, Job, Logged};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -75,7 +75,7 @@ fn finished_jobs_show_their_outcome_to_a_tui_opened_later() {
     events.push(Logged {
         time: NOW - 5.0,
         event: Event::JobFinished {
-            job: "train".into(),
+            job: Job::Train,
             summary: "round 3: U-Net trained on 18 slices (1.5% of the pool)".into(),
         },
     });
@@ -390,7 +390,7 @@ fn progress(time: f64, done: u64, what: &str) -> Logged {
     Logged {
         time,
         event: Event::Progress {
-            job: "simulate".into(),
+            job: Job::Simulate,
             stage: "U-Net training".into(),
             epoch: Some(3),
             epochs: Some(20),
@@ -399,7 +399,7 @@ fn progress(time: f64, done: u64, what: &str) -> Logged {
             loss: Some(-0.3),
             rate: Some(30.0),
             eta_seconds: Some(20.0),
-            overall: Some(nextslice::worker::Overall {
+            overall: Some(nextslice::journal::Overall {
                 done,
                 total: 40,
                 what: what.into(),
@@ -415,7 +415,7 @@ fn a_simulation_job_shows_its_overall_progress() {
         Logged {
             time: start,
             event: Event::JobStarted {
-                job: "simulate".into(),
+                job: Job::Simulate,
                 pid: 77,
                 device: "CPU (2 threads)".into(),
             },

@@ -7,12 +7,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use nextslice::config::{Config, Preset};
+use nextslice::journal::{Event, Holder, Job, Logged};
 use nextslice::project::{Labelled, Pending, Phase, RoundRecord, RoundState, SliceKey};
 use nextslice::rng::Rng;
+use nextslice::strategy::Latents;
 use nextslice::strategy::Suggestion;
 use nextslice::tui::app::App;
-use nextslice::tui::snapshot::{LatentMap, PoolInfo, Snapshot};
-use nextslice::worker::{Event, Holder, Logged};
+use nextslice::tui::snapshot::{PoolInfo, Snapshot};
 
 /// "Now" in every fixture: 2026-11-27 12:00 UTC.
 pub const NOW: f64 = 1_795_953_600.0;
@@ -27,7 +28,7 @@ pub fn key(case: usize, slice: u32) -> SliceKey {
 }
 
 /// A pool of `n` slices with latents in three loose clusters.
-pub fn pool(n: usize, dim: usize) -> (Arc<PoolInfo>, Arc<LatentMap>) {
+pub fn pool(n: usize, dim: usize) -> (Arc<PoolInfo>, Arc<Latents>) {
     let mut rng = Rng::new(7, 1);
     let mut ids = HashMap::new();
     let mut values = Vec::with_capacity(n * dim);
@@ -53,16 +54,16 @@ pub fn pool(n: usize, dim: usize) -> (Arc<PoolInfo>, Arc<LatentMap>) {
         width: 128,
         ids,
     };
-    (Arc::new(info), Arc::new(LatentMap { dim, values }))
+    (Arc::new(info), Arc::new(Latents { dim, values }))
 }
 
-fn latent(map: &LatentMap, id: usize) -> Vec<f32> {
-    map.of(id).map(<[f32]>::to_vec).unwrap_or_default()
+fn latent(map: &Latents, id: usize) -> Vec<f32> {
+    map.get(id).map(<[f32]>::to_vec).unwrap_or_default()
 }
 
 /// A project in round 3 in `phase`, with `rounds` rounds of history and a
 /// pool of `pool_size` slices.
-pub fn state(phase: Phase, rounds: usize, map: &LatentMap) -> RoundState {
+pub fn state(phase: Phase, rounds: usize, map: &Latents) -> RoundState {
     let mut s = RoundState::new(vec!["BraTS19_018".into(), "BraTS19_019".into()]);
     s.round = rounds;
     s.phase = phase;
@@ -135,8 +136,8 @@ pub fn training_events(pid: u32) -> Vec<Logged> {
         Logged {
             time: start - 300.0,
             event: Event::Transition {
-                from: "AwaitingMasks".into(),
-                to: "Training".into(),
+                from: Phase::AwaitingMasks,
+                to: Phase::Training,
                 round: 3,
                 reason: "18 masks imported".into(),
             },
@@ -144,7 +145,7 @@ pub fn training_events(pid: u32) -> Vec<Logged> {
         Logged {
             time: start,
             event: Event::JobStarted {
-                job: "train".into(),
+                job: Job::Train,
                 pid,
                 device: "CUDA:0".into(),
             },
@@ -156,7 +157,7 @@ pub fn training_events(pid: u32) -> Vec<Logged> {
         events.push(Logged {
             time: t,
             event: Event::Progress {
-                job: "train".into(),
+                job: Job::Train,
                 stage: "U-Net training".into(),
                 epoch: Some(epoch),
                 epochs: Some(10),
@@ -172,7 +173,7 @@ pub fn training_events(pid: u32) -> Vec<Logged> {
             events.push(Logged {
                 time: t,
                 event: Event::Checkpoint {
-                    job: "train".into(),
+                    job: Job::Train,
                     epoch,
                     epochs: 10,
                     loss: -0.4,
@@ -186,7 +187,7 @@ pub fn training_events(pid: u32) -> Vec<Logged> {
 pub fn holder(pid: u32) -> Holder {
     Holder {
         pid,
-        job: "train".into(),
+        job: Job::Train,
         device: "CUDA:0".into(),
         started: NOW - 95.0,
     }

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use nextslice::journal::{Job, running_worker};
 use nextslice::project::{Phase, RoundState};
-use nextslice::worker::running_worker;
 
 use super::common::{TINY, tumour_phantoms};
 
@@ -156,7 +156,7 @@ fn a_round_through_the_tui_in_tmux_survives_closing_it_mid_job() {
     std::thread::sleep(Duration::from_millis(300));
     let worker = running_worker(&project);
     assert!(
-        worker.as_ref().is_some_and(|w| w.job == "train-vae"),
+        worker.as_ref().is_some_and(|w| w.job == Job::TrainVae),
         "the job goes on without the TUI: {worker:?}"
     );
 

@@ -53,7 +53,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             .labelled
             .iter()
             .filter_map(|l| ids.get(&l.key))
-            .filter_map(|&id| latents.of(id))
+            .filter_map(|&id| latents.get(id))
             .map(|z| (z[ax] as f64, z[ay] as f64))
             .collect(),
         _ => Vec::new(),
@@ -62,7 +62,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let suggested: Vec<(f64, f64)> = rows
         .iter()
         .filter(|r| !r.labelled)
-        .filter_map(|r| r.id.and_then(|id| latents.of(id)))
+        .filter_map(|r| r.id.and_then(|id| latents.get(id)))
         .map(|z| (z[ax] as f64, z[ay] as f64))
         .collect();
     // (z, z', z_j) for each gradient-guided suggestion.

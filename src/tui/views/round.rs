@@ -11,7 +11,7 @@ use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, LineGauge, Paragr
 
 use super::{ACCENT, BAD, DIM, GOOD, WARN, duration};
 use crate::tui::app::App;
-use crate::tui::jobs::{JobRun, Liveness, Outcome, liveness};
+use crate::tui::jobs::{JobOutcome, JobRun, Liveness, liveness};
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let [next, job, log] = Layout::vertical([
@@ -88,17 +88,17 @@ fn job_panel(frame: &mut Frame, area: Rect, app: &App, run: &JobRun) {
                 .to_string(),
             BAD,
         ),
-        (Outcome::Running, _) => ("running".to_string(), WARN),
-        (Outcome::Finished(s), _) => (format!("finished · {s}"), GOOD),
-        (Outcome::Failed(e), _) => (format!("failed · {e}"), BAD),
-        (Outcome::Cancelled, _) => (
+        (JobOutcome::Running, _) => ("running".to_string(), WARN),
+        (JobOutcome::Finished(s), _) => (format!("finished · {s}"), GOOD),
+        (JobOutcome::Failed(e), _) => (format!("failed · {e}"), BAD),
+        (JobOutcome::Cancelled, _) => (
             "cancelled — its last checkpoint is kept; run it again to resume".into(),
             WARN,
         ),
     };
     let block = Block::bordered().title(Line::from(vec![
         Span::raw(" job: "),
-        Span::styled(run.job.clone(), Style::new().bold()),
+        Span::styled(run.job.name(), Style::new().bold()),
         Span::raw(" "),
     ]));
     let inner = block.inner(area);
@@ -157,7 +157,7 @@ fn job_panel(frame: &mut Frame, area: Rect, app: &App, run: &JobRun) {
         );
     }
     frame.render_widget(Paragraph::new(lines), info);
-    let fraction = if matches!(run.outcome, Outcome::Finished(_)) {
+    let fraction = if matches!(run.outcome, JobOutcome::Finished(_)) {
         1.0
     } else {
         run.fraction()
@@ -236,10 +236,10 @@ fn recent(frame: &mut Frame, area: Rect, app: &App) {
     for r in &app.jobs.runs {
         if let Some(end) = r.ended {
             let what = match &r.outcome {
-                Outcome::Finished(s) => format!("{} finished: {s}", r.job),
-                Outcome::Failed(e) => format!("{} failed: {e}", r.job),
-                Outcome::Cancelled => format!("{} cancelled", r.job),
-                Outcome::Running => continue,
+                JobOutcome::Finished(s) => format!("{} finished: {s}", r.job),
+                JobOutcome::Failed(e) => format!("{} failed: {e}", r.job),
+                JobOutcome::Cancelled => format!("{} cancelled", r.job),
+                JobOutcome::Running => continue,
             };
             items.push((end, what));
         }

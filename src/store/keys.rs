@@ -1,12 +1,45 @@
-//! Naming slices across the store and the project: durable `SliceKey`s
-//! (case, canonical slice index) to store indices and back, and which store
-//! slices may be suggested.
+//! Naming stored slices durably: a `SliceKey` (case, canonical slice
+//! index) survives a store rebuild where a store index does not;
+//! `SliceIndex` maps keys to the current store's indices and back, and
+//! says which slices belong to held-out test cases.
 
 use std::collections::{HashMap, HashSet};
 
-use crate::store::SliceStore;
+use serde::{Deserialize, Serialize};
 
-use super::state::{RoundState, SliceKey};
+use super::SliceStore;
+
+/// A slice, named durably: by case and canonical slice index (store indices
+/// change whenever the store is rebuilt).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SliceKey {
+    pub case: String,
+    pub slice: u32,
+}
+
+impl std::fmt::Display for SliceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.case, self.slice)
+    }
+}
+
+impl std::str::FromStr for SliceKey {
+    type Err = String;
+
+    /// `CASE:SLICE`, as printed.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (case, slice) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("`{s}` is not CASE:SLICE"))?;
+        let slice = slice
+            .parse()
+            .map_err(|_| format!("`{slice}` is not a slice number"))?;
+        Ok(SliceKey {
+            case: case.to_string(),
+            slice,
+        })
+    }
+}
 
 /// Both directions between keys and the current store's indices.
 pub struct SliceIndex {
@@ -65,14 +98,9 @@ impl SliceIndex {
         (0..self.keys.len()).filter(|&i| !self.test[i]).collect()
     }
 
-    /// Pool slices neither labelled nor awaiting a mask.
-    pub fn candidates(&self, state: &RoundState) -> Vec<usize> {
-        let used: HashSet<&SliceKey> = state
-            .labelled
-            .iter()
-            .map(|l| &l.key)
-            .chain(state.pending.iter().map(|p| &p.key))
-            .collect();
+    /// Pool slices other than `used` (those labelled or awaiting a mask).
+    pub fn candidates<'a>(&self, used: impl IntoIterator<Item = &'a SliceKey>) -> Vec<usize> {
+        let used: HashSet<&SliceKey> = used.into_iter().collect();
         self.pool()
             .into_iter()
             .filter(|&i| !used.contains(&self.keys[i]))

@@ -1,0 +1,298 @@
+//! Eq. 3–4 over the labelled slices: for each, the gradient of its Dice
+//! loss with respect to the input, the input moved by α along it, and the
+//! latent step z' − z that moves to, through the VAE's encoder mean.
+
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+
+use super::context::{EngineError, StepContext};
+use super::infer::{Pass, to_host};
+use crate::model::loss::one_hot;
+use crate::model::{UNet, Vae, dice_gradient_wrt_input};
+use crate::store::SliceStore;
+use crate::strategy::{GradientSource, Latents};
+use crate::train::MaskSource;
+
+/// The smallest RMS input step (per pixel) whose encoding f32 activations
+/// resolve from the unmoved input's; below it the step is taken to first
+/// order through a central difference at this size.
+const RESOLVABLE_RMS: f32 = 1e-2;
+
+/// z (from the pool's latent table) and z' for every labelled slice `ids`,
+/// their masks read from `masks`.
+#[allow(clippy::too_many_arguments)]
+pub fn gradient_sources<B: AutodiffBackend>(
+    unet: &UNet<B>,
+    vae: &Vae<B::InnerBackend>,
+    store: &SliceStore,
+    ids: &[usize],
+    masks: &dyn MaskSource,
+    latents: &Latents,
+    alpha: f32,
+    ctx: &StepContext<'_>,
+    device: &B::Device,
+) -> Result<Vec<GradientSource>, EngineError> {
+    let meta = store.meta();
+    let (h, w) = (meta.height, meta.width);
+    let classes = meta.label_values.len();
+    let mut sources = Vec::with_capacity(ids.len());
+    let mut labels = Vec::new();
+    let pass = Pass {
+        stage: "input gradients",
+        detail: "labelled slices",
+        batch: 8,
+        labels: false,
+    };
+    pass.run::<B::InnerBackend>(store, ids, ctx, device, |chunk, x, _| {
+        let n = chunk.len();
+        labels.resize(n * h * w, 0);
+        for (k, &id) in chunk.iter().enumerate() {
+            masks.mask(id, &mut labels[k * h * w..(k + 1) * h * w])?;
+        }
+        let y: Vec<i64> = labels.iter().map(|&v| i64::from(v)).collect();
+        let y = one_hot(
+            Tensor::<B::InnerBackend, 3, Int>::from_data(TensorData::new(y, [n, h, w]), device),
+            classes,
+        );
+        let z: Vec<&[f32]> = chunk.iter().map(|&id| latents.of(id)).collect();
+        let g = dice_gradient_wrt_input::<B>(unet, x.clone(), y).gradient;
+        let steps = latent_steps(vae, x, g, &z, alpha)?;
+        for ((&id, z), step) in chunk.iter().zip(z).zip(steps) {
+            sources.push(GradientSource::new(id, z.to_vec(), step));
+        }
+        Ok(())
+    })?;
+    Ok(sources)
+}
+
+/// Whether x + α·∂L/∂x is encoded directly (else z' − z is taken to first
+/// order): when every slice's step, α × its gradient's RMS, is resolvable.
+fn takes_direct_step(gradient_rms: &[f32], alpha: f32) -> bool {
+    gradient_rms.iter().all(|&r| alpha * r >= RESOLVABLE_RMS)
+}
+
+/// z' − z for a batch `x` with input gradients `g` = ∂L/∂x and latents `z`
+/// (the encoder means of `x`): z' = g_φ(x + α·∂L/∂x) (Eq. 3–4).
+///
+/// When the step α·∂L/∂x is below what f32 activations resolve (typical: a
+/// Dice gradient of ~1e-4 per pixel times α = 1e-3), g_φ(x + α∂L/∂x) −
+/// g_φ(x) is rounding noise. Then z' is taken to first order,
+/// z' = z + α·J·∂L/∂x, with the Jacobian-vector product from a central
+/// difference along the gradient at a resolvable step.
+pub fn latent_steps<Bk: Backend>(
+    vae: &Vae<Bk>,
+    x: Tensor<Bk, 4>,
+    g: Tensor<Bk, 4>,
+    z: &[&[f32]],
+    alpha: f32,
+) -> Result<Vec<Vec<f32>>, EngineError> {
+    let [n, c, h, w] = x.dims();
+    let values = to_host(g.clone())?;
+    let per_slice = c * h * w;
+    let rms: Vec<f32> = values
+        .chunks(per_slice)
+        .map(|s| (s.iter().map(|v| v * v).sum::<f32>() / per_slice as f32).sqrt())
+        .collect();
+    if takes_direct_step(&rms, alpha) {
+        let z_prime = to_host(vae.encode_mean(x + g.mul_scalar(alpha)))?;
+        let d = z_prime.len() / n.max(1);
+        return Ok((0..n)
+            .map(|k| (0..d).map(|j| z_prime[k * d + j] - z[k][j]).collect())
+            .collect());
+    }
+    // Scale each slice's gradient to RMS `RESOLVABLE_RMS` for the difference.
+    let scales: Vec<f32> = rms
+        .iter()
+        .map(|&r| if r > 0.0 { RESOLVABLE_RMS / r } else { 0.0 })
+        .collect();
+    let device = x.device();
+    let scale = Tensor::<Bk, 1>::from_data(TensorData::new(scales.clone(), [n]), &device)
+        .reshape([n, 1, 1, 1]);
+    let delta = g * scale;
+    let plus = to_host(vae.encode_mean(x.clone() + delta.clone()))?;
+    let minus = to_host(vae.encode_mean(x - delta))?;
+    let d = plus.len() / n.max(1);
+    Ok((0..n)
+        .map(|k| {
+            // J·(s·g) ≈ (z₊ − z₋)/2, so α·J·g = α·(z₊ − z₋)/(2s).
+            let factor = if scales[k] > 0.0 {
+                alpha / (2.0 * scales[k])
+            } else {
+                0.0
+            };
+            (0..d)
+                .map(|j| factor * (plus[k * d + j] - minus[k * d + j]))
+                .collect()
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Flex;
+    use burn::module::AutodiffModule;
+    use burn::prelude::*;
+
+    use super::*;
+    use crate::device::CpuBackend;
+    use crate::model::{UNetSpec, VaeSpec};
+    use crate::rng::Rng;
+
+    const N: usize = 2;
+    const C: usize = 2;
+    const S: usize = 8;
+
+    /// A batch, its input gradient through a tiny U-Net, and a tiny VAE.
+    struct Fixture {
+        vae: Vae<Flex>,
+        x: Vec<f32>,
+        /// ∂L/∂x, host copy: computed once, as the step takes it.
+        g: Vec<f32>,
+    }
+
+    fn fixture() -> Fixture {
+        let device = Default::default();
+        let unet = UNetSpec {
+            in_channels: C,
+            classes: 3,
+            widths: vec![3, 4],
+            bottleneck: 5,
+        }
+        .init::<CpuBackend>(&device);
+        let vae = VaeSpec {
+            in_channels: C,
+            size: [S, S],
+            widths: vec![4, 8],
+            z_dim: 3,
+        }
+        .init::<CpuBackend>(&device)
+        .valid();
+        let mut rng = Rng::new(5, 0);
+        let x: Vec<f32> = (0..N * C * S * S).map(|_| rng.normal() as f32).collect();
+        let labels: Vec<i64> = (0..N * S * S).map(|_| rng.below(3) as i64).collect();
+        let y = one_hot(
+            Tensor::<Flex, 3, Int>::from_data(TensorData::new(labels, [N, S, S]), &device),
+            3,
+        );
+        let g =
+            to_host(dice_gradient_wrt_input::<CpuBackend>(&unet, input(&x), y.clone()).gradient)
+                .unwrap();
+        Fixture { vae, x, g }
+    }
+
+    fn input(values: &[f32]) -> Tensor<Flex, 4> {
+        Tensor::from_data(
+            TensorData::new(values.to_vec(), [N, C, S, S]),
+            &Default::default(),
+        )
+    }
+
+    fn encode(f: &Fixture, values: &[f32]) -> Vec<f32> {
+        to_host(f.vae.encode_mean(input(values))).unwrap()
+    }
+
+    fn rms(slice: &[f32]) -> f32 {
+        (slice.iter().map(|v| v * v).sum::<f32>() / slice.len() as f32).sqrt()
+    }
+
+    /// Encodes the batch with slice `k` moved by `scale`·∂L/∂x and the
+    /// other slice left as it is; returns slice `k`'s latent.
+    fn encode_moved(f: &Fixture, k: usize, scale: f32) -> Vec<f64> {
+        let per = C * S * S;
+        let mut moved = f.x.clone();
+        for (v, g) in moved[k * per..(k + 1) * per]
+            .iter_mut()
+            .zip(&f.g[k * per..(k + 1) * per])
+        {
+            *v += scale * g;
+        }
+        let z = encode(f, &moved);
+        let d = z.len() / N;
+        z[k * d..(k + 1) * d]
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect()
+    }
+
+    fn assert_close(what: &str, got: &[Vec<f32>], want: &[Vec<f64>], tolerance: f64) {
+        for (k, (g, w)) in got.iter().zip(want).enumerate() {
+            let norm = w.iter().map(|v| v * v).sum::<f64>().sqrt();
+            assert!(
+                norm > 0.0,
+                "{what}: slice {k} has no latent step to compare"
+            );
+            let err = g
+                .iter()
+                .zip(w)
+                .map(|(a, b)| (f64::from(*a) - b).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            assert!(
+                err <= tolerance * norm,
+                "{what}: slice {k}: z' − z = {g:?}, finite difference {w:?}"
+            );
+        }
+    }
+
+    fn steps(f: &Fixture, alpha: f32) -> Vec<Vec<f32>> {
+        let z = encode(f, &f.x);
+        let d = z.len() / N;
+        let zs: Vec<&[f32]> = z.chunks(d).collect();
+        latent_steps(&f.vae, input(&f.x), input(&f.g), &zs, alpha).unwrap()
+    }
+
+    /// Each slice's own gradient RMS.
+    fn gradient_rms(f: &Fixture) -> Vec<f32> {
+        f.g.chunks(C * S * S).map(rms).collect()
+    }
+
+    #[test]
+    fn a_resolvable_step_is_the_forward_difference_of_each_slices_encoding() {
+        let f = fixture();
+        let rms = gradient_rms(&f);
+        let smallest = rms.iter().copied().fold(f32::MAX, f32::min);
+        assert!(smallest > 0.0, "the Dice gradient vanished");
+        let alpha = 2.0 * RESOLVABLE_RMS / smallest;
+        assert!(takes_direct_step(&rms, alpha));
+        // z' − z = g_φ(x_k + α·∂L/∂x_k) − g_φ(x_k), slice by slice.
+        let want: Vec<Vec<f64>> = (0..N)
+            .map(|k| {
+                let (moved, at) = (encode_moved(&f, k, alpha), encode_moved(&f, k, 0.0));
+                moved.iter().zip(&at).map(|(a, b)| a - b).collect()
+            })
+            .collect();
+        assert_close("direct", &steps(&f, alpha), &want, 1e-3);
+    }
+
+    #[test]
+    fn a_step_below_f32_resolution_is_a_central_difference_scaled_to_alpha() {
+        let f = fixture();
+        let rms = gradient_rms(&f);
+        let largest = rms.iter().copied().fold(0.0f32, f32::max);
+        let alpha = 1e-3 * RESOLVABLE_RMS / largest;
+        assert!(!takes_direct_step(&rms, alpha));
+        let taken = steps(&f, alpha);
+        // α·J·∂L/∂x ≈ α·(g_φ(x + s·∂L/∂x) − g_φ(x − s·∂L/∂x))/(2s), with s
+        // making each slice's probe resolvable.
+        let want: Vec<Vec<f64>> = (0..N)
+            .map(|k| {
+                let s = RESOLVABLE_RMS / rms[k];
+                let (plus, minus) = (encode_moved(&f, k, s), encode_moved(&f, k, -s));
+                plus.iter()
+                    .zip(&minus)
+                    .map(|(p, m)| f64::from(alpha) * (p - m) / (2.0 * f64::from(s)))
+                    .collect()
+            })
+            .collect();
+        assert_close("first order", &taken, &want, 1e-3);
+        // Far below the f32 spacing of z, yet not zero, and linear in α.
+        assert!(taken.iter().flatten().any(|v| v.abs() > 0.0));
+        let doubled = steps(&f, 2.0 * alpha);
+        for (a, b) in taken.iter().flatten().zip(doubled.iter().flatten()) {
+            assert!(
+                (2.0 * a - b).abs() <= 1e-6 * b.abs().max(1e-12),
+                "{a} vs {b}"
+            );
+        }
+    }
+}

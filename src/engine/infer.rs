@@ -1,0 +1,228 @@
+//! Inference plumbing every step shares: store slices as model inputs, one
+//! pass over many slices in batches (cancel check and progress after each),
+//! tensors back on the host, class maps, and the ensemble's prediction.
+
+use burn::prelude::*;
+
+use super::context::{EngineError, Model, StepContext};
+use crate::model::{Mode, UNet};
+use crate::progress::ProgressUpdate;
+use crate::store::SliceStore;
+
+/// Store slices `ids` as one model input [n, C, H, W] on `device`; their
+/// ground-truth class maps go into `labels` when asked for. `images` is a
+/// buffer reused across batches.
+pub fn input_batch<Bk: Backend>(
+    store: &SliceStore,
+    ids: &[usize],
+    images: &mut Vec<f32>,
+    labels: Option<&mut Vec<u8>>,
+    device: &Bk::Device,
+) -> Result<Tensor<Bk, 4>, EngineError> {
+    store.read_batch(ids, images, labels)?;
+    let meta = store.meta();
+    Ok(Tensor::from_data(
+        TensorData::new(
+            images.clone(),
+            [ids.len(), meta.channels(), meta.height, meta.width],
+        ),
+        device,
+    ))
+}
+
+/// A tensor's values on the host, as f32.
+pub fn to_host<Bk: Backend, const D: usize>(t: Tensor<Bk, D>) -> Result<Vec<f32>, EngineError> {
+    t.into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .map_err(|e| EngineError::Tensor(format!("{e:?}")))
+}
+
+/// The most likely class of every pixel of [n, K, H, W] class scores
+/// (logits or probabilities), n·H·W values.
+pub fn class_map<Bk: Backend>(scores: Tensor<Bk, 4>) -> Result<Vec<u8>, EngineError> {
+    Ok(scores
+        .argmax(1)
+        .into_data()
+        .convert::<i64>()
+        .to_vec::<i64>()
+        .map_err(|e| EngineError::Tensor(format!("{e:?}")))?
+        .into_iter()
+        .map(|k| k.clamp(0, 255) as u8)
+        .collect())
+}
+
+/// Class scores to take the argmax of: one U-Net's logits, or the mean of
+/// an ensemble's softmax (DAL's prediction).
+pub fn predict<Bk: Backend>(
+    models: &[UNet<Bk>],
+    x: Tensor<Bk, 4>,
+) -> Result<Tensor<Bk, 4>, EngineError> {
+    match models {
+        [] => Err(EngineError::MissingModel(Model::Unet)),
+        [one] => Ok(one.forward(x, Mode::Eval).logits),
+        [first, rest @ ..] => {
+            let mut sum = first.probabilities(x.clone(), Mode::Eval);
+            for model in rest {
+                sum = sum + model.probabilities(x.clone(), Mode::Eval);
+            }
+            Ok(sum.div_scalar(models.len() as f32))
+        }
+    }
+}
+
+/// One inference pass over store slices, the loop every scoring, encoding,
+/// evaluation, prediction and gradient step shares: batches of `batch` as
+/// model inputs (with their ground-truth class maps when `labels`), a stop
+/// on cancel before each batch, and progress under `stage` after each.
+pub struct Pass<'a> {
+    pub stage: &'a str,
+    pub detail: &'a str,
+    pub batch: usize,
+    pub labels: bool,
+}
+
+impl Pass<'_> {
+    pub fn run<Bk: Backend>(
+        &self,
+        store: &SliceStore,
+        ids: &[usize],
+        ctx: &StepContext<'_>,
+        device: &Bk::Device,
+        mut each: impl FnMut(&[usize], Tensor<Bk, 4>, &[u8]) -> Result<(), EngineError>,
+    ) -> Result<(), EngineError> {
+        let (mut images, mut labels) = (Vec::new(), Vec::new());
+        let report = |done: usize| {
+            ctx.progress.update(&ProgressUpdate {
+                stage: self.stage,
+                done: done as u64,
+                total: ids.len() as u64,
+                unit: "slices",
+                detail: self.detail,
+            })
+        };
+        report(0);
+        let mut done = 0;
+        for chunk in ids.chunks(self.batch.max(1)) {
+            ctx.check_cancel()?;
+            let wanted = self.labels.then_some(&mut labels);
+            let x = input_batch::<Bk>(store, chunk, &mut images, wanted, device)?;
+            each(chunk, x, &labels)?;
+            done += chunk.len();
+            report(done);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use burn::backend::Flex;
+
+    use super::*;
+    use crate::config::{Config, Preset};
+    use crate::journal::EventLog;
+    use crate::progress::{Progress, Silent};
+    use crate::store::open_or_build;
+    use crate::train::NoObserver;
+    use crate::volume::dataset::discover;
+    use crate::volume::phantom::{PhantomKind, PhantomSpec, write_phantom};
+
+    /// Records every progress update.
+    #[derive(Default)]
+    struct Recorded(Mutex<Vec<(String, u64, u64)>>);
+
+    impl Progress for Recorded {
+        fn update(&self, u: &ProgressUpdate<'_>) {
+            if let Ok(mut seen) = self.0.lock() {
+                seen.push((u.stage.to_string(), u.done, u.total));
+            }
+        }
+    }
+
+    /// A store of two 32² phantom subjects.
+    fn small_store(dir: &std::path::Path) -> SliceStore {
+        let data = dir.join("data");
+        let spec = PhantomSpec {
+            kind: PhantomKind::Tumour,
+            subjects: 2,
+            size: 32,
+            seed: 3,
+        };
+        write_phantom(&data, &spec, &Silent).unwrap();
+        let config =
+            Config::preset_with(Preset::Demo, "<test>", "[slicing]\nsize = [32, 32]\n").unwrap();
+        let cases = discover(&config.dataset, &data).unwrap().cases;
+        open_or_build(
+            &dir.join("store"),
+            &config,
+            &cases,
+            &Silent,
+            &AtomicBool::new(false),
+        )
+        .unwrap()
+        .0
+    }
+
+    #[test]
+    fn a_pass_reports_every_batch_and_stops_at_the_next_batch_after_a_cancel() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = small_store(dir.path());
+        let ids: Vec<usize> = (0..store.len().min(20)).collect();
+        assert!(ids.len() > 8, "the phantoms have too few slices");
+        let (cancel, progress) = (AtomicBool::new(false), Recorded::default());
+        let log = EventLog::new(dir.path());
+        let ctx = StepContext {
+            progress: &progress,
+            observer: &NoObserver,
+            cancel: &cancel,
+            log: &log,
+        };
+        let pass = Pass {
+            stage: "test pass",
+            detail: "",
+            batch: 4,
+            labels: true,
+        };
+        let mut batches = 0;
+        let result = pass.run::<Flex>(
+            &store,
+            &ids,
+            &ctx,
+            &Default::default(),
+            |chunk, x, labels| {
+                batches += 1;
+                assert_eq!(x.dims()[0], chunk.len());
+                assert_eq!(labels.len(), chunk.len() * 32 * 32);
+                if batches == 2 {
+                    cancel.store(true, Ordering::Relaxed); // as the worker's watcher would
+                }
+                Ok(())
+            },
+        );
+        assert!(matches!(result, Err(EngineError::Cancelled)));
+        assert_eq!(batches, 2, "no batch runs after the cancel");
+        let seen = progress.0.lock().unwrap().clone();
+        let total = ids.len() as u64;
+        assert_eq!(
+            seen,
+            [
+                ("test pass".to_string(), 0, total),
+                ("test pass".to_string(), 4, total),
+                ("test pass".to_string(), 8, total)
+            ]
+        );
+
+        cancel.store(false, Ordering::Relaxed);
+        let mut seen_ids = Vec::new();
+        pass.run::<Flex>(&store, &ids, &ctx, &Default::default(), |chunk, _, _| {
+            seen_ids.extend_from_slice(chunk);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen_ids, ids);
+    }
+}

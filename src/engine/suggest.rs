@@ -1,0 +1,148 @@
+//! Suggest the next batch. Seeding: a random `initial_fraction` of the
+//! pool. Suggesting: the configured strategy, prepared by `prepare`, picks
+//! `round_fraction` of the pool. The current U-Net's prediction of each
+//! suggested slice is saved for the TUI. → AwaitingMasks.
+
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+
+use super::context::{EngineError, StepContext};
+use super::infer::{Pass, class_map, predict};
+use super::prepare::{Round, prepare};
+use crate::config::Strategy;
+use crate::layout::SUGGESTIONS_FILE;
+use crate::model::UNet;
+use crate::project::{Pending, Phase, Project, SliceIndex, StateError};
+use crate::rng::Rng;
+use crate::store::SliceStore;
+use crate::strategy::Request;
+
+/// Suggests a batch; returns a one-line summary.
+pub fn suggest_step<B: AutodiffBackend>(
+    project: &Project,
+    ctx: &StepContext<'_>,
+    device: &B::Device,
+) -> Result<String, EngineError> {
+    let mut state = project.state()?;
+    let config = &project.config;
+    let seeding = match state.phase {
+        Phase::Seeding => true,
+        Phase::Suggesting => false,
+        phase => {
+            return Err(StateError::WrongPhase {
+                action: "suggest slices",
+                phase,
+            }
+            .into());
+        }
+    };
+    let store = project.store(ctx.progress, ctx.cancel)?;
+    let index = SliceIndex::new(&store, &state.test_cases);
+    let pool = index.pool().len();
+    let candidates = index.candidates(state.taken());
+    let fraction = if seeding {
+        config.sampling.initial_fraction
+    } else {
+        config.sampling.round_fraction
+    };
+    let count = ((fraction * pool as f64).ceil() as usize).max(1);
+    let round = if seeding { 0 } else { state.round + 1 };
+    let mut rng = Rng::new(config.sampling.seed, 0x7375_6767 + round as u64);
+    let kind = if seeding {
+        Strategy::Random
+    } else {
+        config.sampling.strategy
+    };
+
+    let prepared = prepare::<B>(
+        kind,
+        &Round {
+            project,
+            state: &state,
+            store: &store,
+            index: &index,
+            candidates: &candidates,
+        },
+        ctx,
+        device,
+    )?;
+    let strategy = prepared.inputs.strategy();
+    let name = strategy.name();
+    let suggestions = strategy.suggest(Request {
+        candidates: &candidates,
+        count,
+        latents: prepared.inputs.latents(),
+        sources: prepared.inputs.sources(),
+        rng: &mut rng,
+    })?;
+    if suggestions.is_empty() {
+        return Err(EngineError::PoolExhausted);
+    }
+    let pending: Vec<Pending> = suggestions
+        .into_iter()
+        .map(|s| Pending {
+            key: index.key(s.slice).clone(),
+            source: s.source.map(|i| index.key(i).clone()),
+            detail: s,
+        })
+        .collect();
+    if !prepared.predictors.is_empty() {
+        let ids: Vec<usize> = pending.iter().map(|p| p.detail.slice).collect();
+        write_predictions(
+            project,
+            &prepared.predictors,
+            &store,
+            &index,
+            &ids,
+            ctx,
+            device,
+        )?;
+    }
+    state.pending = pending;
+    state.round = round;
+    let log_path = project.round_dir(round).join(SUGGESTIONS_FILE);
+    let json = serde_json::to_vec_pretty(&state.pending)
+        .map_err(|e| EngineError::io(&log_path)(e.into()))?;
+    crate::fsutil::write_atomic(&log_path, &json).map_err(EngineError::io(&log_path))?;
+    let n = state.pending.len();
+    project.commit(
+        &mut state,
+        Phase::AwaitingMasks,
+        &format!("{n} slices suggested ({name})"),
+        ctx.log,
+    )?;
+    Ok(format!(
+        "round {round}: {n} slices suggested by {name} sampling ({:.1}% of the pool)",
+        100.0 * n as f64 / pool as f64
+    ))
+}
+
+/// The current U-Net's class map for each of `ids`, written next to the
+/// experts' masks so the TUI can overlay what the model thinks of a slice
+/// before anyone draws it.
+fn write_predictions<Bk: Backend>(
+    project: &Project,
+    models: &[UNet<Bk>],
+    store: &SliceStore,
+    index: &SliceIndex,
+    ids: &[usize],
+    ctx: &StepContext<'_>,
+    device: &Bk::Device,
+) -> Result<(), EngineError> {
+    let plane = store.meta().height * store.meta().width;
+    let pass = Pass {
+        stage: "predict suggestions",
+        detail: "for the overlay",
+        batch: 16,
+        labels: false,
+    };
+    pass.run::<Bk>(store, ids, ctx, device, |chunk, x, _| {
+        let classes = class_map(predict(models, x)?)?;
+        for (j, &id) in chunk.iter().enumerate() {
+            let map = &classes[j * plane..(j + 1) * plane];
+            let path = crate::masks::predicted_path(&project.dir, index.key(id));
+            crate::fsutil::write_atomic(&path, map).map_err(EngineError::io(&path))?;
+        }
+        Ok(())
+    })
+}

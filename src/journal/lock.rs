@@ -1,0 +1,201 @@
+//! One worker per project: an exclusive `flock` on `worker.lock`, which the
+//! kernel releases when the holder dies (even by `kill -9`), plus the
+//! holder's pid and job written inside for `status`. A lock file naming a
+//! process that no longer holds the lock is stale: its job died without
+//! finishing.
+//!
+//! A lock changes hands in two moments that must not fail a caller: a
+//! worker that has logged its outcome still holds the lock until it exits,
+//! and a watcher's probe (`running_worker`) holds it for an instant. So a
+//! starting worker waits up to `HANDOVER` before calling the project busy.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::Job;
+use crate::layout::LOCK_FILE;
+
+/// How long a starting worker waits for one that is finishing.
+pub const HANDOVER: Duration = Duration::from_secs(3);
+const POLL: Duration = Duration::from_millis(25);
+
+/// Who holds (or last held) the lock.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Holder {
+    pub pid: u32,
+    pub job: Job,
+    pub device: String,
+    /// Seconds since the epoch.
+    pub started: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("a worker (pid {}) is already running job `{}` in this project; wait for it or `nextslice cancel`", .0.pid, .0.job)]
+    Busy(Holder),
+    #[error("a worker is already running in this project")]
+    BusyUnknown,
+    #[error("worker lock {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The held lock; dropping it (or dying) releases it.
+pub struct WorkerLock {
+    file: File,
+    /// The holder found in the file when we took the lock: a worker that
+    /// died without clearing it.
+    pub stale: Option<Holder>,
+}
+
+fn read_holder(file: &mut File) -> Option<Holder> {
+    let mut text = String::new();
+    file.seek(SeekFrom::Start(0)).ok()?;
+    file.read_to_string(&mut text).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+impl WorkerLock {
+    /// Takes the lock for `holder`, waiting up to `HANDOVER` for a worker
+    /// that is finishing (or a probe), else says who has it.
+    pub fn acquire(project: &Path, holder: &Holder) -> Result<WorkerLock, LockError> {
+        let path = project.join(LOCK_FILE);
+        let io = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        let deadline = Instant::now() + HANDOVER;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(POLL)
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(
+                        read_holder(&mut file).map_or(LockError::BusyUnknown, LockError::Busy)
+                    );
+                }
+                Err(TryLockError::Error(e)) => return Err(io(e)),
+            }
+        }
+        let stale = read_holder(&mut file);
+        let json = serde_json::to_vec(holder).map_err(|e| io(e.into()))?;
+        file.set_len(0).map_err(io)?;
+        file.seek(SeekFrom::Start(0)).map_err(io)?;
+        file.write_all(&json).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        Ok(WorkerLock { file, stale })
+    }
+
+    /// Clears the holder record (a clean exit); the flock goes with `self`.
+    pub fn release(self) {
+        let _ = self.file.set_len(0);
+    }
+}
+
+/// The running worker, if any (without keeping the lock).
+pub fn running_worker(project: &Path) -> Option<Holder> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(project.join(LOCK_FILE))
+        .ok()?;
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.unlock();
+            None
+        }
+        Err(_) => read_holder(&mut file),
+    }
+}
+
+/// Waits up to `HANDOVER` for the project's worker to exit; returns the
+/// one still running after that.
+pub fn wait_until_free(project: &Path) -> Option<Holder> {
+    let deadline = Instant::now() + HANDOVER;
+    loop {
+        let holder = running_worker(project)?;
+        if Instant::now() >= deadline {
+            return Some(holder);
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder(pid: u32) -> Holder {
+        Holder {
+            pid,
+            job: Job::Train,
+            device: "cpu".into(),
+            started: 1.0,
+        }
+    }
+
+    #[test]
+    fn the_holder_record_says_who_runs_and_is_cleared_on_release() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(running_worker(dir.path()), None);
+        let lock = WorkerLock::acquire(dir.path(), &holder(42)).unwrap();
+        assert_eq!(lock.stale, None);
+        // Another open file description sees the lock held, and by whom.
+        assert_eq!(running_worker(dir.path()), Some(holder(42)));
+        lock.release();
+        assert_eq!(running_worker(dir.path()), None);
+        let again = WorkerLock::acquire(dir.path(), &holder(43)).unwrap();
+        assert_eq!(again.stale, None, "a clean release leaves no stale record");
+    }
+
+    #[test]
+    fn a_holder_that_died_is_reported_stale_by_the_next_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = WorkerLock::acquire(dir.path(), &holder(42)).unwrap();
+        drop(lock); // like kill -9: the flock goes, the record stays
+        assert_eq!(running_worker(dir.path()), None);
+        let next = WorkerLock::acquire(dir.path(), &holder(43)).unwrap();
+        assert_eq!(next.stale, Some(holder(42)));
+    }
+
+    #[test]
+    fn a_starting_worker_waits_for_one_that_is_finishing() {
+        let dir = tempfile::tempdir().unwrap();
+        let finishing = WorkerLock::acquire(dir.path(), &holder(42)).unwrap();
+        let released = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            finishing.release();
+        });
+        let next = WorkerLock::acquire(dir.path(), &holder(43));
+        released.join().unwrap();
+        assert!(next.is_ok(), "{:?}", next.err());
+    }
+
+    #[test]
+    fn a_busy_project_is_refused_after_the_handover_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let _running = WorkerLock::acquire(dir.path(), &holder(42)).unwrap();
+        let started = Instant::now();
+        match WorkerLock::acquire(dir.path(), &holder(43)) {
+            Err(LockError::Busy(h)) => assert_eq!(h, holder(42)),
+            other => panic!("expected busy, got {:?}", other.map(|l| l.stale)),
+        }
+        assert!(started.elapsed() >= HANDOVER);
+        assert_eq!(wait_until_free(dir.path()), Some(holder(42)));
+    }
+}
