@@ -17,8 +17,12 @@ use crate::worker::{Holder, Job, Logged};
 /// Something that happened, for `App::update`.
 pub enum Update {
     Key(KeyEvent),
-    /// The terminal changed size (layout and image sizes follow).
+    /// The terminal changed size: only a redraw follows (which sends
+    /// `Drawn`).
     Resize,
+    /// A frame was drawn, so the layout's sizes the app keeps (the
+    /// picture's cells) are current: the picture may be asked for anew.
+    Drawn,
     State(Result<RoundState, String>),
     Worker(Option<Holder>),
     Events(Vec<Logged>),
@@ -182,8 +186,9 @@ pub struct App {
     /// Region of the simulation's curves shown.
     pub region: usize,
     pub notice: Option<Notice>,
-    /// A short action is running (its name).
-    pub busy: Option<String>,
+    /// A short action (export, import check, …) is running in the TUI:
+    /// its name. Jobs run in the worker instead: `worker_running`.
+    pub short_action: Option<String>,
     pub picture: Picture,
     /// Seconds since the epoch, advanced by ticks (tests set it).
     pub now: f64,
@@ -232,7 +237,7 @@ impl App {
             show_simulation: false,
             region: 0,
             notice: None,
-            busy: None,
+            short_action: None,
             picture: Picture::default(),
             now,
             quit: false,
@@ -252,7 +257,7 @@ impl App {
     }
 
     /// Whether a worker holds the project (even before its first event).
-    pub fn worker_busy(&self) -> bool {
+    pub fn worker_running(&self) -> bool {
         self.snapshot.worker.is_some()
     }
 
@@ -267,7 +272,7 @@ impl App {
         let Some(state) = self.state() else {
             return Vec::new();
         };
-        let free = !self.worker_busy() && self.busy.is_none();
+        let free = !self.worker_running() && self.short_action.is_none();
         let mut actions = Vec::new();
         let mut add = |key, label, short, enabled| {
             actions.push(Action {
@@ -291,7 +296,7 @@ impl App {
         if state.unet.is_some() {
             add('a', "evaluate on the test cases", "evaluate", free);
         }
-        if self.worker_busy() {
+        if self.worker_running() {
             add('c', "cancel the job", "cancel job", true);
         }
         actions
@@ -310,7 +315,7 @@ impl App {
                 run.job
             );
         }
-        if self.worker_busy() {
+        if self.worker_running() {
             return format!("{round} · a job is starting…");
         }
         match state.phase {
@@ -402,7 +407,8 @@ impl App {
     pub fn update(&mut self, update: Update) -> Vec<Command> {
         let mut commands = match update {
             Update::Key(key) => self.on_key(key),
-            Update::Resize => Vec::new(),
+            // The picture request below is the point of `Drawn`.
+            Update::Resize | Update::Drawn => Vec::new(),
             Update::State(state) => {
                 self.snapshot.state = state;
                 let rows = self.suggestion_rows().len();
@@ -430,7 +436,7 @@ impl App {
                 Vec::new()
             }
             Update::Done(outcome) => {
-                self.busy = None;
+                self.short_action = None;
                 self.on_outcome(outcome);
                 Vec::new()
             }
@@ -606,7 +612,7 @@ impl App {
             return Vec::new();
         };
         if !action.enabled {
-            let why = if self.busy.is_some() {
+            let why = if self.short_action.is_some() {
                 "wait for the current action to finish"
             } else {
                 "a job is running; wait for it or cancel it [c]"
@@ -639,7 +645,7 @@ impl App {
             }
             _ => return Vec::new(),
         };
-        self.busy = Some(action.label.to_string());
+        self.short_action = Some(action.label.to_string());
         vec![command]
     }
 
@@ -649,7 +655,7 @@ impl App {
             // The report is up: confirm or go back to the prompt.
             match key.code {
                 KeyCode::Char('y') | KeyCode::Enter if !plan.accepted.is_empty() => {
-                    self.busy = Some("importing masks".into());
+                    self.short_action = Some("importing masks".into());
                     commands.push(Command::ConfirmImport);
                 }
                 KeyCode::Esc | KeyCode::Char('n') => {
@@ -676,7 +682,7 @@ impl App {
                 } else {
                     d.checking = true;
                     d.choices.clear();
-                    self.busy = Some("checking masks".into());
+                    self.short_action = Some("checking masks".into());
                     commands.push(Command::CheckImport(paths));
                 }
             }

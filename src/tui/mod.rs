@@ -106,7 +106,7 @@ fn run_loop(
             terminal.draw(|f| views::render(f, app))?;
             dirty = false;
             // Drawing told the app how big the picture is.
-            for command in app.update(Update::Resize) {
+            for command in app.update(Update::Drawn) {
                 execute(command, app, dir, &tx, &image_tx);
             }
         }
@@ -133,7 +133,9 @@ fn run_loop(
 /// moving (a running job) or a notice may expire.
 fn changes_screen(update: &Update, app: &App) -> bool {
     match update {
-        Update::Tick(_) => app.worker_busy() || app.notice.is_some() || app.busy.is_some(),
+        Update::Tick(_) => {
+            app.worker_running() || app.notice.is_some() || app.short_action.is_some()
+        }
         _ => true,
     }
 }

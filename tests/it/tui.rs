@@ -90,7 +90,7 @@ fn suggestions_with_picture() -> App {
     let mut app = fx::app(Phase::AwaitingMasks, 3, 1200, &[], None);
     press(&mut app, KeyCode::Char('2'));
     draw(&app, 100, 30);
-    let commands = app.update(Update::Resize);
+    let commands = app.update(Update::Drawn);
     let Some(Command::Image(request)) = commands.into_iter().next() else {
         panic!("the suggestions view asks for the selected slice's picture");
     };
@@ -151,7 +151,7 @@ fn changing_modality_or_overlay_asks_for_a_new_picture() {
         "{commands:?}"
     );
     // Nothing changes: nothing is asked again.
-    assert!(app.update(Update::Resize).is_empty());
+    assert!(app.update(Update::Drawn).is_empty());
 }
 
 #[test]

@@ -119,8 +119,8 @@ fn key_bar(frame: &mut Frame, area: Rect, app: &App) {
 }
 
 fn notice_bar(frame: &mut Frame, area: Rect, app: &App) {
-    let line = if let Some(busy) = &app.busy {
-        Line::from(Span::styled(format!("… {busy}"), Style::new().fg(WARN)))
+    let line = if let Some(action) = &app.short_action {
+        Line::from(Span::styled(format!("… {action}"), Style::new().fg(WARN)))
     } else if let Some(n) = &app.notice {
         Line::from(Span::styled(
             n.text.clone(),
