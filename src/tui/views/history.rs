@@ -1,17 +1,18 @@
 //! The history view: per round the labelled count and budget, the test
 //! Dice per region (table and chart against the budget) and the training
-//! loss the round ended with.
+//! loss the round ended with. (The simulation's curves, on the same tab,
+//! are `simulation`'s.)
+//!
+//! Imports the app's state, `chart` and the frame's styles.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Color, Style, Stylize};
-use ratatui::symbols::Marker;
+use ratatui::style::{Style, Stylize};
 use ratatui::text::Line;
-use ratatui::widgets::{
-    Axis, Block, Chart, Dataset, GraphType, LegendPosition, Paragraph, Row, Table,
-};
+use ratatui::widgets::{Axis, Block, Chart, LegendPosition, Paragraph, Row, Table};
 
 use super::DIM;
+use super::chart::{format_score, line_datasets, metric_name};
 use crate::project::RoundRecord;
 use crate::tui::app::{App, Metric};
 
@@ -23,53 +24,7 @@ fn scores(r: &RoundRecord, metric: Metric) -> &[(String, f64)] {
     }
 }
 
-fn format_score(v: f64, metric: Metric) -> String {
-    match metric {
-        Metric::Dice => format!("{v:.3}"),
-        Metric::Hd95 => format!("{v:.1}"),
-    }
-}
-
-pub(super) fn metric_name(metric: Metric) -> &'static str {
-    match metric {
-        Metric::Dice => "Dice",
-        Metric::Hd95 => "HD95 mm",
-    }
-}
-
-/// One braille line per series, named and coloured in order.
-pub(super) fn line_datasets<'a>(
-    series: &'a [Vec<(f64, f64)>],
-    names: &[String],
-) -> Vec<Dataset<'a>> {
-    series
-        .iter()
-        .zip(names)
-        .enumerate()
-        .map(|(i, (points, name))| {
-            Dataset::default()
-                .name(name.clone())
-                .marker(Marker::Braille)
-                .graph_type(GraphType::Line)
-                .style(Style::new().fg(SERIES[i % SERIES.len()]))
-                .data(points)
-        })
-        .collect()
-}
-
-const SERIES: [Color; 6] = [
-    Color::Cyan,
-    Color::Magenta,
-    Color::Yellow,
-    Color::Green,
-    Color::Blue,
-    Color::Red,
-];
-
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
-    if let (true, Some(rows)) = (app.show_simulation, &app.snapshot.simulation) {
-        return super::simulation::render(frame, area, app, rows);
-    }
     let Some(state) = app.state() else {
         return;
     };

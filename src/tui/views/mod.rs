@@ -1,7 +1,12 @@
 //! Drawing: a pure function of the app's state onto a frame. One file per
 //! view; this one draws the frame around them (title, tabs, keys, notices)
-//! and the overlays (help, import).
+//! and the overlays (help, import), and picks the view for the tab
+//! (the history tab shows either `history` or `simulation`).
+//!
+//! Views import the app's state and `chart`; this file imports the views.
+//! No view imports another.
 
+mod chart;
 mod history;
 mod import;
 mod latent;
@@ -43,7 +48,10 @@ pub fn render(frame: &mut Frame, app: &App) {
     match app.tab {
         Tab::Round => round::render(frame, body, app),
         Tab::Suggestions => suggestions::render(frame, body, app),
-        Tab::History => history::render(frame, body, app),
+        Tab::History => match (&app.snapshot.simulation, app.show_simulation) {
+            (Some(rows), true) => simulation::render(frame, body, app, rows),
+            _ => history::render(frame, body, app),
+        },
         Tab::Latent => latent::render(frame, body, app),
     }
     key_bar(frame, keys, app);
