@@ -7,11 +7,15 @@
 //! redrawn only after an update that changed something. Long jobs are never
 //! run here: they go to the detached worker, so closing the TUI (or losing
 //! SSH) stops nothing, and re-opening it picks the job up from the log.
+//!
+//! The runtime: the only module that does I/O on the app's behalf. Imports
+//! every TUI module and the engine's actions; none of them imports this.
 
 pub mod app;
 pub mod complete;
 pub mod images;
 pub mod jobs;
+pub mod keys;
 pub mod snapshot;
 pub mod views;
 pub mod watch;

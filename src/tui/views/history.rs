@@ -3,7 +3,8 @@
 //! loss the round ended with. (The simulation's curves, on the same tab,
 //! are `simulation`'s.)
 //!
-//! Imports the app's state, `chart` and the frame's styles.
+//! Imports the app's state, the key table (for its hints), `chart` and the
+//! frame's styles.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -15,6 +16,7 @@ use super::DIM;
 use super::chart::{format_score, line_datasets, metric_name};
 use crate::project::RoundRecord;
 use crate::tui::app::{App, Metric};
+use crate::tui::keys;
 
 /// The round's scores in the metric shown.
 fn scores(r: &RoundRecord, metric: Metric) -> &[(String, f64)] {
@@ -33,11 +35,18 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             Line::from("No round has been trained yet."),
             Line::from("After each U-Net training the round's budget and loss appear here;")
                 .fg(DIM),
-            Line::from("evaluate [a] adds the test Dice per region.").fg(DIM),
+            Line::from(format!(
+                "evaluate {} adds the test Dice per region.",
+                keys::EVALUATE.hint()
+            ))
+            .fg(DIM),
         ];
         if app.snapshot.simulation.is_some() {
             lines.push(Line::from(""));
-            lines.push(Line::from("r: show the simulation's learning curves"));
+            lines.push(Line::from(format!(
+                "{}: show the simulation's learning curves",
+                keys::SIMULATION.key()
+            )));
         }
         frame.render_widget(
             Paragraph::new(lines).block(Block::bordered().title(" history ")),
@@ -109,9 +118,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                     ))
                     .title_bottom(
                         Line::from(if app.snapshot.simulation.is_some() {
-                            " h: Dice ⇄ HD95 · r: simulation "
+                            format!(
+                                " {}: Dice ⇄ HD95 · {}: simulation ",
+                                keys::METRIC.key(),
+                                keys::SIMULATION.key()
+                            )
                         } else {
-                            " h: Dice ⇄ HD95 "
+                            format!(" {}: Dice ⇄ HD95 ", keys::METRIC.key())
                         })
                         .fg(DIM),
                     ),
@@ -144,9 +157,12 @@ fn metric_chart(frame: &mut Frame, area: Rect, app: &App, regions: &[String]) {
     let block = Block::bordered().title(format!(" test {name} vs % of the pool labelled "));
     if series.iter().all(Vec::is_empty) {
         frame.render_widget(
-            Paragraph::new(format!("Evaluate [a] to see {name} per region here."))
-                .style(Style::new().fg(DIM))
-                .block(block),
+            Paragraph::new(format!(
+                "Evaluate {} to see {name} per region here.",
+                keys::EVALUATE.hint()
+            ))
+            .style(Style::new().fg(DIM))
+            .block(block),
             area,
         );
         return;

@@ -2,8 +2,9 @@
 //! the mean test score at each budget (table and chart) for one region, with
 //! the full-data reference, from `simulate/results.csv`.
 //!
-//! Imports the app's state, `chart`, the frame's styles and the
-//! simulation's summaries; not `history` (the frame picks between the two).
+//! Imports the app's state, the key table (for its hints), `chart`, the
+//! frame's styles and the simulation's summaries; not `history` (the
+//! frame picks between the two).
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -17,6 +18,7 @@ use super::chart::{format_score, line_datasets, metric_name};
 use crate::simulate::summary::{self, Metric as SimMetric, cell, contest, curve};
 use crate::simulate::{FULL_DATA, Row as Result};
 use crate::tui::app::{App, Metric};
+use crate::tui::keys;
 
 fn sim_metric(metric: Metric) -> SimMetric {
     match metric {
@@ -86,7 +88,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, rows: &[Result]) {
                         metric_name(app.metric)
                     ))
                     .title_bottom(
-                        Line::from(" h: Dice ⇄ HD95 · ← →: region · r: this project ").fg(DIM),
+                        Line::from(format!(
+                            " {}: Dice ⇄ HD95 · {}: region · {}: this project ",
+                            keys::METRIC.key(),
+                            keys::REGION.key(),
+                            keys::SIMULATION.key()
+                        ))
+                        .fg(DIM),
                     ),
             ),
         table_area,
