@@ -1,5 +1,9 @@
 //! The TUI's state and its update function: keys and file changes in,
 //! commands out. No I/O here, so every screen can be driven by tests.
+//!
+//! Keys are looked up in `keys`' table; this file carries out what they
+//! do. Imports the TUI's data modules (`keys`, `jobs`, `snapshot`,
+//! `complete`) and the engine's types, never the views or the runtime.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,6 +13,7 @@ use ratatui_image::protocol::Protocol;
 
 use super::complete::complete_path;
 use super::jobs::{JobTracker, Liveness, liveness};
+use super::keys::{self, Axis, Binding, Context, Does, Facts};
 use super::snapshot::{PoolInfo, Snapshot};
 use crate::journal::{Holder, Job, Logged};
 use crate::masks::ImportPlan;
@@ -17,8 +22,12 @@ use crate::project::{Phase, RoundState, SliceKey};
 /// Something that happened, for `App::update`.
 pub enum Update {
     Key(KeyEvent),
-    /// The terminal changed size (layout and image sizes follow).
+    /// The terminal changed size: only a redraw follows (which sends
+    /// `Drawn`).
     Resize,
+    /// A frame was drawn, so the layout's sizes the app keeps (the
+    /// picture's cells) are current: the picture may be asked for anew.
+    Drawn,
     State(Result<RoundState, String>),
     Worker(Option<Holder>),
     Events(Vec<Logged>),
@@ -154,14 +163,19 @@ pub struct Picture {
     pub error: Option<String>,
 }
 
-/// One action the current phase offers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One action the current phase offers: its row of the key table, and
+/// whether it can run now.
+#[derive(Clone, Copy, Debug)]
 pub struct Action {
-    pub key: char,
-    pub label: &'static str,
-    /// One or two words for the key bar.
-    pub short: &'static str,
+    pub binding: &'static Binding,
     pub enabled: bool,
+}
+
+impl Action {
+    /// The key that starts it, as written on screen.
+    pub fn key(&self) -> String {
+        self.binding.key()
+    }
 }
 
 pub struct App {
@@ -182,8 +196,9 @@ pub struct App {
     /// Region of the simulation's curves shown.
     pub region: usize,
     pub notice: Option<Notice>,
-    /// A short action is running (its name).
-    pub busy: Option<String>,
+    /// A short action (export, import check, …) is running in the TUI:
+    /// its name. Jobs run in the worker instead: `worker_running`.
+    pub short_action: Option<String>,
     pub picture: Picture,
     /// Seconds since the epoch, advanced by ticks (tests set it).
     pub now: f64,
@@ -232,7 +247,7 @@ impl App {
             show_simulation: false,
             region: 0,
             notice: None,
-            busy: None,
+            short_action: None,
             picture: Picture::default(),
             now,
             quit: false,
@@ -252,7 +267,7 @@ impl App {
     }
 
     /// Whether a worker holds the project (even before its first event).
-    pub fn worker_busy(&self) -> bool {
+    pub fn worker_running(&self) -> bool {
         self.snapshot.worker.is_some()
     }
 
@@ -262,39 +277,31 @@ impl App {
             .map(|r| liveness(r, self.snapshot.worker.as_ref(), self.now))
     }
 
+    /// What the key table's conditions look at.
+    pub fn facts(&self) -> Facts {
+        Facts {
+            phase: self.state().map(|s| s.phase),
+            trained: self.state().is_some_and(|s| s.unet.is_some()),
+            worker_running: self.worker_running(),
+            short_action: self.short_action.is_some(),
+        }
+    }
+
+    /// The view's keys in the key table.
+    fn key_context(&self) -> Context {
+        match self.tab {
+            Tab::History => Context::History,
+            Tab::Latent => Context::Latent,
+            Tab::Round | Tab::Suggestions => Context::Everywhere,
+        }
+    }
+
     /// The actions of the current phase, in the order shown.
     pub fn actions(&self) -> Vec<Action> {
-        let Some(state) = self.state() else {
-            return Vec::new();
-        };
-        let free = !self.worker_busy() && self.busy.is_none();
-        let mut actions = Vec::new();
-        let mut add = |key, label, short, enabled| {
-            actions.push(Action {
-                key,
-                label,
-                short,
-                enabled,
-            })
-        };
-        match state.phase {
-            Phase::NeedVae => add('v', "train the VAE on all slices", "train VAE", free),
-            Phase::Seeding => add('s', "draw the random seed batch", "seed", free),
-            Phase::AwaitingMasks => {
-                add('e', "export the suggested slices", "export", free);
-                add('i', "import masks", "import", free);
-            }
-            Phase::Training => add('t', "train the U-Net", "train U-Net", free),
-            Phase::Suggesting => add('n', "suggest the next batch", "suggest", free),
-            Phase::Done => {}
-        }
-        if state.unet.is_some() {
-            add('a', "evaluate on the test cases", "evaluate", free);
-        }
-        if self.worker_busy() {
-            add('c', "cancel the job", "cancel job", true);
-        }
-        actions
+        keys::actions(&self.facts())
+            .into_iter()
+            .map(|(binding, enabled)| Action { binding, enabled })
+            .collect()
     }
 
     /// One line: where the round is and what to do next.
@@ -306,30 +313,40 @@ impl App {
         let round = format!("Round {}", state.round);
         if let Some(run) = self.running_job() {
             return format!(
-                "{round} · {} running · watch it here, or close the TUI: the job goes on [c cancels]",
-                run.job
+                "{round} · {} running · watch it here, or close the TUI: the job goes on [{} cancels]",
+                run.job,
+                keys::CANCEL.key()
             );
         }
-        if self.worker_busy() {
+        if self.worker_running() {
             return format!("{round} · a job is starting…");
         }
         match state.phase {
-            Phase::NeedVae => {
-                format!("{round} · first, learn the data manifold: train the VAE on all slices [v]")
-            }
-            Phase::Seeding => format!("{round} · VAE ready · draw the random seed batch [s]"),
-            Phase::AwaitingMasks => {
-                let n = state.pending.len();
-                format!("{round} · {n} slices suggested · export them [e], then import masks [i]")
-            }
-            Phase::Training => format!(
-                "{round} · {} slices labelled · train the U-Net [t]",
-                state.labelled.len()
+            Phase::NeedVae => format!(
+                "{round} · first, learn the data manifold: {}",
+                keys::TRAIN_VAE.offer()
             ),
-            Phase::Suggesting => {
-                format!("{round} · U-Net trained · suggest the next batch [n] or evaluate [a]")
-            }
-            Phase::Done => format!("{round} · all rounds done · evaluate [a]"),
+            Phase::Seeding => format!("{round} · VAE ready · {}", keys::SEED.offer()),
+            Phase::AwaitingMasks => format!(
+                "{round} · {} slices suggested · export them {}, then {}",
+                state.pending.len(),
+                keys::EXPORT.hint(),
+                keys::IMPORT.offer()
+            ),
+            Phase::Training => format!(
+                "{round} · {} slices labelled · {}",
+                state.labelled.len(),
+                keys::TRAIN_UNET.offer()
+            ),
+            Phase::Suggesting => format!(
+                "{round} · U-Net trained · {} or evaluate {}",
+                keys::SUGGEST.offer(),
+                keys::EVALUATE.hint()
+            ),
+            Phase::Done => format!(
+                "{round} · all rounds done · evaluate {}",
+                keys::EVALUATE.hint()
+            ),
         }
     }
 
@@ -402,7 +419,8 @@ impl App {
     pub fn update(&mut self, update: Update) -> Vec<Command> {
         let mut commands = match update {
             Update::Key(key) => self.on_key(key),
-            Update::Resize => Vec::new(),
+            // The picture request below is the point of `Drawn`.
+            Update::Resize | Update::Drawn => Vec::new(),
             Update::State(state) => {
                 self.snapshot.state = state;
                 let rows = self.suggestion_rows().len();
@@ -430,7 +448,7 @@ impl App {
                 Vec::new()
             }
             Update::Done(outcome) => {
-                self.busy = None;
+                self.short_action = None;
                 self.on_outcome(outcome);
                 Vec::new()
             }
@@ -497,8 +515,9 @@ impl App {
             ),
             Outcome::Exported { dir, slices } => self.notify(
                 format!(
-                    "exported {slices} slices to {} — send it to the annotators, then import [i]",
-                    dir.display()
+                    "exported {slices} slices to {} — send it to the annotators, then import {}",
+                    dir.display(),
+                    keys::IMPORT.hint()
                 ),
                 false,
             ),
@@ -514,7 +533,7 @@ impl App {
             } => {
                 self.modal = None;
                 let next = if remaining == 0 {
-                    "all masks in · train the U-Net [t]".to_string()
+                    format!("all masks in · {}", keys::TRAIN_UNET.offer())
                 } else {
                     format!("{remaining} still awaited")
                 };
@@ -535,14 +554,13 @@ impl App {
     }
 
     fn on_key(&mut self, key: KeyEvent) -> Vec<Command> {
-        if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
-            self.quit = true;
-            return Vec::new();
+        if let Some(does) = keys::over_dialogs(&key) {
+            return self.carry_out(does, "");
         }
         match self.modal.take() {
             Some(Modal::Help) => {
-                // Any key closes help; `q` still quits.
-                if key.code == KeyCode::Char('q') {
+                // Any key closes help; quit still quits.
+                if let Some((_, Does::Quit)) = keys::lookup(Context::Everywhere, &key) {
                     self.quit = true;
                 }
                 Vec::new()
@@ -552,39 +570,70 @@ impl App {
         }
     }
 
+    /// A key on the main screen: its row in the key table, if offered here
+    /// and now, and enabled.
     fn on_main_key(&mut self, key: KeyEvent) -> Vec<Command> {
-        let KeyCode::Char(c) = key.code else {
-            match key.code {
-                KeyCode::Tab => self.cycle_tab(1),
-                KeyCode::BackTab => self.cycle_tab(-1),
-                KeyCode::Down => self.move_selection(1),
-                KeyCode::Up => self.move_selection(-1),
-                KeyCode::Right if self.tab == Tab::Latent => self.cycle_axis(true),
-                KeyCode::Left if self.tab == Tab::Latent => self.cycle_axis(false),
-                KeyCode::Right if self.tab == Tab::History => self.cycle_region(1),
-                KeyCode::Left if self.tab == Tab::History => self.cycle_region(-1),
-                _ => {}
-            }
+        let Some((binding, does)) = keys::lookup(self.key_context(), &key) else {
             return Vec::new();
         };
-        match c {
-            'q' => self.quit = true,
-            '?' => self.modal = Some(Modal::Help),
-            '1'..='4' => self.tab = Tab::ALL[(c as u8 - b'1') as usize],
-            'j' => self.move_selection(1),
-            'k' => self.move_selection(-1),
-            'm' => {
+        let facts = self.facts();
+        if !(binding.offered)(&facts) {
+            return Vec::new();
+        }
+        if !(binding.enabled)(&facts) {
+            let why = if facts.short_action {
+                "wait for the current action to finish".to_string()
+            } else {
+                format!(
+                    "a job is running; wait for it or cancel it {}",
+                    keys::CANCEL.hint()
+                )
+            };
+            self.notify(why, true);
+            return Vec::new();
+        }
+        self.carry_out(does, binding.next.unwrap_or(binding.help))
+    }
+
+    /// Does what a key does; `name` names a short action while it runs.
+    fn carry_out(&mut self, does: Does, name: &str) -> Vec<Command> {
+        let command = match does {
+            Does::Start(job) => Command::Start(job),
+            Does::Export => Command::Export,
+            Does::Cancel => Command::Cancel,
+            Does::OpenImport => {
+                self.open_import();
+                return Vec::new();
+            }
+            Does::ShowView(i) => {
+                self.tab = Tab::ALL[i % Tab::ALL.len()];
+                return Vec::new();
+            }
+            Does::CycleView(step) => {
+                self.cycle_tab(step);
+                return Vec::new();
+            }
+            Does::Select(step) => {
+                self.move_selection(step);
+                return Vec::new();
+            }
+            Does::NextModality => {
                 let n = self.modalities().len().max(1);
                 self.modality = (self.modality + 1) % n;
+                return Vec::new();
             }
-            'o' => self.overlay = self.overlay.next(),
-            'h' if self.tab == Tab::History => {
+            Does::NextOverlay => {
+                self.overlay = self.overlay.next();
+                return Vec::new();
+            }
+            Does::SwitchMetric => {
                 self.metric = match self.metric {
                     Metric::Dice => Metric::Hd95,
                     Metric::Hd95 => Metric::Dice,
-                }
+                };
+                return Vec::new();
             }
-            'r' if self.tab == Tab::History => {
+            Does::ToggleSimulation => {
                 if self.snapshot.simulation.is_some() {
                     self.show_simulation = !self.show_simulation;
                 } else {
@@ -593,54 +642,43 @@ impl App {
                         true,
                     );
                 }
-            }
-            'x' if self.tab == Tab::Latent => self.cycle_axis(true),
-            'y' if self.tab == Tab::Latent => self.cycle_axis(false),
-            _ => return self.on_action_key(c),
-        }
-        Vec::new()
-    }
-
-    fn on_action_key(&mut self, c: char) -> Vec<Command> {
-        let Some(action) = self.actions().into_iter().find(|a| a.key == c) else {
-            return Vec::new();
-        };
-        if !action.enabled {
-            let why = if self.busy.is_some() {
-                "wait for the current action to finish"
-            } else {
-                "a job is running; wait for it or cancel it [c]"
-            };
-            self.notify(why, true);
-            return Vec::new();
-        }
-        let command = match c {
-            'v' => Command::Start(Job::TrainVae),
-            's' | 'n' => Command::Start(Job::Suggest),
-            't' => Command::Start(Job::Train),
-            'a' => Command::Start(Job::Evaluate),
-            'e' => Command::Export,
-            'c' => Command::Cancel,
-            'i' => {
-                let mut input = self.cwd.display().to_string();
-                if !input.ends_with('/') {
-                    input.push('/');
-                }
-                if let Some(prefill) = &self.import_prefill {
-                    input.clone_from(prefill);
-                }
-                self.modal = Some(Modal::Import(ImportDialog {
-                    input,
-                    choices: Vec::new(),
-                    plan: None,
-                    checking: false,
-                }));
                 return Vec::new();
             }
-            _ => return Vec::new(),
+            Does::CycleRegion(step) => {
+                self.cycle_region(step);
+                return Vec::new();
+            }
+            Does::NextDimension(axis) => {
+                self.cycle_axis(axis);
+                return Vec::new();
+            }
+            Does::OpenHelp => {
+                self.modal = Some(Modal::Help);
+                return Vec::new();
+            }
+            Does::Quit => {
+                self.quit = true;
+                return Vec::new();
+            }
         };
-        self.busy = Some(action.label.to_string());
+        self.short_action = Some(name.to_string());
         vec![command]
+    }
+
+    fn open_import(&mut self) {
+        let mut input = self.cwd.display().to_string();
+        if !input.ends_with('/') {
+            input.push('/');
+        }
+        if let Some(prefill) = &self.import_prefill {
+            input.clone_from(prefill);
+        }
+        self.modal = Some(Modal::Import(ImportDialog {
+            input,
+            choices: Vec::new(),
+            plan: None,
+            checking: false,
+        }));
     }
 
     fn on_import_key(&mut self, mut d: ImportDialog, key: KeyEvent) -> Vec<Command> {
@@ -649,7 +687,7 @@ impl App {
             // The report is up: confirm or go back to the prompt.
             match key.code {
                 KeyCode::Char('y') | KeyCode::Enter if !plan.accepted.is_empty() => {
-                    self.busy = Some("importing masks".into());
+                    self.short_action = Some("importing masks".into());
                     commands.push(Command::ConfirmImport);
                 }
                 KeyCode::Esc | KeyCode::Char('n') => {
@@ -676,7 +714,7 @@ impl App {
                 } else {
                     d.checking = true;
                     d.choices.clear();
-                    self.busy = Some("checking masks".into());
+                    self.short_action = Some("checking masks".into());
                     commands.push(Command::CheckImport(paths));
                 }
             }
@@ -716,7 +754,7 @@ impl App {
         self.selected = (self.selected as isize + step).clamp(0, n as isize - 1) as usize;
     }
 
-    fn cycle_axis(&mut self, x: bool) {
+    fn cycle_axis(&mut self, axis: Axis) {
         let dim = self
             .snapshot
             .latents
@@ -724,10 +762,9 @@ impl App {
             .map_or(self.snapshot.config.vae.z_dim, |l| l.dim)
             .max(1);
         let (a, b) = self.axes;
-        self.axes = if x {
-            ((a + 1) % dim, b)
-        } else {
-            (a, (b + 1) % dim)
+        self.axes = match axis {
+            Axis::X => ((a + 1) % dim, b),
+            Axis::Y => (a, (b + 1) % dim),
         };
     }
 

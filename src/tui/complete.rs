@@ -1,6 +1,8 @@
 //! Tab completion for the import prompt, like a shell's: the last word of
 //! the input is completed to the longest common prefix of the entries it
 //! could name; folders get a trailing `/`.
+//!
+//! A leaf: imports only `std`.
 
 use std::path::Path;
 

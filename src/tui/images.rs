@@ -2,6 +2,9 @@
 //! overlay the mask, scale and encode for the terminal's graphics protocol
 //! (or half-blocks). Only the newest request matters; older queued ones are
 //! skipped.
+//!
+//! Imports the app's `Update` and picture types, `snapshot` and the
+//! engine's store and masks.
 
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender};

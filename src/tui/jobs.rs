@@ -1,6 +1,8 @@
 //! What the TUI knows about jobs, folded from the journal's event log. The
 //! log is the only source, so a TUI opened mid-job (or after it ended)
 //! shows exactly what one that watched all along would.
+//!
+//! A leaf: imports only the worker's event types.
 
 use crate::journal::{Event, Holder, Job, Logged, Overall};
 

@@ -7,11 +7,15 @@
 //! redrawn only after an update that changed something. Long jobs are never
 //! run here: they go to the detached worker, so closing the TUI (or losing
 //! SSH) stops nothing, and re-opening it picks the job up from the log.
+//!
+//! The runtime: the only module that does I/O on the app's behalf. Imports
+//! every TUI module and the engine's actions; none of them imports this.
 
 pub mod app;
 pub mod complete;
 pub mod images;
 pub mod jobs;
+pub mod keys;
 pub mod snapshot;
 pub mod views;
 pub mod watch;
@@ -101,7 +105,7 @@ fn run_loop(
             terminal.draw(|f| views::render(f, app))?;
             dirty = false;
             // Drawing told the app how big the picture is.
-            for command in app.update(Update::Resize) {
+            for command in app.update(Update::Drawn) {
                 execute(command, app, dir, &tx, &image_tx);
             }
         }
@@ -128,7 +132,9 @@ fn run_loop(
 /// moving (a running job) or a notice may expire.
 fn changes_screen(update: &Update, app: &App) -> bool {
     match update {
-        Update::Tick(_) => app.worker_busy() || app.notice.is_some() || app.busy.is_some(),
+        Update::Tick(_) => {
+            app.worker_running() || app.notice.is_some() || app.short_action.is_some()
+        }
         _ => true,
     }
 }

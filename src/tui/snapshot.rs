@@ -1,6 +1,9 @@
 //! The project as the TUI sees it: plain data read from the project's files
 //! (config, state, worker lock, slice store, VAE latents). Built by the
 //! watcher thread or, in tests, by hand.
+//!
+//! A leaf of the TUI: imports only the engine (config, project, store,
+//! worker lock, simulation results).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -2,6 +2,9 @@
 //! worker lock, new event-log lines, the state file, the slice store and the
 //! VAE latents. Polling (four times a second, a few `stat`s) is simpler and
 //! more portable than inotify, and works on network file systems.
+//!
+//! Imports the app's `Update`, `snapshot`'s loaders and the engine's file
+//! names.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -66,7 +66,7 @@ fn a_job_whose_worker_vanished_is_reported_dead_not_running() {
     let text = format!("{}", t.backend());
     assert!(text.contains("stopped without finishing"), "{text}");
     // The step is offered again (it resumes from its checkpoint).
-    assert!(app.actions().iter().any(|a| a.key == 't' && a.enabled));
+    assert!(app.actions().iter().any(|a| a.key() == "t" && a.enabled));
 }
 
 #[test]
@@ -90,7 +90,7 @@ fn suggestions_with_picture() -> App {
     let mut app = fx::app(Phase::AwaitingMasks, 3, 1200, &[], None);
     press(&mut app, KeyCode::Char('2'));
     draw(&app, 100, 30);
-    let commands = app.update(Update::Resize);
+    let commands = app.update(Update::Drawn);
     let Some(Command::Image(request)) = commands.into_iter().next() else {
         panic!("the suggestions view asks for the selected slice's picture");
     };
@@ -151,7 +151,7 @@ fn changing_modality_or_overlay_asks_for_a_new_picture() {
         "{commands:?}"
     );
     // Nothing changes: nothing is asked again.
-    assert!(app.update(Update::Resize).is_empty());
+    assert!(app.update(Update::Drawn).is_empty());
 }
 
 #[test]
@@ -268,7 +268,7 @@ fn the_guided_flow_offers_only_the_actions_of_the_phase() {
         app.actions()
             .iter()
             .filter(|a| a.enabled)
-            .map(|a| a.key)
+            .map(|a| a.key())
             .collect::<String>()
     };
     assert_eq!(keys(Phase::NeedVae, None), "va");
@@ -302,6 +302,25 @@ fn tabs_cycle_and_quit_is_q() {
     press(&mut app, KeyCode::BackTab);
     assert_eq!(app.tab, Tab::Latent);
     assert!(!app.quit);
+    press(&mut app, KeyCode::Char('q'));
+    assert!(app.quit);
+}
+
+#[test]
+fn q_is_typed_in_the_import_prompt_where_ctrl_c_still_quits() {
+    let mut app = fx::app(Phase::AwaitingMasks, 3, 600, &[], None);
+    press(&mut app, KeyCode::Char('i'));
+    type_text(&mut app, "q");
+    assert!(matches!(&app.modal, Some(Modal::Import(d)) if d.input.ends_with('q')));
+    assert!(!app.quit);
+    app.update(Update::Key(KeyEvent::new(
+        KeyCode::Char('c'),
+        KeyModifiers::CONTROL,
+    )));
+    assert!(app.quit);
+    // Over the help, q quits too (any other key closes it).
+    let mut app = fx::app(Phase::AwaitingMasks, 3, 600, &[], None);
+    press(&mut app, KeyCode::Char('?'));
     press(&mut app, KeyCode::Char('q'));
     assert!(app.quit);
 }

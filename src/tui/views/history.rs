@@ -1,19 +1,22 @@
 //! The history view: per round the labelled count and budget, the test
 //! Dice per region (table and chart against the budget) and the training
-//! loss the round ended with.
+//! loss the round ended with. (The simulation's curves, on the same tab,
+//! are `simulation`'s.)
+//!
+//! Imports the app's state, the key table (for its hints), `chart` and the
+//! frame's styles.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Color, Style, Stylize};
-use ratatui::symbols::Marker;
+use ratatui::style::{Style, Stylize};
 use ratatui::text::Line;
-use ratatui::widgets::{
-    Axis, Block, Chart, Dataset, GraphType, LegendPosition, Paragraph, Row, Table,
-};
+use ratatui::widgets::{Axis, Block, Chart, LegendPosition, Paragraph, Row, Table};
 
 use super::DIM;
+use super::chart::{format_score, line_datasets, metric_name};
 use crate::project::RoundRecord;
 use crate::tui::app::{App, Metric};
+use crate::tui::keys;
 
 /// The round's scores in the metric shown.
 fn scores(r: &RoundRecord, metric: Metric) -> &[(String, f64)] {
@@ -23,53 +26,7 @@ fn scores(r: &RoundRecord, metric: Metric) -> &[(String, f64)] {
     }
 }
 
-fn format_score(v: f64, metric: Metric) -> String {
-    match metric {
-        Metric::Dice => format!("{v:.3}"),
-        Metric::Hd95 => format!("{v:.1}"),
-    }
-}
-
-pub(super) fn metric_name(metric: Metric) -> &'static str {
-    match metric {
-        Metric::Dice => "Dice",
-        Metric::Hd95 => "HD95 mm",
-    }
-}
-
-/// One braille line per series, named and coloured in order.
-pub(super) fn line_datasets<'a>(
-    series: &'a [Vec<(f64, f64)>],
-    names: &[String],
-) -> Vec<Dataset<'a>> {
-    series
-        .iter()
-        .zip(names)
-        .enumerate()
-        .map(|(i, (points, name))| {
-            Dataset::default()
-                .name(name.clone())
-                .marker(Marker::Braille)
-                .graph_type(GraphType::Line)
-                .style(Style::new().fg(SERIES[i % SERIES.len()]))
-                .data(points)
-        })
-        .collect()
-}
-
-const SERIES: [Color; 6] = [
-    Color::Cyan,
-    Color::Magenta,
-    Color::Yellow,
-    Color::Green,
-    Color::Blue,
-    Color::Red,
-];
-
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
-    if let (true, Some(rows)) = (app.show_simulation, &app.snapshot.simulation) {
-        return super::simulation::render(frame, area, app, rows);
-    }
     let Some(state) = app.state() else {
         return;
     };
@@ -78,11 +35,18 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             Line::from("No round has been trained yet."),
             Line::from("After each U-Net training the round's budget and loss appear here;")
                 .fg(DIM),
-            Line::from("evaluate [a] adds the test Dice per region.").fg(DIM),
+            Line::from(format!(
+                "evaluate {} adds the test Dice per region.",
+                keys::EVALUATE.hint()
+            ))
+            .fg(DIM),
         ];
         if app.snapshot.simulation.is_some() {
             lines.push(Line::from(""));
-            lines.push(Line::from("r: show the simulation's learning curves"));
+            lines.push(Line::from(format!(
+                "{}: show the simulation's learning curves",
+                keys::SIMULATION.key()
+            )));
         }
         frame.render_widget(
             Paragraph::new(lines).block(Block::bordered().title(" history ")),
@@ -154,9 +118,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                     ))
                     .title_bottom(
                         Line::from(if app.snapshot.simulation.is_some() {
-                            " h: Dice ⇄ HD95 · r: simulation "
+                            format!(
+                                " {}: Dice ⇄ HD95 · {}: simulation ",
+                                keys::METRIC.key(),
+                                keys::SIMULATION.key()
+                            )
                         } else {
-                            " h: Dice ⇄ HD95 "
+                            format!(" {}: Dice ⇄ HD95 ", keys::METRIC.key())
                         })
                         .fg(DIM),
                     ),
@@ -189,9 +157,12 @@ fn metric_chart(frame: &mut Frame, area: Rect, app: &App, regions: &[String]) {
     let block = Block::bordered().title(format!(" test {name} vs % of the pool labelled "));
     if series.iter().all(Vec::is_empty) {
         frame.render_widget(
-            Paragraph::new(format!("Evaluate [a] to see {name} per region here."))
-                .style(Style::new().fg(DIM))
-                .block(block),
+            Paragraph::new(format!(
+                "Evaluate {} to see {name} per region here.",
+                keys::EVALUATE.hint()
+            ))
+            .style(Style::new().fg(DIM))
+            .block(block),
             area,
         );
         return;

@@ -1,5 +1,9 @@
 //! The import dialog: a path prompt with completion, then the engine's
 //! validation report and a confirm; nothing changes before the confirm.
+//! The dialog's own keys (written here and in `App::on_import_key`) are
+//! not in the key table: they apply only inside it.
+//!
+//! Imports the app's state and the frame's styles.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};

@@ -2,6 +2,9 @@
 //! latent on two chosen dimensions, the labelled slices, the latest
 //! suggestions, and for each suggestion the gradient step from its source
 //! (z → z') and the jump to the slice taken (z' → z_j).
+//!
+//! Imports the app's state, the key table (for its hints) and the frame's
+//! styles.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -13,6 +16,7 @@ use ratatui::widgets::{Block, Paragraph};
 
 use super::DIM;
 use crate::tui::app::App;
+use crate::tui::keys;
 
 /// Most pool points drawn: beyond this the map is a solid cloud anyway,
 /// and a frame must stay cheap over SSH.
@@ -22,12 +26,22 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let (ax, ay) = app.axes;
     let block = Block::bordered()
         .title(format!(" latent map · z{ax} (→) vs z{ay} (↑) "))
-        .title_bottom(Line::from(" x/y or ←/→ change dimensions ").fg(DIM));
+        .title_bottom(
+            Line::from(format!(
+                " {}: change dimensions ",
+                keys::DIMENSIONS.keys_text()
+            ))
+            .fg(DIM),
+        );
     let Some(latents) = app.snapshot.latents.as_ref().filter(|l| !l.is_empty()) else {
         frame.render_widget(
             Paragraph::new(vec![
                 Line::from("No latent map yet."),
-                Line::from("It appears once the VAE is trained [v] and the pool encoded.").fg(DIM),
+                Line::from(format!(
+                    "It appears once the VAE is trained {} and the pool encoded.",
+                    keys::TRAIN_VAE.hint()
+                ))
+                .fg(DIM),
             ])
             .block(block),
             area,

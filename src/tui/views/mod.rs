@@ -1,7 +1,12 @@
 //! Drawing: a pure function of the app's state onto a frame. One file per
 //! view; this one draws the frame around them (title, tabs, keys, notices)
-//! and the overlays (help, import).
+//! and the overlays (help, import), and picks the view for the tab
+//! (the history tab shows either `history` or `simulation`).
+//!
+//! Views import the app's state, the key table (`keys`, for every key they
+//! name) and `chart`; this file imports the views. No view imports another.
 
+mod chart;
 mod history;
 mod import;
 mod latent;
@@ -16,6 +21,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Tabs, Wrap};
 
 use super::app::{App, Modal, Tab};
+use super::keys::{self, TABLE};
 
 /// The smallest terminal the layout is designed for.
 pub const MIN_SIZE: (u16, u16) = (80, 24);
@@ -43,7 +49,10 @@ pub fn render(frame: &mut Frame, app: &App) {
     match app.tab {
         Tab::Round => round::render(frame, body, app),
         Tab::Suggestions => suggestions::render(frame, body, app),
-        Tab::History => history::render(frame, body, app),
+        Tab::History => match (&app.snapshot.simulation, app.show_simulation) {
+            (Some(rows), true) => simulation::render(frame, body, app, rows),
+            _ => history::render(frame, body, app),
+        },
         Tab::Latent => latent::render(frame, body, app),
     }
     key_bar(frame, keys, app);
@@ -59,7 +68,10 @@ fn too_small(frame: &mut Frame, area: Rect) {
     let text = vec![
         Line::from("nextslice needs a terminal of at least 80×24.".bold()),
         Line::from(format!("This one is {}×{}.", area.width, area.height)),
-        Line::from("Enlarge the window (the job goes on meanwhile), or q to quit."),
+        Line::from(format!(
+            "Enlarge the window (the job goes on meanwhile), or {} to quit.",
+            keys::QUIT.key()
+        )),
     ];
     frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), area);
 }
@@ -91,36 +103,36 @@ fn title_bar(frame: &mut Frame, area: Rect, app: &App) {
     );
 }
 
+/// The phase's actions offered now (dimmed while they cannot run), then
+/// the navigation keys that have a key-bar word.
 fn key_bar(frame: &mut Frame, area: Rect, app: &App) {
+    let key = Style::new().fg(ACCENT).bold();
     let mut spans = Vec::new();
     for a in app.actions() {
-        let style = if a.enabled {
-            Style::new().fg(ACCENT).bold()
+        let (key_style, word_style) = if a.enabled {
+            (key, Style::new())
         } else {
-            Style::new().fg(DIM)
+            (Style::new().fg(DIM), Style::new().fg(DIM))
         };
-        spans.push(Span::styled(format!("{} ", a.key), style));
+        spans.push(Span::styled(format!("{} ", a.key()), key_style));
         spans.push(Span::styled(
-            format!("{}  ", a.short),
-            if a.enabled {
-                Style::new()
-            } else {
-                Style::new().fg(DIM)
-            },
+            format!("{}  ", a.binding.bar.unwrap_or_default()),
+            word_style,
         ));
     }
-    spans.push(Span::styled("1-4 ", Style::new().fg(ACCENT).bold()));
-    spans.push(Span::raw("views  "));
-    spans.push(Span::styled("? ", Style::new().fg(ACCENT).bold()));
-    spans.push(Span::raw("keys  "));
-    spans.push(Span::styled("q ", Style::new().fg(ACCENT).bold()));
-    spans.push(Span::raw("quit"));
-    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+    for b in TABLE.iter().filter(|b| !b.is_action()) {
+        if let Some(word) = b.bar {
+            spans.push(Span::styled(format!("{} ", b.key()), key));
+            spans.push(Span::raw(format!("{word}  ")));
+        }
+    }
+    let line = Line::from(spans);
+    frame.render_widget(Paragraph::new(line), area);
 }
 
 fn notice_bar(frame: &mut Frame, area: Rect, app: &App) {
-    let line = if let Some(busy) = &app.busy {
-        Line::from(Span::styled(format!("… {busy}"), Style::new().fg(WARN)))
+    let line = if let Some(action) = &app.short_action {
+        Line::from(Span::styled(format!("… {action}"), Style::new().fg(WARN)))
     } else if let Some(n) = &app.notice {
         Line::from(Span::styled(
             n.text.clone(),
@@ -151,49 +163,38 @@ pub fn centred(area: Rect, width: u16, height: u16) -> Rect {
     )
 }
 
-const KEYS: [(&str, &str); 19] = [
-    ("1 2 3 4, Tab", "Round · Suggestions · History · Latent map"),
-    ("v", "train the VAE on every slice of the pool"),
-    ("s", "draw the random seed batch (round 0)"),
-    ("e", "export the suggested slices for the annotators"),
-    ("i", "import masks (path prompt, Tab completes)"),
-    ("t", "train the U-Net on the labelled slices"),
-    ("n", "suggest the next batch (gradient-guided)"),
-    ("a", "evaluate Dice on the held-out test cases"),
-    ("c", "cancel the running job (keeps its checkpoint)"),
-    ("j k, ↑ ↓", "select a suggested slice"),
-    ("m", "next modality"),
-    ("o", "overlay: expert mask → prediction → truth → none"),
-    (
-        "h r ← →",
-        "history: Dice ⇄ HD95 · project ⇄ simulation · region",
-    ),
-    ("x y, ← →", "latent map: change the plotted dimensions"),
-    ("?", "this help (any key closes it)"),
-    ("q, Ctrl-C", "quit (running jobs go on)"),
-    ("", ""),
-    (
-        "",
-        "Jobs run in a detached worker: closing the TUI or losing",
-    ),
-    (
-        "",
-        "SSH stops nothing. Re-open with `nextslice` in the project.",
-    ),
+/// Under the keys in the help overlay.
+const HELP_NOTE: [&str; 2] = [
+    "Jobs run in a detached worker: closing the TUI or losing",
+    "SSH stops nothing. Re-open with `nextslice` in the project.",
 ];
 
+/// The help overlay: every row of the key table, then the note.
 fn help(frame: &mut Frame, area: Rect) {
-    let rect = centred(area, 76, KEYS.len() as u16 + 2);
-    frame.render_widget(Clear, rect);
-    let lines: Vec<Line> = KEYS
+    let rows: Vec<(String, &str)> = TABLE.iter().map(|b| (b.keys_text(), b.help)).collect();
+    let width = rows
         .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    let key = Style::new().fg(ACCENT).bold();
+    let mut lines: Vec<Line> = rows
+        .into_iter()
         .map(|(k, what)| {
             Line::from(vec![
-                Span::styled(format!("{k:>12}  "), Style::new().fg(ACCENT).bold()),
-                Span::raw(*what),
+                Span::styled(format!("{k:>width$}  "), key),
+                Span::raw(what),
             ])
         })
         .collect();
+    lines.push(Line::from(""));
+    lines.extend(
+        HELP_NOTE
+            .iter()
+            .map(|note| Line::from(format!("{:width$}  {note}", ""))),
+    );
+    let rect = centred(area, 76, lines.len() as u16 + 2);
+    frame.render_widget(Clear, rect);
     frame.render_widget(
         Paragraph::new(lines).block(Block::bordered().title(" keys ").border_style(ACCENT)),
         rect,
@@ -207,5 +208,37 @@ pub fn duration(seconds: Option<f64>) -> String {
             crate::progress::format_duration(std::time::Duration::from_secs_f64(s))
         }
         _ => "–".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    use super::*;
+
+    #[test]
+    fn the_help_overlay_lists_every_row_of_the_key_table() {
+        let mut terminal = Terminal::new(TestBackend::new(MIN_SIZE.0, MIN_SIZE.1)).unwrap();
+        terminal.draw(|f| help(f, f.area())).unwrap();
+        let screen: Vec<String> = terminal
+            .backend()
+            .buffer()
+            .content()
+            .chunks(MIN_SIZE.0 as usize)
+            .map(|row| row.iter().map(|c| c.symbol()).collect())
+            .collect();
+        for b in TABLE {
+            let line = format!("{}  {}", b.keys_text(), b.help);
+            assert!(
+                screen.iter().any(|row| row.contains(&line)),
+                "{line:?} is not in the help:\n{}",
+                screen.join("\n")
+            );
+        }
+        for note in HELP_NOTE {
+            assert!(screen.iter().any(|row| row.contains(note)), "{note}");
+        }
     }
 }

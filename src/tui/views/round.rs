@@ -1,6 +1,8 @@
 //! The round view: where the round is, what to do next, and the current
 //! (or last) job: stage, epoch, batch, rate, elapsed, ETA, device and its
 //! loss curve.
+//!
+//! Imports the app's state, the job log's types and the frame's styles.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -62,9 +64,9 @@ fn next_step(frame: &mut Frame, area: Rect, app: &App) {
         } else {
             Style::new().fg(DIM)
         };
-        spans.push(Span::styled(format!("[{}] ", a.key), key_style));
+        spans.push(Span::styled(format!("{} ", a.binding.hint()), key_style));
         spans.push(Span::styled(
-            format!("{}   ", a.label),
+            format!("{}   ", a.binding.next.unwrap_or(a.binding.help)),
             if a.enabled {
                 Style::new()
             } else {

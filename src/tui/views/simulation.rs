@@ -1,6 +1,10 @@
 //! The simulation's learning curves inside the history view: per strategy
 //! the mean test score at each budget (table and chart) for one region, with
 //! the full-data reference, from `simulate/results.csv`.
+//!
+//! Imports the app's state, the key table (for its hints), `chart`, the
+//! frame's styles and the simulation's summaries; not `history` (the
+//! frame picks between the two).
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -10,25 +14,16 @@ use ratatui::text::Line;
 use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, LegendPosition, Row, Table};
 
 use super::DIM;
-use super::history::{line_datasets, metric_name};
+use super::chart::{format_score, line_datasets, metric_name};
 use crate::simulate::summary::{self, Metric as SimMetric, cell, contest, curve};
 use crate::simulate::{FULL_DATA, Row as Result};
 use crate::tui::app::{App, Metric};
+use crate::tui::keys;
 
 fn sim_metric(metric: Metric) -> SimMetric {
     match metric {
         Metric::Dice => SimMetric::Dice,
         Metric::Hd95 => SimMetric::Hd95,
-    }
-}
-
-fn format_value(v: f64, metric: Metric) -> String {
-    if v.is_nan() {
-        return "–".into();
-    }
-    match metric {
-        Metric::Dice => format!("{v:.3}"),
-        Metric::Hd95 => format!("{v:.1}"),
     }
 }
 
@@ -56,7 +51,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, rows: &[Result]) {
             let mut cells = vec![ratatui::widgets::Cell::from(s.clone())];
             for (&(round, _), winner) in budgets.iter().zip(&winners) {
                 let v = cell(rows, s, Some(round), &region, metric).mean;
-                let text = format_value(v, app.metric);
+                let text = format_score(v, app.metric);
                 cells.push(if *winner == Some(v) {
                     ratatui::widgets::Cell::from(text).bold()
                 } else {
@@ -71,7 +66,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, rows: &[Result]) {
         table_rows.push(
             Row::new(vec![
                 "full data (100%)".to_string(),
-                format_value(reference.mean, app.metric),
+                format_score(reference.mean, app.metric),
             ])
             .style(Style::new().fg(DIM)),
         );
@@ -93,7 +88,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, rows: &[Result]) {
                         metric_name(app.metric)
                     ))
                     .title_bottom(
-                        Line::from(" h: Dice ⇄ HD95 · ← →: region · r: this project ").fg(DIM),
+                        Line::from(format!(
+                            " {}: Dice ⇄ HD95 · {}: region · {}: this project ",
+                            keys::METRIC.key(),
+                            keys::REGION.key(),
+                            keys::SIMULATION.key()
+                        ))
+                        .fg(DIM),
                     ),
             ),
         table_area,
@@ -152,7 +153,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, rows: &[Result]) {
                 Axis::default()
                     .title(metric_name(app.metric))
                     .bounds([0.0, top])
-                    .labels(["0".to_string(), format_value(top, app.metric)]),
+                    .labels(["0".to_string(), format_score(top, app.metric)]),
             ),
         chart_area,
     );

@@ -2,6 +2,9 @@
 //! batch) with each slice's provenance — the labelled source slice whose
 //! gradient led to it, latent distance and angle — and the selected slice
 //! drawn inline.
+//!
+//! Imports the app's state, the key table (for its hints), the masks'
+//! colours and the frame's styles.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -13,6 +16,7 @@ use ratatui_image::Image;
 use super::{ACCENT, DIM, GOOD, WARN};
 use crate::masks::preview::class_colour;
 use crate::tui::app::App;
+use crate::tui::keys;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let rows = app.suggestion_rows();
@@ -30,7 +34,11 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             Paragraph::new(vec![
                 Line::from("Nothing suggested yet."),
                 Line::from(Span::styled(
-                    "Suggestions appear here after seeding [s] or suggesting [n].",
+                    format!(
+                        "Suggestions appear here after seeding {} or suggesting {}.",
+                        keys::SEED.hint(),
+                        keys::SUGGEST.hint()
+                    ),
                     Style::new().fg(DIM),
                 )),
             ])
