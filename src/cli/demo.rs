@@ -70,7 +70,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         );
         println!(
             "   {}",
-            super::project::run_foreground(&project_dir, Job::TrainVae, args.device)?
+            super::jobs::run_foreground(&project_dir, Job::TrainVae, args.device)?
         );
         state = project.state()?;
     }
@@ -78,7 +78,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         println!("4. drawing the random seed batch…");
         println!(
             "   {}",
-            super::project::run_foreground(&project_dir, Job::Suggest, args.device)?
+            super::jobs::run_foreground(&project_dir, Job::Suggest, args.device)?
         );
     }
     use std::io::IsTerminal;

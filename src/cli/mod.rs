@@ -4,6 +4,7 @@
 
 mod demo;
 mod inspect;
+mod jobs;
 mod project;
 mod show;
 mod simulate;
@@ -41,17 +42,17 @@ enum Command {
     /// Create a project for a dataset.
     Init(project::InitArgs),
     /// Train the VAE on the pool (detached worker).
-    TrainVae(project::JobArgs),
+    TrainVae(jobs::JobArgs),
     /// Suggest the next batch of slices (detached worker).
-    Suggest(project::JobArgs),
+    Suggest(jobs::JobArgs),
     /// Write the suggested slices, previews and a manifest for the experts.
     Export(project::ProjectArg),
     /// Check and accept the experts' masks (NIfTI slices, 3D label volumes, PNG).
     Import(project::ImportArgs),
     /// Train the U-Net on the labelled slices (detached worker).
-    Train(project::JobArgs),
+    Train(jobs::JobArgs),
     /// Dice per region on the held-out test set (detached worker).
-    Evaluate(project::JobArgs),
+    Evaluate(jobs::JobArgs),
     /// Round, phase, running job with progress and ETA, last metrics.
     Status(project::ProjectArg),
     /// Print (and follow) the project's event log.
@@ -64,7 +65,7 @@ enum Command {
     Show(show::ShowArgs),
     /// Run one job in this process (started detached by the step commands).
     #[command(hide = true)]
-    Worker(project::WorkerArgs),
+    Worker(jobs::WorkerArgs),
     /// Write deterministic synthetic brain scans (BraTS or MALC layout).
     Phantom(PhantomArgs),
     /// Preprocess a dataset into a memory-mapped slice store (reused when unchanged).
@@ -129,18 +130,18 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => demo::run(args),
         Command::Tui(args) => tui(&args.dir),
         Command::Init(args) => project::init(args),
-        Command::TrainVae(args) => project::job(Job::TrainVae, args),
-        Command::Suggest(args) => project::job(Job::Suggest, args),
+        Command::TrainVae(args) => jobs::job(Job::TrainVae, args),
+        Command::Suggest(args) => jobs::job(Job::Suggest, args),
         Command::Export(args) => project::export_cmd(args),
         Command::Import(args) => project::import_cmd(args),
-        Command::Train(args) => project::job(Job::Train, args),
-        Command::Evaluate(args) => project::job(Job::Evaluate, args),
+        Command::Train(args) => jobs::job(Job::Train, args),
+        Command::Evaluate(args) => jobs::job(Job::Evaluate, args),
         Command::Status(args) => project::status(args),
         Command::Logs(args) => project::logs(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Cancel(args) => project::cancel(args),
         Command::Show(args) => show::run(args),
-        Command::Worker(args) => project::worker(args),
+        Command::Worker(args) => jobs::worker(args),
         Command::Phantom(args) => phantom(args),
         Command::Store(args) => store::run(args),
         Command::Info(args) => inspect::run(args),

@@ -1,5 +1,6 @@
-//! Project subcommands: `init`, the round steps, mask exchange, and watching
-//! the worker (`status`, `logs`, `cancel`).
+//! Project subcommands: `init`, mask exchange (`export`, `import`), and
+//! watching the worker (`status`, `logs`, `cancel`). The long steps are in
+//! `jobs`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -7,13 +8,13 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use clap::Args;
 
-use nextslice::config::{DeviceSpec, Preset};
-use nextslice::journal::{Event, EventLog, Job, Logged, running_worker};
-use nextslice::layout::WORKER_LOG;
-use nextslice::progress::{StderrProgress, format_duration};
+use nextslice::config::Preset;
+use nextslice::journal::{Event, EventLog, running_worker};
+use nextslice::progress::StderrProgress;
 use nextslice::project::actions::{check_import, confirm_import, export_pending, request_cancel};
 use nextslice::project::{Phase, Project};
-use nextslice::worker::{run_job, spawn};
+
+use super::jobs::describe;
 
 /// The project a command works on.
 #[derive(Args, Debug, Clone)]
@@ -59,218 +60,7 @@ pub fn init(args: InitArgs) -> Result<()> {
     Ok(())
 }
 
-/// How a long step runs.
-#[derive(Args, Debug)]
-pub struct JobArgs {
-    #[command(flatten)]
-    pub project: ProjectArg,
-    /// auto | cpu | cuda | cuda:N (default: the project's device.kind).
-    #[arg(long)]
-    device: Option<DeviceSpec>,
-    /// Wait for the job to finish, showing its progress.
-    #[arg(long, conflicts_with = "foreground")]
-    wait: bool,
-    /// Run in this process instead of a detached worker.
-    #[arg(long)]
-    foreground: bool,
-}
-
-pub fn job(job: Job, args: JobArgs) -> Result<()> {
-    launch(job, &args, print_next)
-}
-
-/// Starts `job` as `args` ask (detached, waited for, or in this process);
-/// `after` tells what to do next once it has finished here.
-pub fn launch(job: Job, args: &JobArgs, after: fn(&Path) -> Result<()>) -> Result<()> {
-    let dir = &args.project.project;
-    let project = Project::open(dir)?;
-    let device = args.device.unwrap_or(project.config.device.kind);
-    if args.foreground {
-        println!("{}", run_foreground(dir, job, device)?);
-        return after(dir);
-    }
-    let log = EventLog::new(dir);
-    let (_, offset) = log.read_from(0)?;
-    let child = spawn(dir, job, device)?;
-    if !args.wait {
-        println!(
-            "{} started in the background (worker pid {}); it keeps running if you log out.",
-            job.name(),
-            child.id()
-        );
-        println!(
-            "watch: nextslice status -p {0}   ·   nextslice logs -f -p {0}   ·   stop: nextslice cancel -p {0}",
-            dir.display()
-        );
-        return Ok(());
-    }
-    follow_job(dir, job, offset, child)?;
-    after(dir)
-}
-
-/// Follows the event log from `offset` until the worker we started ends its
-/// job and exits (so its lock is free for the next step); errors if the
-/// job failed, was cancelled, or the worker died.
-fn follow_job(
-    dir: &Path,
-    job: Job,
-    mut offset: u64,
-    mut worker: std::process::Child,
-) -> Result<()> {
-    let log = EventLog::new(dir);
-    let pid = worker.id();
-    let mut started = false;
-    loop {
-        let exited = worker.try_wait()?;
-        let (events, next) = log.read_from(offset)?;
-        offset = next;
-        for e in &events {
-            let outcome = match &e.event {
-                Event::JobStarted { pid: p, .. } if *p == pid => {
-                    started = true;
-                    None
-                }
-                _ if !started => continue, // e.g. the report of an earlier, killed worker
-                Event::JobFinished { job: j, summary } if *j == job => Some(Ok(summary.clone())),
-                Event::JobFailed { job: j, error } if *j == job => {
-                    Some(Err(format!("{job} failed: {error}")))
-                }
-                Event::JobCancelled { job: j } if *j == job => {
-                    Some(Err(format!("{job} was cancelled; run it again to resume")))
-                }
-                _ => None,
-            };
-            if let Some(outcome) = outcome {
-                // The worker logs its outcome, then releases the lock and exits.
-                worker.wait()?;
-                eprintln!();
-                return match outcome {
-                    Ok(summary) => {
-                        println!("{summary}");
-                        Ok(())
-                    }
-                    Err(message) => bail!(message),
-                };
-            }
-            eprint!("\r\x1b[2K{}", describe(e));
-        }
-        if let Some(status) = exited {
-            let tail = std::fs::read_to_string(dir.join(WORKER_LOG)).unwrap_or_default();
-            let last: Vec<&str> = tail
-                .lines()
-                .rev()
-                .take(5)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            bail!(
-                "the worker exited ({status}) without finishing {job}:\n{}",
-                last.join("\n")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Runs `job` in this process, showing its progress from the event log.
-pub fn run_foreground(dir: &Path, job: Job, device: DeviceSpec) -> Result<String> {
-    let log = EventLog::new(dir);
-    let (_, start) = log.read_from(0)?;
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let result = std::thread::scope(|scope| {
-        scope.spawn(|| {
-            let mut offset = start;
-            let mut shown = false;
-            loop {
-                let finished = done.load(std::sync::atomic::Ordering::Relaxed);
-                if let Ok((events, next)) = log.read_from(offset) {
-                    offset = next;
-                    for e in events.iter().filter(|e| {
-                        matches!(e.event, Event::Progress { .. } | Event::Checkpoint { .. })
-                    }) {
-                        eprint!("\r\x1b[2K   {}", describe(e));
-                        shown = true;
-                    }
-                }
-                if finished {
-                    if shown {
-                        eprintln!();
-                    }
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        });
-        let result = run_job(dir, job, device);
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
-        result
-    });
-    Ok(result?)
-}
-
-/// One line per event, as `logs` prints them.
-fn describe(e: &Logged) -> String {
-    match &e.event {
-        Event::JobStarted { job, pid, device } => format!("{job}: started (pid {pid}, {device})"),
-        Event::Progress {
-            job,
-            stage,
-            epoch,
-            epochs,
-            done,
-            total,
-            loss,
-            rate,
-            eta_seconds,
-            overall,
-        } => {
-            let mut s = match overall {
-                Some(o) => format!("{job} [{}/{} trainings · {}]", o.done, o.total, o.what),
-                None => job.to_string(),
-            };
-            if !stage.is_empty() {
-                s += &format!(": {stage}");
-            }
-            if let (Some(e), Some(n)) = (epoch, epochs) {
-                s += &format!(" epoch {e}/{n}");
-            }
-            if *total > 0 {
-                s += &format!(" {done}/{total}");
-            }
-            if let Some(l) = loss {
-                s += &format!(" loss {l:.4}");
-            }
-            if let Some(r) = rate {
-                s += &format!(" {r:.1} slices/s");
-            }
-            if let Some(eta) = eta_seconds {
-                s += &format!(
-                    " ETA {}",
-                    format_duration(Duration::from_secs_f64(eta.max(0.0)))
-                );
-            }
-            s
-        }
-        Event::Checkpoint {
-            job,
-            epoch,
-            epochs,
-            loss,
-        } => format!("{job}: epoch {epoch}/{epochs} done, mean loss {loss:.4} (checkpoint saved)"),
-        Event::JobFinished { job, summary } => format!("{job}: finished — {summary}"),
-        Event::JobFailed { job, error } => format!("{job}: FAILED — {error}"),
-        Event::JobCancelled { job } => format!("{job}: cancelled"),
-        Event::Transition {
-            from,
-            to,
-            round,
-            reason,
-        } => format!("round {round}: {from} → {to} ({reason})"),
-    }
-}
-
-fn print_next(dir: &Path) -> Result<()> {
+pub fn print_next(dir: &Path) -> Result<()> {
     let project = Project::open(dir)?;
     let state = project.state()?;
     let command = match state.phase {
@@ -447,22 +237,5 @@ pub fn cancel(args: ProjectArg) -> Result<()> {
             holder.job, holder.pid
         ),
     }
-    Ok(())
-}
-
-#[derive(Args, Debug)]
-pub struct WorkerArgs {
-    #[arg(long)]
-    project: PathBuf,
-    #[arg(long, value_enum)]
-    job: Job,
-    #[arg(long, default_value = "auto")]
-    device: DeviceSpec,
-}
-
-/// The detached worker's entry point.
-pub fn worker(args: WorkerArgs) -> Result<()> {
-    let summary = run_job(&args.project, args.job, args.device)?;
-    println!("{summary}");
     Ok(())
 }

@@ -11,7 +11,7 @@ use nextslice::journal::Job;
 use nextslice::project::Project;
 use nextslice::simulate::{RESULTS_FILE, SIM_DIR, SUMMARY_FILE, Start, prepare};
 
-use super::project::{JobArgs, launch};
+use super::jobs::{JobArgs, launch};
 
 #[derive(Args, Debug)]
 pub struct SimulateArgs {

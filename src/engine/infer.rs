@@ -2,6 +2,8 @@
 //! pass over many slices in batches (cancel check and progress after each),
 //! tensors back on the host, class maps, and the ensemble's prediction.
 
+use std::time::Instant;
+
 use burn::prelude::*;
 
 use super::context::{EngineError, Model, StepContext};
@@ -71,10 +73,18 @@ pub fn predict<Bk: Backend>(
     }
 }
 
+/// The longest a batch should take, so a cancel (checked between batches)
+/// lands within a second even where a full batch is slow (large models on
+/// the CPU).
+const BATCH_SECONDS: f64 = 0.3;
+
 /// One inference pass over store slices, the loop every scoring, encoding,
-/// evaluation, prediction and gradient step shares: batches of `batch` as
-/// model inputs (with their ground-truth class maps when `labels`), a stop
-/// on cancel before each batch, and progress under `stage` after each.
+/// evaluation, prediction and gradient step shares: batches of up to
+/// `batch` as model inputs (with their ground-truth class maps when
+/// `labels`), a stop on cancel before each batch, and progress under
+/// `stage` after each. Batches shrink below `batch` when one takes longer
+/// than `BATCH_SECONDS`; models in eval mode treat slices independently,
+/// so the batch size changes results only by float rounding, if at all.
 pub struct Pass<'a> {
     pub stage: &'a str,
     pub detail: &'a str,
@@ -102,12 +112,17 @@ impl Pass<'_> {
             })
         };
         report(0);
-        let mut done = 0;
-        for chunk in ids.chunks(self.batch.max(1)) {
+        let most = self.batch.max(1);
+        let (mut done, mut size) = (0, most);
+        while done < ids.len() {
             ctx.check_cancel()?;
+            let chunk = &ids[done..(done + size).min(ids.len())];
+            let started = Instant::now();
             let wanted = self.labels.then_some(&mut labels);
             let x = input_batch::<Bk>(store, chunk, &mut images, wanted, device)?;
             each(chunk, x, &labels)?;
+            let per_slice = started.elapsed().as_secs_f64() / chunk.len() as f64;
+            size = ((BATCH_SECONDS / per_slice.max(1e-9)) as usize).clamp(1, most);
             done += chunk.len();
             report(done);
         }
