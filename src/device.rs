@@ -4,6 +4,8 @@
 //! CUDA is burn-cuda, compiled in with the `cuda` cargo feature. Everything
 //! generic over `B: AutodiffBackend` runs through `with_backend`, so the
 //! choice is made once, at the top.
+//!
+//! Imports only config.
 
 use burn::backend::Autodiff;
 use burn::tensor::backend::AutodiffBackend;

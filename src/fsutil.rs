@@ -1,5 +1,7 @@
 //! Crash-safe file writing: every file we write appears whole or not at all,
 //! even after `kill -9` or a power cut (temp file, fsync, rename, fsync dir).
+//!
+//! Imports nothing of the crate.
 
 use std::fs::{self, File};
 use std::io::{self, Write};

@@ -1,9 +1,12 @@
 //! nextslice: suggestive annotation of brain MRI with gradient-guided sampling
 //! (Dai et al., Medical Image Analysis 2022).
 //!
-//! Layers, lowest first: `volume` (NIfTI I/O, orientation, phantoms) and
-//! `store` (the preprocessed slice pool) know nothing of models or terminals;
-//! `config` describes a dataset and an experiment.
+//! Layers, lowest first; a module imports only those below it (the
+//! README's "Layout of the code" has one line per module):
+//! `config`, `layout`, `fsutil`, `rng`, `progress`, `device` →
+//! `volume` → `store`, `model`, `eval` → `train`, `strategy`, `masks` →
+//! `journal` → `project` → `engine` → `simulate` → `worker` → `tui` → the
+//! CLI (in the binary).
 
 pub mod config;
 pub mod device;

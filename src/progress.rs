@@ -1,5 +1,7 @@
 //! Progress of slow work, reported through a small trait so the same code can
 //! feed a terminal bar, the worker's event log or nothing at all.
+//!
+//! Imports nothing of the crate.
 
 use std::io::Write;
 use std::sync::Mutex;

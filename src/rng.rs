@@ -3,6 +3,8 @@
 //! seed never change when a dependency changes its algorithms, and so that its
 //! whole state can be checkpointed and a resumed training run continues the
 //! same random stream.
+//!
+//! Imports nothing of the crate.
 
 use serde::{Deserialize, Serialize};
 

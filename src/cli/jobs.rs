@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use nextslice::config::DeviceSpec;
-use nextslice::journal::{Event, EventLog, Job, Logged};
+use nextslice::journal::{Event, EventLog, Job, Logged, ProgressReport};
 use nextslice::layout::WORKER_LOG;
 use nextslice::progress::format_duration;
 use nextslice::project::Project;
@@ -145,7 +145,7 @@ pub fn run_foreground(dir: &Path, job: Job, device: DeviceSpec) -> Result<String
                 if let Ok((events, next)) = log.read_from(offset) {
                     offset = next;
                     for e in events.iter().filter(|e| {
-                        matches!(e.event, Event::Progress { .. } | Event::Checkpoint { .. })
+                        matches!(e.event, Event::Progress(_) | Event::Checkpoint { .. })
                     }) {
                         eprint!("\r\x1b[2K   {}", describe(e));
                         shown = true;
@@ -171,7 +171,7 @@ pub fn run_foreground(dir: &Path, job: Job, device: DeviceSpec) -> Result<String
 pub fn describe(e: &Logged) -> String {
     match &e.event {
         Event::JobStarted { job, pid, device } => format!("{job}: started (pid {pid}, {device})"),
-        Event::Progress {
+        Event::Progress(ProgressReport {
             job,
             stage,
             epoch,
@@ -182,7 +182,7 @@ pub fn describe(e: &Logged) -> String {
             rate,
             eta_seconds,
             overall,
-        } => {
+        }) => {
             let mut s = match overall {
                 Some(o) => format!("{job} [{}/{} trainings · {}]", o.done, o.total, o.what),
                 None => job.to_string(),

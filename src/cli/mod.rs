@@ -1,6 +1,9 @@
 //! Subcommands. Each is a thin layer over the library: it resolves paths and
 //! configuration, runs the work with progress on stderr, and prints a summary
 //! that says what to do next.
+//!
+//! The top of the crate: may import any module of the library; nothing
+//! imports it.
 
 mod demo;
 mod inspect;

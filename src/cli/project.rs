@@ -154,7 +154,7 @@ pub fn status(args: ProjectArg) -> Result<()> {
             let last = events
                 .iter()
                 .rev()
-                .find(|e| matches!(e.event, Event::Progress { .. }));
+                .find(|e| matches!(e.event, Event::Progress(_)));
             println!(
                 "job      {} running (pid {}, {})",
                 holder.job, holder.pid, holder.device

@@ -4,6 +4,8 @@
 //! then the user's file in the XDG config directory, then any files given on
 //! the command line — and every layer is checked strictly: an unknown key or a
 //! bad value is an error naming the file, the key and what is allowed.
+//!
+//! Imports nothing of the crate: every layer may read the configuration.
 
 mod load;
 mod validate;

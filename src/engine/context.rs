@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::config::Strategy;
 use crate::journal::EventLog;
 use crate::progress::Progress;
-use crate::project::{ProjectError, StateError};
-use crate::store::StoreError;
+use crate::project::{Project, ProjectError, RoundState, StateError};
+use crate::store::{SliceIndex, SliceStore, StoreError};
 use crate::strategy::StrategyError;
 use crate::train::{TrainError, TrainObserver};
 
@@ -23,6 +23,18 @@ pub struct StepContext<'a> {
 }
 
 impl StepContext<'_> {
+    /// The project's slice store (built first if the data changed) and the
+    /// index of its slices for `state`'s test split: what every step opens.
+    pub fn open_store(
+        &self,
+        project: &Project,
+        state: &RoundState,
+    ) -> Result<(SliceStore, SliceIndex), EngineError> {
+        let store = project.store(self.progress, self.cancel)?;
+        let index = SliceIndex::new(&store, &state.test_cases);
+        Ok((store, index))
+    }
+
     /// `Err(Cancelled)` once a stop was asked for.
     pub fn check_cancel(&self) -> Result<(), EngineError> {
         if self.cancel.load(Ordering::Relaxed) {

@@ -12,7 +12,7 @@ use super::infer::{Pass, class_map, predict};
 use super::models::load_unets;
 use crate::eval::{self, Grid, Region, RegionScore};
 use crate::layout::EVALUATION_FILE;
-use crate::project::{Project, SliceIndex};
+use crate::project::Project;
 use crate::store::{SliceStore, StoreMeta};
 
 /// Test-set scores: mean over the held-out volumes of each region's Dice
@@ -55,8 +55,7 @@ pub fn evaluate_step<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<Evaluation, EngineError> {
     let state = project.state()?;
-    let store = project.store(ctx.progress, ctx.cancel)?;
-    let index = SliceIndex::new(&store, &state.test_cases);
+    let (store, index) = ctx.open_store(project, &state)?;
     let models = load_unets::<B>(project, &state, device)?;
     let regions: Vec<Region> = project
         .config
@@ -79,12 +78,7 @@ pub fn evaluate_step<B: AutodiffBackend>(
     test_ids.sort_by_key(|&id| (store.entries()[id].volume, id));
     let depth_axis = project.config.slicing.axis.normal_axis();
     let mut volumes = VolumeStack::new(store.meta(), depth_axis, &regions);
-    let pass = Pass {
-        stage: "evaluate",
-        detail: "test volumes",
-        batch: 16,
-        labels: true,
-    };
+    let pass = Pass::new("evaluate", "test volumes", 16).with_labels(true);
     pass.run::<B::InnerBackend>(&store, &test_ids, ctx, device, |chunk, x, labels| {
         let predicted = class_map(predict(&models, x)?)?;
         volumes.add(&store, chunk, &predicted, labels)

@@ -37,12 +37,7 @@ pub fn gradient_sources<B: AutodiffBackend>(
     let classes = meta.label_values.len();
     let mut sources = Vec::with_capacity(ids.len());
     let mut labels = Vec::new();
-    let pass = Pass {
-        stage: "input gradients",
-        detail: "labelled slices",
-        batch: 8,
-        labels: false,
-    };
+    let pass = Pass::new("input gradients", "labelled slices", 8);
     pass.run::<B::InnerBackend>(store, ids, ctx, device, |chunk, x, _| {
         let n = chunk.len();
         labels.resize(n * h * w, 0);

@@ -86,13 +86,28 @@ const BATCH_SECONDS: f64 = 0.3;
 /// than `BATCH_SECONDS`; models in eval mode treat slices independently,
 /// so the batch size changes results only by float rounding, if at all.
 pub struct Pass<'a> {
-    pub stage: &'a str,
-    pub detail: &'a str,
-    pub batch: usize,
-    pub labels: bool,
+    stage: &'a str,
+    detail: &'a str,
+    batch: usize,
+    labels: bool,
 }
 
-impl Pass<'_> {
+impl<'a> Pass<'a> {
+    /// A pass of batches of up to `batch` slices, reported as `stage`.
+    pub fn new(stage: &'a str, detail: &'a str, batch: usize) -> Self {
+        Pass {
+            stage,
+            detail,
+            batch,
+            labels: false,
+        }
+    }
+
+    /// Also reads the slices' ground-truth class maps when `labels`.
+    pub fn with_labels(self, labels: bool) -> Self {
+        Pass { labels, ..self }
+    }
+
     pub fn run<Bk: Backend>(
         &self,
         store: &SliceStore,
@@ -196,12 +211,7 @@ mod tests {
             cancel: &cancel,
             log: &log,
         };
-        let pass = Pass {
-            stage: "test pass",
-            detail: "",
-            batch: 4,
-            labels: true,
-        };
+        let pass = Pass::new("test pass", "", 4).with_labels(true);
         let mut batches = 0;
         let result = pass.run::<Flex>(
             &store,

@@ -110,6 +110,14 @@ impl<Bk: Backend> Prepared<Bk> {
             predictors: Vec::new(),
         }
     }
+
+    /// Candidates ranked by `scores` from `unet`, which then predicts.
+    fn ranked(name: &'static str, scores: Vec<f32>, unet: UNet<Bk>) -> Self {
+        Prepared {
+            inputs: Inputs::Ranked { name, scores },
+            predictors: vec![unet],
+        }
+    }
 }
 
 /// Prepares `kind`'s inputs for `round`.
@@ -137,13 +145,7 @@ pub fn prepare<B: AutodiffBackend>(
             let unet = load_unet::<B>(round.project, round.state, device)?.valid();
             let scores =
                 score_candidates(&unet, round.store, round.candidates, scoring, ctx, device)?;
-            Ok(Prepared {
-                inputs: Inputs::Ranked {
-                    name: scoring.name(),
-                    scores,
-                },
-                predictors: vec![unet],
-            })
+            Ok(Prepared::ranked(scoring.name(), scores, unet))
         }
     }
 }
@@ -212,13 +214,7 @@ fn prepare_learning_loss<B: AutodiffBackend>(
     };
     let unet = load_unet::<B>(round.project, round.state, device)?.valid();
     let scores = predicted_losses(&unet, &head, round.store, round.candidates, ctx, device)?;
-    Ok(Prepared {
-        inputs: Inputs::Ranked {
-            name: "learning-loss",
-            scores,
-        },
-        predictors: vec![unet],
-    })
+    Ok(Prepared::ranked("learning-loss", scores, unet))
 }
 
 /// DAL: the bootstrap ensemble's disagreement and features.

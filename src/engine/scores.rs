@@ -57,12 +57,8 @@ pub fn score_candidates<Bk: Backend>(
     let meta = store.meta();
     let (k, plane) = (meta.label_values.len(), meta.height * meta.width);
     let mut scores = vec![f32::NAN; store.len()];
-    let pass = Pass {
-        stage: "score candidates",
-        detail: scoring.name(),
-        batch: 16,
-        labels: scoring == Scoring::Oracle,
-    };
+    let pass =
+        Pass::new("score candidates", scoring.name(), 16).with_labels(scoring == Scoring::Oracle);
     pass.run::<Bk>(store, candidates, ctx, device, |chunk, x, labels| {
         let probabilities = model.probabilities(x, Mode::Eval);
         match scoring {
@@ -96,12 +92,7 @@ pub fn predicted_losses<Bk: Backend>(
     device: &Bk::Device,
 ) -> Result<Vec<f32>, EngineError> {
     let mut scores = vec![f32::NAN; store.len()];
-    let pass = Pass {
-        stage: "predict losses",
-        detail: "learning-loss",
-        batch: 16,
-        labels: false,
-    };
+    let pass = Pass::new("predict losses", "learning-loss", 16);
     pass.run::<Bk>(store, candidates, ctx, device, |chunk, x, _| {
         let out = unet.forward(x, Mode::Eval);
         let mut features = vec![out.bottleneck];
@@ -138,12 +129,7 @@ pub fn dal_inputs<Bk: Backend>(
     let mut uncertainty = vec![f32::NAN; store.len()];
     let mut features: Vec<f32> = Vec::new();
     let mut dim = 0;
-    let pass = Pass {
-        stage: "ensemble disagreement",
-        detail: "dal",
-        batch: 16,
-        labels: false,
-    };
+    let pass = Pass::new("ensemble disagreement", "dal", 16);
     pass.run::<Bk>(store, candidates, ctx, device, |chunk, x, _| {
         let n = chunk.len();
         let mut probabilities = Vec::with_capacity(ensemble.len());

@@ -36,8 +36,7 @@ pub fn suggest_step<B: AutodiffBackend>(
             .into());
         }
     };
-    let store = project.store(ctx.progress, ctx.cancel)?;
-    let index = SliceIndex::new(&store, &state.test_cases);
+    let (store, index) = ctx.open_store(project, &state)?;
     let pool = index.pool().len();
     let candidates = index.candidates(state.taken());
     let fraction = if seeding {
@@ -130,12 +129,7 @@ fn write_predictions<Bk: Backend>(
     device: &Bk::Device,
 ) -> Result<(), EngineError> {
     let plane = store.meta().height * store.meta().width;
-    let pass = Pass {
-        stage: "predict suggestions",
-        detail: "for the overlay",
-        batch: 16,
-        labels: false,
-    };
+    let pass = Pass::new("predict suggestions", "for the overlay", 16);
     pass.run::<Bk>(store, ids, ctx, device, |chunk, x, _| {
         let classes = class_map(predict(models, x)?)?;
         for (j, &id) in chunk.iter().enumerate() {

@@ -12,7 +12,7 @@ use crate::config::Strategy;
 use crate::layout::{loss_head_file, unet_checkpoints, unet_file};
 use crate::masks::ProjectMasks;
 use crate::model::{LossHead, UNet, UNetSpec, UNetWithLossHead};
-use crate::project::{Phase, Project, RoundRecord, SliceIndex};
+use crate::project::{Phase, Project, RoundRecord};
 use crate::rng::Rng;
 use crate::train::{
     LossHeadTraining, UnetTraining, clear_checkpoints, load_model, save_model, train_unet,
@@ -28,8 +28,7 @@ pub fn train_step<B: AutodiffBackend>(
     let mut state = project.state()?;
     state.expect(Phase::Training, "train the U-Net")?;
     let config = &project.config;
-    let store = project.store(ctx.progress, ctx.cancel)?;
-    let index = SliceIndex::new(&store, &state.test_cases);
+    let (store, index) = ctx.open_store(project, &state)?;
     let slices: Vec<usize> = state
         .labelled
         .iter()

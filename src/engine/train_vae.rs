@@ -9,7 +9,7 @@ use super::context::{EngineError, StepContext};
 use super::infer::{Pass, to_host};
 use crate::layout::{LATENTS_FILE, VAE_CHECKPOINTS, VAE_FILE};
 use crate::model::{Vae, VaeSpec};
-use crate::project::{Phase, Project, SliceIndex, latents};
+use crate::project::{Phase, Project, latents};
 use crate::store::SliceStore;
 use crate::strategy::Latents;
 use crate::train::{VaeTraining, clear_checkpoints, save_model, train_vae};
@@ -22,8 +22,7 @@ pub fn train_vae_step<B: AutodiffBackend>(
 ) -> Result<String, EngineError> {
     let mut state = project.state()?;
     state.expect(Phase::NeedVae, "train the VAE")?;
-    let store = project.store(ctx.progress, ctx.cancel)?;
-    let index = SliceIndex::new(&store, &state.test_cases);
+    let (store, index) = ctx.open_store(project, &state)?;
     let pool = index.pool();
     let config = &project.config;
     B::seed(device, config.sampling.seed);
@@ -68,12 +67,7 @@ fn encode_pool<B: AutodiffBackend>(
 ) -> Result<Latents, EngineError> {
     let mut values = Vec::new();
     let ids: Vec<usize> = (0..store.len()).collect();
-    let pass = Pass {
-        stage: "encode pool",
-        detail: "",
-        batch: 32,
-        labels: false,
-    };
+    let pass = Pass::new("encode pool", "", 32);
     pass.run::<B::InnerBackend>(store, &ids, ctx, device, |_, x, _| {
         values.extend(to_host(vae.encode_mean(x))?);
         Ok(())

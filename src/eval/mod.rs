@@ -5,6 +5,8 @@
 //! fastest, then y, then z), so it runs on the CPU next to the models
 //! without touching burn. Conventions for empty masks follow the BraTS
 //! evaluation, so numbers are comparable with published BraTS tables.
+//!
+//! Imports only volume and rng.
 
 mod dice;
 mod edt;

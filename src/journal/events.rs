@@ -22,26 +22,7 @@ pub enum Event {
         pid: u32,
         device: String,
     },
-    Progress {
-        job: Job,
-        stage: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        epoch: Option<usize>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        epochs: Option<usize>,
-        done: u64,
-        total: u64,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        loss: Option<f64>,
-        /// Units (slices, volumes) per second.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        rate: Option<f64>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        eta_seconds: Option<f64>,
-        /// Where a many-step job (a simulation) stands as a whole.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        overall: Option<Overall>,
-    },
+    Progress(ProgressReport),
     Checkpoint {
         job: Job,
         epoch: usize,
@@ -73,12 +54,54 @@ impl Event {
     pub fn job(&self) -> Option<Job> {
         match self {
             Event::JobStarted { job, .. }
-            | Event::Progress { job, .. }
+            | Event::Progress(ProgressReport { job, .. })
             | Event::Checkpoint { job, .. }
             | Event::JobFinished { job, .. }
             | Event::JobFailed { job, .. }
             | Event::JobCancelled { job } => Some(*job),
             Event::Transition { .. } => None,
+        }
+    }
+}
+
+/// Where a running job stands: `done` of `total` steps of its current
+/// stage, with the training figures while a model trains.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProgressReport {
+    pub job: Job,
+    pub stage: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<usize>,
+    pub done: u64,
+    pub total: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<f64>,
+    /// Units (slices, volumes) per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta_seconds: Option<f64>,
+    /// Where a many-step job (a simulation) stands as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overall: Option<Overall>,
+}
+
+impl ProgressReport {
+    /// `done` of `total` of `stage`, nothing else known yet.
+    pub fn stage(job: Job, stage: impl Into<String>, done: u64, total: u64) -> ProgressReport {
+        ProgressReport {
+            job,
+            stage: stage.into(),
+            epoch: None,
+            epochs: None,
+            done,
+            total,
+            loss: None,
+            rate: None,
+            eta_seconds: None,
+            overall: None,
         }
     }
 }
@@ -268,11 +291,13 @@ mod tests {
             r#"{"time":1.0,"event":"job-started","job":"train-vae","pid":7,"device":"cpu"}"#,
             "\n",
             r#"{"time":2.0,"event":"transition","from":"AwaitingMasks","to":"Training","round":0,"reason":"7 masks imported"}"#,
+            "\n",
+            r#"{"time":3.0,"event":"progress","job":"train","stage":"U-Net training","epoch":2,"epochs":10,"done":5,"total":38,"loss":-0.4}"#,
             "\n"
         );
         std::fs::write(dir.path().join(EVENTS_FILE), old).unwrap();
         let events = EventLog::new(dir.path()).read_all().unwrap();
-        assert_eq!(events.len(), 2);
+        assert_eq!(events.len(), 3);
         assert_eq!(events[0].event.job(), Some(Job::TrainVae));
         assert!(matches!(
             events[1].event,
@@ -282,5 +307,12 @@ mod tests {
                 ..
             }
         ));
+        let Event::Progress(p) = &events[2].event else {
+            panic!("not progress: {:?}", events[2]);
+        };
+        assert_eq!(
+            (p.job, p.epoch, p.done, p.loss),
+            (Job::Train, Some(2), 5, Some(-0.4))
+        );
     }
 }

@@ -11,7 +11,7 @@ mod lock;
 mod phase;
 
 pub use cancel::{cancel_requested, clear_cancel, request_cancel};
-pub use events::{Event, EventLog, EventLogError, Logged, Overall};
+pub use events::{Event, EventLog, EventLogError, Logged, Overall, ProgressReport};
 pub use job::Job;
 pub use lock::{HANDOVER, Holder, LockError, WorkerLock, running_worker, wait_until_free};
 pub use phase::Phase;

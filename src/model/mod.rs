@@ -1,6 +1,8 @@
 //! The learning core, as burn modules generic over the backend: the U-Net
 //! that segments, the VAE that learns the slice manifold, their losses, the
 //! input gradient of Eq. 3, and augmentation.
+//!
+//! Imports config and rng (the CPU backend in tests); no files, no projects.
 
 pub mod augment;
 mod gradient;

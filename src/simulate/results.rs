@@ -32,7 +32,9 @@ pub fn of_run(run: &Project, spec: &RunSpec) -> Result<Vec<Row>, SimulateError> 
     let state = run.state()?;
     let mut rows = Vec::new();
     for record in state.history.iter().filter(|r| !r.dice.is_empty()) {
-        let path = run.round_dir(record.round).join("evaluation.csv");
+        let path = run
+            .round_dir(record.round)
+            .join(crate::layout::EVALUATION_FILE);
         let text = std::fs::read_to_string(&path).map_err(|source| SimulateError::Io {
             path: path.clone(),
             source,

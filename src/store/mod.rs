@@ -1,12 +1,16 @@
-//! The slice store: every pool slice preprocessed once (canonical orientation,
-//! crop/pad, per-volume z-score) into one flat file (read with `pread`) plus an index, so
-//! training and sampling read any batch without touching the rest of the pool.
+//! The slice store: every pool slice preprocessed once (canonical
+//! orientation, crop/pad, per-volume z-score) into one flat file, read with
+//! `pread`, plus an index, so training and sampling read any batch without
+//! touching the rest of the pool. `keys` names stored slices durably.
 //!
 //! A store lives in `<root>/<key>/`, where the key hashes the preprocessing
 //! settings and every input file's path, size and modification time: change
 //! either and the store is rebuilt; otherwise it is reused. A build writes
 //! into a temporary directory renamed into place when complete, so a crash
 //! never leaves a store that looks valid.
+//!
+//! Imports config, fsutil, progress and volume; never models, projects or
+//! terminals.
 
 mod build;
 mod format;

@@ -3,6 +3,8 @@
 //! are one file each. Heavy model work (encoding the pool with the VAE,
 //! input gradients through the U-Net) happens before, in the round engine;
 //! strategies only search.
+//!
+//! Imports only rng: strategies know no files, models or projects.
 
 mod clsmc;
 pub mod dal;

@@ -3,6 +3,8 @@
 //! progress events for the worker and the UI, a cancel flag checked between
 //! batches, and an atomic checkpoint every epoch from which an interrupted
 //! run resumes exactly.
+//!
+//! Imports config, fsutil, model, rng and store.
 
 mod batches;
 mod checkpoint;

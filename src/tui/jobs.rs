@@ -176,37 +176,26 @@ impl JobTracker {
                     self.runs.remove(0);
                 }
             }
-            Event::Progress {
-                job,
-                stage,
-                epoch,
-                epochs,
-                done,
-                total,
-                loss,
-                rate,
-                eta_seconds,
-                overall,
-            } => {
-                let run = self.open_run(*job, t);
-                run.overall.clone_from(overall);
-                if let (None, Some(o)) = (run.overall_start, overall) {
+            Event::Progress(p) => {
+                let run = self.open_run(p.job, t);
+                run.overall.clone_from(&p.overall);
+                if let (None, Some(o)) = (run.overall_start, &p.overall) {
                     run.overall_start = Some((t, o.done));
                 }
                 run.updated = t;
-                if run.stage != *stage {
+                if run.stage != p.stage {
                     run.stage_started = t;
-                    run.stage.clone_from(stage);
+                    run.stage.clone_from(&p.stage);
                 }
-                run.epoch = *epoch;
-                run.epochs = *epochs;
-                run.done = *done;
-                run.total = *total;
-                run.rate = *rate;
-                run.eta_seconds = *eta_seconds;
-                if let Some(l) = loss {
+                run.epoch = p.epoch;
+                run.epochs = p.epochs;
+                run.done = p.done;
+                run.total = p.total;
+                run.rate = p.rate;
+                run.eta_seconds = p.eta_seconds;
+                if let Some(l) = p.loss {
                     let since = t - run.started;
-                    run.push_loss(since, *l);
+                    run.push_loss(since, l);
                 }
             }
             Event::Checkpoint {
@@ -302,24 +291,21 @@ pub fn liveness(run: &JobRun, worker: Option<&Holder>, now: f64) -> Liveness {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::ProgressReport;
 
     fn at(time: f64, event: Event) -> Logged {
         Logged { time, event }
     }
 
     fn progress(job: Job, epoch: usize, done: u64, loss: f64) -> Event {
-        Event::Progress {
-            job,
-            stage: "train".into(),
+        Event::Progress(ProgressReport {
             epoch: Some(epoch),
             epochs: Some(4),
-            done,
-            total: 10,
             loss: Some(loss),
             rate: Some(20.0),
             eta_seconds: Some(30.0),
-            overall: None,
-        }
+            ..ProgressReport::stage(job, "train", done, 10)
+        })
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! SSH) stops nothing, and re-opening it picks the job up from the log.
 //!
 //! The runtime: the only module that does I/O on the app's behalf. Imports
-//! every TUI module and the engine's actions; none of them imports this.
+//! every TUI module, the worker (to start jobs), the project's actions,
+//! simulate's results and the journal; never the engine or burn. None of
+//! the TUI's modules imports this one.
 
 pub mod app;
 pub mod complete;

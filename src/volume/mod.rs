@@ -1,6 +1,8 @@
 //! Volumes in memory and on disk: NIfTI reading and writing, orientation,
 //! dataset discovery and the synthetic phantom generator. Nothing here knows
 //! about models or the terminal.
+//!
+//! Imports config, fsutil, progress and rng.
 
 mod affine;
 pub mod dataset;

@@ -15,8 +15,8 @@ use crate::engine::{
     EngineError, StepContext, evaluate_step, suggest_step, train_step, train_vae_step,
 };
 use crate::journal::{
-    Event, EventLog, Holder, Job, LockError, Overall, WorkerLock, cancel_requested, clear_cancel,
-    now, wait_until_free,
+    Event, EventLog, Holder, Job, LockError, Overall, ProgressReport, WorkerLock, cancel_requested,
+    clear_cancel, now, wait_until_free,
 };
 use crate::layout::WORKER_LOG;
 use crate::progress::{Progress, ProgressUpdate};
@@ -122,18 +122,12 @@ impl Progress for LogReporter<'_> {
     fn update(&self, u: &ProgressUpdate<'_>) {
         let (rate, eta_seconds) = self.pace(u.stage, u.done, u.total);
         if self.due(u.done >= u.total) {
-            let _ = self.log.append(Event::Progress {
-                job: self.job,
-                stage: u.stage.into(),
-                epoch: None,
-                epochs: None,
-                done: u.done,
-                total: u.total,
-                loss: None,
+            let _ = self.log.append(Event::Progress(ProgressReport {
                 rate,
                 eta_seconds,
                 overall: self.overall_now(),
-            });
+                ..ProgressReport::stage(self.job, u.stage, u.done, u.total)
+            }));
         }
     }
 
@@ -146,18 +140,10 @@ impl Progress for LogReporter<'_> {
         if let Ok(mut slot) = self.overall.lock() {
             *slot = Some(overall.clone());
         }
-        let _ = self.log.append(Event::Progress {
-            job: self.job,
-            stage: String::new(),
-            epoch: None,
-            epochs: None,
-            done: 0,
-            total: 0,
-            loss: None,
-            rate: None,
-            eta_seconds: None,
+        let _ = self.log.append(Event::Progress(ProgressReport {
             overall: Some(overall),
-        });
+            ..ProgressReport::stage(self.job, "", 0, 0)
+        }));
     }
 }
 
@@ -165,18 +151,16 @@ impl TrainObserver for LogReporter<'_> {
     fn event(&self, event: &TrainEvent) {
         match event {
             TrainEvent::Batch(b) if self.due(b.batch == b.batches) => {
-                let _ = self.log.append(Event::Progress {
-                    job: self.job,
-                    stage: format!("{} training", b.network.name()),
+                let stage = format!("{} training", b.network.name());
+                let _ = self.log.append(Event::Progress(ProgressReport {
                     epoch: Some(b.epoch),
                     epochs: Some(b.epochs),
-                    done: b.batch as u64,
-                    total: b.batches as u64,
                     loss: Some(b.loss),
                     rate: Some(b.slices_per_second),
                     eta_seconds: Some(b.eta_seconds),
                     overall: self.overall_now(),
-                });
+                    ..ProgressReport::stage(self.job, stage, b.batch as u64, b.batches as u64)
+                }));
             }
             TrainEvent::EpochDone {
                 epoch,

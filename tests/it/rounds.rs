@@ -272,9 +272,7 @@ fn kill_and_resume(project: &Path, job: &str) {
     let first_epoch = after
         .iter()
         .find_map(|e| match &e.event {
-            Event::Progress {
-                epoch: Some(ep), ..
-            } => Some(*ep),
+            Event::Progress(p) => p.epoch,
             _ => None,
         })
         .expect("training progress after the restart");

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use image::DynamicImage;
-use nextslice::journal::{Event, Job, Logged};
+use nextslice::journal::{Event, Job, Logged, ProgressReport};
 use nextslice::masks::preview::slice_picture;
 use nextslice::masks::{AcceptedMask, ImportPlan};
 use nextslice::project::Phase;
@@ -408,13 +408,9 @@ fn history_view_switches_to_the_simulation_curves() {
 fn progress(time: f64, done: u64, what: &str) -> Logged {
     Logged {
         time,
-        event: Event::Progress {
-            job: Job::Simulate,
-            stage: "U-Net training".into(),
+        event: Event::Progress(ProgressReport {
             epoch: Some(3),
             epochs: Some(20),
-            done: 1,
-            total: 2,
             loss: Some(-0.3),
             rate: Some(30.0),
             eta_seconds: Some(20.0),
@@ -423,7 +419,8 @@ fn progress(time: f64, done: u64, what: &str) -> Logged {
                 total: 40,
                 what: what.into(),
             }),
-        },
+            ..ProgressReport::stage(Job::Simulate, "U-Net training", 1, 2)
+        }),
     }
 }
 

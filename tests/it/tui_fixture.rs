@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use nextslice::config::{Config, Preset};
-use nextslice::journal::{Event, Holder, Job, Logged};
+use nextslice::journal::{Event, Holder, Job, Logged, ProgressReport};
 use nextslice::project::{Labelled, Pending, Phase, RoundRecord, RoundState, SliceKey};
 use nextslice::rng::Rng;
 use nextslice::strategy::Latents;
@@ -156,18 +156,14 @@ pub fn training_events(pid: u32) -> Vec<Logged> {
         let t = start + 0.75 * i as f64;
         events.push(Logged {
             time: t,
-            event: Event::Progress {
-                job: Job::Train,
-                stage: "U-Net training".into(),
+            event: Event::Progress(ProgressReport {
                 epoch: Some(epoch),
                 epochs: Some(10),
-                done: batch as u64,
-                total: 38,
                 loss: Some(-0.2 - 0.5 * (1.0 - (-(i as f64) / 60.0).exp())),
                 rate: Some(42.7),
                 eta_seconds: Some(252.0),
-                overall: None,
-            },
+                ..ProgressReport::stage(Job::Train, "U-Net training", batch as u64, 38)
+            }),
         });
         if batch == 38 {
             events.push(Logged {
