@@ -178,6 +178,7 @@ pub fn describe(e: &Logged) -> String {
             epochs,
             done,
             total,
+            unit,
             loss,
             rate,
             eta_seconds,
@@ -200,7 +201,7 @@ pub fn describe(e: &Logged) -> String {
                 s += &format!(" loss {l:.4}");
             }
             if let Some(r) = rate {
-                s += &format!(" {r:.1} slices/s");
+                s += &format!(" {r:.1} {}/s", unit.as_deref().unwrap_or("slices"));
             }
             if let Some(eta) = eta_seconds {
                 s += &format!(

@@ -76,9 +76,12 @@ pub struct ProgressReport {
     pub epochs: Option<usize>,
     pub done: u64,
     pub total: u64,
+    /// What `done` and `total` count (slices, volumes…); slices if unsaid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss: Option<f64>,
-    /// Units (slices, volumes) per second.
+    /// Units per second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,6 +101,7 @@ impl ProgressReport {
             epochs: None,
             done,
             total,
+            unit: None,
             loss: None,
             rate: None,
             eta_seconds: None,

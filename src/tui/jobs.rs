@@ -42,6 +42,8 @@ pub struct JobRun {
     pub epochs: Option<usize>,
     pub done: u64,
     pub total: u64,
+    /// What `done` counts, when the worker said.
+    pub unit: Option<String>,
     /// Slices (or volumes) per second, as the worker measured it.
     pub rate: Option<f64>,
     pub eta_seconds: Option<f64>,
@@ -72,6 +74,7 @@ impl JobRun {
             epochs: None,
             done: 0,
             total: 0,
+            unit: None,
             rate: None,
             eta_seconds: None,
             losses: Vec::new(),
@@ -191,6 +194,7 @@ impl JobTracker {
                 run.epochs = p.epochs;
                 run.done = p.done;
                 run.total = p.total;
+                run.unit.clone_from(&p.unit);
                 run.rate = p.rate;
                 run.eta_seconds = p.eta_seconds;
                 if let Some(l) = p.loss {

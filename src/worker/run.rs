@@ -123,6 +123,7 @@ impl Progress for LogReporter<'_> {
         let (rate, eta_seconds) = self.pace(u.stage, u.done, u.total);
         if self.due(u.done >= u.total) {
             let _ = self.log.append(Event::Progress(ProgressReport {
+                unit: Some(u.unit.to_string()),
                 rate,
                 eta_seconds,
                 overall: self.overall_now(),

@@ -124,10 +124,10 @@ fn job_panel(frame: &mut Frame, area: Rect, app: &App, run: &JobRun) {
         where_.push(format!("{unit} {}/{}", run.done, run.total));
     }
     let (rate, eta) = run.rate_and_eta();
-    let unit = if run.epoch.is_some() {
-        "slices"
-    } else {
-        "items"
+    let unit = match (&run.unit, run.epoch) {
+        (Some(unit), _) => unit.as_str(),
+        (None, Some(_)) => "slices",
+        (None, None) => "items",
     };
     let timing = format!(
         "elapsed {} · {}{}",
