@@ -12,6 +12,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, LineGauge, Paragraph};
 
 use super::{ACCENT, BAD, DIM, GOOD, WARN, duration};
+use crate::journal::Job;
 use crate::tui::app::App;
 use crate::tui::jobs::{JobOutcome, JobRun, Liveness, liveness};
 
@@ -183,7 +184,8 @@ fn loss_chart(frame: &mut Frame, area: Rect, run: &JobRun) {
         return;
     }
     if run.losses.is_empty() {
-        let text = if run.is_running() {
+        let trains = matches!(run.job, Job::TrainVae | Job::Train | Job::Simulate);
+        let text = if run.is_running() && trains {
             "(no loss reported yet)"
         } else {
             "(this job trains nothing: no loss curve)"
