@@ -1,13 +1,20 @@
 //! Crash injection for the crash-safety tests: `NEXTSLICE_FAILPOINT=<name>`
 //! makes the process abort (as abruptly as `kill -9`) when it reaches the
-//! point of that name. Unset, a failpoint costs one environment lookup.
+//! point of that name; `<name>:panic` makes it panic there instead (as a
+//! backend error would). Unset, a failpoint costs one environment lookup.
 //!
 //! Imports nothing of the crate.
 
-/// Aborts the process here if `NEXTSLICE_FAILPOINT` names this point.
+/// Aborts (or panics) here if `NEXTSLICE_FAILPOINT` names this point.
 pub fn hit(name: &str) {
-    if std::env::var("NEXTSLICE_FAILPOINT").is_ok_and(|v| v == name) {
+    let Ok(wanted) = std::env::var("NEXTSLICE_FAILPOINT") else {
+        return;
+    };
+    if wanted == name {
         eprintln!("failpoint `{name}`: aborting");
         std::process::abort();
+    }
+    if wanted.strip_suffix(":panic") == Some(name) {
+        panic!("failpoint `{name}`: a stand-in for a backend error");
     }
 }

@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use nextslice::config::Preset;
-use nextslice::journal::{Event, EventLog, running_worker};
+use nextslice::journal::{Event, EventLog, Logged, running_worker};
 use nextslice::progress::StderrProgress;
 use nextslice::project::actions::{check_import, confirm_import, export_pending, request_cancel};
 use nextslice::project::{Phase, Project};
@@ -165,17 +165,31 @@ pub fn status(args: ProjectArg) -> Result<()> {
         }
         None => {
             let events = EventLog::new(dir).read_all()?;
-            let last = events.iter().rev().find(|e| {
+            let ended = |e: &&Logged| {
                 matches!(
                     e.event,
                     Event::JobFinished { .. }
                         | Event::JobFailed { .. }
                         | Event::JobCancelled { .. }
                 )
-            });
-            match last {
-                Some(e) => println!("job      none running; last: {}", describe(e)),
-                None => println!("job      none running"),
+            };
+            let last_start = events
+                .iter()
+                .rposition(|e| matches!(e.event, Event::JobStarted { .. }));
+            let last_end = events.iter().rposition(|e| ended(&e));
+            match (last_start, last_end) {
+                // Started after the last outcome, and nobody holds the lock:
+                // killed (kill -9, OOM killer, power) before it could say so.
+                (Some(start), end) if end.is_none_or(|end| end < start) => {
+                    let job = events[start].event.job().map_or("?", |j| j.name());
+                    println!(
+                        "job      none running; last: {job} stopped without finishing (killed or crashed) — run it again to resume"
+                    );
+                }
+                (_, Some(end)) => {
+                    println!("job      none running; last: {}", describe(&events[end]))
+                }
+                (_, None) => println!("job      none running"),
             }
         }
     }

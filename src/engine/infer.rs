@@ -136,6 +136,7 @@ impl<'a> Pass<'a> {
             let wanted = self.labels.then_some(&mut labels);
             let x = input_batch::<Bk>(store, chunk, &mut images, wanted, device)?;
             each(chunk, x, &labels)?;
+            crate::failpoint::hit("pass-batch");
             let per_slice = started.elapsed().as_secs_f64() / chunk.len() as f64;
             size = ((BATCH_SECONDS / per_slice.max(1e-9)) as usize).clamp(1, most);
             done += chunk.len();

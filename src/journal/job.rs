@@ -15,6 +15,10 @@ pub enum Job {
     Evaluate,
     /// Replay the planned strategy comparison with ground-truth masks.
     Simulate,
+    /// Writing accepted masks into the project: not a worker job, but it
+    /// holds the project's lock while it writes, so no job starts under it.
+    #[value(skip)]
+    Import,
 }
 
 impl Job {
@@ -26,6 +30,7 @@ impl Job {
             Job::Train => "train",
             Job::Evaluate => "evaluate",
             Job::Simulate => "simulate",
+            Job::Import => "import",
         }
     }
 }

@@ -46,9 +46,12 @@ pub enum LockError {
     },
 }
 
-/// The held lock; dropping it (or dying) releases it.
+/// The held lock. Dropping it releases the lock and clears the holder
+/// record; a holder that dies without dropping it (kill -9, abort) leaves
+/// its record behind, which the next holder reports as stale.
 pub struct WorkerLock {
-    file: File,
+    /// `None` only after a simulated crash in tests.
+    file: Option<File>,
     /// The holder found in the file when we took the lock: a worker that
     /// died without clearing it.
     pub stale: Option<Holder>,
@@ -98,12 +101,29 @@ impl WorkerLock {
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         file.write_all(&json).map_err(io)?;
         file.sync_all().map_err(io)?;
-        Ok(WorkerLock { file, stale })
+        Ok(WorkerLock {
+            file: Some(file),
+            stale,
+        })
     }
 
-    /// Clears the holder record (a clean exit); the flock goes with `self`.
-    pub fn release(self) {
-        let _ = self.file.set_len(0);
+    /// Releases the lock now (the same as dropping it).
+    pub fn release(self) {}
+
+    /// Lets the lock go as a killed process does: the flock goes with the
+    /// file, the holder record stays.
+    #[cfg(test)]
+    fn die(mut self) {
+        self.file.take();
+    }
+}
+
+impl Drop for WorkerLock {
+    /// A clean exit, or an error returned through it: not a crash.
+    fn drop(&mut self) {
+        if let Some(file) = &self.file {
+            let _ = file.set_len(0);
+        }
     }
 }
 
@@ -161,13 +181,15 @@ mod tests {
         assert_eq!(running_worker(dir.path()), None);
         let again = WorkerLock::acquire(dir.path(), &holder(43)).unwrap();
         assert_eq!(again.stale, None, "a clean release leaves no stale record");
+        drop(again);
+        let after_drop = WorkerLock::acquire(dir.path(), &holder(44)).unwrap();
+        assert_eq!(after_drop.stale, None, "nor does a drop on an error path");
     }
 
     #[test]
     fn a_holder_that_died_is_reported_stale_by_the_next_worker() {
         let dir = tempfile::tempdir().unwrap();
-        let lock = WorkerLock::acquire(dir.path(), &holder(42)).unwrap();
-        drop(lock); // like kill -9: the flock goes, the record stays
+        WorkerLock::acquire(dir.path(), &holder(42)).unwrap().die();
         assert_eq!(running_worker(dir.path()), None);
         let next = WorkerLock::acquire(dir.path(), &holder(43)).unwrap();
         assert_eq!(next.stale, Some(holder(42)));
@@ -193,7 +215,7 @@ mod tests {
         let started = Instant::now();
         match WorkerLock::acquire(dir.path(), &holder(43)) {
             Err(LockError::Busy(h)) => assert_eq!(h, holder(42)),
-            other => panic!("expected busy, got {:?}", other.map(|l| l.stale)),
+            other => panic!("expected busy, got {:?}", other.map(|l| l.stale.clone())),
         }
         assert!(started.elapsed() >= HANDOVER);
         assert_eq!(wait_until_free(dir.path()), Some(holder(42)));

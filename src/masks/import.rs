@@ -159,12 +159,7 @@ pub fn plan_import(
             }
             None => {
                 // A full label volume, named after its case.
-                let case = meta
-                    .volumes
-                    .iter()
-                    .map(|v| v.case.as_str())
-                    .filter(|c| name.starts_with(c))
-                    .max_by_key(|c| c.len());
+                let case = case_of_volume_mask(&name, meta.volumes.iter().map(|v| v.case.as_str()));
                 let Some(case) = case else {
                     plan.problems.push((
                         file,
@@ -312,13 +307,8 @@ fn read_slice_mask(
 ) -> Result<Volume<u8>, String> {
     let expected = expected_plane(record, key, axis);
     if lower.ends_with(".png") {
-        let (width, height, values) = png_io::read_labels(file)?;
         let (rows, cols) = plane_shape(expected.dims, axis);
-        if (height, width) != (rows, cols) {
-            return Err(format!(
-                "PNG is {width}×{height}, the slice preview is {cols}×{rows}"
-            ));
-        }
+        let values = png_io::read_labels(file, (cols, rows))?;
         let data = from_display(&values, expected.dims, axis);
         return Ok(Volume::new(expected.dims, expected.affine, data));
     }
@@ -411,4 +401,33 @@ pub fn apply_import(
             }
         })
         .collect())
+}
+
+/// The case a full label volume is named after: `<case>.nii.gz` or
+/// `<case>_<anything>`, matched exactly (`X_1_seg` is case `X_1`, never
+/// `X_10`); the longest such case when several match.
+fn case_of_volume_mask<'a>(name: &str, cases: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    cases
+        .filter(|c| {
+            name.strip_prefix(c)
+                .is_some_and(|rest| rest.starts_with('_') || rest.starts_with('.'))
+        })
+        .max_by_key(|c| c.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::case_of_volume_mask;
+
+    #[test]
+    fn a_volume_mask_names_its_case_exactly() {
+        let cases = ["X_1", "X_10", "X_1_b"];
+        let of = |name| case_of_volume_mask(name, cases.iter().copied());
+        assert_eq!(of("X_1_seg.nii.gz"), Some("X_1"));
+        assert_eq!(of("X_10_seg.nii.gz"), Some("X_10"));
+        assert_eq!(of("X_1.nii.gz"), Some("X_1"));
+        assert_eq!(of("X_1_b_seg.nii.gz"), Some("X_1_b"));
+        assert_eq!(of("X_100_seg.nii.gz"), None);
+        assert_eq!(of("X_1extra.nii.gz"), None);
+    }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use super::{Labelled, Phase, Project, RoundState};
-use crate::journal::{self, EventLog, Holder, running_worker};
+use crate::journal::{self, EventLog, Holder, Job, LockError, WorkerLock, running_worker};
 use crate::layout::EXPORT_DIR;
 use crate::masks::{
     Awaited, Exported, ImportPlan, MaskError, ToExport, apply_import, export, plan_import,
@@ -20,6 +20,8 @@ pub enum ActionError {
     NotNow(String),
     #[error(transparent)]
     Mask(#[from] MaskError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error(transparent)]
     Project(#[from] super::ProjectError),
     #[error("{}: {source}", path.display())]
@@ -87,14 +89,18 @@ pub struct Imported {
 
 /// Applies a checked plan's accepted masks and commits the state: to
 /// Training once no suggestion is left without its mask.
+/// Holds the project's lock while it writes, so no job starts under it
+/// (and it waits briefly for one that is finishing, else says which runs).
 pub fn confirm_import(project: &Project, plan: &ImportPlan) -> Result<Imported, ActionError> {
+    let holder = Holder {
+        pid: std::process::id(),
+        job: Job::Import,
+        device: String::new(),
+        started: journal::now(),
+    };
+    let _lock = WorkerLock::acquire(&project.dir, &holder)?;
     let mut state = project.state()?;
     awaiting_masks(&state, "no masks are awaited")?;
-    if running_worker(&project.dir).is_some() {
-        return Err(ActionError::NotNow(
-            "a job is running in this project; import when it has finished".into(),
-        ));
-    }
     if plan.accepted.is_empty() {
         return Err(ActionError::NotNow("no valid mask in this import".into()));
     }

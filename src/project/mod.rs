@@ -168,10 +168,18 @@ impl Project {
 }
 
 /// The held-out test cases: those listed in `split.file`, or a seeded random
-/// `split.test_fraction` of the cases (at least one when the fraction is > 0
-/// and there are two or more cases).
+/// `split.test_fraction` of the cases that have a label map (at least one
+/// when the fraction is > 0 and two or more have one). Evaluation needs
+/// ground truth, so unlabelled cases (BraTS validation cases) stay in the
+/// pool.
 fn choose_test_cases(config: &Config, discovery: &Discovery) -> Result<Vec<String>, ProjectError> {
     let ids: Vec<String> = discovery.cases.iter().map(|c| c.id.clone()).collect();
+    let labelled: Vec<String> = discovery
+        .cases
+        .iter()
+        .filter(|c| c.label.is_some())
+        .map(|c| c.id.clone())
+        .collect();
     if let Some(file) = &config.split.file {
         let text = std::fs::read_to_string(file).map_err(|source| ProjectError::Io {
             path: file.clone(),
@@ -189,16 +197,77 @@ fn choose_test_cases(config: &Config, discovery: &Discovery) -> Result<Vec<Strin
                 file.display()
             )));
         }
+        if let Some(unlabelled) = listed.iter().find(|l| !labelled.contains(l)) {
+            return Err(ProjectError::Invalid(format!(
+                "{}: test case `{unlabelled}` has no label map; evaluation needs ground truth",
+                file.display()
+            )));
+        }
         return Ok(listed);
     }
     let fraction = config.split.test_fraction;
-    let mut count = (fraction * ids.len() as f64).round() as usize;
-    if fraction > 0.0 && ids.len() >= 2 {
-        count = count.clamp(1, ids.len() - 1);
+    let mut count = (fraction * labelled.len() as f64).round() as usize;
+    if fraction > 0.0 && labelled.len() >= 2 {
+        count = count.clamp(1, labelled.len() - 1);
     }
-    let mut shuffled = ids;
+    let mut shuffled = labelled;
     Rng::new(config.split.seed, 0x7465_7374).shuffle(&mut shuffled);
     let mut test: Vec<String> = shuffled.into_iter().take(count).collect();
     test.sort();
     Ok(test)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::volume::dataset::Case;
+
+    fn cases(labelled: &[bool]) -> Discovery {
+        Discovery {
+            cases: labelled
+                .iter()
+                .enumerate()
+                .map(|(i, &has)| Case {
+                    id: format!("C{i:02}"),
+                    images: Vec::new(),
+                    label: has.then(|| PathBuf::from(format!("C{i:02}_seg.nii.gz"))),
+                })
+                .collect(),
+            skipped: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_test_split_draws_only_cases_with_ground_truth() {
+        let config =
+            Config::preset_with(Preset::Demo, "<test>", "[split]\ntest_fraction = 0.5\n").unwrap();
+        let mixed = cases(&[true, false, true, false, true, false, true, false]);
+        let test = choose_test_cases(&config, &mixed).unwrap();
+        assert_eq!(test.len(), 2, "half of the four labelled cases");
+        for id in &test {
+            let case = mixed.cases.iter().find(|c| &c.id == id).unwrap();
+            assert!(case.label.is_some(), "{id} has no label map");
+        }
+        // A dataset labelled throughout splits as it always did.
+        let all = cases(&[true; 8]);
+        assert_eq!(choose_test_cases(&config, &all).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn a_split_file_naming_an_unlabelled_case_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("test.txt");
+        std::fs::write(&file, "C00\nC01\n").unwrap();
+        let config = Config::preset_with(
+            Preset::Demo,
+            "<test>",
+            &format!("[split]\nfile = {:?}\n", file.display().to_string()),
+        )
+        .unwrap();
+        let error = choose_test_cases(&config, &cases(&[true, false])).unwrap_err();
+        assert!(
+            error.to_string().contains("`C01` has no label map"),
+            "{error}"
+        );
+    }
 }

@@ -38,6 +38,29 @@ pub enum WorkerError {
     Project(#[from] crate::project::ProjectError),
     #[error("cannot start the worker: {0}")]
     Spawn(std::io::Error),
+    #[error("`{0}` is not a job the worker runs")]
+    NotAWorkerJob(Job),
+    #[error("the job crashed: {message}; {hint}", hint = crash_hint(.message))]
+    Panicked { message: String },
+}
+
+/// What an operator can do about a crash with this message.
+fn crash_hint(message: &str) -> &'static str {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("out of memory") || lower.contains("out_of_memory") || lower.contains("oom") {
+        "the device ran out of memory: lower unet.batch_size (or vae.batch_size) in project.toml, then run the step again"
+    } else {
+        "worker.log in the project has the details; run the step again to resume from its last checkpoint"
+    }
+}
+
+/// A panic's message, whatever its payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 impl WorkerError {
@@ -198,6 +221,7 @@ impl BackendTask for StepTask<'_> {
             Job::Train => train_step::<B>(project, ctx, &device)?,
             Job::Evaluate => evaluate_step::<B>(project, ctx, &device)?.summary(),
             Job::Simulate => crate::simulate::simulate::<B>(project, ctx, &device)?,
+            Job::Import => return Err(WorkerError::NotAWorkerJob(Job::Import)),
         })
     }
 }
@@ -255,16 +279,26 @@ pub fn run_job(dir: &Path, job: Job, device: DeviceSpec) -> Result<String, Worke
             cancel: &cancel,
             log: &log,
         };
-        let result = with_backend(
-            device,
-            StepTask {
-                job,
-                project: &project,
-                ctx,
-            },
-        );
+        // A panic in the job (a burn or CUDA error, a bug) becomes a failed
+        // job with its message, never a worker that dies without a word.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            with_backend(
+                device,
+                StepTask {
+                    job,
+                    project: &project,
+                    ctx,
+                },
+            )
+        }));
         finished.store(true, Ordering::Relaxed);
-        result
+        match result {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(device)) => Err(WorkerError::Device(device)),
+            Err(payload) => Err(WorkerError::Panicked {
+                message: panic_message(payload.as_ref()),
+            }),
+        }
     });
     clear_cancel(dir);
     let outcome = match result {
@@ -279,19 +313,12 @@ pub fn run_job(dir: &Path, job: Job, device: DeviceSpec) -> Result<String, Worke
             let _ = log.append(Event::JobCancelled { job });
             Err(e)
         }
-        Ok(Err(e)) => {
+        Ok(Err(e)) | Err(e) => {
             let _ = log.append(Event::JobFailed {
                 job,
                 error: e.to_string(),
             });
             Err(e)
-        }
-        Err(e) => {
-            let _ = log.append(Event::JobFailed {
-                job,
-                error: e.to_string(),
-            });
-            Err(e.into())
         }
     };
     lock.release();

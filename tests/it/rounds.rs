@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use nextslice::journal::{Event, EventLog, running_worker};
+use nextslice::journal::{Event, EventLog, Holder, Job, WorkerLock, running_worker};
+use nextslice::progress::Silent;
+use nextslice::project::actions::{check_import, confirm_import};
 use nextslice::project::{Phase, Project, RoundState};
 
 use super::common::{fixture, nextslice, p, run_fails};
@@ -297,6 +299,107 @@ fn killed_training_resumes_from_the_last_epoch() {
     run(&import);
     kill_and_resume(project, "train");
     assert_eq!(state(project).phase, Phase::Suggesting);
+}
+
+/// `nextslice status`, as text.
+fn status(project: &Path) -> String {
+    String::from_utf8_lossy(&run(&["status", "-p", p(project)]).stdout).into_owned()
+}
+
+#[test]
+fn a_crashed_job_is_a_failed_job_and_a_killed_one_is_reported_by_status() {
+    let f = fixture(4, "");
+    let project = &f.project;
+    let with_failpoint = |point: &str| {
+        nextslice()
+            .args(["train-vae", "--foreground", "-p", p(project)])
+            .env("NEXTSLICE_FAILPOINT", point)
+            .output()
+            .unwrap()
+    };
+
+    // A panic in a model pass, as a burn or CUDA error would raise.
+    let out = with_failpoint("pass-batch:panic");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the job crashed: failpoint `pass-batch`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("run the step again"), "{stderr}");
+    let events = EventLog::new(project).read_all().unwrap();
+    assert!(
+        matches!(&events.last().unwrap().event, Event::JobFailed { error, .. } if error.contains("crashed")),
+        "the crash is logged as a failed job: {:?}",
+        events.last()
+    );
+    assert!(running_worker(project).is_none(), "the lock was released");
+    let text = status(project);
+    assert!(
+        text.contains("train-vae: FAILED — the job crashed"),
+        "{text}"
+    );
+
+    // Killed outright (abort, like kill -9): only status can tell.
+    let out = with_failpoint("pass-batch");
+    assert!(!out.status.success());
+    let text = status(project);
+    assert!(
+        text.contains("train-vae stopped without finishing (killed or crashed)"),
+        "{text}"
+    );
+
+    // Run again, it finishes (the VAE's epochs resume from the checkpoint).
+    run(&["train-vae", "--foreground", "-p", p(project)]);
+    assert_eq!(state(project).phase, Phase::Seeding);
+    assert!(status(project).contains("last: train-vae: finished"));
+}
+
+#[test]
+fn an_import_writes_only_while_it_holds_the_project_lock() {
+    let f = fixture(4, "");
+    let project = &f.project;
+    run(&["train-vae", "--wait", "-p", p(project)]);
+    run(&["suggest", "--wait", "-p", p(project)]);
+    let opened = Project::open(project).unwrap();
+    let masks: Vec<PathBuf> = ground_truth(&f.data).iter().map(PathBuf::from).collect();
+    let plan = check_import(&opened, &masks, &Silent).unwrap();
+    assert!(!plan.accepted.is_empty());
+    // Everything but the lock file, which the running job writes itself.
+    let files = || {
+        let mut all = snapshot(project);
+        all.remove(Path::new("worker.lock"));
+        all
+    };
+    let before = files();
+
+    // A job starts between the check and the confirmation.
+    let running = Holder {
+        pid: 4242,
+        job: Job::Train,
+        device: "CPU".into(),
+        started: 1.0,
+    };
+    let lock = WorkerLock::acquire(project, &running).unwrap();
+    let refused = confirm_import(&opened, &plan)
+        .err()
+        .expect("refused while a job runs");
+    assert!(
+        refused
+            .to_string()
+            .contains("pid 4242) is already running job `train`"),
+        "{refused}"
+    );
+    assert!(files() == before, "nothing was written");
+
+    drop(lock);
+    let done = confirm_import(&opened, &plan).unwrap();
+    assert_eq!(done.remaining, 0);
+    assert_eq!(state(project).phase, Phase::Training);
+    assert!(
+        running_worker(project).is_none(),
+        "the import let the lock go"
+    );
 }
 
 #[test]
