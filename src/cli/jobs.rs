@@ -2,8 +2,9 @@
 //! waited for (`--wait`, following the event log until the worker exits),
 //! or run in this process (`--foreground`); and the worker's own entry.
 
+use std::io::IsTerminal;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use clap::Args;
@@ -66,6 +67,49 @@ pub fn launch(job: Job, args: &JobArgs, after: fn(&Path) -> Result<()>) -> Resul
     after(dir)
 }
 
+/// A job's progress on stderr: one line redrawn in place on a terminal; in
+/// a pipe or a log file, a plain line at most every few seconds (and every
+/// checkpoint), never carriage returns and escape codes.
+struct LiveLine {
+    terminal: bool,
+    last: Option<Instant>,
+    shown: bool,
+}
+
+impl LiveLine {
+    const PLAIN_EVERY: Duration = Duration::from_secs(5);
+
+    fn new() -> LiveLine {
+        LiveLine {
+            terminal: std::io::stderr().is_terminal(),
+            last: None,
+            shown: false,
+        }
+    }
+
+    fn show(&mut self, e: &Logged, indent: &str) {
+        let line = describe(e);
+        if self.terminal {
+            eprint!("\r\x1b[2K{indent}{line}");
+            self.shown = true;
+            return;
+        }
+        let checkpoint = matches!(e.event, Event::Checkpoint { .. });
+        if checkpoint || self.last.is_none_or(|t| t.elapsed() >= Self::PLAIN_EVERY) {
+            eprintln!("{indent}{line}");
+            self.last = Some(Instant::now());
+        }
+    }
+
+    /// Ends the redrawn line, so what follows starts on its own.
+    fn finish(&mut self) {
+        if self.terminal && self.shown {
+            eprintln!();
+            self.shown = false;
+        }
+    }
+}
+
 /// Follows the event log from `offset` until the worker we started ends its
 /// job and exits (so its lock is free for the next step); errors if the
 /// job failed, was cancelled, or the worker died.
@@ -78,6 +122,7 @@ fn follow_job(
     let log = EventLog::new(dir);
     let pid = worker.id();
     let mut started = false;
+    let mut live = LiveLine::new();
     loop {
         let exited = worker.try_wait()?;
         let (events, next) = log.read_from(offset)?;
@@ -101,7 +146,7 @@ fn follow_job(
             if let Some(outcome) = outcome {
                 // The worker logs its outcome, then releases the lock and exits.
                 worker.wait()?;
-                eprintln!();
+                live.finish();
                 return match outcome {
                     Ok(summary) => {
                         println!("{summary}");
@@ -110,9 +155,10 @@ fn follow_job(
                     Err(message) => bail!(message),
                 };
             }
-            eprint!("\r\x1b[2K{}", describe(e));
+            live.show(e, "");
         }
         if let Some(status) = exited {
+            live.finish();
             let tail = std::fs::read_to_string(dir.join(WORKER_LOG)).unwrap_or_default();
             let last: Vec<&str> = tail
                 .lines()
@@ -139,7 +185,7 @@ pub fn run_foreground(dir: &Path, job: Job, device: DeviceSpec) -> Result<String
     let result = std::thread::scope(|scope| {
         scope.spawn(|| {
             let mut offset = start;
-            let mut shown = false;
+            let mut live = LiveLine::new();
             loop {
                 let finished = done.load(std::sync::atomic::Ordering::Relaxed);
                 if let Ok((events, next)) = log.read_from(offset) {
@@ -147,14 +193,11 @@ pub fn run_foreground(dir: &Path, job: Job, device: DeviceSpec) -> Result<String
                     for e in events.iter().filter(|e| {
                         matches!(e.event, Event::Progress(_) | Event::Checkpoint { .. })
                     }) {
-                        eprint!("\r\x1b[2K   {}", describe(e));
-                        shown = true;
+                        live.show(e, "   ");
                     }
                 }
                 if finished {
-                    if shown {
-                        eprintln!();
-                    }
+                    live.finish();
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(200));

@@ -30,6 +30,8 @@ pub struct PoolInfo {
     pub width: usize,
     /// Store id of each slice key, for placing labelled slices on the map.
     pub ids: HashMap<SliceKey, usize>,
+    /// By store id: whether the slice is in the pool (not a test case's).
+    pub in_pool: Vec<bool>,
 }
 
 #[derive(Clone, Debug)]
@@ -98,6 +100,7 @@ pub fn load_pool(project: &Path, state: Option<&RoundState>) -> Option<PoolInfo>
     let ids = (0..index.len())
         .map(|i| (index.key(i).clone(), i))
         .collect();
+    let in_pool = (0..index.len()).map(|i| !index.is_test(i)).collect();
     let meta = store.meta();
     Some(PoolInfo {
         store_dir: dir.clone(),
@@ -108,6 +111,7 @@ pub fn load_pool(project: &Path, state: Option<&RoundState>) -> Option<PoolInfo>
         height: meta.height,
         width: meta.width,
         ids,
+        in_pool,
     })
 }
 

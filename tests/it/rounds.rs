@@ -62,6 +62,13 @@ fn two_full_rounds_through_the_cli() {
     // The VAE, through the detached worker.
     let out = run(&["train-vae", "--wait", "-p", p(project)]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("VAE trained"));
+    // Progress into a pipe: plain lines, no carriage returns or escapes.
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert!(progress.contains("train-vae: started"), "{progress}");
+    assert!(
+        !progress.contains('\r') && !progress.contains('\x1b'),
+        "{progress:?}"
+    );
     assert_eq!(state(project).phase, Phase::Seeding);
     assert!(project.join("models/vae.mpk").exists() && project.join("models/latents.bin").exists());
     assert!(

@@ -53,6 +53,7 @@ pub fn pool(n: usize, dim: usize) -> (Arc<PoolInfo>, Arc<Latents>) {
         height: 128,
         width: 128,
         ids,
+        in_pool: vec![true; n],
     };
     (Arc::new(info), Arc::new(Latents { dim, values }))
 }

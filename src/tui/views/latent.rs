@@ -50,11 +50,17 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     };
     let dim = latents.dim;
     let (ax, ay) = (ax.min(dim - 1), ay.min(dim - 1));
-    let n = latents.len();
+    // The pool the budget counts: test cases' slices are never suggested.
+    let in_pool = app.snapshot.pool.as_ref().map(|p| &p.in_pool);
+    let pool_ids: Vec<usize> = (0..latents.len())
+        .filter(|&i| in_pool.is_none_or(|p| p.get(i).copied().unwrap_or(false)))
+        .collect();
+    let n = pool_ids.len();
     let stride = n.div_ceil(MAX_POOL_POINTS).max(1);
-    let pool: Vec<(f64, f64)> = (0..n)
+    let pool: Vec<(f64, f64)> = pool_ids
+        .iter()
         .step_by(stride)
-        .map(|i| {
+        .map(|&i| {
             let z = &latents.values[i * dim..(i + 1) * dim];
             (z[ax] as f64, z[ay] as f64)
         })

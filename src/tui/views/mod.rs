@@ -10,6 +10,7 @@ mod chart;
 mod history;
 mod import;
 mod latent;
+mod names;
 mod round;
 mod simulation;
 mod suggestions;

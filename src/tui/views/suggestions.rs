@@ -13,6 +13,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
 use ratatui_image::Image;
 
+use super::names::short_case_names;
 use super::{ACCENT, DIM, GOOD, WARN};
 use crate::masks::preview::class_colour;
 use crate::tui::app::App;
@@ -47,10 +48,34 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         );
         return;
     }
+    // Borders, the fixed columns (#, slice, ":NNN" of the source, dist,
+    // angle, mask) and the spacing between the seven columns.
+    let fixed = 2 + 3 + 5 + 4 + 6 + 7 + 5 + 6;
+    let case_width = (usize::from(list.width).saturating_sub(fixed) / 2).clamp(4, 24);
+    let names: Vec<&str> = rows
+        .iter()
+        .flat_map(|r| {
+            std::iter::once(r.key.case.as_str()).chain(r.source.as_ref().map(|s| s.case.as_str()))
+        })
+        .collect();
+    let short = short_case_names(&names, case_width);
+    // As wide as the longest label, and at least the header's "volume".
+    let case_width = short
+        .iter()
+        .map(|n| n.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(6) as u16;
+    let mut short = short.into_iter();
     let table_rows: Vec<Row> = rows
         .iter()
         .enumerate()
         .map(|(i, r)| {
+            let case = short.next().unwrap_or_default();
+            let source = match &r.source {
+                Some(s) => format!("{}:{}", short.next().unwrap_or_default(), s.slice),
+                None => "random".to_string(),
+            };
             let angle = match (r.angle, r.angle_ok) {
                 (Some(a), true) => Cell::from(format!("{a:>5.1}°")),
                 (Some(a), false) => {
@@ -60,13 +85,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             };
             Row::new(vec![
                 Cell::from(format!("{:>3}", i + 1)),
-                Cell::from(r.key.case.clone()),
+                Cell::from(case),
                 Cell::from(format!("{:>4}", r.key.slice)),
-                Cell::from(
-                    r.source
-                        .as_ref()
-                        .map_or("random".to_string(), |s| s.to_string()),
-                ),
+                Cell::from(source),
                 Cell::from(r.distance.map_or("    –".into(), |d| format!("{d:>6.3}"))),
                 angle,
                 if r.labelled {
@@ -77,12 +98,6 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             ])
         })
         .collect();
-    let case_width = rows
-        .iter()
-        .map(|r| r.key.case.chars().count())
-        .max()
-        .unwrap_or(6)
-        .clamp(6, 24) as u16;
     let table =
         Table::new(
             table_rows,
