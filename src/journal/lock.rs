@@ -127,20 +127,31 @@ impl Drop for WorkerLock {
     }
 }
 
-/// The running worker, if any (without keeping the lock).
+/// The running worker, if any (without keeping the lock). A holder writes
+/// its record just after taking the lock and clears it just before letting
+/// go; a lock seen held without a record is looked at again for a moment,
+/// so a worker that is starting is not taken for none.
 pub fn running_worker(project: &Path) -> Option<Holder> {
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .open(project.join(LOCK_FILE))
         .ok()?;
-    match file.try_lock() {
-        Ok(()) => {
-            let _ = file.unlock();
-            None
+    for _ in 0..20 {
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = file.unlock();
+                return None;
+            }
+            Err(_) => {
+                if let Some(holder) = read_holder(&mut file) {
+                    return Some(holder);
+                }
+            }
         }
-        Err(_) => read_holder(&mut file),
+        std::thread::sleep(Duration::from_millis(5));
     }
+    None
 }
 
 /// Waits up to `HANDOVER` for the project's worker to exit; returns the

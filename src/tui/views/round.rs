@@ -58,22 +58,16 @@ fn next_step(frame: &mut Frame, area: Rect, app: &App) {
             Style::new().fg(DIM),
         )));
     }
+    // Only what the keys allow now (while a job runs: cancel); the key bar
+    // still lists the rest, dimmed.
     let mut spans = Vec::new();
-    for a in app.actions() {
-        let key_style = if a.enabled {
-            Style::new().fg(ACCENT).bold()
-        } else {
-            Style::new().fg(DIM)
-        };
+    for a in app.actions().into_iter().filter(|a| a.enabled) {
+        let key_style = Style::new().fg(ACCENT).bold();
         spans.push(Span::styled(format!("{} ", a.binding.hint()), key_style));
-        spans.push(Span::styled(
-            format!("{}   ", a.binding.next.unwrap_or(a.binding.help)),
-            if a.enabled {
-                Style::new()
-            } else {
-                Style::new().fg(DIM)
-            },
-        ));
+        spans.push(Span::raw(format!(
+            "{}   ",
+            a.binding.next.unwrap_or(a.binding.help)
+        )));
     }
     lines.push(Line::from(""));
     lines.push(Line::from(spans));
