@@ -5,13 +5,17 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use nextslice::volume::read_header;
+use nextslice::volume::{VoxelStats, read_header, read_volume};
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
     /// NIfTI files (.nii or .nii.gz).
     #[arg(required = true)]
     files: Vec<PathBuf>,
+    /// Also read the voxels (scaling applied) and print their sum, mean,
+    /// min, max, non-zero and NaN counts, as nibabel + numpy would.
+    #[arg(long)]
+    stats: bool,
 }
 
 pub fn run(args: InfoArgs) -> Result<()> {
@@ -48,6 +52,22 @@ pub fn run(args: InfoArgs) -> Result<()> {
                 }
                 if !h.description.is_empty() {
                     println!("  description  {}", h.description);
+                }
+                if args.stats {
+                    match read_volume(file) {
+                        Ok(v) => {
+                            let s = VoxelStats::of(&v.data);
+                            println!(
+                                "  voxels       {} · sum {} · mean {:.6} · min {} · max {}",
+                                s.count, s.sum, s.mean, s.min, s.max
+                            );
+                            println!("               {} non-zero · {} NaN", s.nonzero, s.nan);
+                        }
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            failed += 1;
+                        }
+                    }
                 }
             }
             Err(e) => {

@@ -12,6 +12,7 @@ mod nifti_read;
 mod nifti_write;
 mod orient;
 pub mod phantom;
+mod stats;
 
 pub use affine::{Affine, Quatern};
 pub use datatype::{Scaling, Voxel, VoxelType};
@@ -19,6 +20,7 @@ pub use error::{VolumeError, VolumeProblem};
 pub use nifti_read::{HeaderSummary, read_header, read_labels, read_volume};
 pub use nifti_write::{NiftiWriter, write_nifti};
 pub use orient::{Orientation, axis_codes, to_canonical};
+pub use stats::VoxelStats;
 
 /// A 3D or 4D image in memory. Voxels are in NIfTI order: x fastest, then y,
 /// then z, then t. Intensities are `f32` with the header's scaling applied;

@@ -250,3 +250,20 @@ fn a_volume_and_its_flipped_copy_give_identical_canonical_slices() {
     );
     assert_eq!(a.data, b.data);
 }
+
+#[test]
+fn info_stats_reads_the_voxels_as_nibabel_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("values.nii.gz");
+    let values: Vec<f32> = vec![1.5, -2.0, 0.0, f32::NAN, 4.0, 0.0, 3.0, 1.0];
+    NiftiWriter::new([2, 2, 2, 1], affine())
+        .write(&path, &values)
+        .unwrap();
+    let out = super::common::run_ok(&["info", "--stats", path.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("voxels       8 · sum 7.5 · mean 1.071429 · min -2 · max 4"),
+        "{text}"
+    );
+    assert!(text.contains("5 non-zero · 1 NaN"), "{text}");
+}
