@@ -36,6 +36,9 @@ pub struct Config {
     #[serde(default)]
     pub simulate: SimulateConfig,
     pub device: DeviceConfig,
+    /// What to run when a long job ends, for an operator who logged out.
+    #[serde(default)]
+    pub notify: NotifyConfig,
 }
 
 /// Where the volumes are and how their files are named.
@@ -432,6 +435,18 @@ impl Strategy {
             Strategy::LearningLoss => "learning-loss",
         }
     }
+}
+
+/// `[notify] command`: a shell command (`sh -c`) run when a job finishes,
+/// fails or is cancelled, after the project is free again. It finds the
+/// outcome in its environment: `NEXTSLICE_JOB` (e.g. `train`),
+/// `NEXTSLICE_STATUS` (`finished`, `failed`, `cancelled`),
+/// `NEXTSLICE_SUMMARY`, `NEXTSLICE_SECONDS` and `NEXTSLICE_PROJECT`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

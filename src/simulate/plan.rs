@@ -103,10 +103,12 @@ pub fn load(project: &Project) -> Result<Option<Config>, SimulateError> {
 /// Stores `plan`, or checks it against the one stored: a simulation resumes
 /// only with the settings it started with.
 pub fn store_or_check(project: &Project, plan: &Config) -> Result<(), SimulateError> {
-    // The device may change between sessions (a GPU box, then a laptop).
+    // The device may change between sessions (a GPU box, then a laptop),
+    // and so may who is told when it ends.
     let same = |stored: &Config| {
         let mut stored = stored.clone();
         stored.device = plan.device.clone();
+        stored.notify = plan.notify.clone();
         &stored == plan
     };
     match load(project)? {

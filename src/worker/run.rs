@@ -264,6 +264,7 @@ pub fn run_job(dir: &Path, job: Job, device: DeviceSpec) -> Result<String, Worke
     let cancel = AtomicBool::new(false);
     let finished = AtomicBool::new(false);
     let reporter = LogReporter::new(&log, job);
+    let started = Instant::now();
     let result = std::thread::scope(|scope| {
         scope.spawn(|| {
             while !finished.load(Ordering::Relaxed) {
@@ -322,7 +323,73 @@ pub fn run_job(dir: &Path, job: Job, device: DeviceSpec) -> Result<String, Worke
         }
     };
     lock.release();
+    // After the lock is free, so a command that starts the next step can.
+    if let Some(command) = &project.config.notify.command {
+        let (status, summary) = match &outcome {
+            Ok(summary) => ("finished", summary.clone()),
+            Err(e) if e.is_cancelled() => ("cancelled", e.to_string()),
+            Err(e) => ("failed", e.to_string()),
+        };
+        let ending = Ending {
+            job,
+            status,
+            summary: &summary,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        notify(command, dir, &ending);
+    }
     outcome
+}
+
+/// How a job ended, for the `[notify]` command.
+struct Ending<'a> {
+    job: Job,
+    status: &'static str,
+    summary: &'a str,
+    seconds: f64,
+}
+
+/// Runs the operator's `[notify] command` with the job's ending in its
+/// environment, waiting at most `NOTIFY_WAIT` for it; a command that fails
+/// is reported in the worker's log and changes nothing else.
+fn notify(command: &str, dir: &Path, ending: &Ending<'_>) {
+    const NOTIFY_WAIT: Duration = Duration::from_secs(30);
+    let child = Command::new("sh")
+        .args(["-c", command])
+        .current_dir(dir)
+        .env("NEXTSLICE_JOB", ending.job.name())
+        .env("NEXTSLICE_STATUS", ending.status)
+        .env("NEXTSLICE_SUMMARY", ending.summary)
+        .env("NEXTSLICE_SECONDS", format!("{:.0}", ending.seconds))
+        .env("NEXTSLICE_PROJECT", dir)
+        .stdin(Stdio::null())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("notify: cannot run `{command}`: {e}");
+            return;
+        }
+    };
+    let deadline = Instant::now() + NOTIFY_WAIT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return,
+            Ok(Some(status)) => {
+                eprintln!("notify: `{command}` exited with {status}");
+                return;
+            }
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Ok(None) => {
+                eprintln!("notify: `{command}` still runs after {NOTIFY_WAIT:?}; left running");
+                return;
+            }
+            Err(e) => {
+                eprintln!("notify: `{command}`: {e}");
+                return;
+            }
+        }
+    }
 }
 
 /// Starts `nextslice worker` for `job` in a new session with its output in

@@ -410,6 +410,28 @@ fn an_import_writes_only_while_it_holds_the_project_lock() {
 }
 
 #[test]
+fn the_notify_command_hears_how_each_job_ended() {
+    let f = fixture(
+        4,
+        "[notify]\ncommand = 'echo \"$NEXTSLICE_JOB $NEXTSLICE_STATUS $NEXTSLICE_SECONDS\" >> notified.txt'\n",
+    );
+    let project = &f.project;
+    run(&["train-vae", "--foreground", "-p", p(project)]);
+    // Training before any masks: refused, and the refusal is an ending too.
+    let out = nextslice()
+        .args(["train", "--foreground", "-p", p(project)])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let heard = std::fs::read_to_string(project.join("notified.txt")).unwrap();
+    let lines: Vec<Vec<&str>> = heard.lines().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(lines.len(), 2, "{heard}");
+    assert_eq!(lines[0][..2], ["train-vae", "finished"]);
+    assert_eq!(lines[1][..2], ["train", "failed"]);
+    assert!(lines.iter().all(|l| l[2].parse::<f64>().is_ok()), "{heard}");
+}
+
+#[test]
 fn a_crash_during_import_loses_nothing() {
     let f = fixture(4, "");
     let project = &f.project;
