@@ -29,14 +29,10 @@ pub enum VolumeProblem {
     Empty,
     #[error("the gzip stream is corrupt: {0}")]
     CorruptGzip(String),
-    #[error("not a NIfTI-1 file: {0}")]
+    #[error("not a NIfTI file: {0}")]
     NotNifti(String),
-    #[error("NIfTI-2 files are not supported; convert it to NIfTI-1 (e.g. nibabel's Nifti1Image)")]
-    Nifti2,
-    #[error(
-        "this is the header of a .hdr/.img pair; only single-file .nii or .nii.gz images are supported"
-    )]
-    HeaderPair,
+    #[error("{0}")]
+    HeaderPair(String),
     #[error("truncated header: {found} of the 348 header bytes are present")]
     TruncatedHeader { found: usize },
     #[error("invalid header: {0}")]

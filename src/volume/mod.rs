@@ -8,6 +8,7 @@ mod affine;
 pub mod dataset;
 mod datatype;
 mod error;
+mod nifti2;
 mod nifti_read;
 mod nifti_write;
 mod orient;

@@ -1,19 +1,22 @@
-//! Reading single-file NIfTI-1 images (`.nii`, `.nii.gz`) of any scalar type.
+//! Reading NIfTI images of any scalar type: NIfTI-1 and NIfTI-2, single
+//! files (`.nii`, `.nii.gz`) and `.hdr`/`.img` pairs.
 //!
-//! The `nifti` crate parses the header (both byte orders); voxel data is read
-//! here, streaming straight from the (possibly gzip) file into one buffer, so
-//! every malformed input becomes a `VolumeError` instead of a panic and ingest
-//! does one pass over the bytes.
+//! The `nifti` crate parses NIfTI-1 headers (both byte orders), `nifti2`
+//! widens NIfTI-2 ones into the same type; voxel data is read here,
+//! streaming straight from the (possibly gzip) file into one buffer, so
+//! every malformed input becomes a `VolumeError` instead of a panic and
+//! ingest does one pass over the bytes.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use flate2::bufread::MultiGzDecoder;
 use nifti::NiftiHeader;
 
 use super::datatype::{Scaling, VoxelType, decode_to_f32, unsupported_type_name};
 use super::error::{VolumeError, VolumeProblem};
+use super::nifti2::{NIFTI2_HEADER_LEN, parse_nifti2};
 use super::orient::axis_codes;
 use super::{Affine, Quatern, Volume};
 
@@ -41,10 +44,20 @@ pub struct HeaderSummary {
 
 /// Reads an image as `f32` with `scl_slope`/`scl_inter` applied.
 pub fn read_volume(path: &Path) -> Result<Volume, VolumeError> {
+    let path = &header_path(path);
     let fail = |problem| VolumeError::new(path, problem);
     let mut source = open(path)?;
-    let (header, summary) = parse_header(&mut source).map_err(fail)?;
-    let bytes = read_voxel_bytes(&mut source, &header, &summary).map_err(fail)?;
+    let (header, summary, voxels) = parse_header(&mut source, path).map_err(fail)?;
+    let bytes = match voxels {
+        Voxels::Inline { header_len } => {
+            read_voxel_bytes(&mut source, header_len, &header, &summary).map_err(fail)?
+        }
+        Voxels::Pair(image) => {
+            let mut data = open(&image)?;
+            read_voxel_bytes(&mut data, 0, &header, &summary)
+                .map_err(|p| VolumeError::new(&image, p))?
+        }
+    };
     let mut data = Vec::new();
     decode_to_f32(
         summary.voxel_type,
@@ -78,10 +91,53 @@ pub fn read_labels(path: &Path) -> Result<Volume<u8>, VolumeError> {
 
 /// Reads and checks only the header.
 pub fn read_header(path: &Path) -> Result<HeaderSummary, VolumeError> {
+    let path = &header_path(path);
     let mut source = open(path)?;
-    parse_header(&mut source)
-        .map(|(_, summary)| summary)
+    parse_header(&mut source, path)
+        .map(|(_, summary, _)| summary)
         .map_err(|p| VolumeError::new(path, p))
+}
+
+/// Where the voxels are.
+enum Voxels {
+    /// After the header, in the same file (`header_len` bytes read so far).
+    Inline { header_len: u64 },
+    /// In the `.img` file of a `.hdr`/`.img` pair, from its `vox_offset`.
+    Pair(PathBuf),
+}
+
+/// The `.hdr` of a pair when given its `.img` (either may be gzipped).
+fn header_path(path: &Path) -> PathBuf {
+    let name = path.to_string_lossy();
+    for (img, hdr) in [(".img", ".hdr"), (".img.gz", ".hdr.gz")] {
+        if let Some(stem) = name.strip_suffix(img) {
+            let header = PathBuf::from(format!("{stem}{hdr}"));
+            if header.exists() {
+                return header;
+            }
+        }
+    }
+    path.to_path_buf()
+}
+
+/// The `.img` beside a pair's `.hdr`.
+fn image_path(header: &Path) -> Result<PathBuf, VolumeProblem> {
+    let name = header.to_string_lossy();
+    let stem = name
+        .strip_suffix(".hdr.gz")
+        .or_else(|| name.strip_suffix(".hdr"))
+        .ok_or(VolumeProblem::HeaderPair(
+            "its header says the voxels are in a separate .img file, but this file is not named .hdr".into(),
+        ))?;
+    [".img", ".img.gz"]
+        .iter()
+        .map(|ext| PathBuf::from(format!("{stem}{ext}")))
+        .find(|p| p.exists())
+        .ok_or_else(|| {
+            VolumeProblem::HeaderPair(format!(
+                "the header of a .hdr/.img pair, but {stem}.img is missing"
+            ))
+        })
 }
 
 /// A byte source that knows whether it is gzip-compressed.
@@ -143,14 +199,20 @@ fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-fn parse_header(source: &mut Source) -> Result<(NiftiHeader, HeaderSummary), VolumeProblem> {
-    let mut raw = [0u8; HEADER_LEN];
-    let found =
-        read_full(&mut source.reader, &mut raw).map_err(|e| io_problem(e, source.compressed))?;
+fn parse_header(
+    source: &mut Source,
+    path: &Path,
+) -> Result<(NiftiHeader, HeaderSummary, Voxels), VolumeProblem> {
+    let mut raw = [0u8; NIFTI2_HEADER_LEN];
+    let found = read_full(&mut source.reader, &mut raw[..HEADER_LEN])
+        .map_err(|e| io_problem(e, source.compressed))?;
     let sizeof_le = i32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
     let sizeof_be = i32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
     if found >= 4 && (sizeof_le == 540 || sizeof_be == 540) {
-        return Err(VolumeProblem::Nifti2);
+        let more = read_full(&mut source.reader, &mut raw[HEADER_LEN..])
+            .map_err(|e| io_problem(e, source.compressed))?;
+        let (header, pair) = parse_nifti2(&raw[..found + more], sizeof_le != 540)?;
+        return finish_header(header, pair, NIFTI2_HEADER_LEN, source.compressed, path);
     }
     if found >= 4 && sizeof_le != 348 && sizeof_be != 348 {
         return Err(VolumeProblem::NotNifti(
@@ -160,17 +222,22 @@ fn parse_header(source: &mut Source) -> Result<(NiftiHeader, HeaderSummary), Vol
     if found < HEADER_LEN {
         return Err(VolumeProblem::TruncatedHeader { found });
     }
-    match &raw[344..348] {
-        b"n+1\0" => {}
-        b"ni1\0" => return Err(VolumeProblem::HeaderPair),
+    let pair = match &raw[344..348] {
+        b"n+1\0" => false,
+        b"ni1\0" => true,
+        [0, 0, 0, 0] => {
+            return Err(VolumeProblem::NotNifti(
+                "an Analyze 7.5 header (no NIfTI magic): its orientation is not recorded; convert it to NIfTI with the tool that made it, which knows the orientation".into(),
+            ));
+        }
         other => {
             return Err(VolumeProblem::NotNifti(format!(
                 "magic bytes are {other:?}, expected \"n+1\\0\""
             )));
         }
-    }
-    let header =
-        NiftiHeader::from_reader(&raw[..]).map_err(|e| VolumeProblem::BadHeader(e.to_string()))?;
+    };
+    let header = NiftiHeader::from_reader(&raw[..HEADER_LEN])
+        .map_err(|e| VolumeProblem::BadHeader(e.to_string()))?;
     // The nifti crate infers byte order from dim[0]; sizeof_hdr must agree,
     // else dim[0] is corrupt and every other field would be misread.
     let big_by_size = sizeof_le != 348;
@@ -179,11 +246,32 @@ fn parse_header(source: &mut Source) -> Result<(NiftiHeader, HeaderSummary), Vol
             "dim[0] contradicts the byte order of sizeof_hdr (corrupt header)".into(),
         ));
     }
-    let summary = summarise(&header, source.compressed)?;
-    Ok((header, summary))
+    finish_header(header, pair, HEADER_LEN, source.compressed, path)
 }
 
-fn summarise(h: &NiftiHeader, compressed: bool) -> Result<HeaderSummary, VolumeProblem> {
+/// The summary of a parsed header, and where its voxels are.
+fn finish_header(
+    header: NiftiHeader,
+    pair: bool,
+    header_len: usize,
+    compressed: bool,
+    path: &Path,
+) -> Result<(NiftiHeader, HeaderSummary, Voxels), VolumeProblem> {
+    let (voxels, least_offset) = if pair {
+        (Voxels::Pair(image_path(path)?), 0)
+    } else {
+        let header_len = header_len as u64;
+        (Voxels::Inline { header_len }, header_len)
+    };
+    let summary = summarise(&header, compressed, least_offset)?;
+    Ok((header, summary, voxels))
+}
+
+fn summarise(
+    h: &NiftiHeader,
+    compressed: bool,
+    least_offset: u64,
+) -> Result<HeaderSummary, VolumeProblem> {
     let ndim = h.dim[0] as usize;
     if !(1..=7).contains(&ndim) {
         return Err(VolumeProblem::BadHeader(format!(
@@ -219,9 +307,9 @@ fn summarise(h: &NiftiHeader, compressed: bool) -> Result<HeaderSummary, VolumeP
             "dimensions {dims:?} give {voxels} voxels, more than any MRI volume"
         )));
     }
-    if !(h.vox_offset >= HEADER_LEN as f32 && h.vox_offset < 1e9 && h.vox_offset.fract() == 0.0) {
+    if !(h.vox_offset >= least_offset as f32 && h.vox_offset < 1e9 && h.vox_offset.fract() == 0.0) {
         return Err(VolumeProblem::BadHeader(format!(
-            "vox_offset = {}, must be a whole number of bytes ≥ 348",
+            "vox_offset = {}, must be a whole number of bytes ≥ {least_offset}",
             h.vox_offset
         )));
     }
@@ -285,14 +373,17 @@ fn header_affine(h: &NiftiHeader) -> Result<(Affine, &'static str), VolumeProble
     Ok((Affine::diagonal(spacing, [0.0; 3]), "pixdim"))
 }
 
+/// The voxel bytes from `source`, of which `consumed` bytes (the header,
+/// for a single file) were read already.
 fn read_voxel_bytes(
     source: &mut Source,
+    consumed: u64,
     header: &NiftiHeader,
     summary: &HeaderSummary,
 ) -> Result<Vec<u8>, VolumeProblem> {
     let compressed = source.compressed;
     let offset = header.vox_offset as u64;
-    let skip = offset - HEADER_LEN as u64;
+    let skip = offset.saturating_sub(consumed);
     let skipped = io::copy(&mut (&mut source.reader).take(skip), &mut io::sink())
         .map_err(|e| io_problem(e, compressed))?;
     let voxels: u64 = summary.dims.iter().map(|&d| d as u64).product();

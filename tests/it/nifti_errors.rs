@@ -38,7 +38,7 @@ fn each_kind_of_broken_file_is_named() {
         (
             "junk.nii",
             b"this is a text file, not an image at all".to_vec(),
-            "not a NIfTI-1 file",
+            "not a NIfTI file",
         ),
         ("short.nii", good[..200].to_vec(), "truncated header"),
         ("header-only.nii", good[..352].to_vec(), "header only"),
@@ -54,7 +54,7 @@ fn each_kind_of_broken_file_is_named() {
                 b[..4].copy_from_slice(&540i32.to_le_bytes());
                 b
             },
-            "NIfTI-2",
+            "NIfTI-2 magic",
         ),
         (
             "pair.hdr",
@@ -63,7 +63,7 @@ fn each_kind_of_broken_file_is_named() {
                 b[344..348].copy_from_slice(b"ni1\0");
                 b
             },
-            ".hdr/.img",
+            "pair.img is missing",
         ),
         (
             "badmagic.nii",
