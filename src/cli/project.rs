@@ -155,9 +155,14 @@ pub fn status(args: ProjectArg) -> Result<()> {
                 .iter()
                 .rev()
                 .find(|e| matches!(e.event, Event::Progress(_)));
+            let device = if holder.device.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", holder.device)
+            };
             println!(
-                "job      {} running (pid {}, {})",
-                holder.job, holder.pid, holder.device
+                "job      {} running (pid {}{device})",
+                holder.job, holder.pid
             );
             if let Some(e) = last {
                 println!("         {}", describe(e));

@@ -60,10 +60,12 @@ pub fn gradient_sources<B: AutodiffBackend>(
     Ok(sources)
 }
 
-/// Whether x + α·∂L/∂x is encoded directly (else z' − z is taken to first
-/// order): when every slice's step, α × its gradient's RMS, is resolvable.
-fn takes_direct_step(gradient_rms: &[f32], alpha: f32) -> bool {
-    gradient_rms.iter().all(|&r| alpha * r >= RESOLVABLE_RMS)
+/// Whether a slice's x + α·∂L/∂x is encoded directly (else its z' − z is
+/// taken to first order): when its step, α × its gradient's RMS, is
+/// resolvable. Decided per slice, so a slice's step never depends on which
+/// slices share its batch.
+fn resolvable(gradient_rms: f32, alpha: f32) -> bool {
+    alpha * gradient_rms >= RESOLVABLE_RMS
 }
 
 /// z' − z for a batch `x` with input gradients `g` = ∂L/∂x and latents `z`
@@ -88,12 +90,17 @@ pub fn latent_steps<Bk: Backend>(
         .chunks(per_slice)
         .map(|s| (s.iter().map(|v| v * v).sum::<f32>() / per_slice as f32).sqrt())
         .collect();
-    if takes_direct_step(&rms, alpha) {
-        let z_prime = to_host(vae.encode_mean(x + g.mul_scalar(alpha)))?;
+    let direct: Vec<bool> = rms.iter().map(|&r| resolvable(r, alpha)).collect();
+    let mut steps = vec![Vec::new(); n];
+    if direct.iter().any(|&d| d) {
+        let z_prime = to_host(vae.encode_mean(x.clone() + g.clone().mul_scalar(alpha)))?;
         let d = z_prime.len() / n.max(1);
-        return Ok((0..n)
-            .map(|k| (0..d).map(|j| z_prime[k * d + j] - z[k][j]).collect())
-            .collect());
+        for k in (0..n).filter(|&k| direct[k]) {
+            steps[k] = (0..d).map(|j| z_prime[k * d + j] - z[k][j]).collect();
+        }
+    }
+    if direct.iter().all(|&d| d) {
+        return Ok(steps);
     }
     // Scale each slice's gradient to RMS `RESOLVABLE_RMS` for the difference.
     let scales: Vec<f32> = rms
@@ -107,19 +114,18 @@ pub fn latent_steps<Bk: Backend>(
     let plus = to_host(vae.encode_mean(x.clone() + delta.clone()))?;
     let minus = to_host(vae.encode_mean(x - delta))?;
     let d = plus.len() / n.max(1);
-    Ok((0..n)
-        .map(|k| {
-            // J·(s·g) ≈ (z₊ − z₋)/2, so α·J·g = α·(z₊ − z₋)/(2s).
-            let factor = if scales[k] > 0.0 {
-                alpha / (2.0 * scales[k])
-            } else {
-                0.0
-            };
-            (0..d)
-                .map(|j| factor * (plus[k * d + j] - minus[k * d + j]))
-                .collect()
-        })
-        .collect())
+    for k in (0..n).filter(|&k| !direct[k]) {
+        // J·(s·g) ≈ (z₊ − z₋)/2, so α·J·g = α·(z₊ − z₋)/(2s).
+        let factor = if scales[k] > 0.0 {
+            alpha / (2.0 * scales[k])
+        } else {
+            0.0
+        };
+        steps[k] = (0..d)
+            .map(|j| factor * (plus[k * d + j] - minus[k * d + j]))
+            .collect();
+    }
+    Ok(steps)
 }
 
 #[cfg(test)]
@@ -248,7 +254,7 @@ mod tests {
         let smallest = rms.iter().copied().fold(f32::MAX, f32::min);
         assert!(smallest > 0.0, "the Dice gradient vanished");
         let alpha = 2.0 * RESOLVABLE_RMS / smallest;
-        assert!(takes_direct_step(&rms, alpha));
+        assert!(rms.iter().all(|&r| resolvable(r, alpha)));
         // z' − z = g_φ(x_k + α·∂L/∂x_k) − g_φ(x_k), slice by slice.
         let want: Vec<Vec<f64>> = (0..N)
             .map(|k| {
@@ -265,7 +271,7 @@ mod tests {
         let rms = gradient_rms(&f);
         let largest = rms.iter().copied().fold(0.0f32, f32::max);
         let alpha = 1e-3 * RESOLVABLE_RMS / largest;
-        assert!(!takes_direct_step(&rms, alpha));
+        assert!(rms.iter().all(|&r| !resolvable(r, alpha)));
         let taken = steps(&f, alpha);
         // α·J·∂L/∂x ≈ α·(g_φ(x + s·∂L/∂x) − g_φ(x − s·∂L/∂x))/(2s), with s
         // making each slice's probe resolvable.
@@ -288,6 +294,31 @@ mod tests {
                 (2.0 * a - b).abs() <= 1e-6 * b.abs().max(1e-12),
                 "{a} vs {b}"
             );
+        }
+    }
+
+    #[test]
+    fn in_a_mixed_batch_each_slice_takes_its_own_step() {
+        let f = fixture();
+        let rms = gradient_rms(&f);
+        let (lo, hi) = (rms[0].min(rms[1]), rms[0].max(rms[1]));
+        assert!(hi > lo, "the two slices' gradients have the same RMS");
+        // Resolvable for the slice with the larger gradient only.
+        let alpha = RESOLVABLE_RMS / (0.5 * (lo + hi));
+        let taken = steps(&f, alpha);
+        for k in 0..N {
+            let want: Vec<f64> = if resolvable(rms[k], alpha) {
+                let (moved, at) = (encode_moved(&f, k, alpha), encode_moved(&f, k, 0.0));
+                moved.iter().zip(&at).map(|(a, b)| a - b).collect()
+            } else {
+                let s = RESOLVABLE_RMS / rms[k];
+                let (plus, minus) = (encode_moved(&f, k, s), encode_moved(&f, k, -s));
+                plus.iter()
+                    .zip(&minus)
+                    .map(|(p, m)| f64::from(alpha) * (p - m) / (2.0 * f64::from(s)))
+                    .collect()
+            };
+            assert_close("mixed", &taken[k..=k], &[want], 1e-3);
         }
     }
 }

@@ -33,6 +33,27 @@ pub struct Holder {
     pub started: f64,
 }
 
+impl Holder {
+    /// The event that says this holder died without finishing (found as a
+    /// stale record by the next one to take the lock).
+    pub fn ending(&self) -> super::Event {
+        let error = match self.job {
+            Job::Import => format!(
+                "the import (pid {}) stopped before committing — killed or crashed; nothing was accepted: run the import again",
+                self.pid
+            ),
+            _ => format!(
+                "worker (pid {}) stopped without finishing — killed or crashed; run the step again to resume",
+                self.pid
+            ),
+        };
+        super::Event::JobFailed {
+            job: self.job,
+            error,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("a worker (pid {}) is already running job `{}` in this project; wait for it or `nextslice cancel`", .0.pid, .0.job)]

@@ -403,14 +403,15 @@ pub fn apply_import(
         .collect())
 }
 
-/// The case a full label volume is named after: `<case>.nii.gz` or
-/// `<case>_<anything>`, matched exactly (`X_1_seg` is case `X_1`, never
-/// `X_10`); the longest such case when several match.
+/// The case a full label volume is named after: `<case>.nii.gz`,
+/// `<case>_<anything>` or `<case>-<anything>` (BraTS 2023's `-seg`),
+/// matched exactly (`X_1_seg` is case `X_1`, never `X_10`); the longest
+/// such case when several match.
 fn case_of_volume_mask<'a>(name: &str, cases: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     cases
         .filter(|c| {
             name.strip_prefix(c)
-                .is_some_and(|rest| rest.starts_with('_') || rest.starts_with('.'))
+                .is_some_and(|rest| rest.starts_with(['_', '-', '.']))
         })
         .max_by_key(|c| c.len())
 }
@@ -429,5 +430,15 @@ mod tests {
         assert_eq!(of("X_1_b_seg.nii.gz"), Some("X_1_b"));
         assert_eq!(of("X_100_seg.nii.gz"), None);
         assert_eq!(of("X_1extra.nii.gz"), None);
+        let dashed = ["BraTS-GLI-00000-000", "BraTS-GLI-00000-0001"];
+        let of = |name| case_of_volume_mask(name, dashed.iter().copied());
+        assert_eq!(
+            of("BraTS-GLI-00000-000-seg.nii.gz"),
+            Some("BraTS-GLI-00000-000")
+        );
+        assert_eq!(
+            of("BraTS-GLI-00000-0001-seg.nii.gz"),
+            Some("BraTS-GLI-00000-0001")
+        );
     }
 }

@@ -25,7 +25,8 @@ pub fn write_gray(path: &Path, width: usize, height: usize, pixels: &[u8]) -> st
 /// pixel, the palette index of an indexed PNG or the gray level of a
 /// grayscale one. Colour images are refused: their pixel values are not
 /// labels. The size is checked from the header before any pixel buffer is
-/// allocated, so a huge or hostile PNG costs nothing.
+/// allocated or anything decoded, so a PNG claiming a huge image costs no
+/// more than reading its file.
 pub fn read_labels(path: &Path, expected: (usize, usize)) -> Result<Vec<u8>, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     let mut decoder = png::Decoder::new(Cursor::new(bytes));

@@ -98,7 +98,10 @@ pub fn confirm_import(project: &Project, plan: &ImportPlan) -> Result<Imported, 
         device: String::new(),
         started: journal::now(),
     };
-    let _lock = WorkerLock::acquire(&project.dir, &holder)?;
+    let lock = WorkerLock::acquire(&project.dir, &holder)?;
+    if let Some(stale) = &lock.stale {
+        let _ = EventLog::new(&project.dir).append(stale.ending());
+    }
     let mut state = project.state()?;
     awaiting_masks(&state, "no masks are awaited")?;
     if plan.accepted.is_empty() {
@@ -152,6 +155,11 @@ pub fn request_cancel(dir: &Path) -> Result<Option<Holder>, ActionError> {
     let Some(holder) = running_worker(dir) else {
         return Ok(None);
     };
+    if holder.job == Job::Import {
+        return Err(ActionError::NotNow(
+            "masks are being imported (it takes a moment and cannot be cancelled)".into(),
+        ));
+    }
     journal::request_cancel(dir).map_err(|source| ActionError::Io {
         path: dir.join(crate::layout::CANCEL_FILE),
         source,

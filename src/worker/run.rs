@@ -20,8 +20,9 @@ use crate::journal::{
 };
 use crate::layout::WORKER_LOG;
 use crate::progress::{Progress, ProgressUpdate};
-use crate::project::Project;
+use crate::project::{Project, ProjectError};
 use crate::simulate::SimulateError;
+use crate::store::StoreError;
 use crate::train::{TrainEvent, TrainObserver};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +36,7 @@ pub enum WorkerError {
     #[error(transparent)]
     Simulate(#[from] SimulateError),
     #[error(transparent)]
-    Project(#[from] crate::project::ProjectError),
+    Project(#[from] ProjectError),
     #[error("cannot start the worker: {0}")]
     Spawn(std::io::Error),
     #[error("`{0}` is not a job the worker runs")]
@@ -47,7 +48,10 @@ pub enum WorkerError {
 /// What an operator can do about a crash with this message.
 fn crash_hint(message: &str) -> &'static str {
     let lower = message.to_ascii_lowercase();
-    if lower.contains("out of memory") || lower.contains("out_of_memory") || lower.contains("oom") {
+    if ["out of memory", "out_of_memory", "outofmemory"]
+        .iter()
+        .any(|s| lower.contains(s))
+    {
         "the device ran out of memory: lower unet.batch_size (or vae.batch_size) in project.toml, then run the step again"
     } else {
         "worker.log in the project has the details; run the step again to resume from its last checkpoint"
@@ -64,13 +68,26 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 impl WorkerError {
-    /// The job stopped because a cancel was asked for.
+    /// The job stopped because a cancel was asked for (in a model loop or
+    /// while the slice store was being built).
     pub fn is_cancelled(&self) -> bool {
-        matches!(
-            self,
-            WorkerError::Engine(EngineError::Cancelled)
-                | WorkerError::Simulate(SimulateError::Engine(EngineError::Cancelled))
-        )
+        let store_cancelled =
+            |e: &ProjectError| matches!(e, ProjectError::Store(StoreError::Cancelled));
+        let engine_cancelled = |e: &EngineError| match e {
+            EngineError::Cancelled | EngineError::Store(StoreError::Cancelled) => true,
+            EngineError::Project(p) => store_cancelled(p),
+            _ => false,
+        };
+        match self {
+            WorkerError::Engine(e) | WorkerError::Simulate(SimulateError::Engine(e)) => {
+                engine_cancelled(e)
+            }
+            WorkerError::Simulate(SimulateError::Project(p)) | WorkerError::Project(p) => {
+                store_cancelled(p)
+            }
+            WorkerError::Simulate(SimulateError::Store(StoreError::Cancelled)) => true,
+            _ => false,
+        }
     }
 }
 
@@ -122,9 +139,12 @@ impl<'a> LogReporter<'a> {
         let Ok(mut slot) = self.stage.lock() else {
             return (None, None);
         };
-        let restarted = slot
-            .as_ref()
-            .is_none_or(|(name, _, from)| name != stage || done < *from);
+        // A stage starts over when its name changes, or when it reports 0
+        // again (a simulation evaluates every round under one name).
+        let restarted = done == 0
+            || slot
+                .as_ref()
+                .is_none_or(|(name, _, from)| name != stage || done < *from);
         if restarted {
             *slot = Some((stage.to_string(), Instant::now(), done));
             return (None, None);
@@ -249,10 +269,7 @@ pub fn run_job(dir: &Path, job: Job, device: DeviceSpec) -> Result<String, Worke
     };
     let lock = WorkerLock::acquire(dir, &holder)?;
     if let Some(stale) = &lock.stale {
-        let _ = log.append(Event::JobFailed {
-            job: stale.job,
-            error: format!("worker (pid {}) stopped without finishing — killed or crashed; run the step again to resume", stale.pid),
-        });
+        let _ = log.append(stale.ending());
     }
     clear_cancel(dir);
     let _ = log.append(Event::JobStarted {
@@ -361,7 +378,10 @@ fn notify(command: &str, dir: &Path, ending: &Ending<'_>) {
         .env("NEXTSLICE_STATUS", ending.status)
         .env("NEXTSLICE_SUMMARY", ending.summary)
         .env("NEXTSLICE_SECONDS", format!("{:.0}", ending.seconds))
-        .env("NEXTSLICE_PROJECT", dir)
+        .env(
+            "NEXTSLICE_PROJECT",
+            std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()),
+        )
         .stdin(Stdio::null())
         .spawn();
     let mut child = match child {
@@ -436,4 +456,33 @@ pub fn spawn(dir: &Path, job: Job, device: DeviceSpec) -> Result<std::process::C
         });
     }
     command.spawn().map_err(WorkerError::Spawn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_memory_gets_the_batch_size_hint_and_nothing_else_does() {
+        assert!(crash_hint("CUDA_ERROR_OUT_OF_MEMORY: out of memory").contains("batch_size"));
+        assert!(crash_hint("OutOfMemory { size: 1 }").contains("batch_size"));
+        assert!(!crash_hint("no room to zoom").contains("batch_size"));
+    }
+
+    #[test]
+    fn a_cancel_while_the_store_is_built_is_a_cancel() {
+        let store = || StoreError::Cancelled;
+        assert!(WorkerError::Engine(EngineError::Cancelled).is_cancelled());
+        assert!(
+            WorkerError::Engine(EngineError::Project(ProjectError::Store(store()))).is_cancelled()
+        );
+        assert!(
+            WorkerError::Simulate(SimulateError::Project(ProjectError::Store(store())))
+                .is_cancelled()
+        );
+        assert!(
+            WorkerError::Simulate(SimulateError::Engine(EngineError::Cancelled)).is_cancelled()
+        );
+        assert!(!WorkerError::Engine(EngineError::PoolExhausted).is_cancelled());
+    }
 }

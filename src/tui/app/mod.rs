@@ -149,8 +149,12 @@ impl App {
                 keys::CANCEL.key()
             );
         }
-        if self.worker_running() {
-            return format!("{round} · a job is starting…");
+        match &self.snapshot.worker {
+            Some(holder) if holder.job == crate::journal::Job::Import => {
+                return format!("{round} · masks are being imported…");
+            }
+            Some(_) => return format!("{round} · a job is starting…"),
+            None => {}
         }
         match state.phase {
             Phase::NeedVae => format!(
