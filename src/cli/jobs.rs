@@ -10,12 +10,12 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use nextslice::config::DeviceSpec;
-use nextslice::journal::{Event, EventLog, Job, Logged, ProgressReport};
+use nextslice::journal::{Event, EventLog, Job, Logged};
 use nextslice::layout::WORKER_LOG;
-use nextslice::progress::format_duration;
 use nextslice::project::Project;
 use nextslice::worker::{run_job, spawn};
 
+use super::events::describe;
 use super::project::{ProjectArg, print_next};
 
 /// How a long step runs.
@@ -208,68 +208,6 @@ pub fn run_foreground(dir: &Path, job: Job, device: DeviceSpec) -> Result<String
         result
     });
     Ok(result?)
-}
-
-/// One line per event, as `logs` prints them.
-pub fn describe(e: &Logged) -> String {
-    match &e.event {
-        Event::JobStarted { job, pid, device } => format!("{job}: started (pid {pid}, {device})"),
-        Event::Progress(ProgressReport {
-            job,
-            stage,
-            epoch,
-            epochs,
-            done,
-            total,
-            unit,
-            loss,
-            rate,
-            eta_seconds,
-            overall,
-        }) => {
-            let mut s = match overall {
-                Some(o) => format!("{job} [{}/{} trainings · {}]", o.done, o.total, o.what),
-                None => job.to_string(),
-            };
-            if !stage.is_empty() {
-                s += &format!(": {stage}");
-            }
-            if let (Some(e), Some(n)) = (epoch, epochs) {
-                s += &format!(" epoch {e}/{n}");
-            }
-            if *total > 0 {
-                s += &format!(" {done}/{total}");
-            }
-            if let Some(l) = loss {
-                s += &format!(" loss {l:.4}");
-            }
-            if let Some(r) = rate {
-                s += &format!(" {r:.1} {}/s", unit.as_deref().unwrap_or("slices"));
-            }
-            if let Some(eta) = eta_seconds {
-                s += &format!(
-                    " ETA {}",
-                    format_duration(Duration::from_secs_f64(eta.max(0.0)))
-                );
-            }
-            s
-        }
-        Event::Checkpoint {
-            job,
-            epoch,
-            epochs,
-            loss,
-        } => format!("{job}: epoch {epoch}/{epochs} done, mean loss {loss:.4} (checkpoint saved)"),
-        Event::JobFinished { job, summary } => format!("{job}: finished — {summary}"),
-        Event::JobFailed { job, error } => format!("{job}: FAILED — {error}"),
-        Event::JobCancelled { job } => format!("{job}: cancelled"),
-        Event::Transition {
-            from,
-            to,
-            round,
-            reason,
-        } => format!("round {round}: {from} → {to} ({reason})"),
-    }
 }
 
 #[derive(Args, Debug)]

@@ -6,6 +6,7 @@
 //! imports it.
 
 mod demo;
+mod events;
 mod inspect;
 mod jobs;
 mod project;

@@ -14,7 +14,7 @@ use nextslice::progress::StderrProgress;
 use nextslice::project::actions::{check_import, confirm_import, export_pending, request_cancel};
 use nextslice::project::{Phase, Project};
 
-use super::jobs::describe;
+use super::events::describe;
 
 /// The project a command works on.
 #[derive(Args, Debug, Clone)]

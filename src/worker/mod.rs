@@ -4,6 +4,8 @@
 //! stops cleanly when `nextslice cancel` leaves a cancel request. Imports
 //! the engine, `simulate` and the journal; the TUI and the CLI start it.
 
+mod notify;
+mod reporter;
 mod run;
 
 pub use run::{WorkerError, run_job, spawn};

@@ -3,11 +3,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use burn::tensor::backend::AutodiffBackend;
+
+use super::notify::{Ending, notify};
+use super::reporter::LogReporter;
 
 use crate::config::DeviceSpec;
 use crate::device::{BackendTask, Device, with_backend};
@@ -15,15 +17,13 @@ use crate::engine::{
     EngineError, StepContext, evaluate_step, suggest_step, train_step, train_vae_step,
 };
 use crate::journal::{
-    Event, EventLog, Holder, Job, LockError, Overall, ProgressReport, WorkerLock, cancel_requested,
-    clear_cancel, now, wait_until_free,
+    Event, EventLog, Holder, Job, LockError, WorkerLock, cancel_requested, clear_cancel, now,
+    wait_until_free,
 };
 use crate::layout::WORKER_LOG;
-use crate::progress::{Progress, ProgressUpdate};
 use crate::project::{Project, ProjectError};
 use crate::simulate::SimulateError;
 use crate::store::StoreError;
-use crate::train::{TrainEvent, TrainObserver};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -87,139 +87,6 @@ impl WorkerError {
             }
             WorkerError::Simulate(SimulateError::Store(StoreError::Cancelled)) => true,
             _ => false,
-        }
-    }
-}
-
-/// Forwards progress and training events to the event log, at most a few
-/// per second (plus every stage's end and every epoch end), so the log
-/// stays small. Stages that report only counts (encoding, scoring,
-/// evaluation, input gradients) get their rate and ETA measured here.
-struct LogReporter<'a> {
-    log: &'a EventLog,
-    job: Job,
-    last: Mutex<Option<Instant>>,
-    /// The stage being measured: (name, when it started, steps done then).
-    stage: Mutex<Option<(String, Instant, u64)>>,
-    /// The job's overall position, carried on every progress event.
-    overall: Mutex<Option<Overall>>,
-}
-
-impl<'a> LogReporter<'a> {
-    fn new(log: &'a EventLog, job: Job) -> Self {
-        LogReporter {
-            log,
-            job,
-            last: Mutex::new(None),
-            stage: Mutex::new(None),
-            overall: Mutex::new(None),
-        }
-    }
-
-    fn overall_now(&self) -> Option<Overall> {
-        self.overall.lock().ok().and_then(|o| o.clone())
-    }
-
-    fn due(&self, force: bool) -> bool {
-        let Ok(mut last) = self.last.lock() else {
-            return false;
-        };
-        let now = Instant::now();
-        if force || last.is_none_or(|t| now - t >= Duration::from_millis(500)) {
-            *last = Some(now);
-            true
-        } else {
-            false
-        }
-    }
-
-    /// (rate per second, seconds left) of `stage` at `done` of `total`,
-    /// once it has moved since it started.
-    fn pace(&self, stage: &str, done: u64, total: u64) -> (Option<f64>, Option<f64>) {
-        let Ok(mut slot) = self.stage.lock() else {
-            return (None, None);
-        };
-        // A stage starts over when its name changes, or when it reports 0
-        // again (a simulation evaluates every round under one name).
-        let restarted = done == 0
-            || slot
-                .as_ref()
-                .is_none_or(|(name, _, from)| name != stage || done < *from);
-        if restarted {
-            *slot = Some((stage.to_string(), Instant::now(), done));
-            return (None, None);
-        }
-        let Some((_, started, from)) = slot.as_ref() else {
-            return (None, None);
-        };
-        let elapsed = started.elapsed().as_secs_f64();
-        if done <= *from || elapsed <= 0.0 {
-            return (None, None);
-        }
-        let rate = (done - from) as f64 / elapsed;
-        (Some(rate), Some(total.saturating_sub(done) as f64 / rate))
-    }
-}
-
-impl Progress for LogReporter<'_> {
-    fn update(&self, u: &ProgressUpdate<'_>) {
-        let (rate, eta_seconds) = self.pace(u.stage, u.done, u.total);
-        if self.due(u.done >= u.total) {
-            let _ = self.log.append(Event::Progress(ProgressReport {
-                unit: Some(u.unit.to_string()),
-                rate,
-                eta_seconds,
-                overall: self.overall_now(),
-                ..ProgressReport::stage(self.job, u.stage, u.done, u.total)
-            }));
-        }
-    }
-
-    fn overall(&self, done: u64, total: u64, what: &str) {
-        let overall = Overall {
-            done,
-            total,
-            what: what.to_string(),
-        };
-        if let Ok(mut slot) = self.overall.lock() {
-            *slot = Some(overall.clone());
-        }
-        let _ = self.log.append(Event::Progress(ProgressReport {
-            overall: Some(overall),
-            ..ProgressReport::stage(self.job, "", 0, 0)
-        }));
-    }
-}
-
-impl TrainObserver for LogReporter<'_> {
-    fn event(&self, event: &TrainEvent) {
-        match event {
-            TrainEvent::Batch(b) if self.due(b.batch == b.batches) => {
-                let stage = format!("{} training", b.network.name());
-                let _ = self.log.append(Event::Progress(ProgressReport {
-                    epoch: Some(b.epoch),
-                    epochs: Some(b.epochs),
-                    loss: Some(b.loss),
-                    rate: Some(b.slices_per_second),
-                    eta_seconds: Some(b.eta_seconds),
-                    overall: self.overall_now(),
-                    ..ProgressReport::stage(self.job, stage, b.batch as u64, b.batches as u64)
-                }));
-            }
-            TrainEvent::EpochDone {
-                epoch,
-                epochs,
-                mean_loss,
-                ..
-            } => {
-                let _ = self.log.append(Event::Checkpoint {
-                    job: self.job,
-                    epoch: *epoch,
-                    epochs: *epochs,
-                    loss: *mean_loss,
-                });
-            }
-            _ => {}
         }
     }
 }
@@ -356,60 +223,6 @@ pub fn run_job(dir: &Path, job: Job, device: DeviceSpec) -> Result<String, Worke
         notify(command, dir, &ending);
     }
     outcome
-}
-
-/// How a job ended, for the `[notify]` command.
-struct Ending<'a> {
-    job: Job,
-    status: &'static str,
-    summary: &'a str,
-    seconds: f64,
-}
-
-/// Runs the operator's `[notify] command` with the job's ending in its
-/// environment, waiting at most `NOTIFY_WAIT` for it; a command that fails
-/// is reported in the worker's log and changes nothing else.
-fn notify(command: &str, dir: &Path, ending: &Ending<'_>) {
-    const NOTIFY_WAIT: Duration = Duration::from_secs(30);
-    let child = Command::new("sh")
-        .args(["-c", command])
-        .current_dir(dir)
-        .env("NEXTSLICE_JOB", ending.job.name())
-        .env("NEXTSLICE_STATUS", ending.status)
-        .env("NEXTSLICE_SUMMARY", ending.summary)
-        .env("NEXTSLICE_SECONDS", format!("{:.0}", ending.seconds))
-        .env(
-            "NEXTSLICE_PROJECT",
-            std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()),
-        )
-        .stdin(Stdio::null())
-        .spawn();
-    let mut child = match child {
-        Ok(child) => child,
-        Err(e) => {
-            eprintln!("notify: cannot run `{command}`: {e}");
-            return;
-        }
-    };
-    let deadline = Instant::now() + NOTIFY_WAIT;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return,
-            Ok(Some(status)) => {
-                eprintln!("notify: `{command}` exited with {status}");
-                return;
-            }
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            Ok(None) => {
-                eprintln!("notify: `{command}` still runs after {NOTIFY_WAIT:?}; left running");
-                return;
-            }
-            Err(e) => {
-                eprintln!("notify: `{command}`: {e}");
-                return;
-            }
-        }
-    }
 }
 
 /// Starts `nextslice worker` for `job` in a new session with its output in
