@@ -242,6 +242,23 @@ mod tests {
         latent_steps(&f.vae, input(&f.x), input(&f.g), &zs, alpha).unwrap()
     }
 
+    /// Slice `k`'s z' − z taken directly: g_φ(x_k + α·∂L/∂x_k) − g_φ(x_k).
+    fn direct_difference(f: &Fixture, k: usize, alpha: f32) -> Vec<f64> {
+        let (moved, at) = (encode_moved(f, k, alpha), encode_moved(f, k, 0.0));
+        moved.iter().zip(&at).map(|(a, b)| a - b).collect()
+    }
+
+    /// Slice `k`'s z' − z to first order: α·(g_φ(x + s·∂L/∂x) −
+    /// g_φ(x − s·∂L/∂x))/(2s), with s making its probe resolvable.
+    fn central_difference(f: &Fixture, k: usize, alpha: f32, rms: f32) -> Vec<f64> {
+        let s = RESOLVABLE_RMS / rms;
+        let (plus, minus) = (encode_moved(f, k, s), encode_moved(f, k, -s));
+        plus.iter()
+            .zip(&minus)
+            .map(|(p, m)| f64::from(alpha) * (p - m) / (2.0 * f64::from(s)))
+            .collect()
+    }
+
     /// Each slice's own gradient RMS.
     fn gradient_rms(f: &Fixture) -> Vec<f32> {
         f.g.chunks(C * S * S).map(rms).collect()
@@ -255,13 +272,7 @@ mod tests {
         assert!(smallest > 0.0, "the Dice gradient vanished");
         let alpha = 2.0 * RESOLVABLE_RMS / smallest;
         assert!(rms.iter().all(|&r| resolvable(r, alpha)));
-        // z' − z = g_φ(x_k + α·∂L/∂x_k) − g_φ(x_k), slice by slice.
-        let want: Vec<Vec<f64>> = (0..N)
-            .map(|k| {
-                let (moved, at) = (encode_moved(&f, k, alpha), encode_moved(&f, k, 0.0));
-                moved.iter().zip(&at).map(|(a, b)| a - b).collect()
-            })
-            .collect();
+        let want: Vec<Vec<f64>> = (0..N).map(|k| direct_difference(&f, k, alpha)).collect();
         assert_close("direct", &steps(&f, alpha), &want, 1e-3);
     }
 
@@ -273,17 +284,8 @@ mod tests {
         let alpha = 1e-3 * RESOLVABLE_RMS / largest;
         assert!(rms.iter().all(|&r| !resolvable(r, alpha)));
         let taken = steps(&f, alpha);
-        // α·J·∂L/∂x ≈ α·(g_φ(x + s·∂L/∂x) − g_φ(x − s·∂L/∂x))/(2s), with s
-        // making each slice's probe resolvable.
         let want: Vec<Vec<f64>> = (0..N)
-            .map(|k| {
-                let s = RESOLVABLE_RMS / rms[k];
-                let (plus, minus) = (encode_moved(&f, k, s), encode_moved(&f, k, -s));
-                plus.iter()
-                    .zip(&minus)
-                    .map(|(p, m)| f64::from(alpha) * (p - m) / (2.0 * f64::from(s)))
-                    .collect()
-            })
+            .map(|k| central_difference(&f, k, alpha, rms[k]))
             .collect();
         assert_close("first order", &taken, &want, 1e-3);
         // Far below the f32 spacing of z, yet not zero, and linear in α.
@@ -307,16 +309,10 @@ mod tests {
         let alpha = RESOLVABLE_RMS / (0.5 * (lo + hi));
         let taken = steps(&f, alpha);
         for k in 0..N {
-            let want: Vec<f64> = if resolvable(rms[k], alpha) {
-                let (moved, at) = (encode_moved(&f, k, alpha), encode_moved(&f, k, 0.0));
-                moved.iter().zip(&at).map(|(a, b)| a - b).collect()
+            let want = if resolvable(rms[k], alpha) {
+                direct_difference(&f, k, alpha)
             } else {
-                let s = RESOLVABLE_RMS / rms[k];
-                let (plus, minus) = (encode_moved(&f, k, s), encode_moved(&f, k, -s));
-                plus.iter()
-                    .zip(&minus)
-                    .map(|(p, m)| f64::from(alpha) * (p - m) / (2.0 * f64::from(s)))
-                    .collect()
+                central_difference(&f, k, alpha, rms[k])
             };
             assert_close("mixed", &taken[k..=k], &[want], 1e-3);
         }
