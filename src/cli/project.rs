@@ -252,7 +252,7 @@ pub fn cancel(args: ProjectArg) -> Result<()> {
     match request_cancel(dir)? {
         None => println!("no job is running"),
         Some(holder) => println!(
-            "cancel requested: {} (pid {}) stops after its current batch; its last checkpoint is kept.",
+            "cancel requested: {} (pid {}) stops after its current batch; a training keeps its last epoch's checkpoint.",
             holder.job, holder.pid
         ),
     }
