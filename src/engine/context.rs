@@ -111,6 +111,10 @@ pub enum EngineError {
     TestWithoutTruth,
     #[error("cannot score {case}: {message}")]
     Score { case: String, message: String },
+    #[error(
+        "no gradient of the Dice loss reached the input slices; gradient-guided sampling cannot run (a backend error)"
+    )]
+    NoInputGradient,
     #[error("reading a tensor back from the device: {0}")]
     Tensor(String),
     #[error("{}: {source}", path.display())]

@@ -50,7 +50,9 @@ pub fn gradient_sources<B: AutodiffBackend>(
             classes,
         );
         let z: Vec<&[f32]> = chunk.iter().map(|&id| latents.of(id)).collect();
-        let g = dice_gradient_wrt_input::<B>(unet, x.clone(), y).gradient;
+        let g = dice_gradient_wrt_input::<B>(unet, x.clone(), y)
+            .ok_or(EngineError::NoInputGradient)?
+            .gradient;
         let steps = latent_steps(vae, x, g, &z, alpha)?;
         for ((&id, z), step) in chunk.iter().zip(z).zip(steps) {
             sources.push(GradientSource::new(id, z.to_vec(), step));
@@ -175,9 +177,12 @@ mod tests {
             Tensor::<Flex, 3, Int>::from_data(TensorData::new(labels, [N, S, S]), &device),
             3,
         );
-        let g =
-            to_host(dice_gradient_wrt_input::<CpuBackend>(&unet, input(&x), y.clone()).gradient)
-                .unwrap();
+        let g = to_host(
+            dice_gradient_wrt_input::<CpuBackend>(&unet, input(&x), y.clone())
+                .expect("the gradient reaches the input")
+                .gradient,
+        )
+        .unwrap();
         Fixture { vae, x, g }
     }
 

@@ -21,11 +21,13 @@ pub struct InputGradient<B: Backend> {
 /// ([batch, classes, h, w]). The model runs in eval mode (running batch-norm
 /// statistics), so slices do not influence each other and the gradient of
 /// the summed loss is each slice's own gradient. Weights get no gradients.
+/// `None` when no gradient reaches the input: a zero gradient in its place
+/// would quietly turn gradient-guided sampling into nearest neighbours.
 pub fn dice_gradient_wrt_input<B: AutodiffBackend>(
     model: &UNet<B>,
     images: Tensor<B::InnerBackend, 4>,
     targets: Tensor<B::InnerBackend, 4>,
-) -> InputGradient<B::InnerBackend> {
+) -> Option<InputGradient<B::InnerBackend>> {
     let n = images.dims()[0];
     let frozen = model.clone().no_grad();
     let x = Tensor::<B, 4>::from_inner(images).require_grad();
@@ -36,11 +38,11 @@ pub fn dice_gradient_wrt_input<B: AutodiffBackend>(
         .collect();
     let losses = Tensor::cat(per_slice, 0);
     let grads = losses.clone().sum().backward();
-    let gradient = x.grad(&grads).unwrap_or_else(|| x.inner().zeros_like());
-    InputGradient {
+    let gradient = x.grad(&grads)?;
+    Some(InputGradient {
         gradient,
         loss: losses.inner(),
-    }
+    })
 }
 
 /// The same model without autodiff, for plain inference.
@@ -79,7 +81,8 @@ mod tests {
             Tensor::<Flex, 3, Int>::from_data(TensorData::new(labels, [n, h, w]), &device),
             3,
         );
-        let analytic = dice_gradient_wrt_input::<CpuBackend>(&model, x, y.clone());
+        let analytic = dice_gradient_wrt_input::<CpuBackend>(&model, x, y.clone())
+            .expect("the gradient reaches the input");
         let grad = analytic.gradient.into_data().to_vec::<f32>().unwrap();
 
         let plain = model.valid();
