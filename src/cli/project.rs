@@ -148,9 +148,9 @@ pub fn status(args: ProjectArg) -> Result<()> {
         state.pending.len(),
         state.test_cases.len()
     );
+    let events = EventLog::new(dir).read_all()?;
     match running_worker(dir) {
         Some(holder) => {
-            let events = EventLog::new(dir).read_all()?;
             let last = events
                 .iter()
                 .rev()
@@ -169,7 +169,6 @@ pub fn status(args: ProjectArg) -> Result<()> {
             }
         }
         None => {
-            let events = EventLog::new(dir).read_all()?;
             let ended = |e: &&Logged| {
                 matches!(
                     e.event,
