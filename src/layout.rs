@@ -86,8 +86,12 @@ pub fn round_dir(project: &Path, round: usize) -> PathBuf {
 
 /// The suggestions of a round, with their provenance.
 pub const SUGGESTIONS_FILE: &str = "suggestions.json";
+/// Per round: how far the gradient step moved (α, median step, NN distance).
+pub const GRADIENT_STEP_FILE: &str = "gradient-step.json";
 /// Per-volume test scores of a round.
 pub const EVALUATION_FILE: &str = "evaluation.csv";
+/// The same for an ensemble's first member alone (DAL).
+pub const EVALUATION_FIRST_MEMBER_FILE: &str = "evaluation-first-member.csv";
 /// Where a round's suggestions are exported for the experts.
 pub const EXPORT_DIR: &str = "export";
 

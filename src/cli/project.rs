@@ -148,6 +148,12 @@ pub fn status(args: ProjectArg) -> Result<()> {
         state.pending.len(),
         state.test_cases.len()
     );
+    if let Some(quality) = &state.vae_quality {
+        println!("vae      {}", quality.describe());
+    }
+    if let Some(step) = state.gradient_step.as_ref().filter(|_| !state.pending.is_empty()) {
+        println!("step     {}", step.describe());
+    }
     let events = EventLog::new(dir).read_all()?;
     match running_worker(dir) {
         Some(holder) => {

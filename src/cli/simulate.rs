@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use nextslice::config::Strategy;
+use nextslice::config::{ClsmcMode, GradientStep, Strategy};
 use nextslice::journal::Job;
 use nextslice::project::Project;
 use nextslice::simulate::{RESULTS_FILE, SIM_DIR, SUMMARY_FILE, Start, prepare};
@@ -18,7 +18,7 @@ pub struct SimulateArgs {
     #[command(flatten)]
     job: JobArgs,
     /// Strategies to compare, comma-separated (default: the project's simulate.strategies).
-    /// Without --strategies, --seeds or --no-reference a started simulation resumes as planned.
+    /// Without any of these settings a started simulation resumes as planned.
     #[arg(long, value_enum, value_delimiter = ',')]
     strategies: Vec<Strategy>,
     /// Repetitions with seeds sampling.seed, sampling.seed + 1, … (default: simulate.seeds).
@@ -27,6 +27,13 @@ pub struct SimulateArgs {
     /// Leave out the full-data reference run.
     #[arg(long)]
     no_reference: bool,
+    /// Run each gradient strategy once per step rule, comma-separated
+    /// (rows `gradient-literal`, `gradient-calibrated`; default: sampling.step only).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    steps: Vec<GradientStep>,
+    /// ClsMC as the paper ran it (`one-shot`: each budget chosen at once) or round by round.
+    #[arg(long, value_enum)]
+    clsmc: Option<ClsmcMode>,
     /// Discard a previous simulation (runs and results) and start again.
     #[arg(long)]
     restart: bool,
@@ -52,9 +59,19 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     if args.no_reference {
         plan.simulate.full_reference = false;
     }
+    if !args.steps.is_empty() {
+        plan.simulate.gradient_steps = args.steps.clone();
+    }
+    if let Some(mode) = args.clsmc {
+        plan.simulate.clsmc = mode;
+    }
     // Without settings on the command line, a started simulation resumes
     // as it was planned.
-    let asked = !args.strategies.is_empty() || args.seeds.is_some() || args.no_reference;
+    let asked = !args.strategies.is_empty()
+        || args.seeds.is_some()
+        || args.no_reference
+        || !args.steps.is_empty()
+        || args.clsmc.is_some();
     let start = match (args.restart, asked) {
         (true, _) => Start::Restart,
         (false, true) => Start::Check,

@@ -287,6 +287,21 @@ pub struct UnetConfig {
     pub lr: f64,
     pub batch_size: usize,
     pub epochs_per_round: usize,
+    /// The fewest optimiser steps a round trains for: with few labelled
+    /// slices an epoch is one or two batches, and `epochs_per_round` of
+    /// them leave a U-Net too raw to steer the next suggestions. Epochs
+    /// stay the unit when they give more steps; 0 = epochs only.
+    #[serde(default)]
+    pub min_steps_per_round: usize,
+}
+
+impl UnetConfig {
+    /// Epochs a round over `slices` labelled slices trains for.
+    pub fn epochs_for(&self, slices: usize) -> usize {
+        let batches = slices.div_ceil(self.batch_size.max(1)).max(1);
+        self.epochs_per_round
+            .max(self.min_steps_per_round.div_ceil(batches))
+    }
 }
 
 /// Augmentation while training the U-Net (§3.2): flips, intensity, elastic.
@@ -323,8 +338,16 @@ impl Default for AugmentConfig {
 #[serde(deny_unknown_fields)]
 pub struct SamplingConfig {
     pub strategy: Strategy,
-    /// Step length α of Eq. 3.
+    /// Step length α of Eq. 3 under `step = "literal"`.
     pub alpha: f64,
+    /// How α is set: as printed (`literal`, `alpha`), or per round so the
+    /// latent step lands among real slices (`calibrated`, `kappa`).
+    #[serde(default)]
+    pub step: GradientStep,
+    /// Calibrated step: the median ‖z′ − z‖ over the sources is `kappa` ×
+    /// the median nearest-neighbour distance among unlabelled latents.
+    #[serde(default = "default_kappa")]
+    pub kappa: f64,
     /// Angular condition of Eq. 6 in degrees (paper: 60°, i.e. π/3).
     pub max_angle_deg: f64,
     /// Fraction of the pool annotated at random to start (paper: 0.5%).
@@ -342,29 +365,69 @@ pub struct SamplingConfig {
     /// … and the picks max-cover keeps of them (the paper: 10).
     #[serde(default = "default_dal_picks")]
     pub dal_picks: usize,
-    /// Learning loss: margin ξ of the ranking loss (Yoo & Kweon: 1).
+    /// Learning loss: margin ξ of the ranking loss (the paper, §3.2: 0.5).
     #[serde(default = "default_ll_margin")]
     pub ll_margin: f64,
-    /// Learning loss: weight λ of the ranking loss (Yoo & Kweon: 1).
+    /// Learning loss: weight λ of the ranking loss (the paper: 1).
     #[serde(default = "default_ll_weight")]
     pub ll_weight: f64,
-    /// Learning loss: from this epoch of each round's training (counted
-    /// from 0) the loss head's gradient no longer reaches the U-Net (Yoo &
-    /// Kweon: 120 of 200 epochs).
-    #[serde(default = "default_ll_detach_epoch")]
-    pub ll_detach_epoch: usize,
+    /// Learning loss: after this fraction of each round's epochs the loss
+    /// head's gradient no longer reaches the U-Net (the paper: 30 of 50).
+    #[serde(default = "default_ll_detach_fraction")]
+    pub ll_detach_fraction: f64,
+    /// Learning loss: an absolute epoch (from 0) instead of the fraction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ll_detach_epoch: Option<usize>,
+}
+
+impl SamplingConfig {
+    /// The epoch (from 0) of a round of `epochs` from which the loss head
+    /// stops shaping the U-Net.
+    pub fn ll_detach_at(&self, epochs: usize) -> usize {
+        self.ll_detach_epoch
+            .unwrap_or_else(|| (self.ll_detach_fraction * epochs as f64).round() as usize)
+    }
+}
+
+/// How the step length α of Eq. 3 is chosen.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum GradientStep {
+    /// α = `sampling.alpha`, as printed. At the paper's 1e-3 the latent step
+    /// is 1e-8…1e-6 against ~0.5 between slices: z′ sits on its source.
+    Literal,
+    /// One α per round, chosen so the median ‖z′ − z‖ is `kappa` × the
+    /// median nearest-neighbour distance among unlabelled latents — the
+    /// same direction J·∂L/∂x, a length that can reach another slice.
+    #[default]
+    Calibrated,
+}
+
+impl GradientStep {
+    pub fn name(self) -> &'static str {
+        match self {
+            GradientStep::Literal => "literal",
+            GradientStep::Calibrated => "calibrated",
+        }
+    }
+}
+
+fn default_kappa() -> f64 {
+    1.0
 }
 
 fn default_ll_margin() -> f64 {
-    1.0
+    0.5
 }
 
 fn default_ll_weight() -> f64 {
     1.0
 }
 
-fn default_ll_detach_epoch() -> usize {
-    6
+fn default_ll_detach_fraction() -> f64 {
+    0.6
 }
 
 fn default_dal_models() -> usize {
@@ -390,6 +453,22 @@ pub struct SimulateConfig {
     pub seeds: usize,
     /// Also train on every pool slice: the full-data reference.
     pub full_reference: bool,
+    /// Gradient arms run once per step rule listed (rows `gradient-literal`,
+    /// `gradient-calibrated`); empty = `sampling.step` only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gradient_steps: Vec<GradientStep>,
+    /// ClsMC as the paper ran it (`one-shot`: each budget's whole set chosen
+    /// at once from the initial pool) or grown round by round (`per-round`).
+    #[serde(default)]
+    pub clsmc: ClsmcMode,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClsmcMode {
+    #[default]
+    OneShot,
+    PerRound,
 }
 
 impl Default for SimulateConfig {
@@ -398,6 +477,8 @@ impl Default for SimulateConfig {
             strategies: vec![Strategy::Gradient, Strategy::Random, Strategy::Oracle],
             seeds: 3,
             full_reference: true,
+            gradient_steps: Vec::new(),
+            clsmc: ClsmcMode::OneShot,
         }
     }
 }

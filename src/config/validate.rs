@@ -255,6 +255,13 @@ impl Config {
         at_least("sampling.dal_candidates", s.dal_candidates, s.dal_picks)?;
         positive("sampling.ll_margin", s.ll_margin)?;
         positive("sampling.ll_weight", s.ll_weight)?;
+        positive("sampling.kappa", s.kappa)?;
+        fraction(
+            "sampling.ll_detach_fraction",
+            s.ll_detach_fraction,
+            true,
+            true,
+        )?;
         let sim = &self.simulate;
         at_least("simulate.seeds", sim.seeds, 1)?;
         if sim.strategies.is_empty() {

@@ -11,7 +11,7 @@ use super::context::{EngineError, StepContext};
 use super::infer::{Pass, class_map, predict};
 use super::models::load_unets;
 use crate::eval::{self, Grid, Region, RegionScore};
-use crate::layout::EVALUATION_FILE;
+use crate::layout::{EVALUATION_FILE, EVALUATION_FIRST_MEMBER_FILE};
 use crate::project::Project;
 use crate::store::{SliceStore, StoreMeta};
 
@@ -78,8 +78,15 @@ pub fn evaluate_step<B: AutodiffBackend>(
     test_ids.sort_by_key(|&id| (store.entries()[id].volume, id));
     let depth_axis = project.config.slicing.axis.normal_axis();
     let mut volumes = VolumeStack::new(store.meta(), depth_axis, &regions);
+    // An ensemble's first member is also scored alone, so DAL's rows can
+    // separate what its selection gains from what ensembling does.
+    let mut first = (models.len() > 1).then(|| VolumeStack::new(store.meta(), depth_axis, &regions));
     let pass = Pass::new("evaluate", "test volumes", 16).with_labels(true);
     pass.run::<B::InnerBackend>(&store, &test_ids, ctx, device, |chunk, x, labels| {
+        if let Some(first) = first.as_mut() {
+            let alone = class_map(predict(&models[..1], x.clone())?)?;
+            first.add(&store, chunk, &alone, labels)?;
+        }
         let predicted = class_map(predict(&models, x)?)?;
         volumes.add(&store, chunk, &predicted, labels)
     })?;
@@ -101,18 +108,19 @@ pub fn evaluate_step<B: AutodiffBackend>(
         hd95: per_region(|s| s.hd95),
         volumes: scored.len(),
     };
-    // Per volume, for paired comparisons between runs (Wilcoxon by case).
-    let mut csv = String::from("case,region,dice,hd95_mm\n");
-    for (case, volume) in &scored {
-        for score in volume {
-            csv += &format!("{case},{},{},{}\n", score.region, score.dice, score.hd95);
-        }
-    }
     // After a suggestion `state.round` has already moved on to the next,
     // untrained round: the scores belong to the last trained one.
     let scored_round = state.history.last().map_or(state.round, |r| r.round);
+    if let Some(first) = first {
+        let path = project
+            .round_dir(scored_round)
+            .join(EVALUATION_FIRST_MEMBER_FILE);
+        let csv = per_volume_csv(&first.finish()?);
+        crate::fsutil::write_atomic(&path, csv.as_bytes()).map_err(EngineError::io(&path))?;
+    }
     let csv_path = project.round_dir(scored_round).join(EVALUATION_FILE);
-    crate::fsutil::write_atomic(&csv_path, csv.as_bytes()).map_err(EngineError::io(&csv_path))?;
+    crate::fsutil::write_atomic(&csv_path, per_volume_csv(&scored).as_bytes())
+        .map_err(EngineError::io(&csv_path))?;
     // Patch only that round's entry of the state as it is now.
     let mut now = project.state()?;
     if let Some(record) = now.history.iter_mut().find(|r| r.round == scored_round) {
@@ -121,6 +129,17 @@ pub fn evaluate_step<B: AutodiffBackend>(
         now.save(&project.dir)?;
     }
     Ok(evaluation)
+}
+
+/// Per volume, for paired comparisons between runs (Wilcoxon by case).
+fn per_volume_csv(scored: &[(String, Vec<RegionScore>)]) -> String {
+    let mut csv = String::from("case,region,dice,hd95_mm\n");
+    for (case, volume) in scored {
+        for score in volume {
+            csv += &format!("{case},{},{},{}\n", score.region, score.dice, score.hd95);
+        }
+    }
+    csv
 }
 
 /// Predicted and true class maps stacked into the current volume, scored

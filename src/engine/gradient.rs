@@ -10,6 +10,7 @@ use super::infer::{Pass, to_host};
 use crate::model::loss::one_hot;
 use crate::model::{UNet, Vae, dice_gradient_wrt_input};
 use crate::store::SliceStore;
+use crate::strategy::step::calibrated_alpha;
 use crate::strategy::{GradientSource, Latents};
 use crate::train::MaskSource;
 
@@ -17,6 +18,21 @@ use crate::train::MaskSource;
 /// resolve from the unmoved input's; below it the step is taken to first
 /// order through a central difference at this size.
 const RESOLVABLE_RMS: f32 = 1e-2;
+
+/// How long the steps of a round are.
+#[derive(Clone, Copy, Debug)]
+pub enum StepLength {
+    /// α as given (Eq. 3 as printed).
+    Literal(f64),
+    /// One α for all sources, so that their median ‖z′ − z‖ is `target`.
+    Calibrated { target: f64 },
+}
+
+/// The sources of a round and the α their steps were taken with.
+pub struct Sources {
+    pub sources: Vec<GradientSource>,
+    pub alpha: f64,
+}
 
 /// z (from the pool's latent table) and z' for every labelled slice `ids`,
 /// their masks read from `masks`.
@@ -28,10 +44,10 @@ pub fn gradient_sources<B: AutodiffBackend>(
     ids: &[usize],
     masks: &dyn MaskSource,
     latents: &Latents,
-    alpha: f32,
+    length: StepLength,
     ctx: &StepContext<'_>,
     device: &B::Device,
-) -> Result<Vec<GradientSource>, EngineError> {
+) -> Result<Sources, EngineError> {
     let meta = store.meta();
     let (h, w) = (meta.height, meta.width);
     let classes = meta.label_values.len();
@@ -53,13 +69,37 @@ pub fn gradient_sources<B: AutodiffBackend>(
         let g = dice_gradient_wrt_input::<B>(unet, x.clone(), y)
             .ok_or(EngineError::NoInputGradient)?
             .gradient;
-        let steps = latent_steps(vae, x, g, &z, alpha)?;
+        let steps = match length {
+            StepLength::Literal(alpha) => latent_steps(vae, x, g, &z, alpha as f32)?,
+            // Unit-α directions J·∂L/∂x, scaled once all are known.
+            StepLength::Calibrated { .. } => first_order_steps(vae, x, g, 1.0)?,
+        };
         for ((&id, z), step) in chunk.iter().zip(z).zip(steps) {
             sources.push(GradientSource::new(id, z.to_vec(), step));
         }
         Ok(())
     })?;
-    Ok(sources)
+    match length {
+        StepLength::Literal(alpha) => Ok(Sources { sources, alpha }),
+        StepLength::Calibrated { target } => calibrate(sources, target),
+    }
+}
+
+/// Scales unit-α steps by the one α that makes their median length
+/// `target`. No direction at all (every step zero) is an error: the
+/// gradient never reached the latent space, and a zero step would quietly
+/// turn the method into nearest neighbours.
+fn calibrate(sources: Vec<GradientSource>, target: f64) -> Result<Sources, EngineError> {
+    let directions: Vec<Vec<f32>> = sources.iter().map(|s| s.step.clone()).collect();
+    let alpha = calibrated_alpha(&directions, target).ok_or(EngineError::NoInputGradient)?;
+    let sources = sources
+        .into_iter()
+        .map(|s| {
+            let step = s.step.iter().map(|v| (f64::from(*v) * alpha) as f32).collect();
+            GradientSource::new(s.slice, s.z, step)
+        })
+        .collect();
+    Ok(Sources { sources, alpha })
 }
 
 /// Whether a slice's x + α·∂L/∂x is encoded directly (else its z' − z is
@@ -104,10 +144,30 @@ pub fn latent_steps<Bk: Backend>(
     if direct.iter().all(|&d| d) {
         return Ok(steps);
     }
-    // Scale each slice's gradient to RMS `RESOLVABLE_RMS` for the difference.
-    let scales: Vec<f32> = rms
-        .iter()
-        .map(|&r| if r > 0.0 { RESOLVABLE_RMS / r } else { 0.0 })
+    let first_order = first_order_steps(vae, x, g, alpha)?;
+    for (k, step) in first_order.into_iter().enumerate() {
+        if !direct[k] {
+            steps[k] = step;
+        }
+    }
+    Ok(steps)
+}
+
+/// α·J·∂L/∂x for every slice of the batch: the Jacobian-vector product of
+/// the encoder mean along each slice's gradient, from a central difference
+/// at a step of RMS `RESOLVABLE_RMS` per pixel. Zero for a zero gradient.
+pub fn first_order_steps<Bk: Backend>(
+    vae: &Vae<Bk>,
+    x: Tensor<Bk, 4>,
+    g: Tensor<Bk, 4>,
+    alpha: f32,
+) -> Result<Vec<Vec<f32>>, EngineError> {
+    let [n, c, h, w] = x.dims();
+    let per_slice = c * h * w;
+    let scales: Vec<f32> = to_host(g.clone())?
+        .chunks(per_slice)
+        .map(|s| (s.iter().map(|v| v * v).sum::<f32>() / per_slice as f32).sqrt())
+        .map(|r| if r > 0.0 { RESOLVABLE_RMS / r } else { 0.0 })
         .collect();
     let device = x.device();
     let scale = Tensor::<Bk, 1>::from_data(TensorData::new(scales.clone(), [n]), &device)
@@ -116,18 +176,19 @@ pub fn latent_steps<Bk: Backend>(
     let plus = to_host(vae.encode_mean(x.clone() + delta.clone()))?;
     let minus = to_host(vae.encode_mean(x - delta))?;
     let d = plus.len() / n.max(1);
-    for k in (0..n).filter(|&k| !direct[k]) {
-        // J·(s·g) ≈ (z₊ − z₋)/2, so α·J·g = α·(z₊ − z₋)/(2s).
-        let factor = if scales[k] > 0.0 {
-            alpha / (2.0 * scales[k])
-        } else {
-            0.0
-        };
-        steps[k] = (0..d)
-            .map(|j| factor * (plus[k * d + j] - minus[k * d + j]))
-            .collect();
-    }
-    Ok(steps)
+    Ok((0..n)
+        .map(|k| {
+            // J·(s·g) ≈ (z₊ − z₋)/2, so α·J·g = α·(z₊ − z₋)/(2s).
+            let factor = if scales[k] > 0.0 {
+                alpha / (2.0 * scales[k])
+            } else {
+                0.0
+            };
+            (0..d)
+                .map(|j| factor * (plus[k * d + j] - minus[k * d + j]))
+                .collect()
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -259,6 +320,26 @@ mod tests {
     /// Each slice's own gradient RMS.
     fn gradient_rms(f: &Fixture) -> Vec<f32> {
         f.g.chunks(C * S * S).map(rms).collect()
+    }
+
+    #[test]
+    fn calibration_scales_every_step_by_one_alpha_and_refuses_zero_gradients() {
+        let sources = vec![
+            GradientSource::new(0, vec![0.0, 0.0], vec![1e-6, 0.0]),
+            GradientSource::new(1, vec![1.0, 0.0], vec![0.0, 3e-6]),
+            GradientSource::new(2, vec![0.0, 1.0], vec![2e-6, 0.0]),
+        ];
+        let made = calibrate(sources, 0.4).unwrap();
+        assert!((made.alpha - 2e5).abs() < 1.0, "{}", made.alpha);
+        let lengths: Vec<f32> = made.sources.iter().map(|s| rms(&s.step) * 2f32.sqrt()).collect();
+        assert!((lengths[2] - 0.4).abs() < 1e-5, "{lengths:?}");
+        assert!((lengths[1] / lengths[0] - 3.0).abs() < 1e-4, "{lengths:?}");
+        assert_eq!(made.sources[1].z_prime, vec![1.0, made.sources[1].step[1]]);
+        let zero = vec![GradientSource::new(0, vec![0.0; 2], vec![0.0; 2]); 3];
+        assert!(matches!(
+            calibrate(zero, 0.4),
+            Err(EngineError::NoInputGradient)
+        ));
     }
 
     #[test]

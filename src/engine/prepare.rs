@@ -10,18 +10,19 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
 use super::context::{EngineError, StepContext};
-use super::gradient::gradient_sources;
+use super::gradient::{StepLength, gradient_sources};
 use super::models::{load_loss_head, load_unet, load_unets, load_vae, pool_latents};
 use super::scores::{DalInputs, Scoring, dal_inputs, predicted_losses, score_candidates};
-use crate::config::Strategy;
+use crate::config::{GradientStep, Strategy};
 use crate::masks::ProjectMasks;
 use crate::model::UNet;
 use crate::project::{Project, RoundState, SliceIndex};
 use crate::store::SliceStore;
 use crate::strategy::{
     ClusterMaxCover, Dal, GradientGuided, GradientSource, Latents, RandomSampling, RankedByScore,
-    SamplingStrategy,
+    SamplingStrategy, StepReport,
 };
+use crate::strategy::step::{median_step, nn_median};
 
 /// The round a suggestion is prepared for.
 pub struct Round<'a> {
@@ -44,6 +45,8 @@ pub enum Inputs {
         sources: Vec<GradientSource>,
         /// Eq. 6's bound; `None` for the ablation without it.
         max_angle_deg: Option<f64>,
+        /// The round's step length (its pick counts filled in by `suggest`).
+        step: StepReport,
     },
     Ranked {
         name: &'static str,
@@ -84,6 +87,14 @@ impl Inputs {
     pub fn latents(&self) -> Option<&Latents> {
         match self {
             Inputs::Clsmc { latents } | Inputs::Gradient { latents, .. } => Some(latents),
+            _ => None,
+        }
+    }
+
+    /// The gradient step taken this round, for gradient-guided sampling.
+    pub fn step(&self) -> Option<&StepReport> {
+        match self {
+            Inputs::Gradient { step, .. } => Some(step),
             _ => None,
         }
     }
@@ -163,7 +174,7 @@ fn prepare_gradient<B: AutodiffBackend>(
         state,
         store,
         index,
-        ..
+        candidates,
     } = *round;
     let unet = load_unet::<B>(project, state, device)?;
     let vae = load_vae::<B>(project, state, device)?.valid();
@@ -177,24 +188,34 @@ fn prepare_gradient<B: AutodiffBackend>(
         project: &project.dir,
         index,
     };
-    let sources = gradient_sources::<B>(
-        &unet,
-        &vae,
-        store,
-        &labelled,
-        &masks,
-        &latents,
-        project.config.sampling.alpha as f32,
-        ctx,
-        device,
+    let sampling = &project.config.sampling;
+    let nn = nn_median(&latents, candidates);
+    let length = match sampling.step {
+        GradientStep::Literal => StepLength::Literal(sampling.alpha),
+        GradientStep::Calibrated => StepLength::Calibrated {
+            target: sampling.kappa * nn,
+        },
+    };
+    let made = gradient_sources::<B>(
+        &unet, &vae, store, &labelled, &masks, &latents, length, ctx, device,
     )?;
-    let max_angle_deg =
-        (kind == Strategy::Gradient).then_some(project.config.sampling.max_angle_deg);
+    let steps: Vec<Vec<f32>> = made.sources.iter().map(|s| s.step.clone()).collect();
+    let step = StepReport {
+        calibrated: sampling.step == GradientStep::Calibrated,
+        alpha: made.alpha,
+        median_step: median_step(&steps),
+        nn_median: nn,
+        sources: made.sources.len(),
+        picks: 0,
+        differ_from_zero_step: 0,
+    };
+    let max_angle_deg = (kind == Strategy::Gradient).then_some(sampling.max_angle_deg);
     Ok(Prepared {
         inputs: Inputs::Gradient {
             latents,
-            sources,
+            sources: made.sources,
             max_angle_deg,
+            step,
         },
         predictors: vec![unet.valid()],
     })

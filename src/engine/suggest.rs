@@ -3,6 +3,8 @@
 //! `round_fraction` of the pool. The current U-Net's prediction of each
 //! suggested slice is saved for the TUI. → AwaitingMasks.
 
+use std::collections::HashSet;
+
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
@@ -10,12 +12,13 @@ use super::context::{EngineError, StepContext};
 use super::infer::{Pass, class_map, predict};
 use super::prepare::{Round, prepare};
 use crate::config::Strategy;
-use crate::layout::SUGGESTIONS_FILE;
+use crate::layout::{GRADIENT_STEP_FILE, SUGGESTIONS_FILE};
 use crate::model::UNet;
 use crate::project::{Pending, Phase, Project, SliceIndex, StateError};
 use crate::rng::Rng;
 use crate::store::SliceStore;
-use crate::strategy::Request;
+use crate::strategy::step::zero_step;
+use crate::strategy::{Request, StepReport};
 
 /// Suggests a batch; returns a one-line summary.
 pub fn suggest_step<B: AutodiffBackend>(
@@ -77,6 +80,29 @@ pub fn suggest_step<B: AutodiffBackend>(
     if suggestions.is_empty() {
         return Err(EngineError::PoolExhausted);
     }
+    let step = match prepared.inputs.step() {
+        Some(step) => {
+            // The same search with z′ put back on z: how much the step's
+            // length, not only its direction, decides.
+            let zero = strategy.suggest(Request {
+                candidates: &candidates,
+                count,
+                latents: prepared.inputs.latents(),
+                sources: &zero_step(prepared.inputs.sources()),
+                rng: &mut Rng::new(config.sampling.seed, 0x7a65_726f + round as u64),
+            })?;
+            let zero: HashSet<usize> = zero.iter().map(|s| s.slice).collect();
+            Some(StepReport {
+                picks: suggestions.len(),
+                differ_from_zero_step: suggestions
+                    .iter()
+                    .filter(|s| !zero.contains(&s.slice))
+                    .count(),
+                ..step.clone()
+            })
+        }
+        None => None,
+    };
     let pending: Vec<Pending> = suggestions
         .into_iter()
         .map(|s| Pending {
@@ -103,6 +129,17 @@ pub fn suggest_step<B: AutodiffBackend>(
     let json = serde_json::to_vec_pretty(&state.pending)
         .map_err(|e| EngineError::io(&log_path)(e.into()))?;
     crate::fsutil::write_atomic(&log_path, &json).map_err(EngineError::io(&log_path))?;
+    if let Some(step) = &step {
+        let path = project.round_dir(round).join(GRADIENT_STEP_FILE);
+        let json =
+            serde_json::to_vec_pretty(step).map_err(|e| EngineError::io(&path)(e.into()))?;
+        crate::fsutil::write_atomic(&path, &json).map_err(EngineError::io(&path))?;
+    }
+    let step_line = step
+        .as_ref()
+        .map(|s| format!("; {}", s.describe()))
+        .unwrap_or_default();
+    state.gradient_step = step;
     let n = state.pending.len();
     project.commit(
         &mut state,
@@ -111,7 +148,7 @@ pub fn suggest_step<B: AutodiffBackend>(
         ctx.log,
     )?;
     Ok(format!(
-        "round {round}: {n} slices suggested by {name} sampling ({:.1}% of the pool)",
+        "round {round}: {n} slices suggested by {name} sampling ({:.1}% of the pool){step_line}",
         100.0 * n as f64 / pool as f64
     ))
 }

@@ -206,7 +206,9 @@ fn train_member<B: AutodiffBackend>(
     let settings = LossHeadTraining {
         margin: config.sampling.ll_margin,
         weight: config.sampling.ll_weight,
-        detach_epoch: config.sampling.ll_detach_epoch,
+        detach_epoch: config
+            .sampling
+            .ll_detach_at(config.unet.epochs_for(job.slices.len())),
     };
     let trained = train_unet_with_loss_head(
         job,

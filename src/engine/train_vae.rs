@@ -8,8 +8,9 @@ use burn::tensor::backend::AutodiffBackend;
 use super::context::{EngineError, StepContext};
 use super::infer::{Pass, to_host};
 use crate::layout::{LATENTS_FILE, VAE_CHECKPOINTS, VAE_FILE};
-use crate::model::{Vae, VaeSpec};
-use crate::project::{Phase, Project, latents};
+use crate::model::loss::vae_loss;
+use crate::model::{Mode, Vae, VaeSpec};
+use crate::project::{Phase, Project, VaeQuality, latents};
 use crate::store::SliceStore;
 use crate::strategy::Latents;
 use crate::train::{VaeTraining, clear_checkpoints, save_model, train_vae};
@@ -39,23 +40,68 @@ pub fn train_vae_step<B: AutodiffBackend>(
         return Err(EngineError::Cancelled);
     }
     save_model::<B, _>(&project.path(VAE_FILE), &trained.model)?;
-    let latents = encode_pool::<B>(&trained.model.valid(), &store, ctx, device)?;
+    let vae = trained.model.valid();
+    let latents = encode_pool::<B>(&vae, &store, ctx, device)?;
     let path = project.path(LATENTS_FILE);
     latents::save(&path, &store.meta().key, &latents).map_err(EngineError::io(path))?;
-    state.vae = Some(VAE_FILE.into());
-    project.commit(&mut state, Phase::Seeding, "VAE trained", ctx.log)?;
-    clear_checkpoints(&project.path(VAE_CHECKPOINTS));
     let last = trained
         .outcome
         .epoch_losses
         .last()
         .copied()
         .unwrap_or(f64::NAN);
+    let test: Vec<usize> = (0..index.len()).filter(|&i| index.is_test(i)).collect();
+    let quality = measure::<B>(&vae, &store, &test, config.vae.kl_weight, last, ctx, device)?;
+    state.vae = Some(VAE_FILE.into());
+    state.vae_quality = quality.clone();
+    project.commit(&mut state, Phase::Seeding, "VAE trained", ctx.log)?;
+    clear_checkpoints(&project.path(VAE_CHECKPOINTS));
+    let quality = quality.map(|q| format!("; {}", q.describe())).unwrap_or_default();
     Ok(format!(
-        "VAE trained on {} slices ({} epochs, final loss {last:.1}); pool encoded",
+        "VAE trained on {} slices ({} epochs, final loss {last:.1}); pool encoded{quality}",
         pool.len(),
         trained.outcome.epochs_completed
     ))
+}
+
+/// Eq. 1 on the test volumes' slices, which the VAE never saw: how well
+/// the manifold the suggestions search covers unseen anatomy. The
+/// reconstruction is decoded from the posterior mean (no sampling), so
+/// the figures are deterministic. `None` without test slices.
+fn measure<B: AutodiffBackend>(
+    vae: &Vae<B::InnerBackend>,
+    store: &SliceStore,
+    test: &[usize],
+    kl_weight: f64,
+    train_loss: f64,
+    ctx: &StepContext<'_>,
+    device: &B::Device,
+) -> Result<Option<VaeQuality>, EngineError> {
+    if test.is_empty() {
+        return Ok(None);
+    }
+    let (mut squared, mut kl) = (0f64, 0f64);
+    let pass = Pass::new("VAE quality", "test slices", 32);
+    pass.run::<B::InnerBackend>(store, test, ctx, device, |chunk, x, _| {
+        let n = chunk.len() as f64;
+        let (mean, log_var) = vae.encode(x.clone(), Mode::Eval);
+        let reconstruction = vae.decode(mean.clone(), Mode::Eval);
+        let loss = vae_loss(reconstruction, x, mean, log_var);
+        squared += n * f64::from(to_host(loss.reconstruction)?[0]);
+        kl += n * f64::from(to_host(loss.kl)?[0]);
+        Ok(())
+    })?;
+    let slices = test.len() as f64;
+    let pixels = store.meta().pixels() * store.meta().channels();
+    let (reconstruction, kl) = (squared / slices, kl / slices);
+    Ok(Some(VaeQuality {
+        slices: test.len(),
+        mse_per_pixel: reconstruction / pixels as f64,
+        reconstruction,
+        kl,
+        loss: reconstruction + kl_weight * kl,
+        train_loss,
+    }))
 }
 
 /// Posterior means of every store slice, in batches.

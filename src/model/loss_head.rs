@@ -112,6 +112,41 @@ mod tests {
     }
 
     #[test]
+    fn learning_loss_targets_rank_well_segmented_tumour_free_slices_as_easy() {
+        use crate::model::loss::soft_dice_loss_per_slice;
+        // Four slices, two classes, four pixels: slices 0–1 tumour-free and
+        // segmented cleanly, slices 2–3 with a tumour found by half.
+        let y: Vec<f32> = [
+            [1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0],
+            [1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0],
+            [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0],
+            [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0],
+        ]
+        .concat();
+        let p: Vec<f32> = [
+            [0.98, 0.99, 0.98, 0.99, 0.02, 0.01, 0.02, 0.01],
+            [0.99, 0.97, 0.99, 0.98, 0.01, 0.03, 0.01, 0.02],
+            [1.0, 1.0, 0.5, 0.5, 0.0, 0.0, 0.5, 0.5],
+            [1.0, 0.5, 0.5, 0.5, 0.0, 0.5, 0.5, 0.5],
+        ]
+        .concat();
+        let device = Default::default();
+        let t = |v: Vec<f32>| Tensor::<B, 4>::from_data(TensorData::new(v, [4, 2, 2, 2]), &device);
+        let target = soft_dice_loss_per_slice(t(p), t(y));
+        let values = target.clone().into_data().to_vec::<f32>().unwrap();
+        assert!(
+            values[0].max(values[1]) < values[2].min(values[3]),
+            "tumour-free slices must be the easy ones: {values:?}"
+        );
+        // Pairs (0, 2) and (1, 3): a head that calls the tumour slices
+        // harder by more than ξ costs nothing; the old bias costs.
+        let right = ranking_loss(tensor(&[-0.9, -0.9, -0.2, -0.2]), target.clone(), 0.5);
+        assert_eq!(right.into_scalar(), 0.0);
+        let biased = ranking_loss(tensor(&[-0.2, -0.2, -0.9, -0.9]), target, 0.5);
+        assert!(biased.into_scalar() > 1.0);
+    }
+
+    #[test]
     fn the_head_learns_to_order_slices_by_their_loss() {
         use burn::backend::Autodiff;
         use burn::optim::{AdamConfig, GradientsParams, Optimizer};

@@ -22,7 +22,7 @@ use crate::store::{SliceStore, StoreError, open_or_build};
 use crate::volume::dataset::{Discovery, discover};
 
 pub use crate::store::{SliceIndex, SliceKey};
-pub use state::{Labelled, Pending, Phase, RoundRecord, RoundState, StateError};
+pub use state::{Labelled, Pending, Phase, RoundRecord, RoundState, StateError, VaeQuality};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectError {

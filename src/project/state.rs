@@ -11,7 +11,7 @@ use crate::fsutil::write_atomic;
 pub use crate::journal::Phase;
 use crate::layout::STATE_FILE;
 pub use crate::store::SliceKey;
-use crate::strategy::Suggestion;
+use crate::strategy::{StepReport, Suggestion};
 
 /// A slice with an accepted expert mask.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -71,6 +71,49 @@ pub struct RoundState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss_head: Option<PathBuf>,
     pub history: Vec<RoundRecord>,
+    /// How far the gradient step of the current suggestions moved (gradient
+    /// strategies only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gradient_step: Option<StepReport>,
+    /// The VAE measured on the test volumes' slices after training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vae_quality: Option<VaeQuality>,
+}
+
+/// Eq. 1 on slices the VAE never trained on (the test volumes'): a weak
+/// manifold shows here before anyone trusts its suggestions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VaeQuality {
+    pub slices: usize,
+    /// Mean squared error per pixel and channel (z-score units²; 1 is
+    /// what predicting the mean intensity everywhere would give).
+    pub mse_per_pixel: f64,
+    /// Per slice: squared error summed over pixels and channels …
+    pub reconstruction: f64,
+    /// … and KL(q(z|x) ‖ N(0, I)).
+    pub kl: f64,
+    /// Eq. 1 per slice (−ELBO up to constants, at the posterior mean)…
+    pub loss: f64,
+    /// … beside the last training epoch's, on the pool: a test loss far
+    /// above it means the VAE learnt the pool, not anatomy.
+    pub train_loss: f64,
+}
+
+impl VaeQuality {
+    /// For the TUI's one-line slot.
+    pub fn short(&self) -> String {
+        format!(
+            "VAE on test slices: MSE {:.3}/pixel · −ELBO {:.0} per slice vs {:.0} in training",
+            self.mse_per_pixel, self.loss, self.train_loss
+        )
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "VAE on {} test slices: MSE {:.3}/pixel, −ELBO {:.1} per slice (reconstruction {:.1} + KL {:.1}) vs {:.1} in training",
+            self.slices, self.mse_per_pixel, self.loss, self.reconstruction, self.kl, self.train_loss
+        )
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +137,8 @@ impl RoundState {
             ensemble: Vec::new(),
             loss_head: None,
             history: Vec::new(),
+            gradient_step: None,
+            vae_quality: None,
         }
     }
 

@@ -26,10 +26,10 @@ use crate::engine::{
 };
 use crate::journal::{EventLog, running_worker};
 use crate::layout::{LATENTS_FILE, STATE_FILE, VAE_FILE};
-use crate::project::{Phase, Project, RoundState, latents};
+use crate::project::{Phase, Project, RoundState, VaeQuality, latents};
 use crate::store::SliceStore;
 
-pub use plan::{Arm, FULL_DATA, PLAN_FILE, RunSpec, load as load_plan, runs};
+pub use plan::{Arm, DAL_FIRST_MEMBER, FULL_DATA, PLAN_FILE, RunSpec, load as load_plan, runs};
 pub use plot::CURVES_FILE;
 pub use results::{RESULTS_FILE, Row};
 
@@ -133,6 +133,7 @@ pub fn simulate<B: AutodiffBackend>(
     ctx.progress
         .overall(already, total, "the VAE shared by all runs");
     let vae = shared_vae::<B>(project, &plan, &test_cases, &store, ctx, device)?;
+    let quality = vae_quality(project, &vae);
     let mut rows = Vec::new();
     for (k, spec) in specs.iter().enumerate() {
         let run = runs::open_or_create(&sim_dir, spec, &plan, &vae, &test_cases, &store)?;
@@ -149,7 +150,7 @@ pub fn simulate<B: AutodiffBackend>(
             ctx.progress.overall(done, total, &what);
         })?;
         rows.extend(results::of_run(&run, spec)?);
-        write_outputs(&sim_dir, &rows)?;
+        write_outputs(&sim_dir, &rows, quality.as_ref())?;
     }
     Ok(format!(
         "{} runs ({} × {} seed(s){}) done; tables in {SIM_DIR}/{SUMMARY_FILE}, curves in {SIM_DIR}/{CURVES_FILE}, every value in {SIM_DIR}/{RESULTS_FILE}",
@@ -180,9 +181,17 @@ fn evaluated(run: &Project) -> u64 {
 /// read (and its curves looked at) before it ends. A plot that cannot be
 /// drawn is reported in the worker's log and does not stop the simulation:
 /// the numbers are already written.
-fn write_outputs(sim_dir: &Path, rows: &[Row]) -> Result<(), SimulateError> {
+fn write_outputs(
+    sim_dir: &Path,
+    rows: &[Row],
+    vae: Option<&VaeQuality>,
+) -> Result<(), SimulateError> {
     results::write(&sim_dir.join(RESULTS_FILE), rows)?;
-    let summary = summary::markdown(rows);
+    let mut summary = summary::markdown(rows);
+    match vae {
+        Some(q) => summary += &format!("\nThe shared VAE: {}.\n", q.describe()),
+        None => summary += "\nThe shared VAE was trained before its quality was measured.\n",
+    }
     let path = sim_dir.join(SUMMARY_FILE);
     crate::fsutil::write_atomic(&path, summary.as_bytes())
         .map_err(|source| SimulateError::Io { path, source })?;
@@ -190,6 +199,15 @@ fn write_outputs(sim_dir: &Path, rows: &[Row]) -> Result<(), SimulateError> {
         eprintln!("simulate: {e}; results.csv and summary.md are written");
     }
     Ok(())
+}
+
+/// The shared VAE's test-slice quality: in the state of `simulate/vae/`
+/// when it was trained there, else in the project's, whose VAE it links.
+fn vae_quality(project: &Project, vae_dir: &Path) -> Option<VaeQuality> {
+    match vae_dir.join(STATE_FILE).exists() {
+        true => Project::open(vae_dir).ok()?.state().ok()?.vae_quality,
+        false => project.state().ok()?.vae_quality,
+    }
 }
 
 /// The directory whose `models/` holds the VAE and pool latents every run
@@ -259,7 +277,7 @@ fn drive<B: AutodiffBackend>(
             evaluate_step::<B>(run, &sub, device)?;
             continue;
         }
-        let reference_done = spec.arm == Arm::FullData && !state.history.is_empty();
+        let reference_done = spec.arm.trains_once() && !state.history.is_empty();
         match state.phase {
             _ if reference_done => return Ok(()),
             Phase::Done => return Ok(()),

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::config::{Config, Strategy};
+use crate::config::{ClsmcMode, Config, GradientStep, Strategy};
 use crate::fsutil::write_atomic;
 use crate::project::Project;
 
@@ -17,21 +17,39 @@ pub const PLAN_FILE: &str = "plan.toml";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arm {
     Strategy(Strategy),
+    /// A gradient strategy under a named step rule, when the plan compares
+    /// rules (`simulate.gradient_steps`).
+    Gradient(Strategy, GradientStep),
+    /// ClsMC as the paper ran it: the labelled set of budget `round` (0 =
+    /// the seed budget) chosen at once from the initial pool, then one
+    /// U-Net trained on it.
+    ClsmcOneShot { round: usize },
     /// Every pool slice labelled: the upper reference.
     FullData,
 }
 
 impl Arm {
-    pub fn name(self) -> &'static str {
+    /// The arm's name in the results' `strategy` column.
+    pub fn name(self) -> String {
         match self {
-            Arm::Strategy(s) => s.name(),
-            Arm::FullData => FULL_DATA,
+            Arm::Strategy(Strategy::Clsmc) => "clsmc-per-round".into(),
+            Arm::Strategy(s) => s.name().into(),
+            Arm::Gradient(s, step) => format!("{}-{}", s.name(), step.name()),
+            Arm::ClsmcOneShot { .. } => Strategy::Clsmc.name().into(),
+            Arm::FullData => FULL_DATA.into(),
         }
+    }
+
+    /// Arms whose run is labelled when created and trained once.
+    pub fn trains_once(self) -> bool {
+        matches!(self, Arm::FullData | Arm::ClsmcOneShot { .. })
     }
 }
 
 /// The reference arm's name in the results.
 pub const FULL_DATA: &str = "full-data";
+/// DAL's first ensemble member scored alone, beside the ensemble's row.
+pub const DAL_FIRST_MEMBER: &str = "dal-first-member";
 
 /// One (arm, seed) run of the plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,14 +61,27 @@ pub struct RunSpec {
 impl RunSpec {
     /// The run's directory name under `simulate/runs/`.
     pub fn dir_name(&self) -> String {
-        format!("{}-s{}", self.arm.name(), self.seed)
+        match self.arm {
+            Arm::ClsmcOneShot { round } => format!("clsmc-b{round}-s{}", self.seed),
+            arm => format!("{}-s{}", arm.name(), self.seed),
+        }
     }
 
     /// U-Net trainings (each followed by an evaluation) the run makes.
     pub fn trainings(&self, plan: &Config) -> u64 {
+        if self.arm.trains_once() {
+            1
+        } else {
+            plan.sampling.rounds as u64 + 1
+        }
+    }
+
+    /// The round its results are reported at: its own rounds, or for a
+    /// one-shot ClsMC run the budget it stands for.
+    pub fn reported_round(&self, round: usize) -> usize {
         match self.arm {
-            Arm::Strategy(_) => plan.sampling.rounds as u64 + 1,
-            Arm::FullData => 1,
+            Arm::ClsmcOneShot { round: budget } => budget,
+            _ => round,
         }
     }
 
@@ -64,9 +95,29 @@ impl RunSpec {
         config.sampling.seed = plan.sampling.seed + self.seed as u64;
         config.sampling.strategy = match self.arm {
             Arm::Strategy(s) => s,
+            Arm::Gradient(s, step) => {
+                config.sampling.step = step;
+                s
+            }
+            Arm::ClsmcOneShot { .. } => Strategy::Clsmc,
             Arm::FullData => Strategy::Random,
         };
         config
+    }
+}
+
+/// The arms one listed strategy expands to under the plan.
+fn arms(plan: &Config, strategy: Strategy) -> Vec<Arm> {
+    let steps = &plan.simulate.gradient_steps;
+    match strategy {
+        Strategy::Gradient | Strategy::GradientNoAngle if !steps.is_empty() => steps
+            .iter()
+            .map(|&step| Arm::Gradient(strategy, step))
+            .collect(),
+        Strategy::Clsmc if plan.simulate.clsmc == ClsmcMode::OneShot => (0..=plan.sampling.rounds)
+            .map(|round| Arm::ClsmcOneShot { round })
+            .collect(),
+        s => vec![Arm::Strategy(s)],
     }
 }
 
@@ -76,10 +127,9 @@ pub fn runs(plan: &Config) -> Vec<RunSpec> {
     let mut specs = Vec::new();
     for seed in 0..plan.simulate.seeds {
         for &s in &plan.simulate.strategies {
-            specs.push(RunSpec {
-                arm: Arm::Strategy(s),
-                seed,
-            });
+            for arm in arms(plan, s) {
+                specs.push(RunSpec { arm, seed });
+            }
         }
         if plan.simulate.full_reference {
             specs.push(RunSpec {

@@ -8,7 +8,9 @@ use crate::fsutil::write_atomic;
 use crate::project::Project;
 
 use super::SimulateError;
-use super::plan::RunSpec;
+use super::plan::{Arm, DAL_FIRST_MEMBER, RunSpec};
+use crate::config::Strategy;
+use crate::layout::{EVALUATION_FILE, EVALUATION_FIRST_MEMBER_FILE};
 
 pub const RESULTS_FILE: &str = "results.csv";
 const HEADER: &str = "strategy,seed,round,labelled,budget_percent,case,region,dice,hd95_mm";
@@ -27,36 +29,43 @@ pub struct Row {
     pub hd95_mm: f64,
 }
 
-/// The evaluated rounds of one run.
+/// The evaluated rounds of one run; a DAL run also gives its first
+/// member's scores as rows of their own.
 pub fn of_run(run: &Project, spec: &RunSpec) -> Result<Vec<Row>, SimulateError> {
     let state = run.state()?;
     let mut rows = Vec::new();
     for record in state.history.iter().filter(|r| !r.dice.is_empty()) {
-        let path = run
-            .round_dir(record.round)
-            .join(crate::layout::EVALUATION_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| SimulateError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        for (n, line) in text.lines().enumerate().skip(1) {
-            let bad =
-                || SimulateError::Invalid(format!("{}:{}: unreadable", path.display(), n + 1));
-            let fields: Vec<&str> = line.split(',').collect();
-            let [case, region, dice, hd95] = fields[..] else {
-                return Err(bad());
-            };
-            rows.push(Row {
-                strategy: spec.arm.name().to_string(),
-                seed: spec.seed,
-                round: record.round,
-                labelled: record.labelled,
-                budget_percent: 100.0 * record.budget,
-                case: case.to_string(),
-                region: region.to_string(),
-                dice: dice.parse().map_err(|_| bad())?,
-                hd95_mm: hd95.parse().map_err(|_| bad())?,
-            });
+        let dir = run.round_dir(record.round);
+        let mut files = vec![(spec.arm.name(), dir.join(EVALUATION_FILE))];
+        let first = dir.join(EVALUATION_FIRST_MEMBER_FILE);
+        if spec.arm == Arm::Strategy(Strategy::Dal) && first.exists() {
+            files.push((DAL_FIRST_MEMBER.to_string(), first));
+        }
+        for (strategy, path) in files {
+            let text = std::fs::read_to_string(&path).map_err(|source| SimulateError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            for (n, line) in text.lines().enumerate().skip(1) {
+                let bad = || {
+                    SimulateError::Invalid(format!("{}:{}: unreadable", path.display(), n + 1))
+                };
+                let fields: Vec<&str> = line.split(',').collect();
+                let [case, region, dice, hd95] = fields[..] else {
+                    return Err(bad());
+                };
+                rows.push(Row {
+                    strategy: strategy.clone(),
+                    seed: spec.seed,
+                    round: spec.reported_round(record.round),
+                    labelled: record.labelled,
+                    budget_percent: 100.0 * record.budget,
+                    case: case.to_string(),
+                    region: region.to_string(),
+                    dice: dice.parse().map_err(|_| bad())?,
+                    hd95_mm: hd95.parse().map_err(|_| bad())?,
+                });
+            }
         }
     }
     Ok(rows)

@@ -15,7 +15,9 @@ use crate::layout::{
 };
 use crate::masks::derived_path;
 use crate::project::{Labelled, Phase, Project, RoundState, StateError};
+use crate::rng::Rng;
 use crate::store::{SliceIndex, SliceKey, SliceStore};
+use crate::strategy::{ClusterMaxCover, Request, SamplingStrategy};
 
 use super::SimulateError;
 use super::plan::{Arm, RunSpec};
@@ -75,7 +77,8 @@ pub fn share_vae(source: &Path, run: &Path) -> Result<(), SimulateError> {
 }
 
 /// Opens the run `spec`, creating it first if needed: a strategy run starts
-/// at the seed batch; the reference starts with every pool slice labelled.
+/// at the seed batch; the reference starts with every pool slice labelled,
+/// a one-shot ClsMC run with its budget's set.
 pub fn open_or_create(
     sim_dir: &Path,
     spec: &RunSpec,
@@ -93,11 +96,17 @@ pub fn open_or_create(
     let mut state = RoundState::new(test_cases.to_vec());
     state.vae = Some(VAE_FILE.into());
     state.phase = Phase::Seeding;
-    if spec.arm == Arm::FullData {
+    let labelled = match spec.arm {
+        Arm::FullData => Some(SliceIndex::new(store, test_cases).pool()),
+        Arm::ClsmcOneShot { round } => {
+            Some(one_shot_clsmc(plan, round, vae_source, test_cases, store)?)
+        }
+        _ => None,
+    };
+    if let Some(ids) = labelled {
         let index = SliceIndex::new(store, test_cases);
-        let pool = index.pool();
-        place_truth(sim_dir, &dir, store, &index, &pool)?;
-        state.labelled = pool
+        place_truth(sim_dir, &dir, store, &index, &ids)?;
+        state.labelled = ids
             .iter()
             .map(|&id| Labelled {
                 key: index.key(id).clone(),
@@ -108,6 +117,40 @@ pub fn open_or_create(
         state.phase = Phase::Training;
     }
     create_sub_project(&dir, 3, &spec.config(plan), &state)
+}
+
+/// ClsMC's labelled set for budget `round` chosen at once from the whole
+/// pool, as Zheng et al. and the paper ran it: as many slices as the seed
+/// batch plus `round` suggestion rounds label. ClsMC reads only the VAE
+/// latents, so every seed gets the same set (seeds differ in the U-Net).
+fn one_shot_clsmc(
+    plan: &Config,
+    round: usize,
+    vae_source: &Path,
+    test_cases: &[String],
+    store: &SliceStore,
+) -> Result<Vec<usize>, SimulateError> {
+    let index = SliceIndex::new(store, test_cases);
+    let pool = index.pool();
+    let count = |fraction: f64| ((fraction * pool.len() as f64).ceil() as usize).max(1);
+    let budget = count(plan.sampling.initial_fraction) + round * count(plan.sampling.round_fraction);
+    let path = vae_source.join(LATENTS_FILE);
+    let latents = crate::project::latents::load(&path, &store.meta().key).ok_or_else(|| {
+        SimulateError::Invalid(format!(
+            "{}: no pool latents for this store; ClsMC needs the VAE's",
+            path.display()
+        ))
+    })?;
+    let picks = ClusterMaxCover::default()
+        .suggest(Request {
+            candidates: &pool,
+            count: budget.min(pool.len()),
+            latents: Some(&latents),
+            sources: &[],
+            rng: &mut Rng::new(plan.sampling.seed, 0x636c_736d),
+        })
+        .map_err(|e| SimulateError::Invalid(e.to_string()))?;
+    Ok(picks.into_iter().map(|s| s.slice).collect())
 }
 
 fn relative_mask(dir: &Path, key: &SliceKey) -> PathBuf {

@@ -139,23 +139,31 @@ pub fn contest(rows: &[Row], round: usize, region: &str, metric: Metric) -> Opti
         }
     });
     let (best, best_mean) = ranked.first()?.clone();
-    let second = ranked.get(1).map(|(s, _)| {
-        let a = paired(rows, &best, Some(round), region, metric);
-        let b = paired(rows, s, Some(round), region, metric);
-        let (x, y): (Vec<f64>, Vec<f64>) = a
-            .iter()
-            .filter_map(|(k, va)| b.get(k).map(|vb| (*va, *vb)))
-            .filter(|(va, vb)| va.is_finite() && vb.is_finite())
-            .unzip();
-        let p = wilcoxon_paired(&x, &y).map_or(f64::NAN, |w| w.p_value);
-        (s.clone(), p)
-    });
+    let second = ranked
+        .get(1)
+        .map(|(s, _)| (s.clone(), paired_p(rows, &best, s, round, region, metric)));
     Some(Contest {
         best,
         best_mean,
         second,
     })
 }
+
+/// Two-sided Wilcoxon signed-rank p of strategies `a` and `b` at one
+/// round, paired by (seed, volume); NaN when it cannot be tested.
+pub fn paired_p(rows: &[Row], a: &str, b: &str, round: usize, region: &str, metric: Metric) -> f64 {
+    let a = paired(rows, a, Some(round), region, metric);
+    let b = paired(rows, b, Some(round), region, metric);
+    let (x, y): (Vec<f64>, Vec<f64>) = a
+        .iter()
+        .filter_map(|(k, va)| b.get(k).map(|vb| (*va, *vb)))
+        .filter(|(va, vb)| va.is_finite() && vb.is_finite())
+        .unzip();
+    wilcoxon_paired(&x, &y).map_or(f64::NAN, |w| w.p_value)
+}
+
+/// The baseline every gradient arm is tested against, by name.
+const RANDOM: &str = "random";
 
 fn format_p(p: f64) -> String {
     if p.is_nan() {
@@ -214,12 +222,45 @@ pub fn markdown(rows: &[Row]) -> String {
                 }
             }
             out += "\n";
+            // The paper's question, whoever is second: each gradient arm
+            // against random, at every budget.
+            if strategies.iter().any(|s| s == RANDOM) {
+                for s in strategies.iter().filter(|s| s.starts_with("gradient")) {
+                    out += &format!("| p ({s} vs {RANDOM}) |");
+                    for &(round, _) in &budgets {
+                        let p = paired_p(rows, s, RANDOM, round, &region, metric);
+                        out += &format!(" {} |", format_p(p));
+                    }
+                    out += "\n";
+                }
+            }
             let reference = cell(rows, FULL_DATA, None, &region, metric);
             if reference.n > 0 {
                 out += &format!(
                     "\nFull data (every pool slice labelled): {:.3} ± {:.3}\n",
                     reference.mean, reference.std
                 );
+                if metric == Metric::Dice && reference.mean > 0.0 {
+                    out += &format!("\nShare of full-data {region} Dice (mean over mean):\n\n| strategy |");
+                    for (_, b) in &budgets {
+                        out += &format!(" {b:.1}% |");
+                    }
+                    out += "\n|---|";
+                    out += &"---|".repeat(budgets.len());
+                    out += "\n";
+                    for s in &strategies {
+                        out += &format!("| {s} |");
+                        for &(round, _) in &budgets {
+                            let v = cell(rows, s, Some(round), &region, metric);
+                            if v.n == 0 {
+                                out += " — |";
+                            } else {
+                                out += &format!(" {:.1}% |", 100.0 * v.mean / reference.mean);
+                            }
+                        }
+                        out += "\n";
+                    }
+                }
             }
         }
     }
@@ -279,6 +320,10 @@ mod tests {
         assert!(text.contains("**0.567 ± 0.061**"), "{text}");
         assert!(text.contains("0.031 (vs random)"), "{text}");
         assert!(text.contains("Full data (every pool slice labelled): 0.900 ± 0.000"));
+        // Gradient against random at each budget, whoever wins.
+        assert!(text.contains("| p (gradient vs random) | — | 0.031 |"), "{text}");
+        // 0.567 / 0.9 of the full-data Dice at 4%.
+        assert!(text.contains("| gradient | 40.0% | 63.0% |"), "{text}");
         // Round 0 is a tie on every pair: nothing to test, both in bold.
         let tie = contest(&rows, 0, "WT", Metric::Dice).expect("a contest");
         assert!(tie.second.expect("a second").1.is_nan());

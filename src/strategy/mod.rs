@@ -13,6 +13,7 @@ pub mod maxcover;
 pub mod oracle;
 mod random;
 mod ranked;
+pub mod step;
 pub mod uncertainty;
 
 pub use clsmc::ClusterMaxCover;
@@ -20,6 +21,7 @@ pub use dal::Dal;
 pub use gradient::GradientGuided;
 pub use random::RandomSampling;
 pub use ranked::RankedByScore;
+pub use step::StepReport;
 
 use serde::{Deserialize, Serialize};
 

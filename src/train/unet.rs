@@ -32,7 +32,7 @@ pub struct UnetTraining<'a> {
     pub checkpoints: &'a Path,
 }
 
-/// Trains `model` for `config.epochs_per_round` epochs, resuming from the
+/// Trains `model` for `config.epochs_for(slices)` epochs, resuming from the
 /// checkpoint directory when it holds an unfinished run of the same work.
 pub fn train_unet<B: AutodiffBackend>(
     job: &UnetTraining<'_>,
@@ -119,7 +119,7 @@ fn run_segmentation<B: AutodiffBackend, M: AutodiffModule<B>>(
     );
     let run = EpochLoop {
         network: Network::Unet,
-        epochs: job.config.epochs_per_round,
+        epochs: job.config.epochs_for(job.slices.len()),
         batch_size: job.config.batch_size,
         lr: job.config.lr,
         slices: job.slices,

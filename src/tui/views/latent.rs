@@ -98,7 +98,16 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         })
         .collect();
 
-    let [map, legend] = Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(area);
+    let step = state.and_then(|s| s.gradient_step.as_ref());
+    let [map, step_line, legend] = Layout::vertical([
+        Constraint::Min(0),
+        Constraint::Length(u16::from(step.is_some())),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    if let Some(step) = step {
+        frame.render_widget(Paragraph::new(step.short()).fg(DIM), step_line);
+    }
     let block = block.title(
         Line::from(format!(
             " z{ax} {:.2} … {:.2} · z{ay} {:.2} … {:.2} ",

@@ -69,7 +69,11 @@ fn next_step(frame: &mut Frame, area: Rect, app: &App) {
             a.binding.next.unwrap_or(a.binding.help)
         )));
     }
-    lines.push(Line::from(""));
+    // The VAE's test-slice quality where the spare line is.
+    let quality = app.state().and_then(|s| s.vae_quality.as_ref());
+    lines.push(quality.map_or(Line::from(""), |q| {
+        Line::from(Span::styled(q.short(), Style::new().fg(DIM)))
+    }));
     lines.push(Line::from(spans));
     frame.render_widget(
         Paragraph::new(lines).block(Block::bordered().title(" next ").border_style(ACCENT)),

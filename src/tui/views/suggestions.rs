@@ -122,6 +122,24 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         .block(Block::bordered().title(title).title_bottom(
             Line::from(" j/k select · * angle over the limit: nearest taken ").fg(DIM),
         ));
+    // How far this batch's gradient step moved, under the table.
+    let step = app
+        .state()
+        .and_then(|s| s.gradient_step.as_ref())
+        .filter(|_| !rows[0].labelled);
+    let [list, step_area] = Layout::vertical([
+        Constraint::Min(0),
+        Constraint::Length(if step.is_some() { 2 } else { 0 }),
+    ])
+    .areas(list);
+    if let Some(step) = step {
+        frame.render_widget(
+            Paragraph::new(step.short())
+                .wrap(ratatui::widgets::Wrap { trim: true })
+                .fg(DIM),
+            step_area,
+        );
+    }
     let mut state = TableState::default().with_selected(Some(app.selected.min(rows.len() - 1)));
     frame.render_stateful_widget(table, list, &mut state);
     draw_picture(frame, picture, app);
