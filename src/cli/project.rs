@@ -151,7 +151,11 @@ pub fn status(args: ProjectArg) -> Result<()> {
     if let Some(quality) = &state.vae_quality {
         println!("vae      {}", quality.describe());
     }
-    if let Some(step) = state.gradient_step.as_ref().filter(|_| !state.pending.is_empty()) {
+    if let Some(step) = state
+        .gradient_step
+        .as_ref()
+        .filter(|_| !state.pending.is_empty())
+    {
         println!("step     {}", step.describe());
     }
     let events = EventLog::new(dir).read_all()?;

@@ -80,7 +80,8 @@ pub fn evaluate_step<B: AutodiffBackend>(
     let mut volumes = VolumeStack::new(store.meta(), depth_axis, &regions);
     // An ensemble's first member is also scored alone, so DAL's rows can
     // separate what its selection gains from what ensembling does.
-    let mut first = (models.len() > 1).then(|| VolumeStack::new(store.meta(), depth_axis, &regions));
+    let mut first =
+        (models.len() > 1).then(|| VolumeStack::new(store.meta(), depth_axis, &regions));
     let pass = Pass::new("evaluate", "test volumes", 16).with_labels(true);
     pass.run::<B::InnerBackend>(&store, &test_ids, ctx, device, |chunk, x, labels| {
         if let Some(first) = first.as_mut() {

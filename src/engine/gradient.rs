@@ -95,7 +95,11 @@ fn calibrate(sources: Vec<GradientSource>, target: f64) -> Result<Sources, Engin
     let sources = sources
         .into_iter()
         .map(|s| {
-            let step = s.step.iter().map(|v| (f64::from(*v) * alpha) as f32).collect();
+            let step = s
+                .step
+                .iter()
+                .map(|v| (f64::from(*v) * alpha) as f32)
+                .collect();
             GradientSource::new(s.slice, s.z, step)
         })
         .collect();
@@ -331,7 +335,11 @@ mod tests {
         ];
         let made = calibrate(sources, 0.4).unwrap();
         assert!((made.alpha - 2e5).abs() < 1.0, "{}", made.alpha);
-        let lengths: Vec<f32> = made.sources.iter().map(|s| rms(&s.step) * 2f32.sqrt()).collect();
+        let lengths: Vec<f32> = made
+            .sources
+            .iter()
+            .map(|s| rms(&s.step) * 2f32.sqrt())
+            .collect();
         assert!((lengths[2] - 0.4).abs() < 1e-5, "{lengths:?}");
         assert!((lengths[1] / lengths[0] - 3.0).abs() < 1e-4, "{lengths:?}");
         assert_eq!(made.sources[1].z_prime, vec![1.0, made.sources[1].step[1]]);

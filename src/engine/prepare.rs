@@ -18,11 +18,11 @@ use crate::masks::ProjectMasks;
 use crate::model::UNet;
 use crate::project::{Project, RoundState, SliceIndex};
 use crate::store::SliceStore;
+use crate::strategy::step::{median_step, nn_median};
 use crate::strategy::{
     ClusterMaxCover, Dal, GradientGuided, GradientSource, Latents, RandomSampling, RankedByScore,
     SamplingStrategy, StepReport,
 };
-use crate::strategy::step::{median_step, nn_median};
 
 /// The round a suggestion is prepared for.
 pub struct Round<'a> {

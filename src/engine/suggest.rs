@@ -131,8 +131,7 @@ pub fn suggest_step<B: AutodiffBackend>(
     crate::fsutil::write_atomic(&log_path, &json).map_err(EngineError::io(&log_path))?;
     if let Some(step) = &step {
         let path = project.round_dir(round).join(GRADIENT_STEP_FILE);
-        let json =
-            serde_json::to_vec_pretty(step).map_err(|e| EngineError::io(&path)(e.into()))?;
+        let json = serde_json::to_vec_pretty(step).map_err(|e| EngineError::io(&path)(e.into()))?;
         crate::fsutil::write_atomic(&path, &json).map_err(EngineError::io(&path))?;
     }
     let step_line = step

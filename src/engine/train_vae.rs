@@ -56,7 +56,9 @@ pub fn train_vae_step<B: AutodiffBackend>(
     state.vae_quality = quality.clone();
     project.commit(&mut state, Phase::Seeding, "VAE trained", ctx.log)?;
     clear_checkpoints(&project.path(VAE_CHECKPOINTS));
-    let quality = quality.map(|q| format!("; {}", q.describe())).unwrap_or_default();
+    let quality = quality
+        .map(|q| format!("; {}", q.describe()))
+        .unwrap_or_default();
     Ok(format!(
         "VAE trained on {} slices ({} epochs, final loss {last:.1}); pool encoded{quality}",
         pool.len(),

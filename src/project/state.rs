@@ -111,7 +111,12 @@ impl VaeQuality {
     pub fn describe(&self) -> String {
         format!(
             "VAE on {} test slices: MSE {:.3}/pixel, −ELBO {:.1} per slice (reconstruction {:.1} + KL {:.1}) vs {:.1} in training",
-            self.slices, self.mse_per_pixel, self.loss, self.reconstruction, self.kl, self.train_loss
+            self.slices,
+            self.mse_per_pixel,
+            self.loss,
+            self.reconstruction,
+            self.kl,
+            self.train_loss
         )
     }
 }

@@ -23,7 +23,9 @@ pub enum Arm {
     /// ClsMC as the paper ran it: the labelled set of budget `round` (0 =
     /// the seed budget) chosen at once from the initial pool, then one
     /// U-Net trained on it.
-    ClsmcOneShot { round: usize },
+    ClsmcOneShot {
+        round: usize,
+    },
     /// Every pool slice labelled: the upper reference.
     FullData,
 }

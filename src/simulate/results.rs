@@ -47,9 +47,8 @@ pub fn of_run(run: &Project, spec: &RunSpec) -> Result<Vec<Row>, SimulateError> 
                 source,
             })?;
             for (n, line) in text.lines().enumerate().skip(1) {
-                let bad = || {
-                    SimulateError::Invalid(format!("{}:{}: unreadable", path.display(), n + 1))
-                };
+                let bad =
+                    || SimulateError::Invalid(format!("{}:{}: unreadable", path.display(), n + 1));
                 let fields: Vec<&str> = line.split(',').collect();
                 let [case, region, dice, hd95] = fields[..] else {
                     return Err(bad());

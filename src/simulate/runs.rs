@@ -133,7 +133,8 @@ fn one_shot_clsmc(
     let index = SliceIndex::new(store, test_cases);
     let pool = index.pool();
     let count = |fraction: f64| ((fraction * pool.len() as f64).ceil() as usize).max(1);
-    let budget = count(plan.sampling.initial_fraction) + round * count(plan.sampling.round_fraction);
+    let budget =
+        count(plan.sampling.initial_fraction) + round * count(plan.sampling.round_fraction);
     let path = vae_source.join(LATENTS_FILE);
     let latents = crate::project::latents::load(&path, &store.meta().key).ok_or_else(|| {
         SimulateError::Invalid(format!(

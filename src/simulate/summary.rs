@@ -241,7 +241,9 @@ pub fn markdown(rows: &[Row]) -> String {
                     reference.mean, reference.std
                 );
                 if metric == Metric::Dice && reference.mean > 0.0 {
-                    out += &format!("\nShare of full-data {region} Dice (mean over mean):\n\n| strategy |");
+                    out += &format!(
+                        "\nShare of full-data {region} Dice (mean over mean):\n\n| strategy |"
+                    );
                     for (_, b) in &budgets {
                         out += &format!(" {b:.1}% |");
                     }
@@ -321,7 +323,10 @@ mod tests {
         assert!(text.contains("0.031 (vs random)"), "{text}");
         assert!(text.contains("Full data (every pool slice labelled): 0.900 ± 0.000"));
         // Gradient against random at each budget, whoever wins.
-        assert!(text.contains("| p (gradient vs random) | — | 0.031 |"), "{text}");
+        assert!(
+            text.contains("| p (gradient vs random) | — | 0.031 |"),
+            "{text}"
+        );
         // 0.567 / 0.9 of the full-data Dice at 4%.
         assert!(text.contains("| gradient | 40.0% | 63.0% |"), "{text}");
         // Round 0 is a tie on every pair: nothing to test, both in bold.

@@ -56,7 +56,7 @@ pub const TINY: &str = "\
 [slicing]\nsize = [32, 32]\nmin_brain_fraction = 0.05\n\
 [split]\ntest_fraction = 0.25\nseed = 1\n\
 [vae]\nwidths = [4, 8]\nz_dim = 3\nepochs = 2\nbatch_size = 16\n\
-[unet]\nwidths = [4, 8]\nbottleneck = 16\nepochs_per_round = 2\nbatch_size = 8\n\
+[unet]\nwidths = [4, 8]\nbottleneck = 16\nepochs_per_round = 2\nmin_steps_per_round = 0\nbatch_size = 8\n\
 [sampling]\ninitial_fraction = 0.05\nround_fraction = 0.05\nrounds = 2\n\
 [device]\nkind = \"cpu\"\n";
 

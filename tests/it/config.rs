@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use nextslice::config::{Config, ConfigError, DeviceSpec, Preset, SliceAxis, Strategy};
+use nextslice::config::{
+    Config, ConfigError, DeviceSpec, GradientStep, Preset, SliceAxis, Strategy,
+};
 
 use super::common::nextslice;
 
@@ -15,6 +17,11 @@ fn presets_carry_the_papers_settings() {
         assert_eq!(c.sampling.alpha, 1e-3);
         assert_eq!(c.sampling.max_angle_deg, 60.0);
         assert_eq!(c.device.kind, DeviceSpec::Auto);
+        // Learning loss as §3.2 set it: ξ = 0.5, λ = 1, detached after 30 of 50.
+        assert_eq!((c.sampling.ll_margin, c.sampling.ll_weight), (0.5, 1.0));
+        assert_eq!(c.sampling.ll_detach_at(50), 30);
+        assert_eq!(c.sampling.step, GradientStep::Calibrated);
+        assert_eq!(c.sampling.kappa, 1.0);
     }
     let brats = Config::preset(Preset::Brats2019);
     assert_eq!(brats.vae.z_dim, 3);
@@ -175,4 +182,24 @@ fn the_users_config_file_is_laid_over_the_preset_and_blamed_for_its_errors() {
         err.contains(&user.display().to_string()) && err.contains("store.dtype"),
         "{err}"
     );
+}
+
+#[test]
+fn a_round_trains_for_at_least_min_steps_and_epochs_still_count_when_more() {
+    let demo = Config::preset(Preset::Demo).unet;
+    assert_eq!((demo.batch_size, demo.epochs_per_round), (8, 20));
+    assert_eq!(demo.min_steps_per_round, 100);
+    // 9 slices are 2 batches an epoch: 50 epochs make the 100 steps.
+    assert_eq!(demo.epochs_for(9), 50);
+    // 400 slices are 50 batches: the 20 epochs already give 1000 steps.
+    assert_eq!(demo.epochs_for(400), 20);
+    // An absolute detach epoch overrides the fraction.
+    let c = Config::preset_with(
+        Preset::Demo,
+        "<test>",
+        "[sampling]\nll_detach_epoch = 7\n[unet]\nmin_steps_per_round = 0\n",
+    )
+    .unwrap();
+    assert_eq!(c.sampling.ll_detach_at(50), 7);
+    assert_eq!(c.unet.epochs_for(9), 20);
 }

@@ -28,7 +28,7 @@ fn phantom_store(dir: &Path, subjects: usize) -> (Config, SliceStore) {
     let config = Config::preset_with(
         Preset::Demo,
         "<test>",
-        "[slicing]\nsize = [32, 32]\n[unet]\nwidths = [8, 16]\nbottleneck = 32\nlr = 3e-3\nbatch_size = 8\n\
+        "[slicing]\nsize = [32, 32]\n[unet]\nwidths = [8, 16]\nbottleneck = 32\nlr = 3e-3\nbatch_size = 8\nmin_steps_per_round = 0\n\
          [vae]\nwidths = [4, 8]\nz_dim = 3\nlr = 1e-3\nbatch_size = 16\n",
     )
     .unwrap();
