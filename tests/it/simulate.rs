@@ -114,3 +114,77 @@ fn a_simulation_survives_a_crash_and_writes_its_tables() {
     let report = String::from_utf8_lossy(&report.stdout);
     assert!(report.contains("## WT · Dice") && printed.contains(&*report));
 }
+
+#[test]
+fn arms_compare_step_rules_dal_both_ways_and_one_shot_clsmc() {
+    let f = fixture(5, "[sampling]\nrounds = 1\n");
+    let project = &f.project;
+    run_ok(&[
+        "simulate",
+        "--wait",
+        "--strategies",
+        "gradient,dal,clsmc,random",
+        "--steps",
+        "literal,calibrated",
+        "--seeds",
+        "1",
+        "--no-reference",
+        "-p",
+        p(project),
+    ]);
+    let rows = results::read(&project.join("simulate/results.csv")).expect("results.csv");
+    let arms: BTreeSet<(String, usize)> =
+        rows.iter().map(|r| (r.strategy.clone(), r.round)).collect();
+    for name in [
+        "gradient-literal",
+        "gradient-calibrated",
+        "dal",
+        "dal-first-member",
+        "clsmc",
+        "random",
+    ] {
+        for round in 0..2 {
+            assert!(
+                arms.contains(&(name.to_string(), round)),
+                "{name} round {round}: {arms:?}"
+            );
+        }
+    }
+    assert_eq!(arms.len(), 12);
+
+    // One-shot ClsMC labels each budget's whole set at once, as many
+    // slices as the active-learning runs hold at that budget.
+    let runs = project.join("simulate/runs");
+    let state = |run: &str| RoundState::load(&runs.join(run)).unwrap();
+    for round in 0..2 {
+        let one_shot = state(&format!("clsmc-b{round}-s0"));
+        assert_eq!(one_shot.history.len(), 1);
+        let random = state("random-s0");
+        assert_eq!(one_shot.history[0].labelled, random.history[round].labelled);
+        assert!(one_shot.labelled.iter().all(|l| l.round == 0));
+    }
+
+    // The calibrated step moves z′ a nearest-neighbour distance (κ = 1);
+    // the literal one does not move it measurably.
+    let step = |run: &str| -> serde_json::Value {
+        let path = runs.join(run).join("rounds/001/gradient-step.json");
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    };
+    let calibrated = step("gradient-calibrated-s0");
+    let ratio =
+        calibrated["median_step"].as_f64().unwrap() / calibrated["nn_median"].as_f64().unwrap();
+    assert!((ratio - 1.0).abs() < 1e-3, "{calibrated}");
+    assert_eq!(calibrated["calibrated"], true);
+    let literal = step("gradient-literal-s0");
+    assert_eq!(literal["alpha"].as_f64(), Some(1e-3));
+    let literal_ratio =
+        literal["median_step"].as_f64().unwrap() / literal["nn_median"].as_f64().unwrap();
+    assert!(literal_ratio < 1e-3, "{literal}");
+
+    let tables = std::fs::read_to_string(project.join("simulate/summary.md")).unwrap();
+    assert!(
+        tables.contains("| p (gradient-calibrated vs random) |"),
+        "{tables}"
+    );
+    assert!(tables.contains("The shared VAE: VAE on"), "{tables}");
+}
