@@ -275,6 +275,7 @@ fn drive<B: AutodiffBackend>(
         if state.history.last().is_some_and(|r| r.dice.is_empty()) {
             report(state.round, "evaluate");
             evaluate_step::<B>(run, &sub, device)?;
+            runs::prune_models(run)?;
             continue;
         }
         let reference_done = spec.arm.trains_once() && !state.history.is_empty();

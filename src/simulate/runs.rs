@@ -246,3 +246,35 @@ pub fn annotate_with_truth(
     )?;
     Ok(n)
 }
+
+/// Deletes the run's earlier rounds' networks once nothing refers to them:
+/// resuming needs only the U-Net(s) and loss head the state names (the
+/// next round starts from them), so a simulation keeps one round's models
+/// per run, not every round's. Only files the committed state does not
+/// name are removed, so a crash at any point leaves a resumable run.
+pub fn prune_models(run: &Project) -> Result<u64, SimulateError> {
+    let state = run.state()?;
+    let keep: Vec<PathBuf> = state
+        .unet
+        .iter()
+        .chain(&state.ensemble)
+        .chain(&state.loss_head)
+        .chain(&state.vae)
+        .map(|p| run.path(p))
+        .collect();
+    let dir = run.path(MODELS_DIR);
+    let mut freed = 0;
+    for entry in std::fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
+        let path = entry.path();
+        let network = path.extension().is_some_and(|e| e == "mpk")
+            && path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("unet-round-") || n.starts_with("loss-head-round-"));
+        if network && !keep.contains(&path) {
+            freed += entry.metadata().map_or(0, |m| m.len());
+            std::fs::remove_file(&path).map_err(io(&path))?;
+        }
+    }
+    Ok(freed)
+}
