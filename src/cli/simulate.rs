@@ -6,10 +6,13 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use nextslice::config::{ClsmcMode, GradientStep, Strategy};
+use burn::backend::Flex;
+use burn::module::Module;
+use nextslice::config::{ClsmcMode, Config, GradientStep, Strategy};
 use nextslice::journal::Job;
+use nextslice::model::UNetSpec;
 use nextslice::project::Project;
-use nextslice::simulate::{RESULTS_FILE, SIM_DIR, SUMMARY_FILE, Start, prepare};
+use nextslice::simulate::{Arm, RESULTS_FILE, SIM_DIR, SUMMARY_FILE, Start, prepare, runs};
 
 use super::jobs::{JobArgs, launch};
 
@@ -78,7 +81,42 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         (false, false) => Start::ResumeStored,
     };
     prepare(&project, &plan, start)?;
+    print_footprint(&nextslice::simulate::load_plan(&project)?.unwrap_or(plan));
     launch(Job::Simulate, &args.job, print_summary)
+}
+
+/// Above this, the models a simulation keeps are worth a warning.
+const WARN_BYTES: u64 = 4 << 30;
+
+/// What the planned simulation will run and keep on disk: every run keeps
+/// its last round's networks (earlier ones are deleted as it goes).
+fn print_footprint(plan: &Config) {
+    let specs = runs(plan);
+    let trainings: u64 = specs.iter().map(|s| s.trainings(plan)).sum();
+    let unet = UNetSpec::from_config(plan)
+        .init::<Flex>(&Default::default())
+        .num_params() as u64
+        * 4;
+    let kept: u64 = specs
+        .iter()
+        .map(|s| match s.arm {
+            Arm::Strategy(Strategy::Dal) => unet * plan.sampling.dal_models as u64,
+            _ => unet,
+        })
+        .sum();
+    let gb = |b: u64| b as f64 / (1u64 << 30) as f64;
+    println!(
+        "plan: {} runs, {trainings} U-Net trainings; models kept ≈ {:.2} GB ({:.0} MB per U-Net, the last round's per run)",
+        specs.len(),
+        gb(kept),
+        unet as f64 / 1e6
+    );
+    if kept > WARN_BYTES {
+        println!(
+            "warning: the simulation will keep {:.1} GB of models; check the free space under the project",
+            gb(kept)
+        );
+    }
 }
 
 /// The summary tables written so far.

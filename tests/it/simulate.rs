@@ -119,7 +119,7 @@ fn a_simulation_survives_a_crash_and_writes_its_tables() {
 fn arms_compare_step_rules_dal_both_ways_and_one_shot_clsmc() {
     let f = fixture(5, "[sampling]\nrounds = 1\n");
     let project = &f.project;
-    run_ok(&[
+    let out = run_ok(&[
         "simulate",
         "--wait",
         "--strategies",
@@ -132,6 +132,13 @@ fn arms_compare_step_rules_dal_both_ways_and_one_shot_clsmc() {
         "-p",
         p(project),
     ]);
+    // What it will run and keep, said before it starts: gradient ×2 step
+    // rules, DAL, random (2 trainings each), one-shot ClsMC at 2 budgets.
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("plan: 6 runs, 10 U-Net trainings; models kept ≈"),
+        "{printed}"
+    );
     let rows = results::read(&project.join("simulate/results.csv")).expect("results.csv");
     let arms: BTreeSet<(String, usize)> =
         rows.iter().map(|r| (r.strategy.clone(), r.round)).collect();
