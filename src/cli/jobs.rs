@@ -44,6 +44,9 @@ pub fn launch(job: Job, args: &JobArgs, after: fn(&Path) -> Result<()>) -> Resul
     let dir = &args.project.project;
     let project = Project::open(dir)?;
     let device = args.device.unwrap_or(project.config.device.kind);
+    if let Some(line) = super::forecast::line(&project, job) {
+        println!("{line}");
+    }
     if args.foreground {
         println!("{}", run_foreground(dir, job, device)?);
         return after(dir);

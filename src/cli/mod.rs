@@ -7,6 +7,7 @@
 
 mod demo;
 mod events;
+mod forecast;
 mod inspect;
 mod jobs;
 mod project;

@@ -6,11 +6,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use burn::backend::Flex;
-use burn::module::Module;
 use nextslice::config::{ClsmcMode, Config, GradientStep, Strategy};
 use nextslice::journal::Job;
-use nextslice::model::UNetSpec;
 use nextslice::project::Project;
 use nextslice::simulate::{Arm, RESULTS_FILE, SIM_DIR, SUMMARY_FILE, Start, prepare, runs};
 
@@ -93,10 +90,7 @@ const WARN_BYTES: u64 = 4 << 30;
 fn print_footprint(plan: &Config) {
     let specs = runs(plan);
     let trainings: u64 = specs.iter().map(|s| s.trainings(plan)).sum();
-    let unet = UNetSpec::from_config(plan)
-        .init::<Flex>(&Default::default())
-        .num_params() as u64
-        * 4;
+    let (unet, _) = super::forecast::model_bytes(plan);
     let kept: u64 = specs
         .iter()
         .map(|s| match s.arm {

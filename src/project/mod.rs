@@ -5,6 +5,7 @@
 //! masks, strategy's latents); never the engine, the worker or the TUI.
 
 pub mod actions;
+pub mod forecast;
 pub mod latents;
 pub mod state;
 

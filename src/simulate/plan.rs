@@ -8,6 +8,7 @@ use std::path::Path;
 use crate::config::{ClsmcMode, Config, GradientStep, Strategy};
 use crate::fsutil::write_atomic;
 use crate::project::Project;
+use crate::project::forecast::unet_passes;
 
 use super::{SIM_DIR, SimulateError};
 
@@ -75,6 +76,25 @@ impl RunSpec {
             1
         } else {
             plan.sampling.rounds as u64 + 1
+        }
+    }
+
+    /// Slice passes (slices × epochs × members) its U-Net trainings make
+    /// over a pool of `pool` slices, for the forecast before it starts.
+    pub fn slice_passes(&self, plan: &Config, pool: usize) -> u64 {
+        let count = |fraction: f64| ((fraction * pool as f64).ceil() as usize).max(1);
+        let (seed, step) = (
+            count(plan.sampling.initial_fraction),
+            count(plan.sampling.round_fraction),
+        );
+        let config = self.config(plan);
+        let labelled = |round: usize| (seed + round * step).min(pool);
+        match self.arm {
+            Arm::FullData => (plan.unet.epochs_per_round * pool) as u64,
+            Arm::ClsmcOneShot { round } => unet_passes(&config, labelled(round)),
+            _ => (0..=plan.sampling.rounds)
+                .map(|round| unet_passes(&config, labelled(round)))
+                .sum(),
         }
     }
 

@@ -61,7 +61,16 @@ fn two_full_rounds_through_the_cli() {
 
     // The VAE, through the detached worker.
     let out = run(&["train-vae", "--wait", "-p", p(project)]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("VAE trained"));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("VAE trained"), "{said}");
+    // No store, no pool size yet: the forecast says so rather than guess.
+    assert!(said.contains("the slice store is built first"), "{said}");
+    // The VAE measured on the test slices it never saw.
+    assert!(
+        state(project)
+            .vae_quality
+            .is_some_and(|q| q.slices > 0 && q.mse_per_pixel > 0.0)
+    );
     // Progress into a pipe: plain lines, no carriage returns or escapes.
     let progress = String::from_utf8_lossy(&out.stderr);
     assert!(progress.contains("train-vae: started"), "{progress}");
@@ -152,7 +161,11 @@ fn two_full_rounds_through_the_cli() {
         assert!(map.iter().all(|&c| c < 4), "class indices");
     }
     run(&import);
-    run(&["train", "--wait", "-p", p(project)]);
+    let out = run(&["train", "--wait", "-p", p(project)]);
+    // Round 0's training measured the U-Net's rate on this machine.
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("train: projected"), "{said}");
+    assert!(said.contains("measured here on CPU"), "{said}");
     let s = state(project);
     assert_eq!(s.phase, Phase::Suggesting);
     assert_eq!(s.history.len(), 2);
