@@ -47,7 +47,7 @@ impl Forecast {
                 rate.device
             ),
             _ => format!(
-                "{} slice passes; no rate measured in this project yet, the first batches give the ETA",
+                "{} slice passes; no rate measured here yet (ETA from the first batches)",
                 self.slice_passes
             ),
         };

@@ -5,6 +5,7 @@
 //! A leaf: imports only the worker's event types.
 
 use crate::journal::{Event, Holder, Job, Logged, Overall};
+use crate::project::forecast::{MeasuredRate, training_stage};
 
 /// Most loss points kept per job; older ones are thinned two to one, so a
 /// long run's chart keeps its shape at a fixed cost.
@@ -166,6 +167,10 @@ pub struct JobTracker {
     pub runs: Vec<JobRun>,
     /// (time, "Training → Suggesting: …") for the round log.
     pub transitions: Vec<(f64, String)>,
+    /// The last training rate seen for the VAE and for the U-Net, with
+    /// the device it was measured on: the next box's forecasts.
+    pub vae_rate: Option<MeasuredRate>,
+    pub unet_rate: Option<MeasuredRate>,
 }
 
 impl JobTracker {
@@ -200,6 +205,18 @@ impl JobTracker {
                 if let Some(l) = p.loss {
                     let since = t - run.started;
                     run.push_loss(since, l);
+                }
+                let device = run.device.clone();
+                if let Some(rate) = p.rate.filter(|r| *r > 0.0) {
+                    let measured = Some(MeasuredRate {
+                        slices_per_second: rate,
+                        device,
+                    });
+                    if p.stage == training_stage(true) {
+                        self.vae_rate = measured;
+                    } else if p.stage == training_stage(false) {
+                        self.unet_rate = measured;
+                    }
                 }
             }
             Event::Checkpoint {

@@ -131,6 +131,9 @@ fn suggestions_view_lists_provenance_and_draws_the_selected_slice() {
     insta::assert_snapshot!("suggestions_100x30", t.backend());
     let text = format!("{}", t.backend());
     assert!(text.contains("BraTS19_000:13"), "{text}");
+    // How far this batch's gradient step moved, under the table.
+    assert!(text.contains("calibrated step α 2.50e4"), "{text}");
+    assert!(text.contains("4/5 picks moved by it"), "{text}");
     assert!(
         text.contains('▀') || text.contains('▄'),
         "the slice is drawn"
@@ -178,6 +181,8 @@ fn latent_map_shows_pool_labelled_suggested_and_steps() {
     press(&mut app, KeyCode::Char('4'));
     let t = draw(&app, 100, 30);
     insta::assert_snapshot!("latent_map_100x30", t.backend());
+    let text = format!("{}", t.backend());
+    assert!(text.contains("median |z′−z| 1.00× NN distance"), "{text}");
     // Another pair of dimensions is another picture.
     press(&mut app, KeyCode::Char('x'));
     assert_eq!(app.axes, (1, 1));

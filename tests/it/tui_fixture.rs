@@ -11,7 +11,7 @@ use nextslice::journal::{Event, Holder, Job, Logged, ProgressReport};
 use nextslice::project::{Labelled, Pending, Phase, RoundRecord, RoundState, SliceKey};
 use nextslice::rng::Rng;
 use nextslice::strategy::Latents;
-use nextslice::strategy::Suggestion;
+use nextslice::strategy::{StepReport, Suggestion};
 use nextslice::tui::app::App;
 use nextslice::tui::snapshot::{PoolInfo, Snapshot};
 
@@ -106,6 +106,15 @@ pub fn state(phase: Phase, rounds: usize, map: &Latents) -> RoundState {
                 },
             });
         }
+        s.gradient_step = Some(StepReport {
+            calibrated: true,
+            alpha: 2.5e4,
+            median_step: 0.3,
+            nn_median: 0.3,
+            sources: 18,
+            picks: 5,
+            differ_from_zero_step: 4,
+        });
     }
     for r in 0..rounds {
         let t = r as f64;

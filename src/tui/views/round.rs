@@ -12,7 +12,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, LineGauge, Paragraph};
 
 use super::{ACCENT, BAD, DIM, GOOD, WARN, duration};
-use crate::journal::Job;
+use crate::journal::{Job, Phase};
+use crate::project::forecast::{Forecast, unet_passes, vae_passes};
 use crate::tui::app::App;
 use crate::tui::jobs::{JobOutcome, JobRun, Liveness, liveness};
 
@@ -69,16 +70,50 @@ fn next_step(frame: &mut Frame, area: Rect, app: &App) {
             a.binding.next.unwrap_or(a.binding.help)
         )));
     }
-    // The VAE's test-slice quality where the spare line is.
-    let quality = app.state().and_then(|s| s.vae_quality.as_ref());
-    lines.push(quality.map_or(Line::from(""), |q| {
-        Line::from(Span::styled(q.short(), Style::new().fg(DIM)))
-    }));
+    // The spare line: what the next training should cost, else the VAE's
+    // test-slice quality.
+    let spare = forecast(app).or_else(|| {
+        app.state()
+            .and_then(|s| s.vae_quality.as_ref())
+            .map(|q| q.short())
+    });
+    lines.push(Line::from(Span::styled(
+        spare.unwrap_or_default(),
+        Style::new().fg(DIM),
+    )));
     lines.push(Line::from(spans));
     frame.render_widget(
         Paragraph::new(lines).block(Block::bordered().title(" next ").border_style(ACCENT)),
         area,
     );
+}
+
+/// The forecast of the training the project waits for, if one does.
+fn forecast(app: &App) -> Option<String> {
+    if app.running_job().is_some() {
+        return None; // the job panel has its live ETA
+    }
+    let state = app.state()?;
+    let config = &app.snapshot.config;
+    let (job, passes, rate) = match state.phase {
+        Phase::NeedVae => {
+            let pool = app.snapshot.pool.as_ref()?.pool;
+            (Job::TrainVae, vae_passes(config, pool), &app.jobs.vae_rate)
+        }
+        Phase::Training => (
+            Job::Train,
+            unet_passes(config, state.labelled.len()),
+            &app.jobs.unet_rate,
+        ),
+        _ => return None,
+    };
+    let forecast = Forecast {
+        job,
+        slice_passes: passes,
+        rate: rate.clone(),
+        disk_bytes: None,
+    };
+    Some(format!("{}: {}", job.name(), forecast.describe()))
 }
 
 fn job_panel(frame: &mut Frame, area: Rect, app: &App, run: &JobRun) {
