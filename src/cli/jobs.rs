@@ -10,7 +10,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use nextslice::config::DeviceSpec;
-use nextslice::journal::{Event, EventLog, Job, Logged};
+use nextslice::journal::{Cursor, Event, EventLog, Job, Logged};
 use nextslice::layout::WORKER_LOG;
 use nextslice::project::Project;
 use nextslice::worker::{run_job, spawn};
@@ -52,7 +52,7 @@ pub fn launch(job: Job, args: &JobArgs, after: fn(&Path) -> Result<()>) -> Resul
         return after(dir);
     }
     let log = EventLog::new(dir);
-    let (_, offset) = log.read_from(0)?;
+    let (_, cursor) = log.follow(Cursor::default())?;
     let child = spawn(dir, job, device)?;
     if !args.wait {
         println!(
@@ -66,7 +66,7 @@ pub fn launch(job: Job, args: &JobArgs, after: fn(&Path) -> Result<()>) -> Resul
         );
         return Ok(());
     }
-    follow_job(dir, job, offset, child)?;
+    follow_job(dir, job, cursor, child)?;
     after(dir)
 }
 
@@ -113,13 +113,13 @@ impl LiveLine {
     }
 }
 
-/// Follows the event log from `offset` until the worker we started ends its
+/// Follows the event log from `cursor` until the worker we started ends its
 /// job and exits (so its lock is free for the next step); errors if the
 /// job failed, was cancelled, or the worker died.
 fn follow_job(
     dir: &Path,
     job: Job,
-    mut offset: u64,
+    mut cursor: Cursor,
     mut worker: std::process::Child,
 ) -> Result<()> {
     let log = EventLog::new(dir);
@@ -128,8 +128,8 @@ fn follow_job(
     let mut live = LiveLine::new();
     loop {
         let exited = worker.try_wait()?;
-        let (events, next) = log.read_from(offset)?;
-        offset = next;
+        let (events, next) = log.follow(cursor)?;
+        cursor = next;
         for e in &events {
             let outcome = match &e.event {
                 Event::JobStarted { pid: p, .. } if *p == pid => {
@@ -183,16 +183,16 @@ fn follow_job(
 /// Runs `job` in this process, showing its progress from the event log.
 pub fn run_foreground(dir: &Path, job: Job, device: DeviceSpec) -> Result<String> {
     let log = EventLog::new(dir);
-    let (_, start) = log.read_from(0)?;
+    let (_, start) = log.follow(Cursor::default())?;
     let done = std::sync::atomic::AtomicBool::new(false);
     let result = std::thread::scope(|scope| {
         scope.spawn(|| {
-            let mut offset = start;
+            let mut cursor = start;
             let mut live = LiveLine::new();
             loop {
                 let finished = done.load(std::sync::atomic::Ordering::Relaxed);
-                if let Ok((events, next)) = log.read_from(offset) {
-                    offset = next;
+                if let Ok((events, next)) = log.follow(cursor) {
+                    cursor = next;
                     for e in events.iter().filter(|e| {
                         matches!(e.event, Event::Progress(_) | Event::Checkpoint { .. })
                     }) {

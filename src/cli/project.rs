@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use nextslice::config::Preset;
-use nextslice::journal::{Event, EventLog, Logged, running_worker};
+use nextslice::journal::{Cursor, Event, EventLog, Logged, running_worker};
 use nextslice::progress::StderrProgress;
 use nextslice::project::actions::{check_import, confirm_import, export_pending, request_cancel};
 use nextslice::project::{Phase, Project};
@@ -241,10 +241,10 @@ pub fn logs(args: LogsArgs) -> Result<()> {
     let dir = &args.project.project;
     Project::open(dir)?;
     let log = EventLog::new(dir);
-    let mut offset = 0;
+    let mut cursor = Cursor::default();
     loop {
-        let (events, next) = log.read_from(offset)?;
-        offset = next;
+        let (events, next) = log.follow(cursor)?;
+        cursor = next;
         for e in &events {
             println!("{}", describe(e));
         }

@@ -5,7 +5,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -159,8 +159,13 @@ impl EventLog {
     /// writers never interleave a record. After a crash cut the last line
     /// short, the new line starts after a newline of its own.
     pub fn append(&self, event: Event) -> Result<(), EventLogError> {
-        let mut line =
-            serde_json::to_vec(&Logged { time: now(), event }).map_err(|e| self.fail(e.into()))?;
+        self.append_logged(&Logged { time: now(), event })
+    }
+
+    /// Appends an event with its time already set (compaction carrying a
+    /// late line over).
+    pub(super) fn append_logged(&self, logged: &Logged) -> Result<(), EventLogError> {
+        let mut line = serde_json::to_vec(logged).map_err(|e| self.fail(e.into()))?;
         line.push(b'\n');
         let mut file = OpenOptions::new()
             .create(true)
@@ -214,6 +219,42 @@ impl EventLog {
     pub fn read_all(&self) -> Result<Vec<Logged>, EventLogError> {
         Ok(self.read_from(0)?.0)
     }
+
+    /// Events since `cursor`, and the cursor to pass next time. When the
+    /// log was rewritten (compaction renames a new file into place) it is
+    /// read again from the start, skipping the events the follower has
+    /// already seen, by time.
+    pub fn follow(&self, cursor: Cursor) -> Result<(Vec<Logged>, Cursor), EventLogError> {
+        let inode = match std::fs::metadata(&self.path) {
+            Ok(m) => m.ino(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), cursor)),
+            Err(e) => return Err(self.fail(e)),
+        };
+        let rewritten = cursor.inode != 0 && cursor.inode != inode;
+        let start = if rewritten { 0 } else { cursor.offset };
+        let (mut events, offset) = self.read_from(start)?;
+        if rewritten {
+            events.retain(|e| e.time > cursor.last_time);
+        }
+        let last_time = events.last().map_or(cursor.last_time, |e| e.time);
+        Ok((
+            events,
+            Cursor {
+                inode,
+                offset,
+                last_time,
+            },
+        ))
+    }
+}
+
+/// Where a follower of the log is: which file (a compaction makes a new
+/// one), how far into it, and the time of the last event it saw.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Cursor {
+    inode: u64,
+    offset: u64,
+    last_time: f64,
 }
 
 #[cfg(test)]

@@ -5,13 +5,15 @@
 //! `engine`, `worker`, `simulate`, the TUI and the CLI all use it.
 
 mod cancel;
+mod compact;
 mod events;
 mod job;
 mod lock;
 mod phase;
 
 pub use cancel::{cancel_requested, clear_cancel, request_cancel};
-pub use events::{Event, EventLog, EventLogError, Logged, Overall, ProgressReport};
+pub use compact::COMPACT_ABOVE;
+pub use events::{Cursor, Event, EventLog, EventLogError, Logged, Overall, ProgressReport};
 pub use job::Job;
 pub use lock::{HANDOVER, Holder, LockError, WorkerLock, running_worker, wait_until_free};
 pub use phase::Phase;

@@ -32,7 +32,7 @@ use std::time::Duration;
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
 use ratatui_image::picker::Picker;
 
-use crate::journal::{EventLog, Job, now};
+use crate::journal::{Cursor, EventLog, Job, now};
 use crate::progress::Silent;
 use crate::project::Project;
 use crate::project::actions::{check_import, confirm_import, export_pending, request_cancel};
@@ -65,13 +65,13 @@ pub fn run_with_import_prefill(dir: &Path, prefill: Option<String>) -> Result<()
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         return Err(TuiError::NotATerminal);
     }
-    let (events, offset) = EventLog::new(dir).read_from(0)?;
+    let (events, cursor) = EventLog::new(dir).follow(Cursor::default())?;
     let mut app = App::new(Snapshot::load(&project), &events, now());
     app.import_prefill = prefill;
 
     // `init` also installs a panic hook that restores the terminal first.
     let mut terminal = ratatui::init();
-    let result = run_loop(&mut terminal, &mut app, dir, offset);
+    let result = run_loop(&mut terminal, &mut app, dir, cursor);
     ratatui::restore();
     result
 }
@@ -90,14 +90,14 @@ fn run_loop(
     terminal: &mut ratatui::DefaultTerminal,
     app: &mut App,
     dir: &Path,
-    offset: u64,
+    cursor: Cursor,
 ) -> Result<(), TuiError> {
     let picker = picker();
     let (tx, rx) = mpsc::channel::<Update>();
     let stop = Arc::new(AtomicBool::new(false));
     spawn_input(tx.clone(), stop.clone());
     spawn_ticks(tx.clone(), stop.clone());
-    watch::spawn(dir.to_path_buf(), offset, tx.clone(), stop.clone());
+    watch::spawn(dir.to_path_buf(), cursor, tx.clone(), stop.clone());
     let (image_tx, image_rx) = mpsc::channel();
     images::spawn(dir.to_path_buf(), picker, image_rx, tx.clone());
 

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use super::app::Update;
 use super::snapshot::{load_latents, load_pool, load_simulation, newest_store, simulation_results};
-use crate::journal::{EventLog, running_worker};
+use crate::journal::{Cursor, EventLog, running_worker};
 use crate::layout::{LATENTS_FILE, STATE_FILE};
 use crate::project::RoundState;
 
@@ -28,16 +28,16 @@ fn signature(path: &Path) -> Option<(u64, SystemTime)> {
 
 /// Watches `dir` until `stop` is set or the receiver is gone. The first
 /// round reports only what differs from what the caller already loaded:
-/// `offset` is where in the event log the caller stopped reading.
+/// `cursor` is where in the event log the caller stopped reading.
 pub fn spawn(
     dir: PathBuf,
-    offset: u64,
+    cursor: Cursor,
     tx: Sender<Update>,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let log = EventLog::new(&dir);
-        let mut offset = offset;
+        let mut cursor = cursor;
         let mut worker = running_worker(&dir);
         let mut state_sig = signature(&dir.join(STATE_FILE));
         let mut store = newest_store(&dir).and_then(|d| signature(&d));
@@ -53,10 +53,10 @@ pub fn spawn(
                 worker.clone_from(&now_worker);
                 updates.push(Update::Worker(now_worker));
             }
-            if let Ok((events, next)) = log.read_from(offset)
+            if let Ok((events, next)) = log.follow(cursor)
                 && !events.is_empty()
             {
-                offset = next;
+                cursor = next;
                 updates.push(Update::Events(events));
             }
             let sig = signature(&dir.join(STATE_FILE));

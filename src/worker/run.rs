@@ -17,8 +17,8 @@ use crate::engine::{
     EngineError, StepContext, evaluate_step, suggest_step, train_step, train_vae_step,
 };
 use crate::journal::{
-    Event, EventLog, Holder, Job, LockError, WorkerLock, cancel_requested, clear_cancel, now,
-    wait_until_free,
+    COMPACT_ABOVE, Event, EventLog, Holder, Job, LockError, WorkerLock, cancel_requested,
+    clear_cancel, now, wait_until_free,
 };
 use crate::layout::WORKER_LOG;
 use crate::project::{Project, ProjectError};
@@ -139,6 +139,10 @@ pub fn run_job(dir: &Path, job: Job, device: DeviceSpec) -> Result<String, Worke
         let _ = log.append(stale.ending());
     }
     clear_cancel(dir);
+    // Under the lock, before this job's own lines: keep the log small.
+    if let Err(e) = log.compact_if_larger(COMPACT_ABOVE) {
+        eprintln!("worker: {e}; the event log stays as it was");
+    }
     let _ = log.append(Event::JobStarted {
         job,
         pid: holder.pid,
