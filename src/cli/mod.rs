@@ -66,6 +66,8 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Ask the running job to stop after its current batch.
     Cancel(project::ProjectArg),
+    /// Point the project at its data after the data moved (same content).
+    Relink(project::RelinkArgs),
     /// Draw one slice with its mask in the terminal.
     Show(show::ShowArgs),
     /// Run one job in this process (started detached by the step commands).
@@ -145,6 +147,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Logs(args) => project::logs(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Cancel(args) => project::cancel(args),
+        Command::Relink(args) => project::relink(args),
         Command::Show(args) => show::run(args),
         Command::Worker(args) => jobs::worker(args),
         Command::Phantom(args) => phantom(args),

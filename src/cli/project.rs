@@ -267,3 +267,41 @@ pub fn cancel(args: ProjectArg) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Args, Debug)]
+pub struct RelinkArgs {
+    #[command(flatten)]
+    pub project: ProjectArg,
+    /// Where the project's dataset is now.
+    #[arg(long)]
+    pub data: PathBuf,
+}
+
+/// `relink`: checks the data at its new place is the data the store was
+/// built from (by content), then points `dataset.root` there.
+pub fn relink(args: RelinkArgs) -> Result<()> {
+    let dir = &args.project.project;
+    let project = Project::open(dir)?;
+    if let Some(holder) = running_worker(dir) {
+        anyhow::bail!(
+            "a worker (pid {}) is running `{}` in this project; relink when it is done",
+            holder.pid,
+            holder.job
+        );
+    }
+    let done = project.relink(
+        &args.data,
+        &nextslice::progress::StderrProgress::default(),
+        &std::sync::atomic::AtomicBool::new(false),
+    )?;
+    println!(
+        "relinked: {} → {} ({} cases, same content; store {} kept, with its latents, masks and rounds)",
+        done.from
+            .as_deref()
+            .map_or("(none)".into(), |p| p.display().to_string()),
+        done.to.display(),
+        done.cases,
+        done.store_key
+    );
+    Ok(())
+}

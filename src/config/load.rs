@@ -85,6 +85,12 @@ impl Config {
         Self::from_layers(vec![read_layer(file)?])
     }
 
+    /// A complete configuration from TOML text (a project file about to be
+    /// written); errors name `origin`.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        Self::from_layers(vec![parse_layer(PathBuf::from(origin), text)?])
+    }
+
     /// A preset with TOML text laid over it (tests, the demo).
     pub fn preset_with(preset: Preset, origin: &str, text: &str) -> Result<Config, ConfigError> {
         let overlay = parse_layer(PathBuf::from(origin), text)?;

@@ -3,6 +3,7 @@
 //! volume, a PNG preview, and `manifest.csv` naming the mask file expected
 //! back. Everything goes under `rounds/NNN/export/`.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -53,11 +54,14 @@ pub struct ToExport<'a> {
     pub source: Option<&'a SliceKey>,
 }
 
-/// Writes the export for `pending` into `dir`.
+/// Writes the export for `pending` into `dir`, reading each case's images
+/// from `sources` (where discovery finds them now: the data may have moved
+/// since the store recorded its paths), else from the store's record.
 pub fn export(
     dir: &Path,
     config: &Config,
     meta: &StoreMeta,
+    sources: &HashMap<String, Vec<PathBuf>>,
     pending: &[ToExport<'_>],
 ) -> Result<Exported, MaskError> {
     let io = |path: &Path| {
@@ -89,8 +93,9 @@ pub fn export(
             .ok_or_else(|| {
                 MaskError::Invalid(format!("case `{case}` is not in the slice store"))
             })?;
-        let volumes: Vec<Volume> = record
-            .images
+        let volumes: Vec<Volume> = sources
+            .get(case)
+            .unwrap_or(&record.images)
             .iter()
             .map(|p| read_volume(p).map(to_canonical))
             .collect::<Result<_, _>>()?;

@@ -47,6 +47,12 @@ pub fn export_pending(project: &Project, progress: &dyn Progress) -> Result<Expo
     let state = project.state()?;
     awaiting_masks(&state, "nothing to export")?;
     let store = project.store(progress, &AtomicBool::new(false))?;
+    let sources = project
+        .discover()?
+        .cases
+        .into_iter()
+        .map(|c| (c.id, c.images))
+        .collect();
     let dir = project.round_dir(state.round).join(EXPORT_DIR);
     let slices: Vec<ToExport> = state
         .pending
@@ -56,7 +62,13 @@ pub fn export_pending(project: &Project, progress: &dyn Progress) -> Result<Expo
             source: p.source.as_ref(),
         })
         .collect();
-    Ok(export(&dir, &project.config, store.meta(), &slices)?)
+    Ok(export(
+        &dir,
+        &project.config,
+        store.meta(),
+        &sources,
+        &slices,
+    )?)
 }
 
 /// Checks mask files (or folders of them) against the pending suggestions;

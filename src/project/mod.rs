@@ -7,6 +7,7 @@
 pub mod actions;
 pub mod forecast;
 pub mod latents;
+mod relink;
 pub mod state;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use crate::store::{SliceStore, StoreError, open_or_build};
 use crate::volume::dataset::{Discovery, discover};
 
 pub use crate::store::{SliceIndex, SliceKey};
+pub use relink::Relinked;
 pub use state::{Labelled, Pending, Phase, RoundRecord, RoundState, StateError, VaeQuality};
 
 #[derive(Debug, thiserror::Error)]

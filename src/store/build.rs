@@ -14,9 +14,10 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::fsutil::{sync_dir, write_atomic};
-use crate::progress::{Progress, ProgressUpdate};
+use crate::progress::{Progress, ProgressUpdate, Silent};
 use crate::volume::dataset::Case;
 
+use super::content::{ContentHashes, relative_to};
 use super::format::{FORMAT_VERSION, IMAGES_FILE, INDEX_FILE, LABELS_FILE, META_FILE, StoreMeta};
 use super::preprocess::{PreparedCase, prepare_case};
 use super::{SliceStore, StoreError};
@@ -31,18 +32,26 @@ pub enum BuildOutcome {
 /// The settings that change stored values (and nothing else), hashed with
 /// the inputs.
 #[derive(Serialize)]
-struct KeyMaterial<'a> {
+struct KeyMaterial<'a, F: Serialize> {
     format_version: u32,
     modalities: &'a [String],
     label_values: Vec<u8>,
     slicing: &'a crate::config::SlicingConfig,
     normalisation: &'a crate::config::NormalisationConfig,
     store: &'a crate::config::StoreConfig,
-    cases: Vec<(&'a str, Vec<FileIdentity>)>,
+    cases: Vec<(&'a str, Vec<F>)>,
 }
 
-/// A file's path, size and modification time — cheap to check, and changed
-/// by any rewrite (hashing 50 GB of BraTS on every start would not be).
+/// An input file by content: where it is under the dataset root, and its
+/// bytes' blake3 hash.
+#[derive(Serialize)]
+struct FileContent {
+    path: String,
+    blake3: String,
+}
+
+/// How stores were keyed before content keys: absolute path, size and
+/// modification time. Only computed to adopt a store built that way.
 #[derive(Serialize)]
 struct FileIdentity {
     path: String,
@@ -65,54 +74,109 @@ fn identity(path: &Path) -> Result<FileIdentity, StoreError> {
     })
 }
 
-/// `key` names a store: settings plus every input file's identity.
-/// `lineage` leaves out sizes and times: a new store supersedes older ones of
+/// `key` names a store: settings plus every input file's content.
+/// `lineage` leaves out the contents: a new store supersedes older ones of
 /// the same lineage (the same files, since rewritten), and leaves stores of
-/// other datasets or settings sharing the root alone.
+/// other datasets or settings sharing the root alone. `legacy` is the key
+/// the same inputs had before stores were keyed by content.
 struct StoreKeys {
     key: String,
     lineage: String,
+    legacy: Option<String>,
 }
 
-fn store_keys(config: &Config, cases: &[Case]) -> Result<StoreKeys, StoreError> {
-    let mut listed = Vec::with_capacity(cases.len());
-    for case in cases {
-        let files = case
-            .images
-            .iter()
-            .chain(&case.label)
-            .map(|p| identity(p))
-            .collect::<Result<_, _>>()?;
-        listed.push((case.id.as_str(), files));
-    }
-    let mut material = KeyMaterial {
+fn material<'a, F: Serialize>(
+    config: &'a Config,
+    cases: Vec<(&'a str, Vec<F>)>,
+) -> KeyMaterial<'a, F> {
+    KeyMaterial {
         format_version: FORMAT_VERSION,
         modalities: &config.dataset.modalities,
         label_values: config.labels.values(),
         slicing: &config.slicing,
         normalisation: &config.normalisation,
         store: &config.store,
-        cases: listed,
-    };
-    let hash = |m: &KeyMaterial| -> String {
-        let json = serde_json::to_vec(m).unwrap_or_default();
-        blake3::hash(&json).to_hex()[..16].to_string()
-    };
-    let key = hash(&material);
-    for (_, files) in &mut material.cases {
+        cases,
+    }
+}
+
+fn hash_of<F: Serialize>(m: &KeyMaterial<'_, F>) -> String {
+    let json = serde_json::to_vec(m).unwrap_or_default();
+    blake3::hash(&json).to_hex()[..16].to_string()
+}
+
+fn case_files(case: &Case) -> impl Iterator<Item = &PathBuf> {
+    case.images.iter().chain(&case.label)
+}
+
+fn store_keys(
+    root: &Path,
+    config: &Config,
+    cases: &[Case],
+    progress: &dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<StoreKeys, StoreError> {
+    let files: Vec<&Path> = cases
+        .iter()
+        .flat_map(case_files)
+        .map(PathBuf::as_path)
+        .collect();
+    let mut hashes = ContentHashes::open(root);
+    let digests = hashes.hash_all(&files, progress, cancel)?;
+    hashes.save();
+    let data_root = config.dataset.root.as_deref();
+    let mut digests = digests.into_iter();
+    let mut listed = Vec::with_capacity(cases.len());
+    for case in cases {
+        let files: Vec<FileContent> = case_files(case)
+            .map(|p| FileContent {
+                path: relative_to(p, data_root),
+                blake3: digests.next().unwrap_or_default(),
+            })
+            .collect();
+        listed.push((case.id.as_str(), files));
+    }
+    let mut content = material(config, listed);
+    let key = hash_of(&content);
+    for (_, files) in &mut content.cases {
         for f in files {
-            f.len = 0;
-            f.modified_ns = 0;
+            f.blake3.clear();
         }
     }
-    let lineage = hash(&material);
-    Ok(StoreKeys { key, lineage })
+    let lineage = hash_of(&content);
+    let legacy = cases
+        .iter()
+        .map(|case| {
+            let files = case_files(case)
+                .map(|p| identity(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((case.id.as_str(), files))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()
+        .ok()
+        .map(|listed| hash_of(&material(config, listed)));
+    Ok(StoreKeys {
+        key,
+        lineage,
+        legacy,
+    })
 }
 
 /// The store key for these cases and settings (16 hex digits): the name of
-/// the directory `open_or_build` uses under its root.
-pub fn store_key(config: &Config, cases: &[Case]) -> Result<String, StoreError> {
-    Ok(store_keys(config, cases)?.key)
+/// the directory `open_or_build` uses under `root`.
+pub fn store_key(root: &Path, config: &Config, cases: &[Case]) -> Result<String, StoreError> {
+    store_key_with(root, config, cases, &Silent, &AtomicBool::new(false))
+}
+
+/// `store_key`, reporting the hashing of files the cache cannot vouch for.
+pub fn store_key_with(
+    root: &Path,
+    config: &Config,
+    cases: &[Case],
+    progress: &dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<String, StoreError> {
+    Ok(store_keys(root, config, cases, progress, cancel)?.key)
 }
 
 /// Opens the store for these inputs under `root`, building it first when the
@@ -125,12 +189,13 @@ pub fn open_or_build(
     progress: &dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<(SliceStore, BuildOutcome), StoreError> {
-    let keys = store_keys(config, cases)?;
     fs::create_dir_all(root).map_err(StoreError::io(root))?;
     let lock_path = root.join(".lock");
     let lock = fs::File::create(&lock_path).map_err(StoreError::io(&lock_path))?;
     lock.lock().map_err(StoreError::io(&lock_path))?;
+    let keys = store_keys(root, config, cases, progress, cancel)?;
     let dir = root.join(&keys.key);
+    adopt_legacy_store(root, &keys);
     if dir.join(META_FILE).exists() {
         match SliceStore::open(&dir) {
             Ok(store) => return Ok((store, BuildOutcome::Reused)),
@@ -352,6 +417,18 @@ impl BufFile {
     }
 }
 
+/// A store built before stores were keyed by content, for these same
+/// inputs, is renamed to its content key: projects keep their store (its
+/// recorded key, which latents refer to, is unchanged) instead of
+/// rebuilding it.
+fn adopt_legacy_store(root: &Path, keys: &StoreKeys) {
+    let Some(legacy) = &keys.legacy else { return };
+    let (old, new) = (root.join(legacy), root.join(&keys.key));
+    if legacy != &keys.key && old.join(META_FILE).exists() && !new.exists() {
+        let _ = fs::rename(&old, &new).and_then(|()| sync_dir(root));
+    }
+}
+
 /// Removes `.build-*` directories: with the root's lock held, any that exist
 /// were left by a builder that died (e.g. `kill -9`).
 fn remove_abandoned_builds(root: &Path) {
@@ -383,5 +460,44 @@ fn remove_superseded_stores(root: &Path, keys: &StoreKeys) {
         if other.lineage == keys.lineage {
             let _ = fs::remove_dir_all(entry.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Preset;
+    use crate::volume::dataset::discover;
+    use crate::volume::phantom::{PhantomKind, PhantomSpec, write_phantom};
+
+    #[test]
+    fn a_store_keyed_the_old_way_is_adopted_not_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let spec = PhantomSpec {
+            kind: PhantomKind::Tumour,
+            subjects: 1,
+            size: 32,
+            seed: 2,
+        };
+        write_phantom(&data, &spec, &Silent).unwrap();
+        let mut config =
+            Config::preset_with(Preset::Demo, "<test>", "[slicing]\nsize = [32, 32]\n").unwrap();
+        config.dataset.root = Some(data.clone());
+        let cases = discover(&config.dataset, &data).unwrap().cases;
+        let root = dir.path().join("stores");
+        let never = AtomicBool::new(false);
+        let (store, _) = open_or_build(&root, &config, &cases, &Silent, &never).unwrap();
+        let built_key = store.meta().key.clone();
+        drop(store);
+        // What an older nextslice left: the same store under its old key.
+        let keys = store_keys(&root, &config, &cases, &Silent, &never).unwrap();
+        let legacy = keys.legacy.expect("a legacy key");
+        assert_ne!(legacy, keys.key);
+        fs::rename(root.join(&keys.key), root.join(&legacy)).unwrap();
+        let (store, outcome) = open_or_build(&root, &config, &cases, &Silent, &never).unwrap();
+        assert_eq!(outcome, BuildOutcome::Reused);
+        assert_eq!(store.meta().key, built_key);
+        assert!(root.join(&keys.key).exists() && !root.join(&legacy).exists());
     }
 }

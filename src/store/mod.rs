@@ -13,12 +13,13 @@
 //! terminals.
 
 mod build;
+mod content;
 mod format;
 mod keys;
 mod preprocess;
 mod reader;
 
-pub use build::{BuildOutcome, open_or_build, store_key};
+pub use build::{BuildOutcome, open_or_build, store_key, store_key_with};
 pub use format::{META_FILE, SliceEntry, StoreMeta, VolumeRecord};
 pub use keys::{SliceIndex, SliceKey};
 pub use preprocess::{CropWindow, extract_slice};

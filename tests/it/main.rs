@@ -8,6 +8,7 @@ mod models;
 mod nifti_errors;
 mod nifti_io;
 mod phantom;
+mod relink;
 mod rounds;
 mod simulate;
 mod store;

@@ -26,7 +26,8 @@ impl Pool {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         super::common::tumour_phantoms(&data, subjects, size, seed);
-        let config = demo_config(overlay);
+        let mut config = demo_config(overlay);
+        config.dataset.root = Some(data.clone());
         let cases = discover(&config.dataset, &data).unwrap().cases;
         Pool { dir, config, cases }
     }
@@ -225,12 +226,20 @@ fn store_is_reused_until_inputs_or_settings_change() {
     // A changed setting gives a new store.
     let mut other = config.clone();
     other.slicing.min_brain_fraction = 0.2;
-    assert_ne!(store_key(&other, cases).unwrap(), key);
+    assert_ne!(store_key(&root, &other, cases).unwrap(), key);
 
-    // A rewritten input file gives a new store, and the old one is removed.
+    // The same bytes written again (a `touch`, a copy): the same store.
     std::thread::sleep(std::time::Duration::from_millis(20));
     let seg = cases[1].label.clone().unwrap();
-    let labels = read_labels(&seg).unwrap();
+    let mut labels = read_labels(&seg).unwrap();
+    NiftiWriter::new(labels.dims, labels.affine)
+        .write(&seg, &labels.data)
+        .unwrap();
+    assert_eq!(build(&root, &config, cases).1, BuildOutcome::Reused);
+
+    // New content gives a new store, and the old one is removed.
+    let voxel = labels.data.iter().position(|&v| v == 0).unwrap();
+    labels.data[voxel] = 1;
     NiftiWriter::new(labels.dims, labels.affine)
         .write(&seg, &labels.data)
         .unwrap();
@@ -250,11 +259,61 @@ fn store_is_reused_until_inputs_or_settings_change() {
 }
 
 #[test]
+fn a_store_follows_its_data_to_another_directory() {
+    let pool = Pool::new(2, 32, 3, "[slicing]\nsize = [32, 32]\n");
+    let root = pool.root("store");
+    let (first, _) = build(&root, &pool.config, &pool.cases);
+    let key = first.meta().key.clone();
+    drop(first);
+    // The dataset copied to another disk (new paths, new mtimes).
+    let moved = pool.root("elsewhere");
+    copy_tree(&pool.root("data"), &moved);
+    let mut config = pool.config.clone();
+    config.dataset.root = Some(moved.clone());
+    let cases = discover(&config.dataset, &moved).unwrap().cases;
+    let (store, outcome) = build(&root, &config, &cases);
+    assert_eq!(outcome, BuildOutcome::Reused);
+    assert_eq!(store.meta().key, key);
+    // The hashes are cached: a second look reads no file again (their
+    // stamps are unchanged).
+    let hashing = HashingSeen::default();
+    let (again, _) =
+        open_or_build(&root, &config, &cases, &hashing, &AtomicBool::new(false)).unwrap();
+    assert_eq!(again.meta().key, key);
+    assert!(!hashing.0.load(std::sync::atomic::Ordering::Relaxed));
+}
+
+/// Whether any input file was read to hash it.
+#[derive(Default)]
+struct HashingSeen(std::sync::atomic::AtomicBool);
+
+impl nextslice::progress::Progress for HashingSeen {
+    fn update(&self, update: &nextslice::progress::ProgressUpdate<'_>) {
+        if update.stage == "hashing inputs" {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
 fn half_built_stores_are_never_used() {
     let pool = Pool::new(1, 32, 1, "[slicing]\nsize = [32, 32]\n");
     let (config, cases) = (pool.config.clone(), &pool.cases);
     let root = pool.root("store");
-    let key = store_key(&config, cases).unwrap();
+    let key = store_key(&root, &config, cases).unwrap();
     // What a kill -9 mid-build leaves: a temp build directory; and a
     // final-name directory without meta.json (we never make one, but a
     // manual copy could).
