@@ -11,6 +11,7 @@ mod phantom;
 mod relink;
 mod rounds;
 mod simulate;
+mod soak;
 mod store;
 mod tui;
 mod tui_fixture;
