@@ -73,7 +73,11 @@ pub fn line(project: &Project, job: Job) -> Option<String> {
                 .iter()
                 .map(|s| s.slice_passes(&plan, pool))
                 .sum();
-            let rate = measured_rate(&events, training_stage(false))?;
+            let Some(rate) = measured_rate(&events, training_stage(false)) else {
+                return Some(format!(
+                    "simulate: {passes} slice passes of U-Net training; no rate measured here yet (ETA from the first batches)"
+                ));
+            };
             Some(format!(
                 "simulate: U-Net trainings projected at {} ({passes} slice passes at {:.0} slices/s, measured here on {}), evaluation and suggestion on top",
                 duration(passes as f64 / rate.slices_per_second.max(1e-9)),
