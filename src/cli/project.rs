@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use clap::Args;
 
-use nextslice::config::Preset;
+use nextslice::config::{Preset, SamplingUnit};
 use nextslice::journal::{Cursor, Event, EventLog, Logged, running_worker};
 use nextslice::progress::StderrProgress;
 use nextslice::project::actions::{check_import, confirm_import, export_pending, request_cancel};
@@ -87,8 +87,12 @@ pub fn export_cmd(args: ProjectArg) -> Result<()> {
         done.files,
         done.dir.display()
     );
+    let each = match project.config.sampling.unit {
+        SamplingUnit::Slice => "slice",
+        SamplingUnit::Volume => "volume (a 3D mask)",
+    };
     println!(
-        "send the folder to the annotators; manifest.csv names the mask expected back for each slice."
+        "send the folder to the annotators; manifest.csv names the mask expected back for each {each}."
     );
     println!(
         "then: nextslice import -p {} MASKS…",

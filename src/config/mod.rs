@@ -378,6 +378,33 @@ pub struct SamplingConfig {
     /// Learning loss: an absolute epoch (from 0) instead of the fraction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ll_detach_epoch: Option<usize>,
+    /// What the experts annotate: single slices, or whole volumes chosen by
+    /// the slices' votes (the MICCAI 2020 patient-wise variant).
+    #[serde(default)]
+    pub unit: SamplingUnit,
+}
+
+/// The unit of a suggestion. The budget counts slices either way.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum SamplingUnit {
+    /// Each pick is one slice, annotated on its own.
+    #[default]
+    Slice,
+    /// Each pick votes for its volume; the most-voted volumes are annotated
+    /// whole (as 3D masks) while their slices fit in the round's budget.
+    Volume,
+}
+
+impl SamplingUnit {
+    pub fn name(self) -> &'static str {
+        match self {
+            SamplingUnit::Slice => "slice",
+            SamplingUnit::Volume => "volume",
+        }
+    }
 }
 
 impl SamplingConfig {

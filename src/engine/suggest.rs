@@ -3,7 +3,7 @@
 //! `round_fraction` of the pool. The current U-Net's prediction of each
 //! suggested slice is saved for the TUI. → AwaitingMasks.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
@@ -11,14 +11,15 @@ use burn::tensor::backend::AutodiffBackend;
 use super::context::{EngineError, StepContext};
 use super::infer::{Pass, class_map, predict};
 use super::prepare::{Round, prepare};
-use crate::config::Strategy;
+use crate::config::{SamplingUnit, Strategy};
 use crate::layout::{GRADIENT_STEP_FILE, SUGGESTIONS_FILE};
 use crate::model::UNet;
 use crate::project::{Pending, Phase, Project, SliceIndex, StateError};
 use crate::rng::Rng;
 use crate::store::SliceStore;
 use crate::strategy::step::zero_step;
-use crate::strategy::{Request, StepReport};
+use crate::strategy::volume::volumes_by_vote;
+use crate::strategy::{Request, StepReport, Suggestion};
 
 /// Suggests a batch; returns a one-line summary.
 pub fn suggest_step<B: AutodiffBackend>(
@@ -103,6 +104,10 @@ pub fn suggest_step<B: AutodiffBackend>(
         }
         None => None,
     };
+    let (suggestions, volumes) = match config.sampling.unit {
+        SamplingUnit::Slice => (suggestions, 0),
+        SamplingUnit::Volume => whole_volumes(suggestions, &candidates, &index, count),
+    };
     let pending: Vec<Pending> = suggestions
         .into_iter()
         .map(|s| Pending {
@@ -140,16 +145,54 @@ pub fn suggest_step<B: AutodiffBackend>(
         .unwrap_or_default();
     state.gradient_step = step;
     let n = state.pending.len();
+    let what = match config.sampling.unit {
+        SamplingUnit::Slice => format!("{n} slices"),
+        SamplingUnit::Volume => format!("{n} slices in {volumes} whole volumes"),
+    };
     project.commit(
         &mut state,
         Phase::AwaitingMasks,
-        &format!("{n} slices suggested ({name})"),
+        &format!("{what} suggested ({name})"),
         ctx.log,
     )?;
     Ok(format!(
-        "round {round}: {n} slices suggested by {name} sampling ({:.1}% of the pool){step_line}",
+        "round {round}: {what} suggested by {name} sampling ({:.1}% of the pool){step_line}",
         100.0 * n as f64 / pool as f64
     ))
+}
+
+/// Patient-wise suggestion: the slice picks vote for their volumes, and
+/// every candidate slice of the chosen volumes is suggested (a pick keeps
+/// its provenance, the rest are plain). Returns the suggestions, volume by
+/// volume in slice order, and how many volumes they cover.
+fn whole_volumes(
+    picks: Vec<Suggestion>,
+    candidates: &[usize],
+    index: &SliceIndex,
+    budget: usize,
+) -> (Vec<Suggestion>, usize) {
+    let mut by_case: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for &id in candidates {
+        by_case.entry(&index.key(id).case).or_default().push(id);
+    }
+    let ids: Vec<usize> = picks.iter().map(|s| s.slice).collect();
+    let chosen = volumes_by_vote(
+        &ids,
+        |id| index.key(id).case.as_str(),
+        |case| by_case.get(case).map_or(0, Vec::len),
+        budget,
+    );
+    let mut picked: std::collections::HashMap<usize, Suggestion> =
+        picks.into_iter().map(|s| (s.slice, s)).collect();
+    let mut out = Vec::new();
+    for case in &chosen {
+        let mut slices = by_case.get(case).cloned().unwrap_or_default();
+        slices.sort_by_key(|&id| index.key(id).slice);
+        for id in slices {
+            out.push(picked.remove(&id).unwrap_or_else(|| Suggestion::plain(id)));
+        }
+    }
+    (out, chosen.len())
 }
 
 /// The current U-Net's class map for each of `ids`, written next to the

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::config::Config;
+use crate::config::{Config, SamplingUnit};
 use crate::fsutil::write_atomic;
 use crate::store::{SliceKey, StoreMeta};
 use crate::volume::{NiftiWriter, Volume, read_volume, to_canonical};
@@ -72,6 +72,9 @@ pub fn export(
         }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
+    if config.sampling.unit == SamplingUnit::Volume {
+        return super::export_volumes::export_volumes(dir, config, meta, sources, pending);
+    }
     let axis = config.slicing.axis;
     let mut manifest = String::from(
         "slice,case,slice_index,axis,source,images,preview,expected_mask,expected_png_mask\n",
@@ -109,21 +112,10 @@ pub fn export(
                 NiftiWriter::new(slice.dims, slice.affine).write(&dir.join(&name), &slice.data)?;
                 image_names.push(name);
                 files += 1;
-                let (rows, cols, shown) = to_display(&slice, axis);
-                tiles.push((rows, cols, to_gray(&shown)));
+                tiles.push(preview_tile(v, axis, s));
             }
             let preview = format!("{}_s{:03}.png", p.key.case, p.key.slice);
-            let (rows, cols) = (tiles[0].0, tiles[0].1);
-            let width = cols * tiles.len();
-            let mut pixels = vec![0u8; rows * width];
-            for (t, (_, _, tile)) in tiles.iter().enumerate() {
-                for r in 0..rows {
-                    pixels[r * width + t * cols..r * width + (t + 1) * cols]
-                        .copy_from_slice(&tile[r * cols..(r + 1) * cols]);
-                }
-            }
-            let path = dir.join(&preview);
-            write_gray(&path, width, rows, &pixels).map_err(io(&path))?;
+            write_tiles(&dir.join(&preview), &tiles)?;
             files += 1;
             let _ = writeln!(
                 manifest,
@@ -148,6 +140,36 @@ pub fn export(
         dir: dir.to_path_buf(),
         slices: pending.len(),
         files: files + 2,
+    })
+}
+
+/// One modality's slice `s` as shown in the preview: display orientation,
+/// 8 bits.
+pub(super) fn preview_tile(
+    canonical: &Volume,
+    axis: crate::config::SliceAxis,
+    s: usize,
+) -> (usize, usize, Vec<u8>) {
+    let (rows, cols, shown) = to_display(&plane(canonical, axis, s), axis);
+    (rows, cols, to_gray(&shown))
+}
+
+/// The modalities' tiles side by side, as one grey PNG.
+pub(super) fn write_tiles(path: &Path, tiles: &[(usize, usize, Vec<u8>)]) -> Result<(), MaskError> {
+    let Some(&(rows, cols, _)) = tiles.first() else {
+        return Ok(());
+    };
+    let width = cols * tiles.len();
+    let mut pixels = vec![0u8; rows * width];
+    for (t, (_, _, tile)) in tiles.iter().enumerate() {
+        for r in 0..rows {
+            pixels[r * width + t * cols..r * width + (t + 1) * cols]
+                .copy_from_slice(&tile[r * cols..(r + 1) * cols]);
+        }
+    }
+    write_gray(path, width, rows, &pixels).map_err(|e| MaskError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
     })
 }
 

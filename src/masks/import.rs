@@ -131,7 +131,14 @@ pub fn plan_import(
             ));
             continue;
         }
-        match key_from_mask_name(&name) {
+        // `<case>_sNNN_mask` names a slice, unless its "case" is no case of
+        // the store and the whole name is a case's volume mask (`IXI_s12_mask`).
+        let slice_key = key_from_mask_name(&name).filter(|key| {
+            record_of(&key.case).is_some()
+                || case_of_volume_mask(&name, meta.volumes.iter().map(|v| v.case.as_str()))
+                    .is_none()
+        });
+        match slice_key {
             Some(key) => {
                 if !pending.contains_key(&key) {
                     let why = match awaited.labelled.iter().find(|(k, _)| **k == key) {

@@ -4,6 +4,7 @@
 //! get back the rows to add to it.
 
 mod export;
+mod export_volumes;
 mod import;
 pub mod plane;
 mod png_io;

@@ -15,6 +15,7 @@ mod random;
 mod ranked;
 pub mod step;
 pub mod uncertainty;
+pub mod volume;
 
 pub use clsmc::ClusterMaxCover;
 pub use dal::Dal;

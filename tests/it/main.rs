@@ -7,6 +7,7 @@ mod dataset;
 mod models;
 mod nifti_errors;
 mod nifti_io;
+mod patient_wise;
 mod phantom;
 mod relink;
 mod rounds;

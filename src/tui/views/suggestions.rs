@@ -15,6 +15,7 @@ use ratatui_image::Image;
 
 use super::names::short_case_names;
 use super::{ACCENT, DIM, GOOD, WARN};
+use crate::config::SamplingUnit;
 use crate::masks::preview::class_colour;
 use crate::tui::app::App;
 use crate::tui::keys;
@@ -25,7 +26,17 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let list_width = 64.min(area.width * 3 / 5);
     let [list, picture] =
         Layout::horizontal([Constraint::Length(list_width), Constraint::Min(0)]).areas(area);
+    let whole = app.snapshot.config.sampling.unit == SamplingUnit::Volume;
+    let volumes = rows
+        .iter()
+        .map(|r| r.key.case.as_str())
+        .collect::<std::collections::HashSet<_>>()
+        .len();
     let title = match rows.first() {
+        Some(r) if !r.labelled && whole => format!(
+            " {} slices in {volumes} whole volumes awaiting 3D masks ",
+            rows.len()
+        ),
         Some(r) if !r.labelled => format!(" {} slices awaiting masks ", rows.len()),
         Some(_) => format!(" last labelled batch · {} slices ", rows.len()),
         None => " no suggestions yet ".to_string(),
@@ -74,6 +85,8 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             let case = short.next().unwrap_or_default();
             let source = match &r.source {
                 Some(s) => format!("{}:{}", short.next().unwrap_or_default(), s.slice),
+                // A volume's slices that drew no vote came with it.
+                None if whole && !r.labelled => "in volume".to_string(),
                 None => "random".to_string(),
             };
             let angle = match (r.angle, r.angle_ok) {

@@ -1,0 +1,113 @@
+//! Exporting whole volumes for patient-wise annotation
+//! (`sampling.unit = "volume"`): per case, each modality as a full 3D NIfTI
+//! in the scanner's own orientation and intensities, a PNG preview of its
+//! middle suggested slice, and one 3D mask expected back, `<case>_mask.nii.gz`
+//! (import takes the suggested slices from it).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::fsutil::write_atomic;
+use crate::store::StoreMeta;
+use crate::volume::{NiftiWriter, read_volume, to_canonical};
+
+use super::MaskError;
+use super::export::{Exported, ToExport, preview_tile, write_tiles};
+
+/// The 3D mask the experts return for `case`.
+pub fn expected_volume_mask_name(case: &str) -> String {
+    format!("{case}_mask.nii.gz")
+}
+
+/// Writes the suggested volumes (every case that has a pending slice).
+pub(super) fn export_volumes(
+    dir: &Path,
+    config: &Config,
+    meta: &StoreMeta,
+    sources: &HashMap<String, Vec<PathBuf>>,
+    pending: &[ToExport<'_>],
+) -> Result<Exported, MaskError> {
+    let axis = config.slicing.axis;
+    let mut by_case: Vec<(&str, Vec<u32>)> = Vec::new();
+    for p in pending {
+        match by_case.iter_mut().find(|(c, _)| *c == p.key.case) {
+            Some((_, slices)) => slices.push(p.key.slice),
+            None => by_case.push((&p.key.case, vec![p.key.slice])),
+        }
+    }
+    let mut manifest =
+        String::from("case,slices,first_slice,last_slice,axis,images,preview,expected_mask\n");
+    let mut files = 0;
+    for (case, mut slices) in by_case {
+        slices.sort_unstable();
+        let record = meta
+            .volumes
+            .iter()
+            .find(|v| v.case == case)
+            .ok_or_else(|| {
+                MaskError::Invalid(format!("case `{case}` is not in the slice store"))
+            })?;
+        let paths = sources.get(case).unwrap_or(&record.images);
+        let middle = slices[slices.len() / 2] as usize;
+        let mut image_names = Vec::new();
+        let mut tiles = Vec::new();
+        for (path, modality) in paths.iter().zip(&meta.modalities) {
+            let volume = read_volume(path)?;
+            let name = format!("{case}_{modality}.nii.gz");
+            NiftiWriter::new(volume.dims, volume.affine).write(&dir.join(&name), &volume.data)?;
+            image_names.push(name);
+            files += 1;
+            tiles.push(preview_tile(&to_canonical(volume), axis, middle));
+        }
+        let preview = format!("{case}_s{middle:03}.png");
+        write_tiles(&dir.join(&preview), &tiles)?;
+        files += 1;
+        let _ = writeln!(
+            manifest,
+            "{case},{},{},{},{axis:?},{},{preview},{}",
+            slices.len(),
+            slices[0],
+            slices[slices.len() - 1],
+            image_names.join(";"),
+            expected_volume_mask_name(case),
+        );
+    }
+    let io = |path: &Path, e: std::io::Error| MaskError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let path = dir.join("manifest.csv");
+    write_atomic(&path, manifest.as_bytes()).map_err(|e| io(&path, e))?;
+    let path = dir.join("README.txt");
+    write_atomic(&path, readme(config).as_bytes()).map_err(|e| io(&path, e))?;
+    Ok(Exported {
+        dir: dir.to_path_buf(),
+        slices: pending.len(),
+        files: files + 2,
+    })
+}
+
+fn readme(config: &Config) -> String {
+    let labels: Vec<String> = config
+        .labels
+        .classes
+        .iter()
+        .map(|c| format!("  {} = {}", c.value, c.name))
+        .collect();
+    format!(
+        "Volumes suggested for annotation by nextslice\n\
+         =============================================\n\n\
+         For every case listed in manifest.csv:\n\
+         - <case>_<modality>.nii.gz are the whole volumes at original intensities and\n\
+           orientation. Open them in ITK-SNAP or 3D Slicer.\n\
+         - <case>_sNNN.png previews the middle suggested slice (all modalities side by side).\n\n\
+         Return one 3D label volume per case on the same voxel grid, named as in the\n\
+         expected_mask column (<case>_mask.nii.gz). Segment the whole volume: nextslice\n\
+         takes the suggested slices from it (first_slice..last_slice count along the\n\
+         RAS-canonical axis, not necessarily the file's own).\n\n\
+         Label values:\n{}\n",
+        labels.join("\n")
+    )
+}
