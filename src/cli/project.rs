@@ -228,6 +228,9 @@ pub fn status(args: ProjectArg) -> Result<()> {
                 format!(" · Dice {}", dice.join(" "))
             }
         );
+        if let Some(validation) = &record.validation {
+            println!("held out Dice {}", validation.short());
+        }
     }
     Ok(())
 }

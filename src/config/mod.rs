@@ -293,6 +293,10 @@ pub struct UnetConfig {
     /// stay the unit when they give more steps; 0 = epochs only.
     #[serde(default)]
     pub min_steps_per_round: usize,
+    /// Labelled slices held out of training to measure each round's U-Net
+    /// before it steers a suggestion (0 = none: every mask trains).
+    #[serde(default)]
+    pub validation_fraction: f64,
 }
 
 impl UnetConfig {

@@ -217,7 +217,19 @@ impl Config {
         at_least("unet.bottleneck", u.bottleneck, 1)?;
         positive("unet.lr", u.lr)?;
         at_least("unet.batch_size", u.batch_size, 1)?;
-        at_least("unet.epochs_per_round", u.epochs_per_round, 1)
+        at_least("unet.epochs_per_round", u.epochs_per_round, 1)?;
+        // Holding out half or more would spend more masks on measuring the
+        // U-Net than on training it.
+        fraction(
+            "unet.validation_fraction",
+            u.validation_fraction,
+            true,
+            false,
+        )?;
+        if u.validation_fraction >= 0.5 {
+            return fail("unet.validation_fraction", "must be below 0.5");
+        }
+        Ok(())
     }
 
     fn validate_augment(&self) -> Check {

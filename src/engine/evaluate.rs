@@ -10,6 +10,7 @@ use burn::tensor::backend::AutodiffBackend;
 use super::context::{EngineError, StepContext};
 use super::infer::{Pass, class_map, predict};
 use super::models::load_unets;
+use crate::config::Config;
 use crate::eval::{self, Grid, Region, RegionScore};
 use crate::layout::{EVALUATION_FILE, EVALUATION_FIRST_MEMBER_FILE};
 use crate::project::Project;
@@ -57,16 +58,7 @@ pub fn evaluate_step<B: AutodiffBackend>(
     let state = project.state()?;
     let (store, index) = ctx.open_store(project, &state)?;
     let models = load_unets::<B>(project, &state, device)?;
-    let regions: Vec<Region> = project
-        .config
-        .labels
-        .evaluation_regions()
-        .into_iter()
-        .map(|r| {
-            let values: Vec<i64> = r.values.iter().map(|&v| i64::from(v)).collect();
-            Region::new(r.name, &values)
-        })
-        .collect();
+    let regions = evaluation_regions(&project.config);
     let mut test_ids: Vec<usize> = (0..index.len()).filter(|&i| index.is_test(i)).collect();
     if test_ids.is_empty() {
         return Err(EngineError::NoTestSet);
@@ -130,6 +122,19 @@ pub fn evaluate_step<B: AutodiffBackend>(
         now.save(&project.dir)?;
     }
     Ok(evaluation)
+}
+
+/// The configured evaluation regions (BraTS: WT, TC, ET), for scoring.
+pub(super) fn evaluation_regions(config: &Config) -> Vec<Region> {
+    config
+        .labels
+        .evaluation_regions()
+        .into_iter()
+        .map(|r| {
+            let values: Vec<i64> = r.values.iter().map(|&v| i64::from(v)).collect();
+            Region::new(r.name, &values)
+        })
+        .collect()
 }
 
 /// Per volume, for paired comparisons between runs (Wilcoxon by case).

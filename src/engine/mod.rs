@@ -21,6 +21,7 @@ mod scores;
 mod suggest;
 mod train;
 mod train_vae;
+mod validate;
 
 pub use context::{EngineError, Model, StepContext};
 pub use evaluate::{Evaluation, evaluate_step};

@@ -8,6 +8,9 @@ use std::path::PathBuf;
 use burn::tensor::backend::AutodiffBackend;
 
 use super::context::{EngineError, StepContext};
+use super::evaluate::evaluation_regions;
+use super::models::load_unets;
+use super::validate::{held_out, score_held_out};
 use crate::config::Strategy;
 use crate::layout::{loss_head_file, unet_checkpoints, unet_file};
 use crate::masks::ProjectMasks;
@@ -29,16 +32,29 @@ pub fn train_step<B: AutodiffBackend>(
     state.expect(Phase::Training, "train the U-Net")?;
     let config = &project.config;
     let (store, index) = ctx.open_store(project, &state)?;
-    let slices: Vec<usize> = state
+    let all: Vec<usize> = state
         .labelled
         .iter()
         .filter_map(|l| index.id(&l.key))
         .collect();
-    if slices.len() != state.labelled.len() {
+    if all.len() != state.labelled.len() {
         return Err(EngineError::StoreChanged {
-            missing: state.labelled.len() - slices.len(),
+            missing: state.labelled.len() - all.len(),
         });
     }
+    state.validation = held_out(
+        &state.labelled,
+        &state.validation,
+        state.round,
+        config.unet.validation_fraction,
+        config.sampling.seed,
+    );
+    let held: Vec<usize> = state
+        .validation
+        .iter()
+        .filter_map(|k| index.id(k))
+        .collect();
+    let slices: Vec<usize> = all.iter().copied().filter(|i| !held.contains(i)).collect();
     let masks = ProjectMasks {
         project: &project.dir,
         index: &index,
@@ -116,15 +132,30 @@ pub fn train_step<B: AutodiffBackend>(
             v.iter().sum::<f64>() / v.len().max(1) as f64
         })
         .collect();
+    let validation = if held.is_empty() {
+        None
+    } else {
+        let models = load_unets::<B>(project, &state, device)?;
+        Some(score_held_out::<B::InnerBackend>(
+            &models,
+            &store,
+            &masks,
+            &held,
+            &evaluation_regions(config),
+            ctx,
+            device,
+        )?)
+    };
     let pool = index.pool().len();
     state.history.retain(|r| r.round != state.round);
     state.history.push(RoundRecord {
         round: state.round,
-        labelled: slices.len(),
-        budget: slices.len() as f64 / pool.max(1) as f64,
+        labelled: all.len(),
+        budget: all.len() as f64 / pool.max(1) as f64,
         train_losses: train_losses.clone(),
         dice: Vec::new(),
         hd95: Vec::new(),
+        validation: validation.clone(),
     });
     let next = if state.round >= config.sampling.rounds {
         Phase::Done
@@ -141,11 +172,14 @@ pub fn train_step<B: AutodiffBackend>(
         (1, _) => ("U-Net", "Dice loss"),
         _ => ("bootstrap ensemble", "mean Dice loss"),
     };
+    let checked = validation
+        .map(|v| format!("; Dice {}", v.short()))
+        .unwrap_or_default();
     Ok(format!(
-        "round {}: {what} trained on {} slices ({:.1}% of the pool), final {loss} {last:.3}",
+        "round {}: {what} trained on {} slices ({:.1}% of the pool), final {loss} {last:.3}{checked}",
         state.round,
         slices.len(),
-        100.0 * slices.len() as f64 / pool as f64
+        100.0 * all.len() as f64 / pool as f64
     ))
 }
 

@@ -25,7 +25,9 @@ use crate::volume::dataset::{Discovery, discover};
 
 pub use crate::store::{SliceIndex, SliceKey};
 pub use relink::Relinked;
-pub use state::{Labelled, Pending, Phase, RoundRecord, RoundState, StateError, VaeQuality};
+pub use state::{
+    Labelled, Pending, Phase, RoundRecord, RoundState, StateError, VaeQuality, ValidationScore,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectError {

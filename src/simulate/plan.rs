@@ -115,6 +115,10 @@ impl RunSpec {
     pub fn config(&self, plan: &Config) -> Config {
         let mut config = plan.clone();
         config.sampling.seed = plan.sampling.seed + self.seed as u64;
+        // Every mask trains, as in the paper: a simulation measures its
+        // U-Nets on the test volumes, so a held-out split would only cost
+        // it labels.
+        config.unet.validation_fraction = 0.0;
         config.sampling.strategy = match self.arm {
             Arm::Strategy(s) => s,
             Arm::Gradient(s, step) => {

@@ -62,9 +62,9 @@ pub fn spawn(
             let sig = signature(&dir.join(STATE_FILE));
             if sig != state_sig {
                 state_sig = sig;
-                updates.push(Update::State(
+                updates.push(Update::State(Box::new(
                     RoundState::load(&dir).map_err(|e| e.to_string()),
-                ));
+                )));
             }
             let store_sig = newest_store(&dir).and_then(|d| signature(&d));
             let lat_sig = signature(&dir.join(LATENTS_FILE));

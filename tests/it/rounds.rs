@@ -170,6 +170,24 @@ fn two_full_rounds_through_the_cli() {
     assert_eq!(s.phase, Phase::Suggesting);
     assert_eq!(s.history.len(), 2);
     assert!(s.history[1].labelled > s.history[0].labelled);
+    // The demo preset holds 10 % of the labelled slices out of training,
+    // drawn only from slices new in their round, and scores the U-Net on
+    // them before it steers a suggestion.
+    let expected = (0.1 * s.labelled.len() as f64).round() as usize;
+    assert!(expected >= 1, "{} labelled", s.labelled.len());
+    assert_eq!(s.validation.len(), expected, "{:?}", s.validation);
+    assert!(
+        s.validation
+            .iter()
+            .all(|k| s.labelled.iter().any(|l| &l.key == k))
+    );
+    let held = s.history[1].validation.as_ref().expect("held-out Dice");
+    assert_eq!(held.slices, s.validation.len());
+    assert_eq!(held.dice.len(), 3);
+    assert!(held.dice.iter().all(|(_, d)| (0.0..=1.0).contains(d)));
+    assert!(said.contains("held-out slice"), "{said}");
+    let status = String::from_utf8_lossy(&run(&["status", "-p", p(project)]).stdout).into_owned();
+    assert!(status.contains("held out Dice"), "{status}");
 
     // Evaluation on the held-out cases.
     let out = run(&["evaluate", "--wait", "-p", p(project)]);

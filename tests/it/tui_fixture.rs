@@ -133,6 +133,7 @@ pub fn state(phase: Phase, rounds: usize, map: &Latents) -> RoundState {
                 ("TC".into(), 35.0 * (-0.3 * t).exp() + 6.0),
                 ("ET".into(), 40.0 * (-0.2 * t).exp() + 5.0),
             ],
+            validation: None,
         });
     }
     s

@@ -207,7 +207,7 @@ impl App {
             // The picture request below is the point of `Drawn`.
             Update::Resize | Update::Drawn => Vec::new(),
             Update::State(state) => {
-                self.snapshot.state = state;
+                self.snapshot.state = *state;
                 let rows = self.suggestion_rows().len();
                 self.selected = self.selected.min(rows.saturating_sub(1));
                 Vec::new()

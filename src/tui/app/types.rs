@@ -22,7 +22,8 @@ pub enum Update {
     /// A frame was drawn, so the layout's sizes the app keeps (the
     /// picture's cells) are current: the picture may be asked for anew.
     Drawn,
-    State(Result<RoundState, String>),
+    /// `state.json` changed (boxed: it dwarfs every other update).
+    State(Box<Result<RoundState, String>>),
     Worker(Option<Holder>),
     Events(Vec<Logged>),
     Pool(Option<Arc<PoolInfo>>, Option<Arc<crate::strategy::Latents>>),

@@ -70,13 +70,26 @@ fn next_step(frame: &mut Frame, area: Rect, app: &App) {
             a.binding.next.unwrap_or(a.binding.help)
         )));
     }
-    // The spare line: what the next training should cost, else the VAE's
-    // test-slice quality.
-    let spare = forecast(app).or_else(|| {
-        app.state()
-            .and_then(|s| s.vae_quality.as_ref())
-            .map(|q| q.short())
-    });
+    // The spare line: what the next training should cost, else how the
+    // U-Net that will steer the next suggestion did on held-out slices,
+    // else the VAE's test-slice quality.
+    let spare = forecast(app)
+        .or_else(|| {
+            app.state()
+                .filter(|s| s.phase == Phase::Suggesting)
+                .and_then(|s| s.history.last()?.validation.as_ref())
+                .map(|v| {
+                    format!(
+                        "round U-Net on held-out labelled slices: Dice {}",
+                        v.short()
+                    )
+                })
+        })
+        .or_else(|| {
+            app.state()
+                .and_then(|s| s.vae_quality.as_ref())
+                .map(|q| q.short())
+        });
     lines.push(Line::from(Span::styled(
         spare.unwrap_or_default(),
         Style::new().fg(DIM),
