@@ -33,13 +33,7 @@ pub const CHECKPOINTS_DIR: &str = "checkpoints";
 pub const ROUNDS_DIR: &str = "rounds";
 pub const MASKS_DIR: &str = "masks";
 /// The folders `init` creates.
-pub const PROJECT_DIRS: [&str; 5] = [
-    STORE_DIR,
-    MODELS_DIR,
-    CHECKPOINTS_DIR,
-    ROUNDS_DIR,
-    MASKS_DIR,
-];
+pub const PROJECT_DIRS: [&str; 4] = [MODELS_DIR, CHECKPOINTS_DIR, ROUNDS_DIR, MASKS_DIR];
 
 /// The trained VAE, relative to the project.
 pub const VAE_FILE: &str = "models/vae.mpk";

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use nextslice::config::{DeviceSpec, Preset};
+use nextslice::config::{DeviceSpec, Preset, shared_store_root};
 use nextslice::journal::Job;
 use nextslice::progress::StderrProgress;
 use nextslice::project::Project;
@@ -54,7 +54,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     }
     let project = match Project::open(&project_dir) {
         Ok(p) => p,
-        Err(_) => Project::init(&project_dir, &data, Preset::Demo, &[])?,
+        Err(_) => Project::init(&project_dir, &data, Preset::Demo, &[], shared_store_root())?,
     };
     let state = project.state()?;
     println!(

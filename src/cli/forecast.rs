@@ -6,7 +6,6 @@ use burn::module::Module;
 
 use nextslice::config::Config;
 use nextslice::journal::{EventLog, Job};
-use nextslice::layout::STORE_DIR;
 use nextslice::model::{UNetSpec, VaeSpec};
 use nextslice::project::forecast::{
     Forecast, duration, measured_rate, training_stage, unet_passes, vae_passes,
@@ -31,7 +30,7 @@ pub fn model_bytes(config: &Config) -> (u64, u64) {
 
 /// Pool slices, once the store exists (a first job builds it).
 fn pool_size(project: &Project, test_cases: &[String]) -> Option<usize> {
-    let store = SliceStore::open(&project.path(STORE_DIR)).ok()?;
+    let store = SliceStore::open(&project.current_store_dir()?).ok()?;
     Some(SliceIndex::new(&store, test_cases).pool().len())
 }
 

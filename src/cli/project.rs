@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use clap::Args;
 
-use nextslice::config::{Preset, SamplingUnit};
+use nextslice::config::{Preset, SamplingUnit, shared_store_root};
 use nextslice::journal::{Cursor, Event, EventLog, Logged, running_worker};
 use nextslice::progress::StderrProgress;
 use nextslice::project::actions::{check_import, confirm_import, export_pending, request_cancel};
@@ -36,10 +36,42 @@ pub struct InitArgs {
     /// TOML files laid over the preset.
     #[arg(long = "config", value_name = "FILE")]
     files: Vec<PathBuf>,
+    #[command(flatten)]
+    store: StoreRootArgs,
+}
+
+/// Where a new project keeps its slice stores.
+#[derive(Args, Debug, Clone)]
+pub struct StoreRootArgs {
+    /// Keep slice stores in this directory, shared with every project that
+    /// uses it (default: $NEXTSLICE_STORE_ROOT, else the user's data dir).
+    #[arg(long, value_name = "DIR", conflicts_with = "private_store")]
+    store_root: Option<PathBuf>,
+    /// Keep the slice store inside the project instead (not shared).
+    #[arg(long)]
+    private_store: bool,
+}
+
+impl StoreRootArgs {
+    /// The root to give a new project (None: its own `store/`).
+    pub fn resolve(&self) -> Result<Option<PathBuf>> {
+        if self.private_store {
+            return Ok(None);
+        }
+        let root = match &self.store_root {
+            Some(root) => std::path::absolute(root)?,
+            None => match shared_store_root() {
+                Some(root) => root,
+                None => return Ok(None),
+            },
+        };
+        Ok(Some(root))
+    }
 }
 
 pub fn init(args: InitArgs) -> Result<()> {
-    let project = Project::init(&args.dir, &args.data, args.preset, &args.files)?;
+    let root = args.store.resolve()?;
+    let project = Project::init(&args.dir, &args.data, args.preset, &args.files, root)?;
     let state = project.state()?;
     let cases = project.discover()?.cases.len();
     println!(
@@ -51,6 +83,10 @@ pub fn init(args: InitArgs) -> Result<()> {
         "  data     {} ({cases} cases; {} held out for testing)",
         project.data_root()?.display(),
         state.test_cases.len()
+    );
+    println!(
+        "  stores   {} (shared by projects on the same data; `nextslice store --gc` frees unused ones)",
+        project.store_root().display()
     );
     println!(
         "  config   {} (edit to taste)",

@@ -7,9 +7,9 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use nextslice::config::Config;
+use nextslice::config::{Config, shared_store_root};
 use nextslice::progress::StderrProgress;
-use nextslice::store::{BuildOutcome, SliceStore, open_or_build};
+use nextslice::store::{BuildOutcome, SliceStore, open_or_build, users};
 use nextslice::volume::dataset::{Discovery, discover};
 
 use super::ConfigSelection;
@@ -19,14 +19,29 @@ pub struct StoreArgs {
     /// Dataset directory (overrides dataset.root).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Directory holding the store (one subdirectory per input/setting hash).
-    #[arg(long, default_value = "nextslice-store")]
-    out: PathBuf,
+    /// The store root: one subdirectory per input/setting hash (default:
+    /// the shared root new projects use, $NEXTSLICE_STORE_ROOT or the
+    /// user's data dir).
+    #[arg(long, visible_alias = "root")]
+    out: Option<PathBuf>,
+    /// List the root's stores: size, cases, the projects using each.
+    #[arg(long, conflicts_with = "gc")]
+    list: bool,
+    /// Remove the root's stores that no existing project uses.
+    #[arg(long)]
+    gc: bool,
     #[command(flatten)]
     selection: ConfigSelection,
 }
 
 pub fn run(args: StoreArgs) -> Result<()> {
+    let out = match args.out.clone().or_else(shared_store_root) {
+        Some(out) => out,
+        None => anyhow::bail!("no home directory to keep stores in: pass --out DIR"),
+    };
+    if args.list || args.gc {
+        return manage(&out, args.gc);
+    }
     let mut config = args.selection.resolve()?;
     if let Some(data) = args.data {
         config.dataset.root = Some(data);
@@ -36,8 +51,58 @@ pub fn run(args: StoreArgs) -> Result<()> {
         .root
         .clone()
         .context("no dataset given: pass --data DIR or set dataset.root in a --config file")?;
-    build(&config, &root, &args.out)?;
+    build(&config, &root, &out)?;
     Ok(())
+}
+
+/// `--list` and `--gc`.
+fn manage(root: &Path, gc: bool) -> Result<()> {
+    let stores = users::list(root);
+    println!("slice stores in {}", root.display());
+    if stores.is_empty() {
+        println!("  none");
+        return Ok(());
+    }
+    for info in &stores {
+        let who = if info.users.is_empty() {
+            "made before stores named their users: kept".to_string()
+        } else {
+            format!(
+                "{} of {} registered projects exist",
+                info.live_users(),
+                info.users.len()
+            )
+        };
+        println!(
+            "  {}  {:>9}  {} cases, {} slices  ({who})",
+            info.key,
+            megabytes(info.bytes),
+            info.cases,
+            info.slices
+        );
+        for (project, alive) in &info.users {
+            let gone = if *alive { "" } else { "  (gone)" };
+            println!("      {}{gone}", project.display());
+        }
+    }
+    if gc {
+        let removed = users::gc(root)?;
+        let freed: u64 = removed.iter().map(|i| i.bytes).sum();
+        for info in &removed {
+            println!("removed {} (no project uses it)", info.key);
+        }
+        println!(
+            "{} of {} stores removed, {} freed",
+            removed.len(),
+            stores.len(),
+            megabytes(freed)
+        );
+    }
+    Ok(())
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
 /// Discovers the dataset at `data` and opens or builds its store under `out`.

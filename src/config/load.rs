@@ -152,6 +152,21 @@ pub fn user_config_path() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "nextslice").map(|d| d.config_dir().join("config.toml"))
 }
 
+/// Where new projects keep their slice stores, shared by every project on
+/// the same data and settings: `$NEXTSLICE_STORE_ROOT`, else the user's
+/// data dir (`~/.local/share/nextslice/stores` on Linux).
+pub fn shared_store_root() -> Option<PathBuf> {
+    if let Some(root) = std::env::var_os("NEXTSLICE_STORE_ROOT").filter(|r| !r.is_empty()) {
+        let root = PathBuf::from(root);
+        return Some(if root.is_absolute() {
+            root
+        } else {
+            std::env::current_dir().ok()?.join(root)
+        });
+    }
+    directories::ProjectDirs::from("", "", "nextslice").map(|d| d.data_dir().join("stores"))
+}
+
 fn preset_layer(preset: Preset) -> Layer {
     let origin = PathBuf::from(format!("<preset {}>", preset.name()));
     parse_layer(origin, preset.text())

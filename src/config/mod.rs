@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-pub use load::{ConfigError, Preset, user_config_path};
+pub use load::{ConfigError, Preset, shared_store_root, user_config_path};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -233,6 +233,11 @@ pub struct StoreConfig {
     /// Element type of the memory-mapped slice file; f16 halves disk and page
     /// cache for BraTS-sized pools at ~1e-3 relative precision.
     pub dtype: StoreDtype,
+    /// Where stores live, shared by every project on the same data and
+    /// settings (`init` sets the user's data dir); absent: inside the
+    /// project, as projects made before shared stores have it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -53,6 +53,11 @@ impl Config {
         self.validate_labels()?;
         self.validate_slicing()?;
         fraction("split.test_fraction", self.split.test_fraction, true, false)?;
+        // Shared by projects in different places: relative would mean a
+        // different root for each.
+        if self.store.root.as_ref().is_some_and(|r| !r.is_absolute()) {
+            return fail("store.root", "must be an absolute path");
+        }
         self.validate_models()?;
         self.validate_augment()?;
         self.validate_sampling()

@@ -61,16 +61,22 @@ impl Project {
     /// Creates a project for the dataset at `data`, writing the resolved
     /// configuration (preset + user file + `extra` files) and the initial
     /// state with its held-out test cases.
+    /// `store_root`: where the project keeps its slice stores unless the
+    /// configuration names a root (None: inside the project).
     pub fn init(
         dir: &Path,
         data: &Path,
         preset: Preset,
         extra: &[PathBuf],
+        store_root: Option<PathBuf>,
     ) -> Result<Project, ProjectError> {
         if dir.join(CONFIG_FILE).exists() {
             return Err(ProjectError::Exists(dir.to_path_buf()));
         }
         let mut config = Config::resolve(preset, extra)?;
+        if config.store.root.is_none() {
+            config.store.root = store_root;
+        }
         let data = std::fs::canonicalize(data).map_err(|source| ProjectError::Io {
             path: data.to_path_buf(),
             source,
@@ -133,21 +139,30 @@ impl Project {
         layout::round_dir(&self.dir, round)
     }
 
-    /// The project's slice store, built on first use (or after the data changed).
+    /// Where this project's slice stores live: `store.root` (shared with
+    /// other projects), else its own `store/`.
+    pub fn store_root(&self) -> PathBuf {
+        store_root(&self.dir, &self.config)
+    }
+
+    /// The store this project last opened, without building or hashing
+    /// anything (for views that must stay instant).
+    pub fn current_store_dir(&self) -> Option<PathBuf> {
+        crate::store::users::store_of(&self.store_root(), &self.dir)
+    }
+
+    /// The project's slice store, built on first use (or after the data
+    /// changed), with the project registered as its user.
     pub fn store(
         &self,
         progress: &dyn Progress,
         cancel: &AtomicBool,
     ) -> Result<SliceStore, ProjectError> {
         let cases = self.discover()?.cases;
-        Ok(open_or_build(
-            &self.path(STORE_DIR),
-            &self.config,
-            &cases,
-            progress,
-            cancel,
-        )?
-        .0)
+        let root = self.store_root();
+        let (store, _) = open_or_build(&root, &self.config, &cases, progress, cancel)?;
+        crate::store::users::register(&root, &store.meta().key, &self.dir)?;
+        Ok(store)
     }
 
     /// Moves the state to `to`, saves it (the commit point) and logs the
@@ -170,6 +185,15 @@ impl Project {
         });
         Ok(())
     }
+}
+
+/// Where the stores of the project in `dir` with `config` live.
+pub fn store_root(dir: &Path, config: &Config) -> PathBuf {
+    config
+        .store
+        .root
+        .clone()
+        .unwrap_or_else(|| dir.join(STORE_DIR))
 }
 
 /// The held-out test cases: those listed in `split.file`, or a seeded random

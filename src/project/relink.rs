@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicBool;
 
 use super::{Project, ProjectError};
 use crate::fsutil::write_atomic;
-use crate::layout::{CONFIG_FILE, STORE_DIR};
+use crate::layout::CONFIG_FILE;
 use crate::progress::Progress;
 use crate::store::{SliceStore, store_key_with};
 use crate::volume::dataset::discover;
@@ -40,13 +40,16 @@ impl Project {
         let mut config = self.config.clone();
         config.dataset.root = Some(data.clone());
         let cases = discover(&config.dataset, &data)?.cases;
-        let root = self.path(STORE_DIR);
-        let in_use = current_store(&root).ok_or_else(|| {
-            ProjectError::Invalid(
+        let root = self.store_root();
+        let in_use = self
+            .current_store_dir()
+            .and_then(|dir| SliceStore::open(&dir).ok())
+            .ok_or_else(|| {
+                ProjectError::Invalid(
                 "this project has no slice store yet; edit dataset.root in project.toml instead"
                     .into(),
             )
-        })?;
+            })?;
         let wanted: Vec<&str> = in_use
             .meta()
             .volumes
@@ -65,7 +68,7 @@ impl Project {
             )));
         }
         let key = store_key_with(&root, &config, &cases, progress, cancel)?;
-        if !root.join(&key).is_dir() {
+        if key != in_use.meta().key {
             return Err(ProjectError::Invalid(format!(
                 "the files under {} differ in content from those the project's store was built from (or other cases were added); nothing changed — point a new project at them instead",
                 data.display()
@@ -97,22 +100,6 @@ impl Project {
             store_key: key,
         })
     }
-}
-
-/// The store the project uses: the newest complete one under its root.
-fn current_store(root: &Path) -> Option<SliceStore> {
-    let mut stores: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(root)
-        .ok()?
-        .flatten()
-        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-        .filter_map(|e| {
-            let meta = e.path().join(crate::store::META_FILE);
-            let time = std::fs::metadata(&meta).ok()?.modified().ok()?;
-            Some((time, e.path()))
-        })
-        .collect();
-    stores.sort();
-    SliceStore::open(&stores.pop()?.1).ok()
 }
 
 /// `text` with `dataset.root` set to `data`: the `root =` line of the

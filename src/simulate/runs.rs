@@ -48,8 +48,10 @@ pub fn create_sub_project(
         let path = dir.join(sub);
         std::fs::create_dir_all(&path).map_err(io(&path))?;
     }
+    // A private store root is reached through the project's; a shared one
+    // is named in the run's configuration.
     let store = dir.join(STORE_DIR);
-    if std::fs::symlink_metadata(&store).is_err() {
+    if config.store.root.is_none() && std::fs::symlink_metadata(&store).is_err() {
         let target: PathBuf = std::iter::repeat_n("..", depth)
             .collect::<PathBuf>()
             .join(STORE_DIR);

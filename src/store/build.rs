@@ -38,8 +38,16 @@ struct KeyMaterial<'a, F: Serialize> {
     label_values: Vec<u8>,
     slicing: &'a crate::config::SlicingConfig,
     normalisation: &'a crate::config::NormalisationConfig,
-    store: &'a crate::config::StoreConfig,
+    store: StoreSettings,
     cases: Vec<(&'a str, Vec<F>)>,
+}
+
+/// The `[store]` settings that change stored values: not where the store
+/// lives. (Serialised as `[store]` was before it had a root, so keys made
+/// then still match.)
+#[derive(Serialize)]
+struct StoreSettings {
+    dtype: crate::config::StoreDtype,
 }
 
 /// An input file by content: where it is under the dataset root, and its
@@ -95,7 +103,9 @@ fn material<'a, F: Serialize>(
         label_values: config.labels.values(),
         slicing: &config.slicing,
         normalisation: &config.normalisation,
-        store: &config.store,
+        store: StoreSettings {
+            dtype: config.store.dtype,
+        },
         cases,
     }
 }
@@ -189,10 +199,7 @@ pub fn open_or_build(
     progress: &dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<(SliceStore, BuildOutcome), StoreError> {
-    fs::create_dir_all(root).map_err(StoreError::io(root))?;
-    let lock_path = root.join(".lock");
-    let lock = fs::File::create(&lock_path).map_err(StoreError::io(&lock_path))?;
-    lock.lock().map_err(StoreError::io(&lock_path))?;
+    let _lock = lock_root(root)?;
     let keys = store_keys(root, config, cases, progress, cancel)?;
     let dir = root.join(&keys.key);
     adopt_legacy_store(root, &keys);
@@ -211,6 +218,16 @@ pub fn open_or_build(
     }
     let store = build_store(root, &keys, config, cases, progress, cancel)?;
     Ok((store, BuildOutcome::Built))
+}
+
+/// Takes the root's lock (created with the root if need be), held until the
+/// returned file is dropped: builders, and whoever removes stores, take turns.
+pub(super) fn lock_root(root: &Path) -> Result<fs::File, StoreError> {
+    fs::create_dir_all(root).map_err(StoreError::io(root))?;
+    let lock_path = root.join(".lock");
+    let lock = fs::File::create(&lock_path).map_err(StoreError::io(&lock_path))?;
+    lock.lock().map_err(StoreError::io(&lock_path))?;
+    Ok(lock)
 }
 
 /// Builds `root/<key>`; the caller holds the root's lock.
@@ -457,7 +474,8 @@ fn remove_superseded_stores(root: &Path, keys: &StoreKeys) {
         let Ok(other) = serde_json::from_slice::<StoreMeta>(&text) else {
             continue;
         };
-        if other.lineage == keys.lineage {
+        // In a shared root, a project still on the old store keeps it.
+        if other.lineage == keys.lineage && !super::users::in_use(&entry.path()) {
             let _ = fs::remove_dir_all(entry.path());
         }
     }

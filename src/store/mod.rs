@@ -18,12 +18,15 @@ mod format;
 mod keys;
 mod preprocess;
 mod reader;
+pub mod users;
 
 pub use build::{BuildOutcome, open_or_build, store_key, store_key_with};
 pub use format::{META_FILE, SliceEntry, StoreMeta, VolumeRecord};
 pub use keys::{SliceIndex, SliceKey};
 pub use preprocess::{CropWindow, extract_slice};
 pub use reader::SliceStore;
+
+use build::lock_root;
 
 use std::path::PathBuf;
 

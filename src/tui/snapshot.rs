@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::journal::Holder;
-use crate::layout::{LATENTS_FILE, STORE_DIR};
+use crate::layout::LATENTS_FILE;
 use crate::project::{Project, RoundState, SliceIndex, SliceKey, latents};
 use crate::store::SliceStore;
 use crate::strategy::Latents;
@@ -75,21 +75,10 @@ impl Snapshot {
     }
 }
 
-/// The newest complete slice store of the project (builds in progress and
-/// abandoned ones start with a dot).
+/// The slice store the project last opened (its root may be shared with
+/// other projects, so "the newest store there" could be someone else's).
 pub fn newest_store(project: &Path) -> Option<PathBuf> {
-    let root = project.join(STORE_DIR);
-    std::fs::read_dir(root)
-        .ok()?
-        .filter_map(Result::ok)
-        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-        .filter_map(|e| {
-            let meta = e.path().join(crate::store::META_FILE);
-            let modified = std::fs::metadata(&meta).ok()?.modified().ok()?;
-            Some((modified, e.path()))
-        })
-        .max()
-        .map(|(_, p)| p)
+    Project::open(project).ok()?.current_store_dir()
 }
 
 pub fn load_pool(project: &Path, state: Option<&RoundState>) -> Option<PoolInfo> {

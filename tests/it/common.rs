@@ -6,8 +6,13 @@ use std::process::{Command, Output};
 use nextslice::volume::phantom::{PhantomKind, PhantomSpec, write_phantom};
 
 /// The `nextslice` binary built for this test run.
+/// The binary, with new projects' shared slice stores in a directory of
+/// this test process rather than the user's data dir.
 pub fn nextslice() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_nextslice"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_nextslice"));
+    let stores = std::env::temp_dir().join(format!("nextslice-it-stores-{}", std::process::id()));
+    command.env("NEXTSLICE_STORE_ROOT", stores);
+    command
 }
 
 /// Runs the binary and returns its output, failing the test with stderr on error.
@@ -80,6 +85,9 @@ pub fn fixture(subjects: usize, extra: &str) -> Fixture {
     std::fs::write(&tiny, TINY).unwrap();
     std::fs::write(&more, extra).unwrap();
     let project = dir.path().join("project");
+    // Each fixture its own store root: tests run in parallel, and one that
+    // rewrites its data must not meet another's store.
+    let stores = dir.path().join("stores");
     run_ok(&[
         "init",
         p(&project),
@@ -91,6 +99,8 @@ pub fn fixture(subjects: usize, extra: &str) -> Fixture {
         p(&tiny),
         "--config",
         p(&more),
+        "--store-root",
+        p(&stores),
     ]);
     Fixture {
         _dir: dir,

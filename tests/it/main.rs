@@ -11,6 +11,7 @@ mod patient_wise;
 mod phantom;
 mod relink;
 mod rounds;
+mod shared_store;
 mod simulate;
 mod soak;
 mod store;

@@ -20,7 +20,10 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
 }
 
 fn stores(project: &std::path::Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(project.join("store"))
+    let root = nextslice::project::Project::open(project)
+        .unwrap()
+        .store_root();
+    let mut names: Vec<String> = std::fs::read_dir(root)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| !n.starts_with('.'))
@@ -38,6 +41,7 @@ fn moved_data_is_relinked_and_the_project_goes_on_where_it_was() {
     let before = RoundState::load(project).unwrap();
     assert_eq!(before.phase, Phase::AwaitingMasks);
     let store = stores(project);
+    assert_eq!(store.len(), 1, "{store:?}");
     let latents = std::fs::read(project.join("models/latents.bin")).unwrap();
     let toml = project.join("project.toml");
 

@@ -61,7 +61,8 @@ fn check_files(project: &Path, tally: &mut Tally) {
         tally.unreadable.push(format!("project: {e}"));
     }
     // Every complete store (a half-built one is a hidden `.build-*`).
-    if let Ok(entries) = std::fs::read_dir(project.join("store")) {
+    let root = Project::open(project).map(|p| p.store_root());
+    if let Some(entries) = root.ok().and_then(|r| std::fs::read_dir(r).ok()) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if !name.starts_with('.')
