@@ -17,6 +17,7 @@ mod gradient;
 mod infer;
 mod models;
 mod prepare;
+mod reconcile;
 mod scores;
 mod suggest;
 mod train;

@@ -11,6 +11,7 @@ use burn::tensor::backend::AutodiffBackend;
 use super::context::{EngineError, StepContext};
 use super::infer::{Pass, class_map, predict};
 use super::prepare::{Round, prepare};
+use super::reconcile::reconcile_store;
 use crate::config::{SamplingUnit, Strategy};
 use crate::layout::{GRADIENT_STEP_FILE, SUGGESTIONS_FILE};
 use crate::model::UNet;
@@ -41,6 +42,7 @@ pub fn suggest_step<B: AutodiffBackend>(
         }
     };
     let (store, index) = ctx.open_store(project, &state)?;
+    let changed = reconcile_store::<B>(project, &state, &store, &index, ctx, device)?;
     let pool = index.pool().len();
     let candidates = index.candidates(state.taken());
     let fraction = if seeding {
@@ -155,8 +157,9 @@ pub fn suggest_step<B: AutodiffBackend>(
         &format!("{what} suggested ({name})"),
         ctx.log,
     )?;
+    let changed = changed.map(|c| format!("{c}; ")).unwrap_or_default();
     Ok(format!(
-        "round {round}: {what} suggested by {name} sampling ({:.1}% of the pool){step_line}",
+        "{changed}round {round}: {what} suggested by {name} sampling ({:.1}% of the pool){step_line}",
         100.0 * n as f64 / pool as f64
     ))
 }

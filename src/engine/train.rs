@@ -10,6 +10,7 @@ use burn::tensor::backend::AutodiffBackend;
 use super::context::{EngineError, StepContext};
 use super::evaluate::evaluation_regions;
 use super::models::load_unets;
+use super::reconcile::reconcile_store;
 use super::validate::{held_out, score_held_out};
 use crate::config::Strategy;
 use crate::layout::{loss_head_file, unet_checkpoints, unet_file};
@@ -32,6 +33,7 @@ pub fn train_step<B: AutodiffBackend>(
     state.expect(Phase::Training, "train the U-Net")?;
     let config = &project.config;
     let (store, index) = ctx.open_store(project, &state)?;
+    let changed = reconcile_store::<B>(project, &state, &store, &index, ctx, device)?;
     let all: Vec<usize> = state
         .labelled
         .iter()
@@ -175,8 +177,9 @@ pub fn train_step<B: AutodiffBackend>(
     let checked = validation
         .map(|v| format!("; Dice {}", v.short()))
         .unwrap_or_default();
+    let changed = changed.map(|c| format!("{c}; ")).unwrap_or_default();
     Ok(format!(
-        "round {}: {what} trained on {} slices ({:.1}% of the pool), final {loss} {last:.3}{checked}",
+        "{changed}round {}: {what} trained on {} slices ({:.1}% of the pool), final {loss} {last:.3}{checked}",
         state.round,
         slices.len(),
         100.0 * all.len() as f64 / pool as f64

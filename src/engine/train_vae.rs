@@ -107,7 +107,7 @@ fn measure<B: AutodiffBackend>(
 }
 
 /// Posterior means of every store slice, in batches.
-fn encode_pool<B: AutodiffBackend>(
+pub(super) fn encode_pool<B: AutodiffBackend>(
     vae: &Vae<B::InnerBackend>,
     store: &SliceStore,
     ctx: &StepContext<'_>,

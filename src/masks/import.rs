@@ -264,13 +264,7 @@ pub fn plan_import(
         let Some(record) = record_of(&key.case) else {
             continue;
         };
-        let classes: Vec<u8> = mask
-            .data
-            .iter()
-            .map(|v| lut[*v as usize].unwrap_or(0))
-            .collect();
-        let classes = Volume::new(mask.dims, mask.affine, classes);
-        let grid = to_store_window(&classes, axis, record.crop_origin, config.slicing.size, 0);
+        let grid = store_classes(config, record, &mask, &lut);
         plan.accepted.push(AcceptedMask {
             key,
             file,
@@ -288,6 +282,63 @@ pub fn plan_import(
         .map(|&k| k.clone())
         .collect();
     Ok(plan)
+}
+
+/// A checked mask plane as class indices on the store's pixel grid.
+fn store_classes(
+    config: &Config,
+    record: &VolumeRecord,
+    mask: &Volume<u8>,
+    lut: &[Option<u8>; 256],
+) -> Vec<u8> {
+    let classes: Vec<u8> = mask
+        .data
+        .iter()
+        .map(|v| lut[*v as usize].unwrap_or(0))
+        .collect();
+    let classes = Volume::new(mask.dims, mask.affine, classes);
+    to_store_window(
+        &classes,
+        config.slicing.axis,
+        record.crop_origin,
+        config.slicing.size,
+        0,
+    )
+}
+
+/// The class map of `key` on the grid of the store `meta` describes,
+/// derived again from `kept`, the mask file an import accepted and copied
+/// into the project (a slice mask, PNG or NIfTI, or the case's 3D label
+/// volume): after the store changed, every labelled slice keeps its mask.
+pub fn rederive(
+    config: &Config,
+    meta: &StoreMeta,
+    key: &SliceKey,
+    kept: &Path,
+) -> Result<Vec<u8>, MaskError> {
+    let invalid = |problem: String| MaskError::Invalid(format!("{}: {problem}", kept.display()));
+    let record = meta
+        .volumes
+        .iter()
+        .find(|v| v.case == key.case)
+        .ok_or_else(|| invalid(format!("case `{}` is not in the slice store", key.case)))?;
+    let name = file_name(kept);
+    let lower = name.to_ascii_lowercase();
+    let axis = config.slicing.axis;
+    let mask = if key_from_mask_name(&name).is_some_and(|k| &k == key) {
+        read_slice_mask(kept, &lower, key, record, axis).map_err(invalid)?
+    } else {
+        plane(
+            &read_volume_mask(kept, record).map_err(invalid)?,
+            axis,
+            key.slice as usize,
+        )
+    };
+    let lut = config.labels.class_lookup();
+    if let Some(bad) = mask.data.iter().find(|v| lut[**v as usize].is_none()) {
+        return Err(invalid(config.labels.explain_unexpected(*bad)));
+    }
+    Ok(store_classes(config, record, &mask, &lut))
 }
 
 /// The exported plane of `key` for geometry checks.

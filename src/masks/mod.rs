@@ -13,7 +13,9 @@ pub mod preview;
 pub use export::{
     Exported, ToExport, expected_mask_name, expected_png_mask_name, export, key_from_mask_name,
 };
-pub use import::{AcceptedMask, Awaited, ImportPlan, ImportedMask, apply_import, plan_import};
+pub use import::{
+    AcceptedMask, Awaited, ImportPlan, ImportedMask, apply_import, plan_import, rederive,
+};
 
 use std::path::{Path, PathBuf};
 

@@ -24,6 +24,18 @@ pub fn save(path: &Path, store_key: &str, latents: &Latents) -> std::io::Result<
     write_atomic(path, &bytes)
 }
 
+/// The store key the latents at `path` were written for, if readable.
+pub fn key_of(path: &Path) -> Option<String> {
+    let mut header = [0u8; 24];
+    std::io::Read::read_exact(&mut std::fs::File::open(path).ok()?, &mut header).ok()?;
+    if &header[..8] != MAGIC {
+        return None;
+    }
+    let key = &header[8..24];
+    let end = key.iter().position(|&b| b == 0).unwrap_or(key.len());
+    Some(String::from_utf8_lossy(&key[..end]).into_owned())
+}
+
 /// Loads latents written for the store `store_key`; `None` if the file is
 /// missing, damaged or belongs to another store (the pool changed).
 pub fn load(path: &Path, store_key: &str) -> Option<Latents> {

@@ -99,3 +99,66 @@ fn moved_data_is_relinked_and_the_project_goes_on_where_it_was() {
     assert_eq!(stores(project), store, "no store rebuilt");
     assert_eq!(RoundState::load(project).unwrap().round, 1);
 }
+
+/// A case copied under a new name (its files renamed to match).
+fn copy_case(data: &std::path::Path, from: &str, to: &str) {
+    let target = data.join(to);
+    std::fs::create_dir_all(&target).unwrap();
+    for entry in std::fs::read_dir(data.join(from)).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace(from, to);
+        std::fs::copy(&path, target.join(name)).unwrap();
+    }
+}
+
+#[test]
+fn a_store_that_truly_changed_is_re_encoded_and_keeps_every_mask() {
+    let f = fixture(6, "");
+    let project = &f.project;
+    run_ok(&["train-vae", "--wait", "-p", p(project)]);
+    run_ok(&["suggest", "--wait", "-p", p(project)]);
+    let mut import = vec!["import".to_string(), "-p".into(), p(project).into()];
+    for case in std::fs::read_dir(&f.data).unwrap() {
+        let case = case.unwrap().path();
+        let id = case.file_name().unwrap().to_string_lossy().into_owned();
+        import.push(p(&case.join(format!("{id}_seg.nii.gz"))).into());
+    }
+    let import: Vec<&str> = import.iter().map(String::as_str).collect();
+    run_ok(&import);
+    run_ok(&["train", "--wait", "-p", p(project)]);
+    let before = RoundState::load(project).unwrap();
+    let old_key = nextslice::project::latents::key_of(&project.join("models/latents.bin")).unwrap();
+    let derived: Vec<_> = before
+        .labelled
+        .iter()
+        .map(|l| nextslice::masks::derived_path(project, &l.key))
+        .collect();
+    let maps: Vec<Vec<u8>> = derived.iter().map(|d| std::fs::read(d).unwrap()).collect();
+
+    // The lab adds a scan: a new store, and latents of the old one.
+    let first = before.labelled[0].key.case.clone();
+    copy_case(&f.data, &first, &format!("{first}x"));
+    std::fs::remove_file(&derived[0]).unwrap();
+    let out = run_ok(&["suggest", "--wait", "-p", p(project)]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("the slice store changed"), "{said}");
+    assert!(said.contains("re-encoded with the existing VAE"), "{said}");
+    let new_key = nextslice::project::latents::key_of(&project.join("models/latents.bin")).unwrap();
+    assert_ne!(new_key, old_key);
+    let store = nextslice::project::Project::open(project)
+        .unwrap()
+        .current_store_dir()
+        .unwrap();
+    assert!(store.ends_with(&new_key), "{store:?} vs {new_key}");
+    // Every labelled slice's class map, derived again from its kept file.
+    for (d, map) in derived.iter().zip(&maps) {
+        assert_eq!(&std::fs::read(d).unwrap(), map, "{d:?}");
+    }
+    let after = RoundState::load(project).unwrap();
+    assert_eq!(after.labelled, before.labelled);
+    assert_eq!(after.phase, Phase::AwaitingMasks);
+}

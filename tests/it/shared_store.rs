@@ -37,16 +37,22 @@ fn two_projects_share_one_store_and_gc_frees_it_when_both_are_gone() {
         assert_eq!(opened.store_root(), root);
         let store = opened.store(&Silent, &AtomicBool::new(false)).unwrap();
         keys.push(store.meta().key.clone());
-        assert!(!project.join("store").exists(), "nothing stored in the project");
+        assert!(
+            !project.join("store").exists(),
+            "nothing stored in the project"
+        );
     }
     assert_eq!(keys[0], keys[1], "one store for both");
     let listed = String::from_utf8_lossy(&run_ok(&["store", "--list", "--out", p(&root)]).stdout)
         .into_owned();
-    assert!(listed.contains("2 of 2 registered projects exist"), "{listed}");
+    assert!(
+        listed.contains("2 of 2 registered projects exist"),
+        "{listed}"
+    );
 
     std::fs::remove_dir_all(&projects[0]).unwrap();
-    let gc = String::from_utf8_lossy(&run_ok(&["store", "--gc", "--out", p(&root)]).stdout)
-        .into_owned();
+    let gc =
+        String::from_utf8_lossy(&run_ok(&["store", "--gc", "--out", p(&root)]).stdout).into_owned();
     assert!(gc.contains("0 of 1 stores removed"), "{gc}");
     assert!(root.join(&keys[0]).exists());
     // The project left goes on with the same store.
@@ -54,8 +60,8 @@ fn two_projects_share_one_store_and_gc_frees_it_when_both_are_gone() {
     assert_eq!(b.current_store_dir(), Some(root.join(&keys[1])));
 
     std::fs::remove_dir_all(&projects[1]).unwrap();
-    let gc = String::from_utf8_lossy(&run_ok(&["store", "--gc", "--out", p(&root)]).stdout)
-        .into_owned();
+    let gc =
+        String::from_utf8_lossy(&run_ok(&["store", "--gc", "--out", p(&root)]).stdout).into_owned();
     assert!(gc.contains("1 of 1 stores removed"), "{gc}");
     assert!(!root.join(&keys[0]).exists());
 }
