@@ -165,6 +165,12 @@ pub struct SlicingConfig {
     pub axis: SliceAxis,
     /// In-plane size `[height, width]` after centred crop or zero padding.
     pub size: [usize; 2],
+    /// In-plane spacing `[row, column]` in mm to resample every volume to
+    /// before cropping (linear for images, nearest for labels); absent:
+    /// each volume keeps its own. Experts still see and return slices at
+    /// the volume's own resolution, and evaluation scores on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spacing: Option<[f64; 2]>,
     /// Leave out slices whose brain area is below `min_brain_fraction`.
     pub drop_empty: bool,
     pub min_brain_fraction: f64,

@@ -1,20 +1,24 @@
 //! Test-set evaluation: every stored slice of each held-out volume is
-//! predicted in one pass, the slices are stacked back into 3D on the
-//! store's grid (slices not stored, having no brain, are background in
-//! both), and each region is scored with `eval`: Dice, and HD95 in mm from
-//! the grid's spacing, with the BraTS conventions for empty regions. The
-//! phase does not change.
+//! predicted in one pass, the predictions are put back on the volume's
+//! own canonical grid (`native`: slices not stored, having no brain, and
+//! voxels outside the crop window are background), and each region is
+//! scored there against the case's label file with `eval`: Dice, and HD95
+//! in mm from that grid's spacing, with the BraTS conventions for empty
+//! regions. The phase does not change.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
 
 use burn::tensor::backend::AutodiffBackend;
 
 use super::context::{EngineError, StepContext};
 use super::infer::{Pass, class_map, predict};
 use super::models::load_unets;
+use super::native::NativeScores;
 use crate::config::Config;
-use crate::eval::{self, Grid, Region, RegionScore};
+use crate::eval::{self, Region, RegionScore};
 use crate::layout::{EVALUATION_FILE, EVALUATION_FIRST_MEMBER_FILE};
 use crate::project::Project;
-use crate::store::{SliceStore, StoreMeta};
 
 /// Test-set scores: mean over the held-out volumes of each region's Dice
 /// and HD95 (mm).
@@ -68,20 +72,29 @@ pub fn evaluate_step<B: AutodiffBackend>(
     }
     // Volume by volume, so one volume is held in memory at a time.
     test_ids.sort_by_key(|&id| (store.entries()[id].volume, id));
-    let depth_axis = project.config.slicing.axis.normal_axis();
-    let mut volumes = VolumeStack::new(store.meta(), depth_axis, &regions);
+    // Truth from the label files, where discovery finds them now.
+    // (Else the paths the store recorded.)
+    let labels: HashMap<String, PathBuf> = project
+        .discover()
+        .map(|d| d.cases)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|c| Some((c.id, c.label?)))
+        .collect();
+    let axis = project.config.slicing.axis;
+    let mut volumes = NativeScores::new(store.meta(), axis, &regions, &labels);
     // An ensemble's first member is also scored alone, so DAL's rows can
     // separate what its selection gains from what ensembling does.
     let mut first =
-        (models.len() > 1).then(|| VolumeStack::new(store.meta(), depth_axis, &regions));
-    let pass = Pass::new("evaluate", "test volumes", 16).with_labels(true);
-    pass.run::<B::InnerBackend>(&store, &test_ids, ctx, device, |chunk, x, labels| {
+        (models.len() > 1).then(|| NativeScores::new(store.meta(), axis, &regions, &labels));
+    let pass = Pass::new("evaluate", "test volumes", 16);
+    pass.run::<B::InnerBackend>(&store, &test_ids, ctx, device, |chunk, x, _| {
         if let Some(first) = first.as_mut() {
             let alone = class_map(predict(&models[..1], x.clone())?)?;
-            first.add(&store, chunk, &alone, labels)?;
+            first.add(&store, chunk, &alone)?;
         }
         let predicted = class_map(predict(&models, x)?)?;
-        volumes.add(&store, chunk, &predicted, labels)
+        volumes.add(&store, chunk, &predicted)
     })?;
     let scored = volumes.finish()?;
 
@@ -146,113 +159,4 @@ fn per_volume_csv(scored: &[(String, Vec<RegionScore>)]) -> String {
         }
     }
     csv
-}
-
-/// Predicted and true class maps stacked into the current volume, scored
-/// when the pass moves on to the next one.
-struct VolumeStack<'a> {
-    meta: &'a StoreMeta,
-    depth_axis: usize,
-    regions: &'a [Region],
-    current: Option<Stacked>,
-    scored: Vec<(String, Vec<RegionScore>)>,
-}
-
-struct Stacked {
-    volume: u32,
-    depth: usize,
-    predicted: Vec<u8>,
-    truth: Vec<u8>,
-}
-
-impl<'a> VolumeStack<'a> {
-    fn new(meta: &'a StoreMeta, depth_axis: usize, regions: &'a [Region]) -> Self {
-        VolumeStack {
-            meta,
-            depth_axis,
-            regions,
-            current: None,
-            scored: Vec::new(),
-        }
-    }
-
-    /// Places a batch's class maps (store ids `chunk`) into their volumes.
-    fn add(
-        &mut self,
-        store: &SliceStore,
-        chunk: &[usize],
-        predicted: &[u8],
-        truth: &[u8],
-    ) -> Result<(), EngineError> {
-        let meta = self.meta;
-        let plane = meta.height * meta.width;
-        let value = |class: u8| meta.label_values.get(class as usize).copied().unwrap_or(0);
-        for (j, &id) in chunk.iter().enumerate() {
-            let entry = &store.entries()[id];
-            if self
-                .current
-                .as_ref()
-                .is_none_or(|c| c.volume != entry.volume)
-            {
-                self.score_current()?;
-                let record = self.record(entry.volume)?;
-                let depth = record.canonical_dims[self.depth_axis];
-                self.current = Some(Stacked {
-                    volume: entry.volume,
-                    depth,
-                    predicted: vec![0; plane * depth],
-                    truth: vec![0; plane * depth],
-                });
-            }
-            let s = entry.slice as usize;
-            let Some(current) = self.current.as_mut() else {
-                continue;
-            };
-            if s >= current.depth {
-                return Err(EngineError::StoreMismatch(format!(
-                    "slice {s} of volume {} is outside its {} slices",
-                    entry.volume, current.depth
-                )));
-            }
-            for k in 0..plane {
-                current.predicted[s * plane + k] = value(predicted[j * plane + k]);
-                current.truth[s * plane + k] = value(truth[j * plane + k]);
-            }
-        }
-        Ok(())
-    }
-
-    fn record(&self, volume: u32) -> Result<&'a crate::store::VolumeRecord, EngineError> {
-        self.meta
-            .volumes
-            .get(volume as usize)
-            .ok_or_else(|| EngineError::StoreMismatch(format!("no volume record {volume}")))
-    }
-
-    fn score_current(&mut self) -> Result<(), EngineError> {
-        let Some(done) = self.current.take() else {
-            return Ok(());
-        };
-        let record = self.record(done.volume)?;
-        let score_error = |e: &dyn std::fmt::Display| EngineError::Score {
-            case: record.case.clone(),
-            message: e.to_string(),
-        };
-        // Stored pixel (row, column) of slice s is voxel (column, row, s).
-        let grid = Grid::new(
-            [self.meta.width, self.meta.height, done.depth],
-            record.grid_affine.spacing(),
-        )
-        .map_err(|e| score_error(&e))?;
-        let scores = eval::score_volume(&done.predicted, &done.truth, &grid, self.regions)
-            .map_err(|e| score_error(&e))?;
-        self.scored.push((record.case.clone(), scores));
-        Ok(())
-    }
-
-    /// Scores the last volume; (case, region scores) per volume, in order.
-    fn finish(mut self) -> Result<Vec<(String, Vec<RegionScore>)>, EngineError> {
-        self.score_current()?;
-        Ok(self.scored)
-    }
 }

@@ -16,6 +16,7 @@ mod evaluate;
 mod gradient;
 mod infer;
 mod models;
+mod native;
 mod prepare;
 mod reconcile;
 mod scores;

@@ -296,7 +296,11 @@ fn store_classes(
         .iter()
         .map(|v| lut[*v as usize].unwrap_or(0))
         .collect();
-    let classes = Volume::new(mask.dims, mask.affine, classes);
+    // A native plane onto the store's grid: resampled as the images were.
+    let classes =
+        record
+            .in_plane(config.slicing.axis)
+            .nearest(&Volume::new(mask.dims, mask.affine, classes));
     to_store_window(
         &classes,
         config.slicing.axis,

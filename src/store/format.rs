@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::{SliceAxis, StoreDtype};
 use crate::volume::Affine;
 
+use super::resample::InPlane;
+
 pub const FORMAT_VERSION: u32 = 1;
 pub const META_FILE: &str = "meta.json";
 pub const IMAGES_FILE: &str = "images.bin";
@@ -71,9 +73,14 @@ pub struct VolumeRecord {
     pub canonical_dims: [usize; 3],
     /// Voxel → world of the canonical volume.
     pub canonical_affine: Affine,
-    /// Canonical voxel index of stored pixel (row 0, column 0); negative where
-    /// the slice was zero-padded.
+    /// Canonical voxel index of stored pixel (row 0, column 0) — on the
+    /// resampled grid when `resampled` — negative where the slice was
+    /// zero-padded.
     pub crop_origin: [i64; 2],
+    /// How the canonical volume was resampled in-plane before cropping
+    /// (`slicing.spacing`); absent: stored at its own resolution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resampled: Option<InPlane>,
     /// Maps (column, row, canonical slice index) → world millimetres, so a
     /// stored slice can be written as NIfTI that lines up with the volume.
     pub grid_affine: Affine,
@@ -82,6 +89,13 @@ pub struct VolumeRecord {
     /// Position of this volume's first slice in the index.
     pub first_slice: usize,
     pub slice_count: usize,
+}
+
+impl VolumeRecord {
+    /// The in-plane resampling from the canonical volume to the store.
+    pub fn in_plane(&self, axis: SliceAxis) -> InPlane {
+        self.resampled.unwrap_or(InPlane::identity(axis))
+    }
 }
 
 /// Index record of one stored slice.

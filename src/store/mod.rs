@@ -18,6 +18,7 @@ mod format;
 mod keys;
 mod preprocess;
 mod reader;
+pub mod resample;
 pub mod users;
 
 pub use build::{BuildOutcome, open_or_build, store_key, store_key_with};

@@ -8,6 +8,7 @@ use crate::volume::{Affine, Volume, read_labels, read_volume, to_canonical};
 
 use super::StoreError;
 use super::format::{SliceEntry, VolumeRecord};
+use super::resample::InPlane;
 
 /// A case ready to append to the store.
 pub struct PreparedCase {
@@ -190,6 +191,10 @@ pub fn prepare_case(case: &Case, config: &Config) -> Result<PreparedCase, StoreE
         }
     };
 
+    let resampling = match config.slicing.spacing {
+        Some(spacing) => InPlane::to_spacing(config.slicing.axis, &affine, spacing),
+        None => InPlane::identity(config.slicing.axis),
+    };
     let brain: Vec<bool> = (0..reference.data.len())
         .map(|i| images.iter().any(|v| v.data[i] != 0.0))
         .collect();
@@ -208,6 +213,18 @@ pub fn prepare_case(case: &Case, config: &Config) -> Result<PreparedCase, StoreE
         normalisation.push(stats);
     }
 
+    // Normalised at the native resolution (its statistics do not depend
+    // on the store's grid), then resampled in-plane.
+    let (images, labels, brain) = if resampling.is_identity() {
+        (images, labels, brain)
+    } else {
+        (
+            images.iter().map(|v| resampling.linear(v)).collect(),
+            labels.map(|l| resampling.nearest(&l)),
+            resampling.nearest(&brain),
+        )
+    };
+    let grid_affine = brain.affine;
     let window = CropWindow::centred_on(&brain, config.slicing.axis, config.slicing.size);
     let normal = config.slicing.axis.normal_axis();
     let [h, w] = config.slicing.size;
@@ -254,7 +271,8 @@ pub fn prepare_case(case: &Case, config: &Config) -> Result<PreparedCase, StoreE
         canonical_dims: [dims[0], dims[1], dims[2]],
         canonical_affine: affine,
         crop_origin: window.origin,
-        grid_affine: window.grid_affine(&affine),
+        resampled: (!resampling.is_identity()).then_some(resampling),
+        grid_affine: window.grid_affine(&grid_affine),
         normalisation,
         first_slice: 0,
         slice_count: entries.len(),

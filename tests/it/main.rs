@@ -5,6 +5,7 @@ mod common;
 mod config;
 mod dataset;
 mod models;
+mod native_resolution;
 mod nifti_errors;
 mod nifti_io;
 mod patient_wise;
