@@ -158,7 +158,10 @@ pub fn running_worker(project: &Path) -> Option<Holder> {
         .write(true)
         .open(project.join(LOCK_FILE))
         .ok()?;
-    for _ in 0..20 {
+    // A record follows the flock within milliseconds (one fsync); give a
+    // slow disk the same grace a starting worker gets.
+    let deadline = Instant::now() + HANDOVER;
+    while Instant::now() < deadline {
         match file.try_lock() {
             Ok(()) => {
                 let _ = file.unlock();
@@ -216,6 +219,24 @@ mod tests {
         drop(again);
         let after_drop = WorkerLock::acquire(dir.path(), &holder(44)).unwrap();
         assert_eq!(after_drop.stale, None, "nor does a drop on an error path");
+    }
+
+    #[test]
+    fn a_lock_held_before_its_record_is_written_is_a_running_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOCK_FILE);
+        let file = File::create(&path).unwrap();
+        file.lock().unwrap();
+        // The holder's record lands late, as after a slow fsync.
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let json = serde_json::to_vec(&holder(7)).unwrap();
+            (&file).write_all(&json).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            drop(file);
+        });
+        assert_eq!(running_worker(dir.path()).map(|h| h.pid), Some(7));
+        writer.join().unwrap();
     }
 
     #[test]
