@@ -119,7 +119,7 @@ pub fn plan_import(
     let pending: HashMap<&SliceKey, ()> = awaited.pending.iter().map(|&k| (k, ())).collect();
     let record_of = |case: &str| meta.volumes.iter().find(|v| v.case == case);
     let mut plan = ImportPlan::default();
-    let mut candidates: Vec<(PathBuf, SliceKey, Volume<u8>)> = Vec::new();
+    let mut candidates: Vec<(PathBuf, SliceKey, Volume<u8>, MaskGrid)> = Vec::new();
 
     for file in files_in(paths)? {
         let name = file_name(&file);
@@ -159,8 +159,8 @@ pub fn plan_import(
                     ));
                     continue;
                 };
-                match read_slice_mask(&file, &lower, &key, record, axis) {
-                    Ok(mask) => candidates.push((file, key, mask)),
+                match read_slice_mask(&file, &lower, &key, record, axis, config.slicing.size) {
+                    Ok((mask, grid)) => candidates.push((file, key, mask, grid)),
                     Err(problem) => plan.problems.push((file, problem)),
                 }
             }
@@ -198,6 +198,7 @@ pub fn plan_import(
                                 file.clone(),
                                 key.clone(),
                                 plane(&volume, axis, key.slice as usize),
+                                MaskGrid::Native,
                             ));
                         }
                     }
@@ -211,7 +212,7 @@ pub fn plan_import(
     // (a file rejected for its own faults does not make another a duplicate).
     let lut = config.labels.class_lookup();
     let mut bad_files: Vec<PathBuf> = plan.problems.iter().map(|(f, _)| f.clone()).collect();
-    for (file, key, mask) in &candidates {
+    for (file, key, mask, _) in &candidates {
         if let Some(bad) = mask
             .data
             .iter()
@@ -230,7 +231,7 @@ pub fn plan_import(
         }
     }
     let mut by_key: BTreeMap<SliceKey, Vec<usize>> = BTreeMap::new();
-    for (i, (file, key, _)) in candidates.iter().enumerate() {
+    for (i, (file, key, _, _)) in candidates.iter().enumerate() {
         if !bad_files.contains(file) {
             by_key.entry(key.clone()).or_default().push(i);
         }
@@ -257,19 +258,15 @@ pub fn plan_import(
         .map(|(f, _)| f)
         .chain(&bad_files)
         .collect();
-    for (file, key, mask) in candidates {
+    for (file, key, mask, grid) in candidates {
         if rejected.contains(&&file) {
             continue;
         }
         let Some(record) = record_of(&key.case) else {
             continue;
         };
-        let grid = store_classes(config, record, &mask, &lut);
-        plan.accepted.push(AcceptedMask {
-            key,
-            file,
-            classes: grid,
-        });
+        let classes = store_classes(config, record, &mask, grid, &lut);
+        plan.accepted.push(AcceptedMask { key, file, classes });
     }
     plan.problems
         .sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
@@ -284,11 +281,21 @@ pub fn plan_import(
     Ok(plan)
 }
 
+/// Which grid a checked slice mask is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MaskGrid {
+    /// The volume's own (the exported slice's), canonical orientation.
+    Native,
+    /// The store's: width × height pixels at the stored slice's geometry.
+    Store,
+}
+
 /// A checked mask plane as class indices on the store's pixel grid.
 fn store_classes(
     config: &Config,
     record: &VolumeRecord,
     mask: &Volume<u8>,
+    grid: MaskGrid,
     lut: &[Option<u8>; 256],
 ) -> Vec<u8> {
     let classes: Vec<u8> = mask
@@ -296,6 +303,10 @@ fn store_classes(
         .iter()
         .map(|v| lut[*v as usize].unwrap_or(0))
         .collect();
+    if grid == MaskGrid::Store {
+        // Column fastest, as the store keeps a slice's rows.
+        return classes;
+    }
     // A native plane onto the store's grid: resampled as the images were.
     let classes =
         record
@@ -329,20 +340,17 @@ pub fn rederive(
     let name = file_name(kept);
     let lower = name.to_ascii_lowercase();
     let axis = config.slicing.axis;
-    let mask = if key_from_mask_name(&name).is_some_and(|k| &k == key) {
-        read_slice_mask(kept, &lower, key, record, axis).map_err(invalid)?
+    let (mask, grid) = if key_from_mask_name(&name).is_some_and(|k| &k == key) {
+        read_slice_mask(kept, &lower, key, record, axis, config.slicing.size).map_err(invalid)?
     } else {
-        plane(
-            &read_volume_mask(kept, record).map_err(invalid)?,
-            axis,
-            key.slice as usize,
-        )
+        let volume = read_volume_mask(kept, record).map_err(invalid)?;
+        (plane(&volume, axis, key.slice as usize), MaskGrid::Native)
     };
     let lut = config.labels.class_lookup();
     if let Some(bad) = mask.data.iter().find(|v| lut[**v as usize].is_none()) {
         return Err(invalid(config.labels.explain_unexpected(*bad)));
     }
-    Ok(store_classes(config, record, &mask, &lut))
+    Ok(store_classes(config, record, &mask, grid, &lut))
 }
 
 /// The exported plane of `key` for geometry checks.
@@ -360,21 +368,39 @@ fn expected_plane(
     plane(&empty, axis, key.slice as usize)
 }
 
+/// A slice mask, checked against the exported slice's grid (or the stored
+/// slice's, `size` = the store's height × width).
 fn read_slice_mask(
     file: &Path,
     lower: &str,
     key: &SliceKey,
     record: &VolumeRecord,
     axis: crate::config::SliceAxis,
-) -> Result<Volume<u8>, String> {
+    size: [usize; 2],
+) -> Result<(Volume<u8>, MaskGrid), String> {
     let expected = expected_plane(record, key, axis);
     if lower.ends_with(".png") {
         let (rows, cols) = plane_shape(expected.dims, axis);
         let values = png_io::read_labels(file, (cols, rows))?;
         let data = from_display(&values, expected.dims, axis);
-        return Ok(Volume::new(expected.dims, expected.affine, data));
+        return Ok((
+            Volume::new(expected.dims, expected.affine, data),
+            MaskGrid::Native,
+        ));
     }
-    let mask = to_canonical(read_labels(file).map_err(|e| e.problem.to_string())?);
+    let raw = read_labels(file).map_err(|e| e.problem.to_string())?;
+    // A mask drawn on the stored slice itself (its width × height, at the
+    // geometry the store records for it) is taken as it is.
+    let on_store = record
+        .grid_affine
+        .translated_voxels([0.0, 0.0, f64::from(key.slice)]);
+    if raw.dims[..2] == [size[1], size[0]]
+        && raw.dims[2..] == [1, 1]
+        && raw.affine.approx_eq(&on_store, 1e-2)
+    {
+        return Ok((raw, MaskGrid::Store));
+    }
+    let mask = to_canonical(raw);
     if mask.dims != expected.dims {
         return Err(format!(
             "mask is {:?} voxels, the exported slice is {:?}",
@@ -385,7 +411,7 @@ fn read_slice_mask(
     if !mask.affine.approx_eq(&expected.affine, 1e-2) {
         return Err("mask is not on the exported slice's grid (its position or spacing differs); segment the exported slice image itself".into());
     }
-    Ok(mask)
+    Ok((mask, MaskGrid::Native))
 }
 
 fn read_volume_mask(file: &Path, record: &VolumeRecord) -> Result<Volume<u8>, String> {
