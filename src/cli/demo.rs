@@ -11,7 +11,7 @@ use clap::Args;
 use nextslice::config::{DeviceSpec, Preset, shared_store_root};
 use nextslice::journal::Job;
 use nextslice::progress::StderrProgress;
-use nextslice::project::Project;
+use nextslice::project::{Project, StorePlace};
 use nextslice::volume::phantom::{PhantomKind, PhantomSpec, write_phantom};
 
 #[derive(Args, Debug)]
@@ -54,7 +54,15 @@ pub fn run(args: DemoArgs) -> Result<()> {
     }
     let project = match Project::open(&project_dir) {
         Ok(p) => p,
-        Err(_) => Project::init(&project_dir, &data, Preset::Demo, &[], shared_store_root())?,
+        Err(_) => Project::init(
+            &project_dir,
+            &data,
+            Preset::Demo,
+            &[],
+            StorePlace::Configured {
+                default: shared_store_root(),
+            },
+        )?,
     };
     let state = project.state()?;
     println!(

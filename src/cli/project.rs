@@ -12,7 +12,7 @@ use nextslice::config::{Preset, SamplingUnit, shared_store_root};
 use nextslice::journal::{Cursor, Event, EventLog, Logged, running_worker};
 use nextslice::progress::StderrProgress;
 use nextslice::project::actions::{check_import, confirm_import, export_pending, request_cancel};
-use nextslice::project::{Phase, Project};
+use nextslice::project::{Phase, Project, StorePlace};
 
 use super::events::describe;
 
@@ -53,19 +53,16 @@ pub struct StoreRootArgs {
 }
 
 impl StoreRootArgs {
-    /// The root to give a new project (None: its own `store/`).
-    pub fn resolve(&self) -> Result<Option<PathBuf>> {
-        if self.private_store {
-            return Ok(None);
-        }
-        let root = match &self.store_root {
-            Some(root) => std::path::absolute(root)?,
-            None => match shared_store_root() {
-                Some(root) => root,
-                None => return Ok(None),
+    /// Where a new project keeps its stores: the flags win over the
+    /// configuration files, which win over the shared default.
+    pub fn resolve(&self) -> Result<StorePlace> {
+        Ok(match (&self.store_root, self.private_store) {
+            (_, true) => StorePlace::Private,
+            (Some(root), false) => StorePlace::At(std::path::absolute(root)?),
+            (None, false) => StorePlace::Configured {
+                default: shared_store_root(),
             },
-        };
-        Ok(Some(root))
+        })
     }
 }
 
@@ -84,10 +81,17 @@ pub fn init(args: InitArgs) -> Result<()> {
         project.data_root()?.display(),
         state.test_cases.len()
     );
-    println!(
-        "  stores   {} (shared by projects on the same data; `nextslice store --gc` frees unused ones)",
-        project.store_root().display()
-    );
+    if project.config.store.root.is_some() {
+        println!(
+            "  stores   {} (shared by projects on the same data; `nextslice store --gc` frees unused ones)",
+            project.store_root().display()
+        );
+    } else {
+        println!(
+            "  stores   {} (inside the project)",
+            project.store_root().display()
+        );
+    }
     println!(
         "  config   {} (edit to taste)",
         project.path("project.toml").display()

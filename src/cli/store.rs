@@ -64,8 +64,9 @@ fn manage(root: &Path, gc: bool) -> Result<()> {
         return Ok(());
     }
     for info in &stores {
-        let who = if info.users.is_empty() {
-            "made before stores named their users: kept".to_string()
+        let who = if !info.registered {
+            "no project registered in it (made by `nextslice store` or before registration): kept"
+                .to_string()
         } else {
             format!(
                 "{} of {} registered projects exist",

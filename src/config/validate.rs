@@ -189,6 +189,14 @@ impl Config {
                 format!("{:?} is too large; at most 4096 per side", s.size),
             );
         }
+        if let Some(spacing) = s.spacing
+            && spacing.iter().any(|&mm| !(mm.is_finite() && mm >= 0.01))
+        {
+            return fail(
+                "slicing.spacing",
+                format!("{spacing:?} must be two spacings in mm, each at least 0.01"),
+            );
+        }
         // Both networks halve the slice once per level (widths are checked
         // to have at most 8 levels below; clamp so the shift cannot overflow).
         let levels = self.unet.widths.len().max(self.vae.widths.len()).min(8) as u32;

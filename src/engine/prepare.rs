@@ -179,15 +179,16 @@ fn prepare_gradient<B: AutodiffBackend>(
     let unet = load_unet::<B>(project, state, device)?;
     let vae = load_vae::<B>(project, state, device)?.valid();
     let latents = pool_latents(project, store)?;
-    let labelled: Vec<usize> = state
-        .labelled
-        .iter()
-        .filter_map(|l| index.id(&l.key))
-        .collect();
     let masks = ProjectMasks {
         project: &project.dir,
         index,
     };
+    let labelled: Vec<usize> = state
+        .labelled
+        .iter()
+        .filter_map(|l| index.id(&l.key))
+        .filter(|&id| masks.has(id))
+        .collect();
     let sampling = &project.config.sampling;
     let nn = nn_median(&latents, candidates);
     let length = match sampling.step {

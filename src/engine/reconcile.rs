@@ -39,30 +39,49 @@ pub fn reconcile_store<B: AutodiffBackend>(
     // Masks first: re-encoding is the slow part, and a crash between the
     // two must leave the latents' key stale so that this runs again.
     let mut rederived = 0;
-    let mut absent = Vec::new();
+    let (mut absent, mut failed) = (Vec::new(), Vec::new());
     for labelled in &state.labelled {
         if index.id(&labelled.key).is_none() {
             absent.push(labelled.key.to_string());
             continue;
         }
-        let classes = rederive(
+        let target = derived_path(&project.dir, &labelled.key);
+        match rederive(
             &project.config,
             store.meta(),
             &labelled.key,
             &project.path(&labelled.mask),
-        )?;
-        let target = derived_path(&project.dir, &labelled.key);
-        crate::fsutil::write_atomic(&target, &classes).map_err(EngineError::io(&target))?;
-        rederived += 1;
+        ) {
+            Ok(classes) => {
+                crate::fsutil::write_atomic(&target, &classes).map_err(EngineError::io(&target))?;
+                rederived += 1;
+            }
+            // The kept file no longer fits the new store (a mask drawn on
+            // the old store's grid): kept, but never trained on stale.
+            Err(e) => {
+                let _ = std::fs::remove_file(&target);
+                failed.push(format!("{} ({e})", labelled.key));
+            }
+        }
     }
     let vae = load_vae::<B>(project, state, device)?.valid();
     let encoded = encode_pool::<B>(&vae, store, ctx, device)?;
     latents::save(&path, key, &encoded).map_err(EngineError::io(&path))?;
-    let from = old.unwrap_or_else(|| "none".into());
+    let what = match old {
+        Some(old) => format!("the slice store changed ({old} → {key})"),
+        None => "the pool's latents were missing".to_string(),
+    };
     let mut line = format!(
-        "the slice store changed ({from} → {key}): {} slices re-encoded with the existing VAE, {rederived} labelled masks derived again from their files",
+        "{what}: {} slices re-encoded with the existing VAE, {rederived} labelled masks derived again from their files",
         store.len()
     );
+    if !failed.is_empty() {
+        line += &format!(
+            "; {} masks no longer fit the store and are left out of training until imported again: {}",
+            failed.len(),
+            failed.join(", ")
+        );
+    }
     if !absent.is_empty() {
         line += &format!(
             "; {} labelled slices are not in the new store (masks kept): {}",

@@ -149,6 +149,9 @@ pub fn suggest_step<B: AutodiffBackend>(
     let n = state.pending.len();
     let what = match config.sampling.unit {
         SamplingUnit::Slice => format!("{n} slices"),
+        SamplingUnit::Volume if n > count => format!(
+            "{n} slices in {volumes} whole volumes (over the round's {count}-slice budget: a volume is never split)"
+        ),
         SamplingUnit::Volume => format!("{n} slices in {volumes} whole volumes"),
     };
     project.commit(

@@ -44,23 +44,42 @@ pub fn train_step<B: AutodiffBackend>(
             missing: state.labelled.len() - all.len(),
         });
     }
-    state.validation = held_out(
+    let validation = held_out(
         &state.labelled,
         &state.validation,
         state.round,
         config.unet.validation_fraction,
         config.sampling.seed,
     );
-    let held: Vec<usize> = state
-        .validation
-        .iter()
-        .filter_map(|k| index.id(k))
-        .collect();
-    let slices: Vec<usize> = all.iter().copied().filter(|i| !held.contains(i)).collect();
+    if validation != state.validation {
+        // Settled before any epoch: a resumed round (even with the
+        // settings changed meanwhile) never holds out what it trained on.
+        state.validation = validation;
+        state.save(&project.dir)?;
+    }
     let masks = ProjectMasks {
         project: &project.dir,
         index: &index,
     };
+    // Slices whose mask no longer fits the store (see `reconcile`) wait
+    // for a new import.
+    let unusable = all.iter().filter(|&&i| !masks.has(i)).count();
+    let held: Vec<usize> = state
+        .validation
+        .iter()
+        .filter_map(|k| index.id(k))
+        .filter(|&i| masks.has(i))
+        .collect();
+    let slices: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|&i| !held.contains(&i) && masks.has(i))
+        .collect();
+    if slices.is_empty() {
+        return Err(EngineError::StoreMismatch(
+            "no labelled slice has a mask that fits the store; import the masks again".into(),
+        ));
+    }
     // DAL trains a bootstrap ensemble; every other strategy one U-Net.
     let members = if config.sampling.strategy == Strategy::Dal {
         config.sampling.dal_models
@@ -178,11 +197,18 @@ pub fn train_step<B: AutodiffBackend>(
         .map(|v| format!("; Dice {}", v.short()))
         .unwrap_or_default();
     let changed = changed.map(|c| format!("{c}; ")).unwrap_or_default();
+    let unusable = if unusable > 0 {
+        format!(", {unusable} without a usable mask")
+    } else {
+        String::new()
+    };
     Ok(format!(
-        "{changed}round {}: {what} trained on {} slices ({:.1}% of the pool), final {loss} {last:.3}{checked}",
+        "{changed}round {}: {what} trained on {} slices ({} labelled, {:.1}% of the pool; {} held out{unusable}), final {loss} {last:.3}{checked}",
         state.round,
         slices.len(),
-        100.0 * all.len() as f64 / pool as f64
+        all.len(),
+        100.0 * all.len() as f64 / pool as f64,
+        held.len()
     ))
 }
 

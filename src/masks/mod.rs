@@ -52,6 +52,14 @@ pub struct ProjectMasks<'a> {
     pub index: &'a SliceIndex,
 }
 
+impl ProjectMasks<'_> {
+    /// Whether slice `id` has a class map to train on (an import that the
+    /// store later outgrew may have lost it; see `engine::reconcile`).
+    pub fn has(&self, id: usize) -> bool {
+        derived_path(self.project, self.index.key(id)).exists()
+    }
+}
+
 impl MaskSource for ProjectMasks<'_> {
     fn mask(&self, id: usize, out: &mut [u8]) -> Result<(), StoreError> {
         let path = derived_path(self.project, self.index.key(id));

@@ -20,7 +20,7 @@ use crate::journal::{Event, EventLog};
 use crate::layout::{self, CONFIG_FILE, PROJECT_DIRS, STORE_DIR};
 use crate::progress::Progress;
 use crate::rng::Rng;
-use crate::store::{SliceStore, StoreError, open_or_build};
+use crate::store::{SliceStore, StoreError, open_or_build_for};
 use crate::volume::dataset::{Discovery, discover};
 
 pub use crate::store::{SliceIndex, SliceKey};
@@ -61,22 +61,23 @@ impl Project {
     /// Creates a project for the dataset at `data`, writing the resolved
     /// configuration (preset + user file + `extra` files) and the initial
     /// state with its held-out test cases.
-    /// `store_root`: where the project keeps its slice stores unless the
-    /// configuration names a root (None: inside the project).
+    /// `stores`: where the project keeps its slice stores.
     pub fn init(
         dir: &Path,
         data: &Path,
         preset: Preset,
         extra: &[PathBuf],
-        store_root: Option<PathBuf>,
+        stores: StorePlace,
     ) -> Result<Project, ProjectError> {
         if dir.join(CONFIG_FILE).exists() {
             return Err(ProjectError::Exists(dir.to_path_buf()));
         }
         let mut config = Config::resolve(preset, extra)?;
-        if config.store.root.is_none() {
-            config.store.root = store_root;
-        }
+        config.store.root = match stores {
+            StorePlace::Configured { default } => config.store.root.or(default),
+            StorePlace::Private => None,
+            StorePlace::At(root) => Some(root),
+        };
         let data = std::fs::canonicalize(data).map_err(|source| ProjectError::Io {
             path: data.to_path_buf(),
             source,
@@ -160,8 +161,14 @@ impl Project {
     ) -> Result<SliceStore, ProjectError> {
         let cases = self.discover()?.cases;
         let root = self.store_root();
-        let (store, _) = open_or_build(&root, &self.config, &cases, progress, cancel)?;
-        crate::store::users::register(&root, &store.meta().key, &self.dir)?;
+        let (store, _) = open_or_build_for(
+            &root,
+            &self.config,
+            &cases,
+            Some(&self.dir),
+            progress,
+            cancel,
+        )?;
         Ok(store)
     }
 
@@ -185,6 +192,18 @@ impl Project {
         });
         Ok(())
     }
+}
+
+/// Where a new project keeps its slice stores.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StorePlace {
+    /// `store.root` from the configuration files, else `default` (None:
+    /// inside the project).
+    Configured { default: Option<PathBuf> },
+    /// Inside the project, whatever the configuration says.
+    Private,
+    /// This root, whatever the configuration says.
+    At(PathBuf),
 }
 
 /// Where the stores of the project in `dir` with `config` live.

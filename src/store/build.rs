@@ -199,7 +199,34 @@ pub fn open_or_build(
     progress: &dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<(SliceStore, BuildOutcome), StoreError> {
+    open_or_build_for(root, config, cases, None, progress, cancel)
+}
+
+/// `open_or_build`, registering `user` (a project directory) as a user of
+/// the store before the root's lock is let go.
+pub fn open_or_build_for(
+    root: &Path,
+    config: &Config,
+    cases: &[Case],
+    user: Option<&Path>,
+    progress: &dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<(SliceStore, BuildOutcome), StoreError> {
     let _lock = lock_root(root)?;
+    let (store, outcome) = open_or_build_locked(root, config, cases, progress, cancel)?;
+    if let Some(user) = user {
+        super::users::register_locked(root, &store.meta().key, user)?;
+    }
+    Ok((store, outcome))
+}
+
+fn open_or_build_locked(
+    root: &Path,
+    config: &Config,
+    cases: &[Case],
+    progress: &dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<(SliceStore, BuildOutcome), StoreError> {
     let keys = store_keys(root, config, cases, progress, cancel)?;
     let dir = root.join(&keys.key);
     adopt_legacy_store(root, &keys);

@@ -21,7 +21,7 @@ mod reader;
 pub mod resample;
 pub mod users;
 
-pub use build::{BuildOutcome, open_or_build, store_key, store_key_with};
+pub use build::{BuildOutcome, open_or_build, open_or_build_for, store_key, store_key_with};
 pub use format::{META_FILE, SliceEntry, StoreMeta, VolumeRecord};
 pub use keys::{SliceIndex, SliceKey};
 pub use preprocess::{CropWindow, extract_slice};

@@ -215,6 +215,19 @@ pub fn prepare_case(case: &Case, config: &Config) -> Result<PreparedCase, StoreE
 
     // Normalised at the native resolution (its statistics do not depend
     // on the store's grid), then resampled in-plane.
+    let resampled = resampling.dims(dims);
+    let (row, col) = config.slicing.axis.in_plane_axes();
+    if resampled[row] > 4096 || resampled[col] > 4096 {
+        return Err(case_error(
+            case,
+            format!(
+                "resampling to slicing.spacing {:?} mm would make slices of {}×{} voxels (at most 4096 per side); choose a coarser spacing",
+                config.slicing.spacing.unwrap_or_default(),
+                resampled[row],
+                resampled[col]
+            ),
+        ));
+    }
     let (images, labels, brain) = if resampling.is_identity() {
         (images, labels, brain)
     } else {

@@ -64,13 +64,27 @@ pub fn in_use(store: &Path) -> bool {
     users(store).iter().any(|p| alive(p))
 }
 
+/// Records `project` as the user of store `key` under `root`, taking the
+/// root's lock (see `register_locked`).
+pub fn register(root: &Path, key: &str, project: &Path) -> Result<(), StoreError> {
+    let _lock = lock_root(root)?;
+    register_locked(root, key, project)
+}
+
 /// Records `project` as the user of store `key` under `root`, and as no
 /// longer a user of the root's other stores; a store of the same lineage
 /// that it leaves with no live user (the same inputs, since rewritten) is
-/// removed, as a private store root always did.
-pub fn register(root: &Path, key: &str, project: &Path) -> Result<(), StoreError> {
+/// removed, as a private store root always did. The caller holds the
+/// root's lock, so no `gc` or other project can remove the store between
+/// its opening and this registration.
+pub(super) fn register_locked(root: &Path, key: &str, project: &Path) -> Result<(), StoreError> {
+    let store = root.join(key);
+    // Never make a folder that looks like a store without one.
+    if !store.join(META_FILE).exists() {
+        return Ok(());
+    }
     let (id, path) = user_id(project);
-    let dir = root.join(key).join(USERS_DIR);
+    let dir = store.join(USERS_DIR);
     let file = dir.join(&id);
     let text = path.to_string_lossy().into_owned();
     let registered = fs::read_to_string(&file).is_ok_and(|t| t.trim_end() == text);
@@ -78,23 +92,16 @@ pub fn register(root: &Path, key: &str, project: &Path) -> Result<(), StoreError
         fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
         write_atomic(&file, text.as_bytes()).map_err(StoreError::io(&file))?;
     }
-    let lineage = meta(&root.join(key)).map(|m| m.lineage);
-    let mut left = Vec::new();
+    let lineage = meta(&store).map(|m| m.lineage);
     for other in stores(root) {
         if other.file_name().is_some_and(|n| n == key) {
             continue;
         }
         let mine = other.join(USERS_DIR).join(&id);
-        if mine.exists() {
-            fs::remove_file(&mine).map_err(StoreError::io(&mine))?;
-            left.push(other);
+        if !mine.exists() {
+            continue;
         }
-    }
-    if left.is_empty() {
-        return Ok(());
-    }
-    let _lock = lock_root(root)?;
-    for other in left {
+        fs::remove_file(&mine).map_err(StoreError::io(&mine))?;
         let same_lineage = lineage.is_some() && meta(&other).map(|m| m.lineage) == lineage;
         if same_lineage && !in_use(&other) {
             let _ = fs::remove_dir_all(&other);
@@ -104,15 +111,17 @@ pub fn register(root: &Path, key: &str, project: &Path) -> Result<(), StoreError
 }
 
 /// The store `project` uses under `root`: the one it is registered in; in
-/// a root where no project ever registered (made before registration), the
-/// newest complete store.
+/// its private root (`<project>/store`) made before registration, the
+/// newest complete store. In a shared root an unregistered store may be
+/// another dataset's, so there is no guessing.
 pub fn store_of(root: &Path, project: &Path) -> Option<PathBuf> {
     let (id, _) = user_id(project);
     let all = stores(root);
     if let Some(mine) = all.iter().find(|s| s.join(USERS_DIR).join(&id).exists()) {
         return Some(mine.clone());
     }
-    if all.iter().any(|s| s.join(USERS_DIR).exists()) {
+    let private = root == project.join(crate::layout::STORE_DIR);
+    if !private || all.iter().any(|s| s.join(USERS_DIR).exists()) {
         return None;
     }
     all.into_iter()
@@ -134,6 +143,9 @@ pub struct StoreInfo {
     pub slices: usize,
     /// Registered projects, and whether each still exists.
     pub users: Vec<(PathBuf, bool)>,
+    /// Whether any project ever registered (stores made before
+    /// registration, or by `nextslice store`, have no `users/`).
+    pub registered: bool,
 }
 
 impl StoreInfo {
@@ -177,20 +189,22 @@ pub fn list(root: &Path) -> Vec<StoreInfo> {
                         (p, alive)
                     })
                     .collect(),
+                registered: dir.join(USERS_DIR).is_dir(),
                 dir,
             }
         })
         .collect()
 }
 
-/// Removes the stores under `root` that no existing project uses (stores
-/// made before registration, which name no user, are kept: whose they are
-/// is unknown). Returns what was removed.
+/// Removes the stores under `root` that projects used and no existing
+/// project uses now (stores no project ever registered in — made before
+/// registration, or by `nextslice store` — are kept: whose they are is
+/// unknown). Returns what was removed.
 pub fn gc(root: &Path) -> Result<Vec<StoreInfo>, StoreError> {
     let _lock = lock_root(root)?;
     let mut removed = Vec::new();
     for info in list(root) {
-        if info.users.is_empty() || info.live_users() > 0 {
+        if !info.registered || info.live_users() > 0 {
             continue;
         }
         fs::remove_dir_all(&info.dir).map_err(StoreError::io(&info.dir))?;
@@ -291,11 +305,42 @@ mod tests {
     }
 
     #[test]
-    fn stores_made_before_registration_are_found_and_never_collected() {
+    fn a_store_every_project_left_is_collected() {
         let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("store");
-        store(&root, "old", "a");
+        let root = tmp.path().join("stores");
         let p = project(&tmp.path().join("p"));
+        store(&root, "old", "a");
+        store(&root, "new", "b");
+        register(&root, "old", &p).unwrap();
+        // Another dataset (cases added): another lineage, so `old` stays…
+        register(&root, "new", &p).unwrap();
+        assert!(root.join("old").exists());
+        assert!(users(&root.join("old")).is_empty());
+        // … until gc, since a project did use it and none does now.
+        let removed = gc(&root).unwrap();
+        assert_eq!(removed.len(), 1);
+        assert!(!root.join("old").exists() && root.join("new").exists());
+    }
+
+    #[test]
+    fn no_store_is_guessed_in_a_shared_root_or_made_up_for_a_missing_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("shared");
+        store(&root, "someone-elses", "a");
+        let p = project(&tmp.path().join("p"));
+        assert_eq!(store_of(&root, &p), None);
+        register(&root, "missing", &p).unwrap();
+        assert!(!root.join("missing").exists(), "no half store appears");
+    }
+
+    #[test]
+    fn stores_made_before_registration_are_found_and_never_collected() {
+        // The project's own private root, as projects made before shared
+        // stores have it.
+        let tmp = tempfile::tempdir().unwrap();
+        let p = project(&tmp.path().join("p"));
+        let root = p.join("store");
+        store(&root, "old", "a");
         assert_eq!(store_of(&root, &p), Some(root.join("old")));
         assert!(gc(&root).unwrap().is_empty());
         assert!(root.join("old").exists());

@@ -10,7 +10,8 @@ use nextslice::volume::phantom::{PhantomKind, PhantomSpec, write_phantom};
 /// this test process rather than the user's data dir.
 pub fn nextslice() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_nextslice"));
-    let stores = std::env::temp_dir().join(format!("nextslice-it-stores-{}", std::process::id()));
+    let stores = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("nextslice-it-stores-{}", std::process::id()));
     command.env("NEXTSLICE_STORE_ROOT", stores);
     command
 }

@@ -120,6 +120,21 @@ fn bad_values_say_what_is_allowed() {
         text.contains("labels.classes") && text.contains("background"),
         "{text}"
     );
+    let (text, _) = overlay_error("[slicing]\nspacing = [0.0, 1.0]\n");
+    assert!(
+        text.contains("slicing.spacing") && text.contains("at least 0.01"),
+        "{text}"
+    );
+    let (text, _) = overlay_error("[unet]\nvalidation_fraction = 0.5\n");
+    assert!(
+        text.contains("unet.validation_fraction") && text.contains("below 0.5"),
+        "{text}"
+    );
+    let (text, _) = overlay_error("[store]\nroot = \"relative/stores\"\n");
+    assert!(
+        text.contains("store.root") && text.contains("absolute"),
+        "{text}"
+    );
     let (text, _) = overlay_error("[sampling\n");
     assert!(text.starts_with("my.toml: not valid TOML"), "{text}");
 }
