@@ -156,7 +156,10 @@ fn crash_soak_loses_no_mask_no_file_and_at_most_one_epoch() {
             }
             Phase::Training => {
                 let killed = kill_worker(project, "train", delay);
-                if killed {
+                // Killed after its commit (cleaning up, exiting): the
+                // round is trained and there is nothing to resume.
+                let committed = RoundState::load(project).unwrap().phase != Phase::Training;
+                if killed && !committed {
                     // Resume now and measure the epochs trained twice: the
                     // resumed run must start right after the saved epoch.
                     let saved = saved_epochs(project, state.round);
@@ -175,7 +178,7 @@ fn crash_soak_loses_no_mask_no_file_and_at_most_one_epoch() {
                     }
                     rounds_done += 1;
                 }
-                ("train", killed)
+                ("train", killed && !committed)
             }
             Phase::Done => unreachable!("handled above"),
         };
