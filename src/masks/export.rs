@@ -199,13 +199,19 @@ fn to_gray(values: &[f32]) -> Vec<u8> {
         .collect()
 }
 
-fn readme(config: &Config) -> String {
+/// The label values the experts may use, one `  value = name` line each.
+pub(super) fn label_lines(config: &Config) -> String {
     let labels: Vec<String> = config
         .labels
         .classes
         .iter()
         .map(|c| format!("  {} = {}", c.value, c.name))
         .collect();
+    labels.join("\n")
+}
+
+fn readme(config: &Config) -> String {
+    let labels = label_lines(config);
     format!(
         "Slices suggested for annotation by nextslice\n\
          ============================================\n\n\
@@ -220,7 +226,7 @@ fn readme(config: &Config) -> String {
          - an 8-bit indexed or grayscale PNG named as in expected_png_mask, same size and view\n\
            as the preview of one modality.\n\n\
          Label values:\n{}\n",
-        labels.join("\n")
+        labels
     )
 }
 

@@ -14,7 +14,7 @@ use crate::store::StoreMeta;
 use crate::volume::{NiftiWriter, read_volume, to_canonical};
 
 use super::MaskError;
-use super::export::{Exported, ToExport, preview_tile, write_tiles};
+use super::export::{Exported, ToExport, label_lines, preview_tile, write_tiles};
 
 /// The 3D mask the experts return for `case`.
 pub fn expected_volume_mask_name(case: &str) -> String {
@@ -90,12 +90,7 @@ pub(super) fn export_volumes(
 }
 
 fn readme(config: &Config) -> String {
-    let labels: Vec<String> = config
-        .labels
-        .classes
-        .iter()
-        .map(|c| format!("  {} = {}", c.value, c.name))
-        .collect();
+    let labels = label_lines(config);
     format!(
         "Volumes suggested for annotation by nextslice\n\
          =============================================\n\n\
@@ -108,6 +103,6 @@ fn readme(config: &Config) -> String {
          takes the suggested slices from it (first_slice..last_slice count along the\n\
          RAS-canonical axis, not necessarily the file's own).\n\n\
          Label values:\n{}\n",
-        labels.join("\n")
+        labels
     )
 }

@@ -88,26 +88,23 @@ pub fn fixture(subjects: usize, extra: &str) -> Fixture {
     let project = dir.path().join("project");
     // Each fixture its own store root: tests run in parallel, and one that
     // rewrites its data must not meet another's store.
-    let stores = dir.path().join("stores");
-    run_ok(&[
-        "init",
-        p(&project),
-        "--data",
-        p(&data),
-        "--preset",
-        "demo",
-        "--config",
-        p(&tiny),
-        "--config",
-        p(&more),
-        "--store-root",
-        p(&stores),
-    ]);
+    init_demo(&project, &data, &[&tiny, &more], &dir.path().join("stores"));
     Fixture {
         _dir: dir,
         data,
         project,
     }
+}
+
+/// `init` of a demo-preset project with `configs` laid over it and its
+/// stores under `stores`; returns what init printed.
+pub fn init_demo(project: &Path, data: &Path, configs: &[&Path], stores: &Path) -> Output {
+    let mut args = vec!["init", p(project), "--data", p(data), "--preset", "demo"];
+    for config in configs {
+        args.extend(["--config", p(config)]);
+    }
+    args.extend(["--store-root", p(stores)]);
+    run_ok(&args)
 }
 
 /// Runs the binary, expecting it to fail; returns stdout and stderr.

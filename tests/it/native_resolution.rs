@@ -11,7 +11,7 @@ use nextslice::project::{Phase, Project, RoundState};
 use nextslice::store::SliceStore;
 use nextslice::volume::{NiftiWriter, read_labels, read_volume, to_canonical};
 
-use super::common::{TINY, p, run_ok, tumour_phantoms};
+use super::common::{TINY, init_demo, p, run_ok, tumour_phantoms};
 
 /// Copies `from`'s cases into `to`, their ids (and file names) given `suffix`.
 fn gather(from: &Path, to: &Path, suffix: &str) {
@@ -52,20 +52,12 @@ fn two_resolutions_share_one_store_grid_and_experts_work_at_their_own() {
     )
     .unwrap();
     let project = dir.path().join("project");
-    run_ok(&[
-        "init",
-        p(&project),
-        "--data",
-        p(&data),
-        "--preset",
-        "demo",
-        "--config",
-        p(&tiny),
-        "--config",
-        p(&extra),
-        "--store-root",
-        p(&dir.path().join("stores")),
-    ]);
+    init_demo(
+        &project,
+        &data,
+        &[&tiny, &extra],
+        &dir.path().join("stores"),
+    );
     run_ok(&["train-vae", "--wait", "-p", p(&project)]);
 
     // One 32 × 32 store grid: the fine volumes resampled by 2, the coarse

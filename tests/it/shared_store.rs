@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use nextslice::progress::Silent;
 use nextslice::project::Project;
 
-use super::common::{TINY, p, run_ok, tumour_phantoms};
+use super::common::{TINY, init_demo, p, run_ok, tumour_phantoms};
 
 #[test]
 fn two_projects_share_one_store_and_gc_frees_it_when_both_are_gone() {
@@ -20,18 +20,7 @@ fn two_projects_share_one_store_and_gc_frees_it_when_both_are_gone() {
     let projects = [dir.path().join("a"), dir.path().join("b")];
     let mut keys = Vec::new();
     for project in &projects {
-        let out = run_ok(&[
-            "init",
-            p(project),
-            "--data",
-            p(&data),
-            "--preset",
-            "demo",
-            "--config",
-            p(&tiny),
-            "--store-root",
-            p(&root),
-        ]);
+        let out = init_demo(project, &data, &[&tiny], &root);
         assert!(String::from_utf8_lossy(&out.stdout).contains("stores"));
         let opened = Project::open(project).unwrap();
         assert_eq!(opened.store_root(), root);
