@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, SamplingUnit};
+use crate::config::Config;
 use crate::fsutil::write_atomic;
 use crate::store::{SliceKey, StoreMeta};
 use crate::volume::{NiftiWriter, Volume, read_volume, to_canonical};
@@ -72,9 +72,6 @@ pub fn export(
         }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    if config.sampling.unit == SamplingUnit::Volume {
-        return super::export_volumes::export_volumes(dir, config, meta, sources, pending);
-    }
     let axis = config.slicing.axis;
     let mut manifest = String::from(
         "slice,case,slice_index,axis,source,images,preview,expected_mask,expected_png_mask\n",

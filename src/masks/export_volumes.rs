@@ -22,13 +22,17 @@ pub fn expected_volume_mask_name(case: &str) -> String {
 }
 
 /// Writes the suggested volumes (every case that has a pending slice).
-pub(super) fn export_volumes(
+pub fn export_volumes(
     dir: &Path,
     config: &Config,
     meta: &StoreMeta,
     sources: &HashMap<String, Vec<PathBuf>>,
     pending: &[ToExport<'_>],
 ) -> Result<Exported, MaskError> {
+    std::fs::create_dir_all(dir).map_err(|e| MaskError::Io {
+        path: dir.to_path_buf(),
+        message: e.to_string(),
+    })?;
     let axis = config.slicing.axis;
     let mut by_case: Vec<(&str, Vec<u32>)> = Vec::new();
     for p in pending {

@@ -13,6 +13,7 @@ pub mod preview;
 pub use export::{
     Exported, ToExport, expected_mask_name, expected_png_mask_name, export, key_from_mask_name,
 };
+pub use export_volumes::export_volumes;
 pub use import::{
     AcceptedMask, Awaited, ImportPlan, ImportedMask, apply_import, plan_import, rederive,
 };

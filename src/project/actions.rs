@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use super::{Labelled, Phase, Project, RoundState};
+use crate::config::SamplingUnit;
 use crate::journal::{self, EventLog, Holder, Job, LockError, WorkerLock, running_worker};
 use crate::layout::EXPORT_DIR;
 use crate::masks::{
-    Awaited, Exported, ImportPlan, MaskError, ToExport, apply_import, export, plan_import,
+    Awaited, Exported, ImportPlan, MaskError, ToExport, apply_import, export, export_volumes,
+    plan_import,
 };
 use crate::progress::Progress;
 
@@ -62,7 +64,12 @@ pub fn export_pending(project: &Project, progress: &dyn Progress) -> Result<Expo
             source: p.source.as_ref(),
         })
         .collect();
-    Ok(export(
+    // Patient-wise rounds go out as whole volumes.
+    let write = match project.config.sampling.unit {
+        SamplingUnit::Slice => export,
+        SamplingUnit::Volume => export_volumes,
+    };
+    Ok(write(
         &dir,
         &project.config,
         store.meta(),
