@@ -18,7 +18,7 @@ use super::native::NativeScores;
 use crate::config::Config;
 use crate::eval::{self, Region, RegionScore};
 use crate::layout::{EVALUATION_FILE, EVALUATION_FIRST_MEMBER_FILE};
-use crate::project::Project;
+use crate::project::{Project, per_region};
 
 /// Test-set scores: mean over the held-out volumes of each region's Dice
 /// and HD95 (mm).
@@ -32,20 +32,10 @@ pub struct Evaluation {
 impl Evaluation {
     /// One line for the log and the CLI.
     pub fn summary(&self) -> String {
-        let dice: Vec<String> = self
-            .dice
-            .iter()
-            .map(|(r, d)| format!("{r} {d:.3}"))
-            .collect();
-        let hd: Vec<String> = self
-            .hd95
-            .iter()
-            .map(|(r, d)| format!("{r} {d:.1}"))
-            .collect();
         format!(
             "test-set Dice: {} · HD95 mm: {} ({} volumes)",
-            dice.join(", "),
-            hd.join(", "),
+            per_region(&self.dice, 3),
+            per_region(&self.hd95, 1),
             self.volumes
         )
     }
@@ -102,7 +92,7 @@ pub fn evaluate_step<B: AutodiffBackend>(
         let values: Vec<f64> = scored.iter().map(|(_, v)| pick(&v[r])).collect();
         eval::summarize(&values).mean
     };
-    let per_region = |pick: fn(&RegionScore) -> f64| -> Vec<(String, f64)> {
+    let mean_by_region = |pick: fn(&RegionScore) -> f64| -> Vec<(String, f64)> {
         regions
             .iter()
             .enumerate()
@@ -110,8 +100,8 @@ pub fn evaluate_step<B: AutodiffBackend>(
             .collect()
     };
     let evaluation = Evaluation {
-        dice: per_region(|s| s.dice),
-        hd95: per_region(|s| s.hd95),
+        dice: mean_by_region(|s| s.dice),
+        hd95: mean_by_region(|s| s.hd95),
         volumes: scored.len(),
     };
     // After a suggestion `state.round` has already moved on to the next,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 use crate::fsutil::write_atomic;
-use crate::store::{SliceKey, StoreMeta};
+use crate::store::{SliceKey, StoreMeta, VolumeRecord};
 use crate::volume::{NiftiWriter, Volume, read_volume, to_canonical};
 
 use super::MaskError;
@@ -78,21 +78,8 @@ pub fn export(
     );
     let mut files = 0;
     // Read each volume once for all its suggested slices.
-    let mut by_case: Vec<(&str, Vec<&ToExport>)> = Vec::new();
-    for p in pending {
-        match by_case.iter_mut().find(|(c, _)| *c == p.key.case) {
-            Some((_, list)) => list.push(p),
-            None => by_case.push((&p.key.case, vec![p])),
-        }
-    }
-    for (case, list) in by_case {
-        let record = meta
-            .volumes
-            .iter()
-            .find(|v| v.case == case)
-            .ok_or_else(|| {
-                MaskError::Invalid(format!("case `{case}` is not in the slice store"))
-            })?;
+    for (case, list) in by_case(pending) {
+        let record = record_of(meta, case)?;
         let volumes: Vec<Volume> = sources
             .get(case)
             .unwrap_or(&record.images)
@@ -138,6 +125,32 @@ pub fn export(
         slices: pending.len(),
         files: files + 2,
     })
+}
+
+/// `pending` grouped by case, cases in their first-seen order, so each
+/// volume is read once for all its suggested slices.
+pub(super) fn by_case<'a, 'b>(
+    pending: &'b [ToExport<'a>],
+) -> Vec<(&'a str, Vec<&'b ToExport<'a>>)> {
+    let mut groups: Vec<(&'a str, Vec<&'b ToExport<'a>>)> = Vec::new();
+    for p in pending {
+        match groups.iter_mut().find(|(c, _)| *c == p.key.case) {
+            Some((_, list)) => list.push(p),
+            None => groups.push((&p.key.case, vec![p])),
+        }
+    }
+    groups
+}
+
+/// The store's record of `case`.
+pub(super) fn record_of<'m>(
+    meta: &'m StoreMeta,
+    case: &str,
+) -> Result<&'m VolumeRecord, MaskError> {
+    meta.volumes
+        .iter()
+        .find(|v| v.case == case)
+        .ok_or_else(|| MaskError::Invalid(format!("case `{case}` is not in the slice store")))
 }
 
 /// One modality's slice `s` as shown in the preview: display orientation,

@@ -14,7 +14,9 @@ use crate::store::StoreMeta;
 use crate::volume::{NiftiWriter, read_volume, to_canonical};
 
 use super::MaskError;
-use super::export::{Exported, ToExport, label_lines, preview_tile, write_tiles};
+use super::export::{
+    Exported, ToExport, by_case, label_lines, preview_tile, record_of, write_tiles,
+};
 
 /// The 3D mask the experts return for `case`.
 pub fn expected_volume_mask_name(case: &str) -> String {
@@ -34,25 +36,13 @@ pub fn export_volumes(
         message: e.to_string(),
     })?;
     let axis = config.slicing.axis;
-    let mut by_case: Vec<(&str, Vec<u32>)> = Vec::new();
-    for p in pending {
-        match by_case.iter_mut().find(|(c, _)| *c == p.key.case) {
-            Some((_, slices)) => slices.push(p.key.slice),
-            None => by_case.push((&p.key.case, vec![p.key.slice])),
-        }
-    }
     let mut manifest =
         String::from("case,slices,first_slice,last_slice,axis,images,preview,expected_mask\n");
     let mut files = 0;
-    for (case, mut slices) in by_case {
+    for (case, list) in by_case(pending) {
+        let mut slices: Vec<u32> = list.iter().map(|p| p.key.slice).collect();
         slices.sort_unstable();
-        let record = meta
-            .volumes
-            .iter()
-            .find(|v| v.case == case)
-            .ok_or_else(|| {
-                MaskError::Invalid(format!("case `{case}` is not in the slice store"))
-            })?;
+        let record = record_of(meta, case)?;
         let paths = sources.get(case).unwrap_or(&record.images);
         let middle = slices[slices.len() / 2] as usize;
         let mut image_names = Vec::new();

@@ -27,6 +27,7 @@ pub use crate::store::{SliceIndex, SliceKey};
 pub use relink::Relinked;
 pub use state::{
     Labelled, Pending, Phase, RoundRecord, RoundState, StateError, VaeQuality, ValidationScore,
+    per_region,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -64,14 +64,22 @@ pub struct ValidationScore {
 impl ValidationScore {
     /// `WT 0.612, TC 0.401 on 3 held-out slices`.
     pub fn short(&self) -> String {
-        let dice: Vec<String> = self
-            .dice
-            .iter()
-            .map(|(r, d)| format!("{r} {d:.3}"))
-            .collect();
         let s = if self.slices == 1 { "" } else { "s" };
-        format!("{} on {} held-out slice{s}", dice.join(", "), self.slices)
+        format!(
+            "{} on {} held-out slice{s}",
+            per_region(&self.dice, 3),
+            self.slices
+        )
     }
+}
+
+/// `WT 0.612, TC 0.401`: a score per region, to `decimals` places.
+pub fn per_region(scores: &[(String, f64)], decimals: usize) -> String {
+    let parts: Vec<String> = scores
+        .iter()
+        .map(|(r, v)| format!("{r} {v:.decimals$}"))
+        .collect();
+    parts.join(", ")
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

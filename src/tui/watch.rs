@@ -13,10 +13,12 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, SystemTime};
 
 use super::app::Update;
-use super::snapshot::{load_latents, load_pool, load_simulation, newest_store, simulation_results};
+use super::snapshot::{load_latents, load_pool, load_simulation, simulation_results};
 use crate::journal::{Cursor, EventLog, running_worker};
 use crate::layout::{LATENTS_FILE, STATE_FILE};
+use crate::project::Project;
 use crate::project::RoundState;
+use crate::store::users::store_of;
 
 const POLL: Duration = Duration::from_millis(250);
 
@@ -40,7 +42,11 @@ pub fn spawn(
         let mut cursor = cursor;
         let mut worker = running_worker(&dir);
         let mut state_sig = signature(&dir.join(STATE_FILE));
-        let mut store = newest_store(&dir).and_then(|d| signature(&d));
+        // Where the stores live is read once (a probe every 250 ms must not
+        // parse project.toml); which store is the project's, every probe.
+        let root = Project::open(&dir).ok().map(|p| p.store_root());
+        let current_store = || root.as_ref().and_then(|r| store_of(r, &dir));
+        let mut store = current_store().and_then(|d| signature(&d));
         let mut latents_sig = signature(&dir.join(LATENTS_FILE));
         let mut results_sig = signature(&simulation_results(&dir));
         while !stop.load(Ordering::Relaxed) {
@@ -66,7 +72,7 @@ pub fn spawn(
                     RoundState::load(&dir).map_err(|e| e.to_string()),
                 )));
             }
-            let store_sig = newest_store(&dir).and_then(|d| signature(&d));
+            let store_sig = current_store().and_then(|d| signature(&d));
             let lat_sig = signature(&dir.join(LATENTS_FILE));
             // The pool's index and latents change only with the store or
             // the VAE, not with every round transition.
