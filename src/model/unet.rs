@@ -11,6 +11,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, softmax};
 
+use super::cpu_conv::{conv_transpose2d, conv2d};
 use super::norm::{BatchNorm2d, Mode};
 
 /// Shape of a U-Net.
@@ -50,8 +51,8 @@ impl<B: Backend> DoubleConv<B> {
     }
 
     fn forward(&self, x: Tensor<B, 4>, mode: Mode) -> Tensor<B, 4> {
-        let x = relu(self.norm1.forward(self.conv1.forward(x), mode));
-        relu(self.norm2.forward(self.conv2.forward(x), mode))
+        let x = relu(self.norm1.forward(conv2d(&self.conv1, x), mode));
+        relu(self.norm2.forward(conv2d(&self.conv2, x), mode))
     }
 }
 
@@ -127,12 +128,12 @@ impl<B: Backend> UNet<B> {
             .zip(&self.decoder)
             .zip(skips.into_iter().rev())
         {
-            let upsampled = up.forward(x);
+            let upsampled = conv_transpose2d(up, x);
             x = block.forward(Tensor::cat(vec![upsampled, skip], 1), mode);
             decoder.push(x.clone());
         }
         UNetOutput {
-            logits: self.head.forward(x),
+            logits: conv2d(&self.head, x),
             bottleneck,
             decoder,
         }

@@ -9,6 +9,7 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::leaky_relu;
 
+use super::cpu_conv::{conv_transpose2d, conv2d};
 use super::norm::{BatchNorm2d, Mode};
 
 const SLOPE: f64 = 0.01;
@@ -46,8 +47,8 @@ pub enum Resample<B: Backend> {
 impl<B: Backend> Resample<B> {
     fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         match self {
-            Resample::Down(c) => c.forward(x),
-            Resample::Up(c) => c.forward(x),
+            Resample::Down(c) => conv2d(c, x),
+            Resample::Up(c) => conv_transpose2d(c, x),
         }
     }
 }
@@ -91,7 +92,7 @@ impl<B: Backend> ResBlock<B> {
             self.norm1.forward(self.resample.forward(x.clone()), mode),
             SLOPE,
         );
-        let main = self.norm2.forward(self.conv.forward(main), mode);
+        let main = self.norm2.forward(conv2d(&self.conv, main), mode);
         leaky_relu(main + self.shortcut.forward(x), SLOPE)
     }
 }
@@ -188,7 +189,7 @@ impl<B: Backend> Vae<B> {
         for block in &self.decoder {
             x = block.forward(x, mode);
         }
-        self.out.forward(x)
+        conv2d(&self.out, x)
     }
 
     /// Encode, sample z = mean + σ·`noise` (reparameterisation; `noise` is
