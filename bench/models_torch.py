@@ -154,66 +154,74 @@ def main():
     def want(name):
         return wanted is None or name in wanted
 
-    for size, batch in [(128, 8), (256, 4)]:
-        name = f"unet-train-{size}-b{batch}"
+    paper = dict(widths=(32, 64, 128, 256), bottleneck=512)
+    demo = dict(widths=(8, 16, 32, 64), bottleneck=128)  # config/demo.toml
+    for prefix, arch, unet_shapes, vae_size, grad_size in [
+        ("", paper, [(128, 8), (256, 4)], 128, 128),
+        ("demo-", demo, [(64, 8)], 64, 64),
+    ]:
+        for size, batch in unet_shapes:
+            name = f"{prefix}unet-train-{size}-b{batch}"
+            if want(name):
+                model = UNet(C, K, **arch).train().to(dev)
+                opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+                x = torch.randn(batch, C, size, size, device=dev)
+                y = one_hot(torch.randint(0, K, (batch, size, size), device=dev), K)
+
+                def step():
+                    opt.zero_grad(set_to_none=True)
+                    loss = soft_dice_loss(torch.softmax(model(x), 1), y)
+                    loss.backward()
+                    opt.step()
+                    loss.item()
+
+                cases[name] = median_rate(step, batch, repeat)
+            name = f"{prefix}unet-infer-{size}-b{batch}"
+            if want(name):
+                model = UNet(C, K, **arch).eval().to(dev)
+                x = torch.randn(batch, C, size, size, device=dev)
+
+                def step():
+                    with torch.no_grad():
+                        torch.softmax(model(x), 1).sum().item()
+
+                cases[name] = median_rate(step, batch, repeat)
+
+        name = f"{prefix}vae-train-{vae_size}-b16"
         if want(name):
-            model = UNet(C, K).train().to(dev)
-            opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-            x = torch.randn(batch, C, size, size, device=dev)
-            y = one_hot(torch.randint(0, K, (batch, size, size), device=dev), K)
+            vae = Vae(C, vae_size, widths=arch["widths"]).train().to(dev)
+            opt = torch.optim.Adam(vae.parameters(), lr=1e-4)
+            x = torch.randn(16, C, vae_size, vae_size, device=dev)
 
             def step():
                 opt.zero_grad(set_to_none=True)
-                loss = soft_dice_loss(torch.softmax(model(x), 1), y)
+                noise = torch.randn(16, 3, device=dev)
+                r, m, lv = vae(x, noise)
+                loss = vae_loss(r, x, m, lv)
                 loss.backward()
                 opt.step()
                 loss.item()
 
-            cases[name] = median_rate(step, batch, repeat)
-        name = f"unet-infer-{size}-b{batch}"
+            cases[name] = median_rate(step, 16, repeat)
+
+        name = f"{prefix}gradient-encode-{grad_size}-b8"
         if want(name):
-            model = UNet(C, K).eval().to(dev)
-            x = torch.randn(batch, C, size, size, device=dev)
+            unet = UNet(C, K, **arch).eval().to(dev)
+            vae = Vae(C, grad_size, widths=arch["widths"]).eval().to(dev)
+            for p in list(unet.parameters()) + list(vae.parameters()):
+                p.requires_grad_(False)
+            x = torch.randn(8, C, grad_size, grad_size, device=dev)
+            y = one_hot(torch.randint(0, K, (8, grad_size, grad_size), device=dev), K)
 
             def step():
+                xi = x.clone().requires_grad_(True)
+                logits = unet(xi)
+                losses = [soft_dice_loss(torch.softmax(logits[i:i + 1], 1), y[i:i + 1]) for i in range(8)]
+                (g,) = torch.autograd.grad(torch.stack(losses).sum(), xi)
                 with torch.no_grad():
-                    torch.softmax(model(x), 1).sum().item()
+                    vae.encode(x + 1e-3 * g)[0].sum().item()
 
-            cases[name] = median_rate(step, batch, repeat)
-
-    if want("vae-train-128-b16"):
-        vae = Vae(C, 128).train().to(dev)
-        opt = torch.optim.Adam(vae.parameters(), lr=1e-4)
-        x = torch.randn(16, C, 128, 128, device=dev)
-
-        def step():
-            opt.zero_grad(set_to_none=True)
-            noise = torch.randn(16, 3, device=dev)
-            r, m, lv = vae(x, noise)
-            loss = vae_loss(r, x, m, lv)
-            loss.backward()
-            opt.step()
-            loss.item()
-
-        cases["vae-train-128-b16"] = median_rate(step, 16, repeat)
-
-    if want("gradient-encode-128-b8"):
-        unet = UNet(C, K).eval().to(dev)
-        vae = Vae(C, 128).eval().to(dev)
-        for p in list(unet.parameters()) + list(vae.parameters()):
-            p.requires_grad_(False)
-        x = torch.randn(8, C, 128, 128, device=dev)
-        y = one_hot(torch.randint(0, K, (8, 128, 128), device=dev), K)
-
-        def step():
-            xi = x.clone().requires_grad_(True)
-            logits = unet(xi)
-            losses = [soft_dice_loss(torch.softmax(logits[i:i + 1], 1), y[i:i + 1]) for i in range(8)]
-            (g,) = torch.autograd.grad(torch.stack(losses).sum(), xi)
-            with torch.no_grad():
-                vae.encode(x + 1e-3 * g)[0].sum().item()
-
-        cases["gradient-encode-128-b8"] = median_rate(step, 8, repeat)
+            cases[name] = median_rate(step, 8, repeat)
 
     print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(dev), "cases": cases}))
 

@@ -28,29 +28,44 @@ use nextslice::model::{Mode, UNetSpec, VaeSpec, dice_gradient_wrt_input};
 const C: usize = 4;
 const K: usize = 4;
 
-const CASES: [&str; 6] = [
+/// The paper's widths (issue 3's cases), then the demo's (`config/demo.toml`:
+/// 8-16-32-64 + 128 at 64²), prefixed `demo-`.
+const CASES: [&str; 10] = [
     "unet-train-128-b8",
     "unet-infer-128-b8",
     "unet-train-256-b4",
     "unet-infer-256-b4",
     "vae-train-128-b16",
     "gradient-encode-128-b8",
+    "demo-unet-train-64-b8",
+    "demo-unet-infer-64-b8",
+    "demo-vae-train-64-b16",
+    "demo-gradient-encode-64-b8",
 ];
 
-fn unet_spec() -> UNetSpec {
-    UNetSpec {
-        in_channels: C,
-        classes: K,
-        widths: vec![32, 64, 128, 256],
-        bottleneck: 512,
+/// Encoder widths: the paper's, or the demo's for `demo-` cases.
+fn widths(demo: bool) -> Vec<usize> {
+    if demo {
+        vec![8, 16, 32, 64]
+    } else {
+        vec![32, 64, 128, 256]
     }
 }
 
-fn vae_spec(size: usize) -> VaeSpec {
+fn unet_spec(demo: bool) -> UNetSpec {
+    UNetSpec {
+        in_channels: C,
+        classes: K,
+        widths: widths(demo),
+        bottleneck: if demo { 128 } else { 512 },
+    }
+}
+
+fn vae_spec(size: usize, demo: bool) -> VaeSpec {
     VaeSpec {
         in_channels: C,
         size: [size, size],
-        widths: vec![32, 64, 128, 256],
+        widths: widths(demo),
         z_dim: 3,
     }
 }
@@ -85,8 +100,10 @@ fn run_case<B: AutodiffBackend>(case: &str, repeat: usize, device: &B::Device) -
         )
     };
     let (size, n) = parse(case);
+    let demo = case.starts_with("demo-");
+    let case = case.trim_start_matches("demo-");
     if case.starts_with("unet-train") {
-        let mut model = unet_spec().init::<B>(device);
+        let mut model = unet_spec(demo).init::<B>(device);
         let mut optim = AdamConfig::new().init::<B, _>();
         let (x, y) = inputs::<B>(n, size, device);
         rate(n, repeat, || {
@@ -97,14 +114,14 @@ fn run_case<B: AutodiffBackend>(case: &str, repeat: usize, device: &B::Device) -
             let _: f32 = loss.into_scalar().elem();
         })
     } else if case.starts_with("unet-infer") {
-        let model = unet_spec().init::<B>(device).valid();
+        let model = unet_spec(demo).init::<B>(device).valid();
         let (x, _) = inputs::<B::InnerBackend>(n, size, device);
         rate(n, repeat, || {
             let p = model.probabilities(x.clone(), Mode::Eval);
             let _: f32 = p.sum().into_scalar().elem();
         })
     } else if case.starts_with("vae-train") {
-        let mut model = vae_spec(size).init::<B>(device);
+        let mut model = vae_spec(size, demo).init::<B>(device);
         let mut optim = AdamConfig::new().init::<B, _>();
         let (x, _) = inputs::<B>(n, size, device);
         rate(n, repeat, || {
@@ -116,8 +133,8 @@ fn run_case<B: AutodiffBackend>(case: &str, repeat: usize, device: &B::Device) -
             let _: f32 = loss.into_scalar().elem();
         })
     } else {
-        let unet = unet_spec().init::<B>(device);
-        let vae = vae_spec(size).init::<B>(device).valid();
+        let unet = unet_spec(demo).init::<B>(device);
+        let vae = vae_spec(size, demo).init::<B>(device).valid();
         let (x, y) = inputs::<B::InnerBackend>(n, size, device);
         rate(n, repeat, || {
             let g = dice_gradient_wrt_input::<B>(&unet, x.clone(), y.clone())
@@ -142,7 +159,17 @@ impl BackendTask for Case<'_> {
     }
 }
 
-fn torch_rates(cases: &[&str], repeat: usize, device: Device) -> Option<(String, Vec<f64>)> {
+/// glibc's malloc told what `nextslice::heap::keep_freed_memory` tells ours,
+/// for a PyTorch run on equal terms.
+const SAME_MALLOC: &str =
+    "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=2147483647";
+
+fn torch_rates(
+    cases: &[&str],
+    repeat: usize,
+    device: Device,
+    same_malloc: bool,
+) -> Option<(String, Vec<f64>)> {
     // A bench binary copied to another machine runs from a checkout there.
     let root = if Path::new("bench/models_torch.py").exists() {
         Path::new(".")
@@ -158,7 +185,11 @@ fn torch_rates(cases: &[&str], repeat: usize, device: Device) -> Option<(String,
         Device::Cuda(n) => format!("cuda:{n}"),
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let out = Command::new(&python)
+    let mut command = Command::new(&python);
+    if same_malloc {
+        command.env("GLIBC_TUNABLES", SAME_MALLOC);
+    }
+    let out = command
         .args([
             script.to_str()?,
             &cases.join(","),
@@ -182,10 +213,11 @@ fn torch_rates(cases: &[&str], repeat: usize, device: Device) -> Option<(String,
         .collect();
     Some((
         format!(
-            "PyTorch {} {} ({} threads)",
+            "PyTorch {} {} ({} threads{})",
             json["torch"].as_str().unwrap_or("?"),
             json["device"].as_str().unwrap_or("?"),
-            json["threads"]
+            json["threads"],
+            if same_malloc { ", our malloc" } else { "" }
         ),
         rates,
     ))
@@ -230,7 +262,15 @@ fn main() {
 
     let mut columns: Vec<(String, Vec<f64>)> = Vec::new();
     // PyTorch first, then burn, each in one process: no competition for the cores.
-    let torch = torch_rates(&cases, repeat, device);
+    let torch = torch_rates(&cases, repeat, device, false);
+    // PyTorch again with the malloc settings nextslice gives itself: the
+    // ratio above is against PyTorch as users run it, this one on equal terms.
+    let torch_same_malloc = if device == Device::Cpu && torch.is_some() {
+        torch_rates(&cases, repeat, device, true)
+    } else {
+        None
+    };
+    nextslice::heap::keep_freed_memory();
     if torch.is_none() {
         eprintln!(
             "PyTorch not available (make .venv-torch with ../shared/tools/torch-cpu-venv); no ratios"
@@ -265,6 +305,9 @@ fn main() {
     if let Some(t) = torch.clone() {
         columns.push(t);
     }
+    if let Some(t) = torch_same_malloc.clone() {
+        columns.push(t);
+    }
 
     println!(
         "model throughput, slices/s (median of {repeat}, after warm-up); ratio = nextslice ÷ PyTorch"
@@ -275,6 +318,9 @@ fn main() {
     }
     if torch.is_some() {
         print!(" {:>12}", "burn/PyTorch");
+        if torch_same_malloc.is_some() {
+            print!(" {:>18}", "same malloc");
+        }
         #[cfg(feature = "ndarray")]
         print!(" {:>14}", "NdArray/PyTorch");
     }
@@ -286,6 +332,9 @@ fn main() {
         }
         if let Some((_, t)) = &torch {
             print!(" {:>11.2}×", columns[0].1[i] / t[i]);
+            if let Some((_, t)) = &torch_same_malloc {
+                print!(" {:>17.2}×", columns[0].1[i] / t[i]);
+            }
             #[cfg(feature = "ndarray")]
             print!(" {:>13.3}×", columns[1].1[i] / t[i]);
         }

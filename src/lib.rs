@@ -3,7 +3,7 @@
 //!
 //! Layers, lowest first; a module imports only those below it (the
 //! README's "Layout of the code" has one line per module):
-//! `config`, `layout`, `fsutil`, `rng`, `progress`, `device` →
+//! `config`, `layout`, `fsutil`, `heap`, `rng`, `progress`, `device` →
 //! `volume` → `store`, `model`, `eval` → `train`, `strategy`, `masks` →
 //! `journal` → `project` → `engine` → `simulate` → `worker` → `tui` → the
 //! CLI (in the binary).
@@ -14,6 +14,7 @@ pub mod engine;
 pub mod eval;
 pub mod failpoint;
 pub mod fsutil;
+pub mod heap;
 pub mod journal;
 pub mod layout;
 pub mod masks;
