@@ -5,7 +5,7 @@
 //! Imports config and rng (the CPU backend in tests); no files, no projects.
 
 pub mod augment;
-mod cpu_conv;
+mod cpu;
 mod gradient;
 pub mod loss;
 mod loss_head;

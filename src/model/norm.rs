@@ -9,6 +9,10 @@
 
 use burn::module::{Module, Param, RunningState};
 use burn::prelude::*;
+use burn::tensor::activation::{leaky_relu, relu};
+
+pub use super::cpu::norm::Activation;
+use super::cpu::{self, norm::Normalized};
 
 /// Whether a forward pass learns (batch statistics, running averages
 /// updated) or infers (running averages).
@@ -53,6 +57,49 @@ impl<B: Backend> BatchNorm2d<B> {
 
     /// `x`: [batch, channels, height, width] → same shape.
     pub fn forward(&self, x: Tensor<B, 4>, mode: Mode) -> Tensor<B, 4> {
+        self.forward_activated(x, mode, Activation::Identity)
+    }
+
+    /// `activation(norm(x))`, as one fused kernel on the CPU backend.
+    pub fn forward_activated(
+        &self,
+        x: Tensor<B, 4>,
+        mode: Mode,
+        activation: Activation,
+    ) -> Tensor<B, 4> {
+        let Some(served) = cpu::served(&x) else {
+            let y = self.forward_unfused(x, mode);
+            return match activation {
+                Activation::Identity => y,
+                Activation::Relu => relu(y),
+                Activation::LeakyRelu(slope) => leaky_relu(y, f64::from(slope)),
+            };
+        };
+        let [n, _, h, w] = x.dims();
+        let running = match mode {
+            Mode::Train => None,
+            Mode::Eval => Some((self.running_mean.value(), self.running_var.value())),
+        };
+        let Normalized {
+            y,
+            batch_statistics,
+        } = cpu::norm::batch_norm(
+            served,
+            x,
+            self.gamma.val(),
+            self.beta.val(),
+            running,
+            self.epsilon,
+            activation,
+        );
+        if let Some((mean, var)) = batch_statistics {
+            self.update_running(&mean, &var, (n * h * w) as f64);
+        }
+        y
+    }
+
+    /// Normalisation from burn's tensor ops, for backends without our kernel.
+    fn forward_unfused(&self, x: Tensor<B, 4>, mode: Mode) -> Tensor<B, 4> {
         let [n, c, h, w] = x.dims();
         let (mean, var) = match mode {
             Mode::Train => {
@@ -86,5 +133,106 @@ impl<B: Backend> BatchNorm2d<B> {
             self.running_var.value_sync().mul_scalar(1.0 - m) + unbiased.mul_scalar(m);
         self.running_mean.update(running_mean.detach());
         self.running_var.update(running_var.detach());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::module::AutodiffModule;
+    use burn::tensor::Distribution;
+
+    type Ad = Autodiff<Flex>;
+
+    /// A norm with non-trivial γ, β and running averages, the same every call.
+    fn norm(channels: usize, device: &burn::backend::flex::FlexDevice) -> BatchNorm2d<Ad> {
+        let ramp = |a: f32, b: f32| {
+            let values: Vec<f32> = (0..channels).map(|c| a + b * c as f32).collect();
+            Tensor::<Ad, 1>::from_floats(values.as_slice(), device)
+        };
+        let mut bn = BatchNorm2d::new(channels, device);
+        bn.gamma = Param::from_tensor(ramp(0.5, 0.3));
+        bn.beta = Param::from_tensor(ramp(-0.2, 0.15));
+        bn.running_mean = RunningState::new(ramp(0.1, -0.05));
+        bn.running_var = RunningState::new(ramp(0.8, 0.4));
+        bn
+    }
+
+    fn values<const D: usize>(t: Tensor<Flex, D>) -> Vec<f32> {
+        t.into_data().to_vec::<f32>().unwrap()
+    }
+
+    fn assert_close(ours: Vec<f32>, theirs: Vec<f32>, what: &str) {
+        assert_eq!(ours.len(), theirs.len(), "{what}: length");
+        let scale = theirs.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-3);
+        for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+            assert!(
+                (a - b).abs() <= 2e-5 * scale,
+                "{what}[{i}]: fused {a}, unfused {b} (scale {scale})"
+            );
+        }
+    }
+
+    /// Output, ∂x, ∂γ, ∂β and the running averages after one pass.
+    fn run(fused: bool, mode: Mode, activation: Activation, x: &Tensor<Ad, 4>) -> Vec<Vec<f32>> {
+        let device = x.device();
+        let bn = norm(x.dims()[1], &device);
+        let x = x.clone().detach().require_grad();
+        let y = if fused {
+            bn.forward_activated(x.clone(), mode, activation)
+        } else {
+            let y = bn.forward_unfused(x.clone(), mode);
+            match activation {
+                Activation::Identity => y,
+                Activation::Relu => relu(y),
+                Activation::LeakyRelu(s) => leaky_relu(y, f64::from(s)),
+            }
+        };
+        let n: usize = y.dims().iter().product();
+        let r = Tensor::<Ad, 1, Int>::arange(0..n as i64, &device)
+            .float()
+            .mul_scalar(0.61)
+            .sin()
+            .reshape(y.dims());
+        let grads = (y.clone() * r).sum().backward();
+        vec![
+            values(y.inner()),
+            values(x.grad(&grads).unwrap()),
+            values(bn.gamma.val().grad(&grads).unwrap()),
+            values(bn.beta.val().grad(&grads).unwrap()),
+            values(bn.running_mean.value().inner()),
+            values(bn.running_var.value().inner()),
+        ]
+    }
+
+    #[test]
+    fn the_fused_kernel_matches_burns_ops_forward_backward_and_running_averages() {
+        let device = Default::default();
+        let x = Tensor::<Ad, 4>::random([3, 5, 6, 7], Distribution::Normal(0.4, 1.3), &device);
+        for mode in [Mode::Train, Mode::Eval] {
+            for activation in [
+                Activation::Identity,
+                Activation::Relu,
+                Activation::LeakyRelu(0.01),
+            ] {
+                let fused = run(true, mode, activation, &x);
+                let unfused = run(false, mode, activation, &x);
+                let names = ["output", "∂x", "∂γ", "∂β", "running mean", "running var"];
+                for ((a, b), name) in fused.into_iter().zip(unfused).zip(names) {
+                    assert_close(a, b, &format!("{mode:?} {activation:?} {name}"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn inference_on_the_plain_backend_uses_the_running_averages() {
+        let device = Default::default();
+        let bn = norm(4, &device).valid();
+        let x = Tensor::<Flex, 4>::random([2, 4, 3, 5], Distribution::Normal(0.0, 1.0), &device);
+        let fused = bn.forward_activated(x.clone(), Mode::Eval, Activation::Relu);
+        let unfused = relu(bn.forward_unfused(x, Mode::Eval));
+        assert_close(values(fused), values(unfused), "plain Flex eval");
     }
 }

@@ -9,10 +9,10 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{relu, softmax};
+use burn::tensor::activation::softmax;
 
-use super::cpu_conv::{conv_transpose2d, conv2d};
-use super::norm::{BatchNorm2d, Mode};
+use super::cpu::conv::{conv_transpose2d, conv2d};
+use super::norm::{Activation, BatchNorm2d, Mode};
 
 /// Shape of a U-Net.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,8 +51,11 @@ impl<B: Backend> DoubleConv<B> {
     }
 
     fn forward(&self, x: Tensor<B, 4>, mode: Mode) -> Tensor<B, 4> {
-        let x = relu(self.norm1.forward(conv2d(&self.conv1, x), mode));
-        relu(self.norm2.forward(conv2d(&self.conv2, x), mode))
+        let x = self
+            .norm1
+            .forward_activated(conv2d(&self.conv1, x), mode, Activation::Relu);
+        self.norm2
+            .forward_activated(conv2d(&self.conv2, x), mode, Activation::Relu)
     }
 }
 

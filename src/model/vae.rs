@@ -9,8 +9,8 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::leaky_relu;
 
-use super::cpu_conv::{conv_transpose2d, conv2d};
-use super::norm::{BatchNorm2d, Mode};
+use super::cpu::conv::{conv_transpose2d, conv2d};
+use super::norm::{Activation, BatchNorm2d, Mode};
 
 const SLOPE: f64 = 0.01;
 
@@ -88,9 +88,10 @@ impl<B: Backend> ResBlock<B> {
     }
 
     fn forward(&self, x: Tensor<B, 4>, mode: Mode) -> Tensor<B, 4> {
-        let main = leaky_relu(
-            self.norm1.forward(self.resample.forward(x.clone()), mode),
-            SLOPE,
+        let main = self.norm1.forward_activated(
+            self.resample.forward(x.clone()),
+            mode,
+            Activation::LeakyRelu(SLOPE as f32),
         );
         let main = self.norm2.forward(conv2d(&self.conv, main), mode);
         leaky_relu(main + self.shortcut.forward(x), SLOPE)

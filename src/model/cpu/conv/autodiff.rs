@@ -12,11 +12,9 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::FlexTensor;
 
+use super::super::Tracked;
 use super::flex_ops::{self, ConvKind};
 use super::geometry::ConvGeometry;
-
-/// `burn_autodiff::AutodiffTensor<Flex>` (not nameable from outside burn).
-type AutodiffTensor = burn::tensor::ops::FloatTensor<burn::backend::Autodiff<Flex>>;
 
 /// What the backward pass needs: the layer, its geometry, and the saved
 /// input and weight.
@@ -77,11 +75,11 @@ impl Backward<Flex, 2> for ConvNoBias {
 pub fn forward(
     kind: ConvKind,
     geometry: ConvGeometry,
-    x: AutodiffTensor,
-    weight: AutodiffTensor,
-    bias: Option<AutodiffTensor>,
-) -> AutodiffTensor {
-    let run = |x: &AutodiffTensor, w: &AutodiffTensor, b: Option<&AutodiffTensor>| {
+    x: Tracked,
+    weight: Tracked,
+    bias: Option<Tracked>,
+) -> Tracked {
+    let run = |x: &Tracked, w: &Tracked, b: Option<&Tracked>| {
         flex_ops::forward(
             kind,
             &geometry,

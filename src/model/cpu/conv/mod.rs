@@ -1,15 +1,6 @@
-//! Convolutions for the CPU backend, forward and backward, as im2col bands
-//! and gemm.
-//!
-//! Upstream gap (burn 0.21, burn-flex 0.21): Flex has no backward kernels for
-//! convolutions, so burn's generic ones run — the data gradient as Flex's
-//! direct-loop transposed convolution and the weight gradient as a
-//! convolution with the output gradient as a whole-image kernel — and its
-//! forward im2col gathers element by element from an NHWC copy made on one
-//! thread. Burn cannot be extended with a backend's own backward from
-//! outside, so the layers call [`conv2d`] and [`conv_transpose2d`] here: on
-//! `Flex` and `Autodiff<Flex>` they run our kernels (one autodiff node per
-//! layer), on every other backend (CUDA) exactly burn's layer.
+//! Convolutions and transposed convolutions as im2col bands and gemm.
+//! A transposed convolution is the adjoint of a convolution, so one set of
+//! three kernels (forward, data gradient, weight gradient) serves both.
 
 mod autodiff;
 mod flex_ops;
@@ -18,14 +9,11 @@ mod im2col;
 mod kernels;
 mod matmul;
 
-use std::any::{Any, TypeId};
-
-use burn::backend::{Autodiff, Flex};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::prelude::*;
-use burn::tensor::{DType, TensorPrimitive};
-use burn_flex::FlexTensor;
+
+use super::{Route, from_primitive, route, to_flex, to_tracked};
 
 use flex_ops::ConvKind;
 use geometry::ConvGeometry;
@@ -59,27 +47,6 @@ pub fn conv_transpose2d<B: Backend>(layer: &ConvTranspose2d<B>, x: Tensor<B, 4>)
             layer.bias.as_ref().map(|b| b.val()),
         ),
         None => layer.forward(x),
-    }
-}
-
-/// The backends our kernels serve (f32 tensors only).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Route {
-    Flex,
-    AutodiffFlex,
-}
-
-fn route<B: Backend>(x: &Tensor<B, 4>) -> Option<Route> {
-    if x.dtype() != DType::F32 {
-        return None;
-    }
-    let b = TypeId::of::<B>();
-    if b == TypeId::of::<Flex>() {
-        Some(Route::Flex)
-    } else if b == TypeId::of::<Autodiff<Flex>>() {
-        Some(Route::AutodiffFlex)
-    } else {
-        None
     }
 }
 
@@ -135,14 +102,6 @@ fn transposed_geometry<B: Backend>(
     (g.output == [h, w]).then_some(g)
 }
 
-/// Moves a value to the type it is known (by `TypeId`) to be.
-fn cast<T: 'static, U: 'static>(value: T) -> U {
-    match (Box::new(value) as Box<dyn Any>).downcast::<U>() {
-        Ok(u) => *u,
-        Err(_) => unreachable!("cpu_conv: routed a tensor to the wrong backend"),
-    }
-}
-
 fn run<B: Backend>(
     route: Route,
     kind: ConvKind,
@@ -151,25 +110,23 @@ fn run<B: Backend>(
     weight: Tensor<B, 4>,
     bias: Option<Tensor<B, 1>>,
 ) -> Tensor<B, 4> {
-    fn primitive<B: Backend, const D: usize>(t: Tensor<B, D>) -> burn::tensor::ops::FloatTensor<B> {
-        t.into_primitive().tensor()
-    }
-    let output: burn::tensor::ops::FloatTensor<B> = match route {
+    match route {
         Route::Flex => {
-            let x: FlexTensor = cast(primitive(x));
-            let w: FlexTensor = cast(primitive(weight));
-            let b: Option<FlexTensor> = bias.map(|b| cast(primitive(b)));
-            cast(flex_ops::forward(kind, &g, &x, &w, b.as_ref()))
+            let b = bias.map(to_flex);
+            let y = flex_ops::forward(kind, &g, &to_flex(x), &to_flex(weight), b.as_ref());
+            from_primitive(y)
         }
         Route::AutodiffFlex => {
-            type Tracked = burn::tensor::ops::FloatTensor<Autodiff<Flex>>;
-            let x: Tracked = cast(primitive(x));
-            let w: Tracked = cast(primitive(weight));
-            let b: Option<Tracked> = bias.map(|b| cast(primitive(b)));
-            cast(autodiff::forward(kind, g, x, w, b))
+            let b = bias.map(to_tracked);
+            from_primitive(autodiff::forward(
+                kind,
+                g,
+                to_tracked(x),
+                to_tracked(weight),
+                b,
+            ))
         }
-    };
-    Tensor::from_primitive(TensorPrimitive::Float(output))
+    }
 }
 
 #[cfg(test)]
