@@ -12,6 +12,7 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
 use super::cpu::conv::{conv_transpose2d, conv2d};
+use super::cpu::pool::max_pool2d;
 use super::norm::{Activation, BatchNorm2d, Mode};
 
 /// Shape of a U-Net.
@@ -119,7 +120,7 @@ impl<B: Backend> UNet<B> {
         let mut x = x;
         for block in &self.encoder {
             let features = block.forward(x, mode);
-            x = self.pool.forward(features.clone());
+            x = max_pool2d(&self.pool, features.clone());
             skips.push(features);
         }
         let bottleneck = self.bottleneck.forward(x, mode);

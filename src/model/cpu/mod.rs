@@ -14,6 +14,7 @@
 
 pub mod conv;
 pub mod norm;
+pub mod pool;
 
 use std::any::{Any, TypeId};
 
