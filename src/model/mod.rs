@@ -13,6 +13,7 @@ mod norm;
 mod unet;
 mod vae;
 
+pub use cpu::with_burn_kernels;
 pub use gradient::{InputGradient, dice_gradient_wrt_input, inference_model};
 pub use loss_head::{LossHead, UNetWithLossHead, ranking_loss};
 pub use norm::{BatchNorm2d, Mode};

@@ -17,6 +17,7 @@ pub mod norm;
 pub mod pool;
 
 use std::any::{Any, TypeId};
+use std::cell::Cell;
 
 use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
@@ -32,9 +33,27 @@ enum Route {
     AutodiffFlex,
 }
 
+thread_local! {
+    /// Set inside [`with_burn_kernels`].
+    static BURN_KERNELS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with burn's own kernels for every layer this thread runs: the
+/// reference ours are tested and benchmarked against.
+pub fn with_burn_kernels<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            BURN_KERNELS.set(self.0);
+        }
+    }
+    let _restore = Restore(BURN_KERNELS.replace(true));
+    f()
+}
+
 /// Which of our paths serves `x`, if any (f32 on Flex, with or without autodiff).
 fn route<B: Backend, const D: usize>(x: &Tensor<B, D>) -> Option<Route> {
-    if x.dtype() != DType::F32 {
+    if x.dtype() != DType::F32 || BURN_KERNELS.get() {
         return None;
     }
     let b = TypeId::of::<B>();

@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use super::geometry::ConvGeometry;
 use super::im2col::{col2im_add, im2col};
 use super::matmul::{View, gemm};
+use super::winograd;
 
 /// Target size of one band's im2col block: about half a core's L2, so the
 /// band is still cached when gemm packs it.
@@ -73,6 +74,14 @@ pub fn forward(g: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> 
     assert_eq!(x.len(), g.batch * in_len, "conv forward: input size");
     assert_eq!(w.len(), cout * k, "conv forward: weight size");
     let mut y = vec![0.0; g.batch * cout * out_plane];
+    if winograd::applies(g) {
+        let u = winograd::transform_filters(w, cout, cin);
+        per_image(g.batch, &mut y, cout * out_plane, |i, y, threads| {
+            let x = &x[i * in_len..(i + 1) * in_len];
+            winograd::convolve_image(g, x, &u, bias, y, threads);
+        });
+        return y;
+    }
     per_image(g.batch, &mut y, cout * out_plane, |i, y, threads| {
         let x = &x[i * in_len..(i + 1) * in_len];
         if g.is_pointwise() {
@@ -124,6 +133,24 @@ pub fn data_backward(g: &ConvGeometry, dy: &[f32], w: &[f32]) -> Vec<f32> {
     );
     assert_eq!(w.len(), cout * k, "conv data backward: weight size");
     let mut dx = vec![0.0; g.batch * in_len];
+    // A 3×3, stride-1, padding-1 convolution's data gradient is the same
+    // convolution of dy with the filters flipped and in/out swapped.
+    let flipped = ConvGeometry {
+        channels_in: cout,
+        channels_out: cin,
+        input: g.output,
+        output: g.input,
+        ..*g
+    };
+    if winograd::applies(&flipped) {
+        let w = winograd::flipped_transposed(w, cout, cin);
+        let u = winograd::transform_filters(&w, cin, cout);
+        per_image(g.batch, &mut dx, in_len, |i, dx, threads| {
+            let dy = &dy[i * cout * out_plane..(i + 1) * cout * out_plane];
+            winograd::convolve_image(&flipped, dy, &u, None, dx, threads);
+        });
+        return dx;
+    }
     per_image(g.batch, &mut dx, in_len, |i, dx, threads| {
         let dy = &dy[i * cout * out_plane..(i + 1) * cout * out_plane];
         if g.is_pointwise() {

@@ -8,6 +8,7 @@ mod geometry;
 mod im2col;
 mod kernels;
 mod matmul;
+mod winograd;
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, ConvTranspose2d};

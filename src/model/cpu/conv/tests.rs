@@ -66,12 +66,14 @@ fn compare<M: burn::module::AutodiffModule<Ad> + Clone>(
 fn convolutions_match_burn_forward_and_backward() {
     let device = Default::default();
     for (batch, cin, cout, size, kernel, stride, pad, bias) in [
-        (3, 4, 5, [6, 7], 3, 1, 1, false), // U-Net 3×3
-        (1, 3, 2, [5, 5], 3, 1, 1, true),  // a lone image: gemm threads
-        (2, 3, 4, [8, 6], 3, 2, 1, false), // VAE down 3×3 s2
-        (2, 3, 4, [8, 8], 1, 2, 0, false), // VAE shortcut 1×1 s2
-        (4, 6, 3, [5, 4], 1, 1, 0, true),  // U-Net head 1×1
-        (2, 2, 3, [4, 5], 3, 1, 0, true),  // unpadded
+        (3, 4, 5, [6, 7], 3, 1, 1, false),     // U-Net 3×3
+        (1, 3, 2, [5, 5], 3, 1, 1, true),      // a lone image: gemm threads
+        (2, 3, 4, [8, 6], 3, 2, 1, false),     // VAE down 3×3 s2
+        (2, 3, 4, [8, 8], 1, 2, 0, false),     // VAE shortcut 1×1 s2
+        (4, 6, 3, [5, 4], 1, 1, 0, true),      // U-Net head 1×1
+        (2, 2, 3, [4, 5], 3, 1, 0, true),      // unpadded
+        (2, 16, 20, [12, 14], 3, 1, 1, false), // Winograd, forward and data gradient
+        (1, 17, 16, [11, 13], 3, 1, 1, true),  // Winograd on odd sizes, a lone image
     ] {
         let layer = Conv2dConfig::new([cin, cout], [kernel, kernel])
             .with_stride([stride, stride])
