@@ -4,7 +4,9 @@
 //! inference, VAE train step (128², batch 16), and the gradient-guided step
 //! (dDice/dx through the frozen U-Net + VAE encode; 128², batch 8).
 //!
-//! `cargo bench --bench models [-- --cases unet-train-128-b8,… --repeat 3]`
+//! `cargo bench --bench models [-- --cases unet-train-128-b8,… --repeat 3 --burn-kernels]`
+//! `--burn-kernels` also times burn's own CPU kernels (the A/B for
+//! `model::cpu`), in the same run.
 //! PyTorch side: `.venv-torch` made by `../shared/tools/torch-cpu-venv .venv-torch`
 //! (or $NEXTSLICE_TORCH_PYTHON). NdArray: add `--features ndarray`.
 
@@ -285,6 +287,18 @@ fn main() {
         Device::Cuda(n) => format!("burn CUDA:{n}"),
     };
     columns.push((label, ours));
+    let burn_kernels = device == Device::Cpu && args.iter().any(|a| a == "--burn-kernels");
+    if burn_kernels {
+        let theirs: Vec<f64> = cases
+            .iter()
+            .map(|c| {
+                nextslice::model::with_burn_kernels(|| {
+                    with_backend(device, Case { name: c, repeat }).unwrap_or(f64::NAN)
+                })
+            })
+            .collect();
+        columns.push(("burn Flex, burn's kernels".into(), theirs));
+    }
     #[cfg(feature = "ndarray")]
     {
         // NdArray trains two orders of magnitude slower: one timed step, and
@@ -316,6 +330,9 @@ fn main() {
     for (name, _) in &columns {
         print!(" {name:>26}");
     }
+    if burn_kernels {
+        print!(" {:>14}", "ours/burn's");
+    }
     if torch.is_some() {
         print!(" {:>12}", "burn/PyTorch");
         if torch_same_malloc.is_some() {
@@ -330,13 +347,18 @@ fn main() {
         for (_, rates) in &columns {
             print!(" {:>26.2}", rates[i]);
         }
+        if burn_kernels {
+            print!(" {:>13.2}×", columns[0].1[i] / columns[1].1[i]);
+        }
         if let Some((_, t)) = &torch {
             print!(" {:>11.2}×", columns[0].1[i] / t[i]);
             if let Some((_, t)) = &torch_same_malloc {
                 print!(" {:>17.2}×", columns[0].1[i] / t[i]);
             }
             #[cfg(feature = "ndarray")]
-            print!(" {:>13.3}×", columns[1].1[i] / t[i]);
+            if let Some((_, nd)) = columns.iter().find(|(name, _)| name == "burn NdArray") {
+                print!(" {:>13.3}×", nd[i] / t[i]);
+            }
         }
         println!();
     }
