@@ -5,9 +5,7 @@ use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
-use burn::tensor::activation::softmax;
-
-use super::loss::soft_dice_loss_per_slice;
+use super::loss::dice_loss_per_slice_from_logits;
 use super::norm::Mode;
 use super::unet::UNet;
 
@@ -35,7 +33,7 @@ pub fn dice_gradient_wrt_input<B: AutodiffBackend>(
     let y = Tensor::<B, 4>::from_inner(targets);
     let logits = frozen.forward(x.clone(), Mode::Eval).logits;
     // Each slice's own loss, all in one pass (no per-slice narrow and cat).
-    let losses = soft_dice_loss_per_slice(softmax(logits, 1), y);
+    let losses = dice_loss_per_slice_from_logits(logits, y);
     let grads = losses.clone().sum().backward();
     let gradient = x.grad(&grads)?;
     Some(InputGradient {
@@ -54,9 +52,10 @@ mod tests {
     use super::*;
     use crate::device::CpuBackend;
     use crate::model::UNetSpec;
-    use crate::model::loss::one_hot;
+    use crate::model::loss::{one_hot, soft_dice_loss_per_slice};
     use crate::rng::Rng;
     use burn::backend::Flex;
+    use burn::tensor::activation::softmax;
 
     /// The analytic input gradient agrees with central finite differences of
     /// the loss through the same eval-mode network: a tiny one (im2col

@@ -60,12 +60,26 @@ pub fn soft_dice_loss_per_slice<B: Backend>(
         .mul_scalar(-1.0 / k as f64)
 }
 
-/// Dice loss straight from logits (softmax over classes first).
+/// Dice loss straight from logits (softmax over classes first), averaged
+/// over the batch.
 pub fn dice_loss_from_logits<B: Backend>(
     logits: Tensor<B, 4>,
     targets: Tensor<B, 4>,
 ) -> Tensor<B, 1> {
-    soft_dice_loss(softmax(logits, 1), targets)
+    dice_loss_per_slice_from_logits(logits, targets).mean()
+}
+
+/// Eq. 2 per slice from logits, [batch]; one fused kernel on the CPU backend.
+pub fn dice_loss_per_slice_from_logits<B: Backend>(
+    logits: Tensor<B, 4>,
+    targets: Tensor<B, 4>,
+) -> Tensor<B, 1> {
+    match super::cpu::served(&logits) {
+        Some(served) => {
+            super::cpu::dice::dice_per_slice(served, logits, targets, DICE_SMOOTHING as f32)
+        }
+        None => soft_dice_loss_per_slice(softmax(logits, 1), targets),
+    }
 }
 
 /// The two terms of Eq. 1, each averaged over the batch.

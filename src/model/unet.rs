@@ -11,6 +11,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
+use super::cpu::concat::cat_channels;
 use super::cpu::conv::{conv_transpose2d, conv2d};
 use super::cpu::pool::max_pool2d;
 use super::norm::{Activation, BatchNorm2d, Mode};
@@ -133,7 +134,7 @@ impl<B: Backend> UNet<B> {
             .zip(skips.into_iter().rev())
         {
             let upsampled = conv_transpose2d(up, x);
-            x = block.forward(Tensor::cat(vec![upsampled, skip], 1), mode);
+            x = block.forward(cat_channels(upsampled, skip), mode);
             decoder.push(x.clone());
         }
         UNetOutput {

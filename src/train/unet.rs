@@ -13,9 +13,8 @@ use super::epochs::EpochLoop;
 use super::{Network, TrainError, TrainObserver, Trained};
 use crate::config::{AugmentConfig, UnetConfig};
 use burn::module::AutodiffModule;
-use burn::tensor::activation::softmax;
 
-use crate::model::loss::{dice_loss_from_logits, one_hot, soft_dice_loss_per_slice};
+use crate::model::loss::{dice_loss_from_logits, dice_loss_per_slice_from_logits, one_hot};
 use crate::model::{Mode, UNet, UNetWithLossHead, ranking_loss};
 use crate::store::SliceStore;
 
@@ -83,7 +82,7 @@ pub fn train_unet_with_loss_head<B: AutodiffBackend>(
         cancel,
         |model, x, y, epoch| {
             let out = model.unet.forward(x, Mode::Train);
-            let per_slice = soft_dice_loss_per_slice(softmax(out.logits, 1), y);
+            let per_slice = dice_loss_per_slice_from_logits(out.logits, y);
             let mut features = vec![out.bottleneck];
             features.extend(out.decoder);
             if epoch >= head.detach_epoch {

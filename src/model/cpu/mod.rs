@@ -12,7 +12,9 @@
 //! `Autodiff<Flex>` (f32) they run our kernels as one autodiff node per
 //! layer; on any other backend (CUDA) exactly what burn's layer would.
 
+pub mod concat;
 pub mod conv;
+pub mod dice;
 pub mod norm;
 pub mod pool;
 
