@@ -237,26 +237,47 @@ pub fn weight_backward(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
             });
         }
     };
+    if winograd::applies(g) {
+        let transformed = sum_images(g.batch, 16 * cout * cin, |du, i, threads| {
+            let x = &x[i * in_len..(i + 1) * in_len];
+            let dy = &dy[i * cout * out_plane..(i + 1) * cout * out_plane];
+            winograd::filter_gradient_image(g, x, dy, du, threads);
+        });
+        return winograd::filters_from_transformed(&transformed, cout, cin);
+    }
+    sum_images(g.batch, cout * k, |dw, i, threads| {
+        add_image(dw, i, threads)
+    })
+}
+
+/// Σ over images of `add(acc, image, gemm_threads)` into a zeroed buffer of
+/// `len`: images in parallel, one accumulator per rayon split, when there
+/// are enough of them; else one after another with gemm using the pool.
+fn sum_images(
+    batch: usize,
+    len: usize,
+    add: impl Fn(&mut Vec<f32>, usize, usize) + Sync,
+) -> Vec<f32> {
     let threads = rayon::current_num_threads();
-    if g.batch >= threads && threads > 1 {
-        (0..g.batch)
+    if batch >= threads && threads > 1 {
+        (0..batch)
             .into_par_iter()
             .fold(
-                || vec![0.0; cout * k],
-                |mut dw, i| {
-                    add_image(&mut dw, i, 1);
-                    dw
+                || vec![0.0; len],
+                |mut acc, i| {
+                    add(&mut acc, i, 1);
+                    acc
                 },
             )
             .reduce_with(|mut a, b| {
                 a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
                 a
             })
-            .unwrap_or_else(|| vec![0.0; cout * k])
+            .unwrap_or_else(|| vec![0.0; len])
     } else {
-        let mut dw = vec![0.0; cout * k];
-        (0..g.batch).for_each(|i| add_image(&mut dw, i, threads));
-        dw
+        let mut acc = vec![0.0; len];
+        (0..batch).for_each(|i| add(&mut acc, i, threads));
+        acc
     }
 }
 

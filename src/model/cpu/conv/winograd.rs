@@ -228,6 +228,141 @@ pub fn convolve_image(
     }
 }
 
+/// The transform of one output-gradient tile row, Ŷ = A ∂y Aᵀ (4×4 from
+/// each 2×2 block), written to `out[ξ·stride + tx]`; rows and columns past an
+/// odd edge count as zero. A's rows are (1,0), (1,1), (1,−1), (0,−1).
+fn gradient_row(
+    top: &[f32],
+    bottom: Option<&[f32]>,
+    tiles: usize,
+    scratch: &mut [f32],
+    out: &mut [f32],
+    stride: usize,
+) {
+    // r[a][col] for a in 0..4 (A·rows), split into even and odd columns.
+    let (even, odd) = scratch[..8 * tiles].split_at_mut(4 * tiles);
+    for (parity, half) in [(0, even), (1, odd)] {
+        let (r0, rest) = half.split_at_mut(tiles);
+        let (r1, rest) = rest.split_at_mut(tiles);
+        let (r2, r3) = rest.split_at_mut(tiles);
+        for k in 0..tiles {
+            let col = 2 * k + parity;
+            let a = top.get(col).copied().unwrap_or(0.0);
+            let c = bottom.and_then(|b| b.get(col)).copied().unwrap_or(0.0);
+            r0[k] = a;
+            r1[k] = a + c;
+            r2[k] = a - c;
+            r3[k] = -c;
+        }
+    }
+    let (even, odd) = scratch[..8 * tiles].split_at(4 * tiles);
+    for r in 0..4 {
+        let p = &even[r * tiles..(r + 1) * tiles];
+        let q = &odd[r * tiles..(r + 1) * tiles];
+        let (o0, rest) = out[4 * r * stride..].split_at_mut(stride);
+        let (o1, rest) = rest.split_at_mut(stride);
+        let (o2, o3) = rest.split_at_mut(stride);
+        for tx in 0..tiles {
+            o0[tx] = p[tx];
+            o1[tx] = p[tx] + q[tx];
+            o2[tx] = p[tx] - q[tx];
+            o3[tx] = -q[tx];
+        }
+    }
+}
+
+/// Adds one image's filter gradient, in the Winograd domain, to `du`
+/// ([16][out][in]): ∂L/∂U[ξ] = Σ_tiles Ŷ[ξ] · V[ξ]ᵀ, one gemm per ξ whose
+/// inner dimension is the tiles. [`filters_from_transformed`] maps the sum
+/// back: ∂L/∂g = Gᵀ (∂L/∂U) G.
+pub fn filter_gradient_image(
+    g: &ConvGeometry,
+    x: &[f32],
+    dy: &[f32],
+    du: &mut [f32],
+    threads: usize,
+) {
+    let (cin, cout) = (g.channels_in, g.channels_out);
+    let [h, w] = g.input;
+    let [oh, ow] = g.output;
+    let (tile_rows, tile_cols) = tiles(g);
+    let band_rows = (BAND_BYTES / (64 * (cin + cout) * tile_cols).max(1)).clamp(1, tile_rows);
+    let padded_width = 2 * tile_cols + 2;
+    let mut rows = vec![0.0f32; 4 * padded_width];
+    let mut scratch = vec![0.0f32; 8 * (tile_cols + 1)];
+    let mut v = Vec::new();
+    let mut m = Vec::new();
+    for first in (0..tile_rows).step_by(band_rows) {
+        let band = first..(first + band_rows).min(tile_rows);
+        let n = band.len() * tile_cols;
+        v.resize(16 * cin * n, 0.0);
+        m.resize(16 * cout * n, 0.0);
+        for c in 0..cin {
+            let plane = &x[c * h * w..(c + 1) * h * w];
+            for (band_row, ty) in band.clone().enumerate() {
+                for (r, row) in rows.chunks_exact_mut(padded_width).enumerate() {
+                    match (2 * ty + r).checked_sub(1).filter(|&iy| iy < h) {
+                        Some(iy) => row[1..1 + w].copy_from_slice(&plane[iy * w..(iy + 1) * w]),
+                        None => row.fill(0.0),
+                    }
+                }
+                let at = c * n + band_row * tile_cols;
+                input_row(&rows, padded_width, &mut scratch, &mut v[at..], cin * n);
+            }
+        }
+        for co in 0..cout {
+            let plane = &dy[co * oh * ow..(co + 1) * oh * ow];
+            for (band_row, ty) in band.clone().enumerate() {
+                let top = &plane[2 * ty * ow..(2 * ty + 1) * ow];
+                let bottom =
+                    (2 * ty + 1 < oh).then(|| &plane[(2 * ty + 1) * ow..(2 * ty + 2) * ow]);
+                let at = co * n + band_row * tile_cols;
+                gradient_row(top, bottom, tile_cols, &mut scratch, &mut m[at..], cout * n);
+            }
+        }
+        for xi in 0..16 {
+            gemm(
+                [cout, cin, n],
+                &mut du[xi * cout * cin..(xi + 1) * cout * cin],
+                cin,
+                true,
+                View::rows(&m[xi * cout * n..(xi + 1) * cout * n], n),
+                View::transposed(&v[xi * cin * n..(xi + 1) * cin * n], n),
+                threads,
+            );
+        }
+    }
+}
+
+/// ∂L/∂g = Gᵀ (∂L/∂U) G for every filter: [16][out][in] → [out][in][3][3].
+pub fn filters_from_transformed(du: &[f32], channels_out: usize, channels_in: usize) -> Vec<f32> {
+    let pairs = channels_out * channels_in;
+    let mut dg = vec![0.0f32; 9 * pairs];
+    // Gᵀ's rows: (1, ½, ½, 0), (0, ½, −½, 0), (0, ½, ½, 1).
+    let combine = |v: [f32; 4]| {
+        [
+            v[0] + 0.5 * (v[1] + v[2]),
+            0.5 * (v[1] - v[2]),
+            0.5 * (v[1] + v[2]) + v[3],
+        ]
+    };
+    for (pair, out) in dg.chunks_exact_mut(9).enumerate() {
+        let at = |xi: usize| du[xi * pairs + pair];
+        // Gᵀ·D over rows (4 → 3), then ·G over columns (4 → 3).
+        let mut t = [[0.0f32; 4]; 3];
+        for c in 0..4 {
+            let col = combine([at(c), at(4 + c), at(8 + c), at(12 + c)]);
+            for r in 0..3 {
+                t[r][c] = col[r];
+            }
+        }
+        for r in 0..3 {
+            out[3 * r..3 * r + 3].copy_from_slice(&combine(t[r]));
+        }
+    }
+    dg
+}
+
 /// The filters of the convolution whose forward pass is this one's data
 /// gradient: w′[in][out][ky][kx] = w[out][in][2 − ky][2 − kx].
 pub fn flipped_transposed(w: &[f32], channels_out: usize, channels_in: usize) -> Vec<f32> {
