@@ -349,15 +349,9 @@ pub fn filters_from_transformed(du: &[f32], channels_out: usize, channels_in: us
     for (pair, out) in dg.chunks_exact_mut(9).enumerate() {
         let at = |xi: usize| du[xi * pairs + pair];
         // Gᵀ·D over rows (4 → 3), then ·G over columns (4 → 3).
-        let mut t = [[0.0f32; 4]; 3];
-        for c in 0..4 {
-            let col = combine([at(c), at(4 + c), at(8 + c), at(12 + c)]);
-            for r in 0..3 {
-                t[r][c] = col[r];
-            }
-        }
-        for r in 0..3 {
-            out[3 * r..3 * r + 3].copy_from_slice(&combine(t[r]));
+        let columns = [0, 1, 2, 3].map(|c| combine([at(c), at(4 + c), at(8 + c), at(12 + c)]));
+        for (r, row) in out.chunks_exact_mut(3).enumerate() {
+            row.copy_from_slice(&combine(columns.map(|col| col[r])));
         }
     }
     dg
