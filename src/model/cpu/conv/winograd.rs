@@ -155,6 +155,80 @@ fn output_row(
     }
 }
 
+/// One image's working buffers, reused band after band: the four padded
+/// input rows a tile row spans, the row transforms' scratch, and the
+/// transformed input V and product M of the current band.
+struct Workspace {
+    tile_rows: usize,
+    tile_cols: usize,
+    band_rows: usize,
+    /// Columns −1 ..= 2·tile_cols of four input rows; the margins stay zero.
+    rows: Vec<f32>,
+    scratch: Vec<f32>,
+    v: Vec<f32>,
+    m: Vec<f32>,
+}
+
+impl Workspace {
+    fn new(g: &ConvGeometry) -> Workspace {
+        let (tile_rows, tile_cols) = tiles(g);
+        let per_row = 64 * (g.channels_in + g.channels_out) * tile_cols;
+        Workspace {
+            tile_rows,
+            tile_cols,
+            band_rows: (BAND_BYTES / per_row.max(1)).clamp(1, tile_rows),
+            rows: vec![0.0; 4 * (2 * tile_cols + 2)],
+            scratch: vec![0.0; 8 * (tile_cols + 1)],
+            v: Vec::new(),
+            m: Vec::new(),
+        }
+    }
+
+    /// Bands of tile rows covering the output.
+    fn bands(&self) -> Vec<std::ops::Range<usize>> {
+        (0..self.tile_rows)
+            .step_by(self.band_rows)
+            .map(|first| first..(first + self.band_rows).min(self.tile_rows))
+            .collect()
+    }
+
+    /// Sizes V and M for `band` and fills V[ξ][c][tile] from the image `x`;
+    /// returns the band's tile count.
+    fn transform_input(
+        &mut self,
+        g: &ConvGeometry,
+        x: &[f32],
+        band: &std::ops::Range<usize>,
+    ) -> usize {
+        let (cin, cout) = (g.channels_in, g.channels_out);
+        let [h, w] = g.input;
+        let n = band.len() * self.tile_cols;
+        self.v.resize(16 * cin * n, 0.0);
+        self.m.resize(16 * cout * n, 0.0);
+        let padded_width = 2 * self.tile_cols + 2;
+        for c in 0..cin {
+            let plane = &x[c * h * w..(c + 1) * h * w];
+            for (band_row, ty) in band.clone().enumerate() {
+                for (r, row) in self.rows.chunks_exact_mut(padded_width).enumerate() {
+                    match (2 * ty + r).checked_sub(1).filter(|&iy| iy < h) {
+                        Some(iy) => row[1..1 + w].copy_from_slice(&plane[iy * w..(iy + 1) * w]),
+                        None => row.fill(0.0),
+                    }
+                }
+                let at = c * n + band_row * self.tile_cols;
+                input_row(
+                    &self.rows,
+                    padded_width,
+                    &mut self.scratch,
+                    &mut self.v[at..],
+                    cin * n,
+                );
+            }
+        }
+        n
+    }
+}
+
 /// One image's convolution: x [in, h, w] → y [out, h, w] (overwritten), with
 /// `u` from [`transform_filters`]. Bands of tile rows bound the scratch.
 pub fn convolve_image(
@@ -166,44 +240,20 @@ pub fn convolve_image(
     threads: usize,
 ) {
     let (cin, cout) = (g.channels_in, g.channels_out);
-    let [h, w] = g.input;
     let [oh, ow] = g.output;
-    let (tile_rows, tile_cols) = tiles(g);
-    let band_rows = (BAND_BYTES / (64 * (cin + cout) * tile_cols).max(1)).clamp(1, tile_rows);
-    // Four input rows with columns −1 ..= 2·tile_cols; the margins stay zero.
-    let padded_width = 2 * tile_cols + 2;
-    let mut rows = vec![0.0f32; 4 * padded_width];
-    let mut scratch = vec![0.0f32; 8 * (tile_cols + 1)];
-    let mut v = Vec::new();
-    let mut m = Vec::new();
-    for first in (0..tile_rows).step_by(band_rows) {
-        let band = first..(first + band_rows).min(tile_rows);
-        let n = band.len() * tile_cols;
-        v.resize(16 * cin * n, 0.0);
-        m.resize(16 * cout * n, 0.0);
-        // Input transform: V[ξ][c][tile].
-        for c in 0..cin {
-            let plane = &x[c * h * w..(c + 1) * h * w];
-            for (band_row, ty) in band.clone().enumerate() {
-                for (r, row) in rows.chunks_exact_mut(padded_width).enumerate() {
-                    match (2 * ty + r).checked_sub(1).filter(|&iy| iy < h) {
-                        Some(iy) => row[1..1 + w].copy_from_slice(&plane[iy * w..(iy + 1) * w]),
-                        None => row.fill(0.0),
-                    }
-                }
-                let at = c * n + band_row * tile_cols;
-                input_row(&rows, padded_width, &mut scratch, &mut v[at..], cin * n);
-            }
-        }
+    let mut work = Workspace::new(g);
+    let tile_cols = work.tile_cols;
+    for band in work.bands() {
+        let n = work.transform_input(g, x, &band);
         // 16 products over channels: M[ξ] = U[ξ] · V[ξ].
         for xi in 0..16 {
             gemm(
                 [cout, n, cin],
-                &mut m[xi * cout * n..(xi + 1) * cout * n],
+                &mut work.m[xi * cout * n..(xi + 1) * cout * n],
                 n,
                 false,
                 View::rows(&u[xi * cout * cin..(xi + 1) * cout * cin], cin),
-                View::rows(&v[xi * cin * n..(xi + 1) * cin * n], n),
+                View::rows(&work.v[xi * cin * n..(xi + 1) * cin * n], n),
                 threads,
             );
         }
@@ -215,13 +265,14 @@ pub fn convolve_image(
                 let (top, bottom) = plane[2 * ty * ow..].split_at_mut(ow);
                 let bottom = (2 * ty + 1 < oh).then(|| &mut bottom[..ow]);
                 let at = co * n + band_row * tile_cols;
+                let out = [Some(top), bottom];
                 output_row(
-                    &m[at..],
+                    &work.m[at..],
                     cout * n,
                     tile_cols,
-                    &mut scratch,
+                    &mut work.scratch,
                     b,
-                    [Some(top), bottom],
+                    out,
                 );
             }
         }
@@ -283,33 +334,11 @@ pub fn filter_gradient_image(
     threads: usize,
 ) {
     let (cin, cout) = (g.channels_in, g.channels_out);
-    let [h, w] = g.input;
     let [oh, ow] = g.output;
-    let (tile_rows, tile_cols) = tiles(g);
-    let band_rows = (BAND_BYTES / (64 * (cin + cout) * tile_cols).max(1)).clamp(1, tile_rows);
-    let padded_width = 2 * tile_cols + 2;
-    let mut rows = vec![0.0f32; 4 * padded_width];
-    let mut scratch = vec![0.0f32; 8 * (tile_cols + 1)];
-    let mut v = Vec::new();
-    let mut m = Vec::new();
-    for first in (0..tile_rows).step_by(band_rows) {
-        let band = first..(first + band_rows).min(tile_rows);
-        let n = band.len() * tile_cols;
-        v.resize(16 * cin * n, 0.0);
-        m.resize(16 * cout * n, 0.0);
-        for c in 0..cin {
-            let plane = &x[c * h * w..(c + 1) * h * w];
-            for (band_row, ty) in band.clone().enumerate() {
-                for (r, row) in rows.chunks_exact_mut(padded_width).enumerate() {
-                    match (2 * ty + r).checked_sub(1).filter(|&iy| iy < h) {
-                        Some(iy) => row[1..1 + w].copy_from_slice(&plane[iy * w..(iy + 1) * w]),
-                        None => row.fill(0.0),
-                    }
-                }
-                let at = c * n + band_row * tile_cols;
-                input_row(&rows, padded_width, &mut scratch, &mut v[at..], cin * n);
-            }
-        }
+    let mut work = Workspace::new(g);
+    let tile_cols = work.tile_cols;
+    for band in work.bands() {
+        let n = work.transform_input(g, x, &band);
         for co in 0..cout {
             let plane = &dy[co * oh * ow..(co + 1) * oh * ow];
             for (band_row, ty) in band.clone().enumerate() {
@@ -317,7 +346,14 @@ pub fn filter_gradient_image(
                 let bottom =
                     (2 * ty + 1 < oh).then(|| &plane[(2 * ty + 1) * ow..(2 * ty + 2) * ow]);
                 let at = co * n + band_row * tile_cols;
-                gradient_row(top, bottom, tile_cols, &mut scratch, &mut m[at..], cout * n);
+                gradient_row(
+                    top,
+                    bottom,
+                    tile_cols,
+                    &mut work.scratch,
+                    &mut work.m[at..],
+                    cout * n,
+                );
             }
         }
         for xi in 0..16 {
@@ -326,8 +362,8 @@ pub fn filter_gradient_image(
                 &mut du[xi * cout * cin..(xi + 1) * cout * cin],
                 cin,
                 true,
-                View::rows(&m[xi * cout * n..(xi + 1) * cout * n], n),
-                View::transposed(&v[xi * cin * n..(xi + 1) * cin * n], n),
+                View::rows(&work.m[xi * cout * n..(xi + 1) * cout * n], n),
+                View::transposed(&work.v[xi * cin * n..(xi + 1) * cin * n], n),
                 threads,
             );
         }
