@@ -35,7 +35,14 @@ impl Backward<Flex, 3> for NormBackward {
             .retrieve_node_output::<FlexTensor>(x_state)
             .to_contiguous();
         let shape = x.layout().shape().clone();
-        let g = kernels::backward(planes, x.storage::<f32>(), dy.storage::<f32>(), &saved);
+        let affine = node_gamma.is_some() || node_beta.is_some();
+        let g = kernels::backward(
+            planes,
+            x.storage::<f32>(),
+            dy.storage::<f32>(),
+            &saved,
+            affine,
+        );
         if let Some(node) = node_x {
             let dx = FlexTensor::from_data(TensorData::new(g.x, shape));
             grads.register::<Flex>(node.id, dx);

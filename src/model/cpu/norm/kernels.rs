@@ -184,27 +184,17 @@ pub struct Grads {
 
 /// With g = ∂L/∂y·act′(z), x̂ = (x − μ)/σ and m values per channel:
 /// ∂L/∂β = Σg, ∂L/∂γ = Σg·x̂, and ∂L/∂x = γ/σ·(g − Σg/m − x̂·Σg·x̂/m) with
-/// batch statistics, γ/σ·g with fixed ones.
-pub fn backward(p: Planes, x: &[f32], dy: &[f32], s: &Saved) -> Grads {
+/// batch statistics, γ/σ·g with fixed ones. Without batch statistics and
+/// with `affine` false (a frozen network's input gradient, Eq. 3) the sums
+/// are not needed, and the pass that makes them is skipped; γ and β's
+/// gradients are then empty.
+pub fn backward(p: Planes, x: &[f32], dy: &[f32], s: &Saved, affine: bool) -> Grads {
     let width = p.pixels.max(1);
-    let sums = channel_sums(p, dy, |i, dy| {
-        let c = i % p.channels;
-        let x = &x[i * p.pixels..(i + 1) * p.pixels];
-        let (a, b, mean, inv) = (s.scale[c], s.shift[c], s.mean[c], s.inv_std[c]);
-        let (mut sum_g, mut sum_gx) = (0.0f64, 0.0f64);
-        // f32 within a block (vectorised), f64 across blocks (accurate).
-        for (x, dy) in x.chunks(BLOCK).zip(dy.chunks(BLOCK)) {
-            let (mut block_g, mut block_gx) = (0.0f32, 0.0f32);
-            for (&x, &dy) in x.iter().zip(dy) {
-                let g = dy * s.activation.derivative(x * a + b);
-                block_g += g;
-                block_gx += g * (x - mean) * inv;
-            }
-            sum_g += f64::from(block_g);
-            sum_gx += f64::from(block_gx);
-        }
-        (sum_g, sum_gx)
-    });
+    let sums = if !affine && !s.batch_statistics {
+        vec![(0.0, 0.0); p.channels]
+    } else {
+        channel_sums_of_gradients(p, x, dy, s)
+    };
     let n = p.count().max(1.0);
     let mut dx = vec![0.0; x.len()];
     dx.par_chunks_mut(width)
@@ -224,9 +214,35 @@ pub fn backward(p: Planes, x: &[f32], dy: &[f32], s: &Saved) -> Grads {
                 *dx = gain * (g - mean_g - (x - mean) * inv * mean_gx);
             }
         });
-    Grads {
-        x: dx,
-        gamma: sums.iter().map(|s| s.1 as f32).collect(),
-        beta: sums.iter().map(|s| s.0 as f32).collect(),
-    }
+    let (gamma, beta) = if affine {
+        (
+            sums.iter().map(|s| s.1 as f32).collect(),
+            sums.iter().map(|s| s.0 as f32).collect(),
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    Grads { x: dx, gamma, beta }
+}
+
+/// Per channel, Σg and Σg·x̂ (see [`backward`]).
+fn channel_sums_of_gradients(p: Planes, x: &[f32], dy: &[f32], s: &Saved) -> Vec<(f64, f64)> {
+    channel_sums(p, dy, |i, dy| {
+        let c = i % p.channels;
+        let x = &x[i * p.pixels..(i + 1) * p.pixels];
+        let (a, b, mean, inv) = (s.scale[c], s.shift[c], s.mean[c], s.inv_std[c]);
+        let (mut sum_g, mut sum_gx) = (0.0f64, 0.0f64);
+        // f32 within a block (vectorised), f64 across blocks (accurate).
+        for (x, dy) in x.chunks(BLOCK).zip(dy.chunks(BLOCK)) {
+            let (mut block_g, mut block_gx) = (0.0f32, 0.0f32);
+            for (&x, &dy) in x.iter().zip(dy) {
+                let g = dy * s.activation.derivative(x * a + b);
+                block_g += g;
+                block_gx += g * (x - mean) * inv;
+            }
+            sum_g += f64::from(block_g);
+            sum_gx += f64::from(block_gx);
+        }
+        (sum_g, sum_gx)
+    })
 }
