@@ -163,8 +163,7 @@ impl BackendTask for Case<'_> {
 
 /// glibc's malloc told what `nextslice::heap::keep_freed_memory` tells ours,
 /// for a PyTorch run on equal terms.
-const SAME_MALLOC: &str =
-    "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=2147483647";
+const SAME_MALLOC: &str = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647";
 
 fn torch_rates(
     cases: &[&str],
