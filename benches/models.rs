@@ -161,10 +161,6 @@ impl BackendTask for Case<'_> {
     }
 }
 
-/// glibc's malloc told what `nextslice::heap::keep_freed_memory` tells ours,
-/// for a PyTorch run on equal terms.
-const SAME_MALLOC: &str = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647";
-
 fn torch_rates(
     cases: &[&str],
     repeat: usize,
@@ -188,7 +184,7 @@ fn torch_rates(
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut command = Command::new(&python);
     if same_malloc {
-        command.env("GLIBC_TUNABLES", SAME_MALLOC);
+        command.env("GLIBC_TUNABLES", nextslice::heap::GLIBC_TUNABLES);
     }
     let out = command
         .args([

@@ -153,8 +153,7 @@ fn track(x: super::Tracked) -> super::Tracked {
         OpsKind::Tracked(prep) => {
             let (y, won) = forward(&x.primitive, true);
             let (p, _) = Pooling::of(&x.primitive);
-            let in_shape: [usize; 4] = x.primitive.layout().shape().dims();
-            prep.finish((p, in_shape, won), y)
+            prep.finish((p, x.primitive.layout().shape().dims(), won), y)
         }
         OpsKind::UnTracked(prep) => prep.finish(forward(&x.primitive, false).0),
     }

@@ -126,23 +126,33 @@ pub fn batch_statistics(p: Planes, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
         .unzip()
 }
 
-/// The per-channel affine map the normalisation is: y = act(x·scale + shift).
-pub fn scale_and_shift(
-    gamma: &[f32],
-    beta: &[f32],
-    mean: &[f32],
-    var: &[f32],
-    epsilon: f64,
-) -> (Vec<f32>, Vec<f32>) {
-    gamma
+/// The per-channel affine map the normalisation is, y = act(x·scale + shift),
+/// with 1/√(var + ε) kept for the backward pass.
+pub struct Affine {
+    pub scale: Vec<f32>,
+    pub shift: Vec<f32>,
+    pub inv_std: Vec<f32>,
+}
+
+pub fn affine(gamma: &[f32], beta: &[f32], mean: &[f32], var: &[f32], epsilon: f64) -> Affine {
+    let inv_std: Vec<f64> = var
         .iter()
-        .zip(beta)
-        .zip(mean.iter().zip(var))
-        .map(|((&g, &b), (&m, &v))| {
-            let scale = f64::from(g) / (f64::from(v) + epsilon).sqrt();
-            (scale as f32, (f64::from(b) - f64::from(m) * scale) as f32)
-        })
-        .unzip()
+        .map(|&v| 1.0 / (f64::from(v) + epsilon).sqrt())
+        .collect();
+    let scale: Vec<f64> = gamma
+        .iter()
+        .zip(&inv_std)
+        .map(|(&g, i)| f64::from(g) * i)
+        .collect();
+    Affine {
+        shift: beta
+            .iter()
+            .zip(mean.iter().zip(&scale))
+            .map(|(&b, (&m, a))| (f64::from(b) - f64::from(m) * a) as f32)
+            .collect(),
+        scale: scale.into_iter().map(|a| a as f32).collect(),
+        inv_std: inv_std.into_iter().map(|i| i as f32).collect(),
+    }
 }
 
 /// y = act(x·scale[c] + shift[c]).

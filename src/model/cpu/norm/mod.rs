@@ -55,10 +55,9 @@ pub fn batch_norm<B: Backend>(
         Some((mean, var)) => (flex_values(route, mean), flex_values(route, var)),
         None => kernels::batch_statistics(planes, values),
     };
-    let (scale, shift) =
-        kernels::scale_and_shift(&gamma_values, &beta_values, &mean, &var, epsilon);
+    let map = kernels::affine(&gamma_values, &beta_values, &mean, &var, epsilon);
     let y = FlexTensor::from_data(TensorData::new(
-        kernels::normalize(planes, values, &scale, &shift, activation),
+        kernels::normalize(planes, values, &map.scale, &map.shift, activation),
         [batch, channels, h, w],
     ));
     let batch_statistics = from_batch.then(|| {
@@ -71,13 +70,10 @@ pub fn batch_norm<B: Backend>(
         Some(x) => {
             let saved = Saved {
                 gamma: gamma_values,
-                inv_std: var
-                    .iter()
-                    .map(|&v| (1.0 / (f64::from(v) + epsilon).sqrt()) as f32)
-                    .collect(),
+                inv_std: map.inv_std,
                 mean,
-                scale,
-                shift,
+                scale: map.scale,
+                shift: map.shift,
                 activation,
                 batch_statistics: from_batch,
             };
