@@ -5,12 +5,16 @@
 //! generic over `B: AutodiffBackend` runs through `with_backend`, so the
 //! choice is made once, at the top.
 //!
-//! Imports only config.
+//! Whether there is a GPU is asked of the driver itself (`gpu::probe`),
+//! which answers on every machine without panicking.
+//!
+//! Imports config and gpu.
 
 use burn::backend::Autodiff;
 use burn::tensor::backend::AutodiffBackend;
 
-use crate::config::DeviceSpec;
+use crate::config::{AutotuneLevel, DeviceSpec};
+use crate::gpu::{CudaProbe, probe_cuda};
 
 /// The CPU training backend.
 pub type CpuBackend = Autodiff<burn::backend::Flex>;
@@ -31,34 +35,108 @@ pub enum DeviceError {
         "this nextslice was built without CUDA support; rebuild with `cargo build --release --features cuda`, or use --device cpu"
     )]
     NotBuiltWithCuda,
-    #[error("no NVIDIA GPU or driver found (no /proc/driver/nvidia/version); use --device cpu")]
+    #[error("no NVIDIA GPU or driver found; use --device cpu")]
     NoCudaDriver,
+    #[error("CUDA cannot run here: {0}; use --device cpu")]
+    CudaUnusable(String),
+    #[error("there is no GPU {index}: the driver reports {count} (cuda:0 to cuda:{last})", last = .count.saturating_sub(1))]
+    NoSuchGpu { index: usize, count: usize },
+    #[error("cannot configure the GPU runtime: {0}")]
+    Runtime(String),
 }
 
 impl Device {
-    /// Resolves `auto` by looking for an NVIDIA driver; refuses CUDA when it
-    /// cannot work, with the reason.
+    /// Resolves `auto` to the first GPU where CUDA can run, else the CPU;
+    /// refuses an explicit CUDA device that cannot work, with the reason.
     pub fn resolve(spec: DeviceSpec) -> Result<Device, DeviceError> {
-        let driver = std::path::Path::new("/proc/driver/nvidia/version").exists();
-        match spec {
-            DeviceSpec::Cpu => Ok(Device::Cpu),
-            DeviceSpec::Auto if cfg!(feature = "cuda") && driver => Ok(Device::Cuda(0)),
-            DeviceSpec::Auto => Ok(Device::Cpu),
-            DeviceSpec::Cuda(_) if !cfg!(feature = "cuda") => Err(DeviceError::NotBuiltWithCuda),
-            DeviceSpec::Cuda(_) if !driver => Err(DeviceError::NoCudaDriver),
-            DeviceSpec::Cuda(n) => Ok(Device::Cuda(n)),
+        Device::resolve_with(spec, probe_cuda(), cfg!(feature = "cuda"))
+    }
+
+    fn resolve_with(
+        spec: DeviceSpec,
+        probe: &CudaProbe,
+        built_with_cuda: bool,
+    ) -> Result<Device, DeviceError> {
+        match (spec, probe) {
+            (DeviceSpec::Cpu, _) => Ok(Device::Cpu),
+            (DeviceSpec::Auto, CudaProbe::Ready(_)) if built_with_cuda => Ok(Device::Cuda(0)),
+            (DeviceSpec::Auto, _) => Ok(Device::Cpu),
+            (DeviceSpec::Cuda(_), _) if !built_with_cuda => Err(DeviceError::NotBuiltWithCuda),
+            (DeviceSpec::Cuda(_), CudaProbe::NoDriver) => Err(DeviceError::NoCudaDriver),
+            (DeviceSpec::Cuda(_), CudaProbe::Unusable { reason }) => {
+                Err(DeviceError::CudaUnusable(reason.clone()))
+            }
+            (DeviceSpec::Cuda(n), CudaProbe::Ready(driver)) if n >= driver.gpus.len() => {
+                Err(DeviceError::NoSuchGpu {
+                    index: n,
+                    count: driver.gpus.len(),
+                })
+            }
+            (DeviceSpec::Cuda(n), CudaProbe::Ready(_)) => Ok(Device::Cuda(n)),
         }
     }
 
-    /// How the UI names it, e.g. "CPU (2 threads)" or "CUDA:0".
+    /// How the UI names it, e.g. "CPU (2 threads)" or "CUDA:0 (NVIDIA H200)".
     pub fn describe(self) -> String {
         match self {
             Device::Cpu => {
                 let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
                 format!("CPU ({threads} threads)")
             }
-            Device::Cuda(n) => format!("CUDA:{n}"),
+            Device::Cuda(n) => match probe_cuda()
+                .driver()
+                .and_then(|d| d.gpus.iter().find(|g| g.index == n))
+            {
+                Some(gpu) => format!("CUDA:{n} ({})", gpu.name),
+                None => format!("CUDA:{n}"),
+            },
         }
+    }
+
+    /// Why `auto` chose the CPU on a machine with an NVIDIA driver; `None`
+    /// where that needs no explaining (no driver, or a GPU chosen).
+    pub fn auto_fallback_reason(self, spec: DeviceSpec) -> Option<String> {
+        fallback_reason(self, spec, probe_cuda(), cfg!(feature = "cuda"))
+    }
+
+    /// [`describe`](Self::describe), with the reason when `auto` left a GPU unused.
+    pub fn describe_choice(self, spec: DeviceSpec) -> String {
+        match self.auto_fallback_reason(spec) {
+            Some(reason) => format!("{}; GPU unused: {reason}", self.describe()),
+            None => self.describe(),
+        }
+    }
+
+    /// Sets up the GPU runtime before the first GPU operation: cubecl's
+    /// autotune level and the kernel caches for this GPU and driver. Does
+    /// nothing on the CPU; only the first call in a process counts.
+    pub fn prepare(self, autotune: AutotuneLevel) -> Result<(), DeviceError> {
+        match self {
+            Device::Cpu => Ok(()),
+            Device::Cuda(n) => crate::gpu::configure(crate::gpu::kernel_cache_for(n), autotune)
+                .map(|_| ())
+                .map_err(|e| DeviceError::Runtime(e.to_string())),
+        }
+    }
+}
+
+fn fallback_reason(
+    device: Device,
+    spec: DeviceSpec,
+    probe: &CudaProbe,
+    built_with_cuda: bool,
+) -> Option<String> {
+    if spec != DeviceSpec::Auto || device != Device::Cpu {
+        return None;
+    }
+    match probe {
+        CudaProbe::NoDriver => None,
+        CudaProbe::Unusable { reason } => Some(reason.clone()),
+        CudaProbe::Ready(driver) if !built_with_cuda => Some(format!(
+            "{} found, but this nextslice was built without CUDA (`cargo build --release --features cuda`)",
+            driver.gpus.first().map_or("a GPU", |g| g.name.as_str())
+        )),
+        CudaProbe::Ready(_) => None,
     }
 }
 
@@ -73,7 +151,11 @@ pub fn with_backend<T: BackendTask>(device: Device, task: T) -> Result<T::Output
     match device {
         Device::Cpu => Ok(task.run::<CpuBackend>(Default::default())),
         #[cfg(feature = "cuda")]
-        Device::Cuda(n) => Ok(task.run::<CudaBackend>(burn::backend::cuda::CudaDevice::new(n))),
+        Device::Cuda(n) => {
+            // A caller that did not `prepare` gets the default level.
+            device.prepare(AutotuneLevel::default())?;
+            Ok(task.run::<CudaBackend>(burn::backend::cuda::CudaDevice::new(n)))
+        }
         #[cfg(not(feature = "cuda"))]
         Device::Cuda(_) => Err(DeviceError::NotBuiltWithCuda),
     }
@@ -82,6 +164,73 @@ pub fn with_backend<T: BackendTask>(device: Device, task: T) -> Result<T::Output
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gpu::{CudaDriver, Gpu};
+
+    fn one_gpu() -> CudaProbe {
+        CudaProbe::Ready(CudaDriver {
+            version: "550.54.15".into(),
+            gpus: vec![Gpu {
+                index: 0,
+                name: "NVIDIA H200".into(),
+                memory_bytes: 150_000_000_000,
+            }],
+        })
+    }
+
+    #[test]
+    fn auto_takes_a_ready_gpu_only_when_built_with_cuda_and_says_why_not() {
+        let resolve = |probe: &CudaProbe, cuda| Device::resolve_with(DeviceSpec::Auto, probe, cuda);
+        assert_eq!(resolve(&one_gpu(), true), Ok(Device::Cuda(0)));
+        assert_eq!(resolve(&one_gpu(), false), Ok(Device::Cpu));
+        let broken = CudaProbe::Unusable {
+            reason: "cuInit failed with CUDA_ERROR_NO_DEVICE (100)".into(),
+        };
+        assert_eq!(resolve(&broken, true), Ok(Device::Cpu));
+        assert_eq!(resolve(&CudaProbe::NoDriver, true), Ok(Device::Cpu));
+
+        let why =
+            |probe: &CudaProbe, cuda| fallback_reason(Device::Cpu, DeviceSpec::Auto, probe, cuda);
+        let without_cuda = why(&one_gpu(), false).unwrap();
+        assert!(without_cuda.contains("NVIDIA H200") && without_cuda.contains("--features cuda"));
+        assert!(why(&broken, true).unwrap().contains("CUDA_ERROR_NO_DEVICE"));
+        assert_eq!(
+            why(&CudaProbe::NoDriver, true),
+            None,
+            "a CPU machine needs no excuse"
+        );
+        assert_eq!(
+            fallback_reason(Device::Cpu, DeviceSpec::Cpu, &broken, true),
+            None,
+            "the CPU was asked for"
+        );
+    }
+
+    #[test]
+    fn an_explicit_gpu_that_cannot_run_is_refused_with_the_reason() {
+        let resolve = |spec, probe: &CudaProbe| Device::resolve_with(spec, probe, true);
+        assert_eq!(
+            resolve(DeviceSpec::Cuda(0), &one_gpu()),
+            Ok(Device::Cuda(0))
+        );
+        let missing = resolve(DeviceSpec::Cuda(2), &one_gpu()).unwrap_err();
+        assert_eq!(missing, DeviceError::NoSuchGpu { index: 2, count: 1 });
+        assert!(missing.to_string().contains("cuda:0 to cuda:0"));
+        assert_eq!(
+            resolve(DeviceSpec::Cuda(0), &CudaProbe::NoDriver),
+            Err(DeviceError::NoCudaDriver)
+        );
+        let broken = CudaProbe::Unusable {
+            reason: "libcuda.so.1 could not be loaded".into(),
+        };
+        assert!(matches!(
+            resolve(DeviceSpec::Cuda(0), &broken),
+            Err(DeviceError::CudaUnusable(r)) if r.contains("libcuda")
+        ));
+        assert_eq!(
+            Device::resolve_with(DeviceSpec::Cuda(0), &one_gpu(), false),
+            Err(DeviceError::NotBuiltWithCuda)
+        );
+    }
 
     #[test]
     fn cpu_always_resolves_and_cuda_needs_the_feature() {

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod eval;
 pub mod failpoint;
 pub mod fsutil;
+pub mod gpu;
 pub mod heap;
 pub mod journal;
 pub mod layout;

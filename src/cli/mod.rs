@@ -8,6 +8,7 @@
 mod demo;
 mod events;
 mod forecast;
+mod gpu;
 mod inspect;
 mod jobs;
 mod project;
@@ -81,6 +82,10 @@ enum Command {
     Info(inspect::InfoArgs),
     /// Print the resolved configuration (preset + user file + --config files).
     Config(ConfigArgs),
+    /// The NVIDIA driver and GPUs, what `--device auto` picks, and the tuned-kernel caches.
+    Gpu(gpu::GpuArgs),
+    /// Tune the GPU kernels for a project's shapes now (once per GPU and driver).
+    GpuWarmup(gpu::WarmupArgs),
 }
 
 /// How a command picks its configuration.
@@ -153,6 +158,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Phantom(args) => phantom(args),
         Command::Store(args) => store::run(args),
         Command::Info(args) => inspect::run(args),
+        Command::Gpu(args) => gpu::info(args),
+        Command::GpuWarmup(args) => gpu::warmup(args),
         Command::Config(args) => {
             print!("{}", args.selection.resolve()?.to_toml());
             Ok(())

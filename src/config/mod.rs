@@ -576,6 +576,35 @@ pub struct NotifyConfig {
 #[serde(deny_unknown_fields)]
 pub struct DeviceConfig {
     pub kind: DeviceSpec,
+    /// How hard cubecl searches for the fastest GPU kernel of each shape, once
+    /// per GPU and driver (the results are cached). Ignored on the CPU.
+    #[serde(default)]
+    pub autotune: AutotuneLevel,
+}
+
+/// cubecl's autotune levels, least effort first. `minimal` until a GPU
+/// session measures that more effort pays for its first-step tuning time
+/// (`bench/cuda-check.sh` times each).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AutotuneLevel {
+    #[default]
+    Minimal,
+    Balanced,
+    Extensive,
+    Full,
+}
+
+impl AutotuneLevel {
+    /// The name cubecl's configuration uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            AutotuneLevel::Minimal => "minimal",
+            AutotuneLevel::Balanced => "balanced",
+            AutotuneLevel::Extensive => "extensive",
+            AutotuneLevel::Full => "full",
+        }
+    }
 }
 
 /// `auto` (CUDA when a GPU and driver are present, else CPU), `cpu`, `cuda`

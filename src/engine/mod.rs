@@ -24,9 +24,11 @@ mod suggest;
 mod train;
 mod train_vae;
 mod validate;
+mod warmup;
 
 pub use context::{EngineError, Model, StepContext};
 pub use evaluate::{Evaluation, evaluate_step};
 pub use suggest::suggest_step;
 pub use train::train_step;
 pub use train_vae::train_vae_step;
+pub use warmup::{TUNING_STAGE, WarmUp, Workload, ensure_warm, ensure_warm_in, signature, warm_up};

@@ -102,13 +102,24 @@ impl BackendTask for StepTask<'_> {
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
         let (project, ctx) = (self.project, &self.ctx);
-        Ok(match self.job {
+        // On a GPU, tune the project's kernel shapes first (once per GPU,
+        // driver and shapes), with its own progress stage.
+        let warm = crate::engine::ensure_warm::<B>(&project.config, &device, ctx)?;
+        let summary = match self.job {
             Job::TrainVae => train_vae_step::<B>(project, ctx, &device)?,
             Job::Suggest => suggest_step::<B>(project, ctx, &device)?,
             Job::Train => train_step::<B>(project, ctx, &device)?,
             Job::Evaluate => evaluate_step::<B>(project, ctx, &device)?.summary(),
             Job::Simulate => crate::simulate::simulate::<B>(project, ctx, &device)?,
             Job::Import => return Err(WorkerError::NotAWorkerJob(Job::Import)),
+        };
+        Ok(match warm {
+            Some(w) if !w.skipped => format!(
+                "{summary} (first, {} GPU kernels tuned in {})",
+                w.tuned,
+                crate::progress::format_duration(Duration::from_secs_f64(w.seconds))
+            ),
+            _ => summary,
         })
     }
 }
@@ -118,7 +129,11 @@ impl BackendTask for StepTask<'_> {
 pub fn run_job(dir: &Path, job: Job, device: DeviceSpec) -> Result<String, WorkerError> {
     let project = Project::open(dir)?;
     let log = EventLog::new(dir);
-    let device = match Device::resolve(device) {
+    let spec = device;
+    let device = match Device::resolve(spec).and_then(|d| {
+        d.prepare(project.config.device.autotune)?;
+        Ok(d)
+    }) {
         Ok(d) => d,
         Err(e) => {
             let _ = log.append(Event::JobFailed {
@@ -128,10 +143,13 @@ pub fn run_job(dir: &Path, job: Job, device: DeviceSpec) -> Result<String, Worke
             return Err(e.into());
         }
     };
+    if let Some(reason) = device.auto_fallback_reason(spec) {
+        eprintln!("warning: the GPU is unused, running on the CPU: {reason}");
+    }
     let holder = Holder {
         pid: std::process::id(),
         job,
-        device: device.describe(),
+        device: device.describe_choice(spec),
         started: now(),
     };
     let lock = WorkerLock::acquire(dir, &holder)?;

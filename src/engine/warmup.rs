@@ -1,0 +1,368 @@
+//! Tuning the GPU's kernels for a project's shapes before the real work:
+//! each kind of step a round runs (VAE and U-Net training steps, encoding,
+//! inference, the Eq. 3 input gradient) once, at the project's slice size,
+//! channels, widths and batch sizes, on random inputs. cubecl autotunes and
+//! compiles every kernel shape on first use and keeps the results in the
+//! GPU's kernel cache, so the later steps (and later processes) start at
+//! once. A finished warm-up is recorded there; the next job that finds the
+//! record skips it.
+//!
+//! On the CPU nothing needs tuning, and `ensure_warm` does nothing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use burn::module::AutodiffModule;
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use burn::tensor::backend::AutodiffBackend;
+
+use super::context::{EngineError, StepContext};
+use crate::config::{AutotuneLevel, Config};
+use crate::gpu::{KernelCache, WarmRecord};
+use crate::model::loss::{dice_loss_from_logits, one_hot, vae_loss};
+use crate::model::{Mode, UNetSpec, VaeSpec, dice_gradient_wrt_input};
+use crate::progress::{Progress, ProgressUpdate};
+
+/// The stage name in the job view, `status` and `logs`.
+pub const TUNING_STAGE: &str = "tuning GPU kernels";
+
+/// Batch sizes of the inference passes (`engine::infer::Pass` callers).
+const ENCODE_BATCH: usize = 32;
+const INFER_BATCH: usize = 16;
+const GRADIENT_BATCH: usize = 8;
+
+/// One kind of work a round runs on the GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    VaeTrain,
+    VaeEncode,
+    UnetTrain,
+    UnetInfer,
+    GradientEncode,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 5] = [
+        Workload::VaeTrain,
+        Workload::VaeEncode,
+        Workload::UnetTrain,
+        Workload::UnetInfer,
+        Workload::GradientEncode,
+    ];
+
+    /// "U-Net training step, batch 8".
+    pub fn describe(self, config: &Config) -> String {
+        let (what, batch) = match self {
+            Workload::VaeTrain => ("VAE training step", config.vae.batch_size),
+            Workload::VaeEncode => ("VAE encoding", ENCODE_BATCH),
+            Workload::UnetTrain => ("U-Net training step", config.unet.batch_size),
+            Workload::UnetInfer => ("U-Net inference", INFER_BATCH),
+            Workload::GradientEncode => ("input gradient + encoding", GRADIENT_BATCH),
+        };
+        format!("{what}, batch {batch}")
+    }
+
+    /// Runs it once on random inputs of the project's shapes, and waits
+    /// for the GPU to finish (reading a scalar back).
+    fn run<B: AutodiffBackend>(self, config: &Config, device: &B::Device) {
+        let unet = UNetSpec::from_config(config);
+        let vae = VaeSpec::from_config(config);
+        let [h, w] = config.slicing.size;
+        let (c, k, z) = (unet.in_channels, unet.classes, vae.z_dim);
+        let image = |n: usize| Tensor::random([n, c, h, w], Distribution::Normal(0.0, 1.0), device);
+        let mask = |n: usize| {
+            let labels =
+                Tensor::<B, 3>::random([n, h, w], Distribution::Uniform(0.0, k as f64), device);
+            one_hot(labels.int(), k)
+        };
+        let scalar = |t: Tensor<B, 1>| -> f32 { t.into_scalar().elem() };
+        match self {
+            Workload::VaeTrain => {
+                let n = config.vae.batch_size.max(1);
+                let model = vae.init::<B>(device);
+                let mut optim = AdamConfig::new().init::<B, _>();
+                let x = image(n);
+                let noise = Tensor::random([n, z], Distribution::Normal(0.0, 1.0), device);
+                let out = model.forward(x.clone(), noise, Mode::Train);
+                let loss = vae_loss(out.reconstruction, x, out.mean, out.log_var).total(1.0);
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                let _ = optim.step(config.vae.lr, model, grads);
+                scalar(loss);
+            }
+            Workload::VaeEncode => {
+                let model = vae.init::<B>(device).valid();
+                let x = image(ENCODE_BATCH).inner();
+                let _: f32 = model.encode_mean(x).sum().into_scalar().elem();
+            }
+            Workload::UnetTrain => {
+                let n = config.unet.batch_size.max(1);
+                let model = unet.init::<B>(device);
+                let mut optim = AdamConfig::new().init::<B, _>();
+                let loss =
+                    dice_loss_from_logits(model.forward(image(n), Mode::Train).logits, mask(n));
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                let _ = optim.step(config.unet.lr, model, grads);
+                scalar(loss);
+            }
+            Workload::UnetInfer => {
+                let model = unet.init::<B>(device).valid();
+                let p = model.probabilities(image(INFER_BATCH).inner(), Mode::Eval);
+                let _: f32 = p.sum().into_scalar().elem();
+            }
+            Workload::GradientEncode => {
+                let model = unet.init::<B>(device);
+                let encoder = vae.init::<B>(device).valid();
+                let x = image(GRADIENT_BATCH).inner();
+                let y = mask(GRADIENT_BATCH).inner();
+                // A fresh U-Net's loss always reaches its input.
+                if let Some(g) = dice_gradient_wrt_input::<B>(&model, x.clone(), y) {
+                    let moved = x + g.gradient.mul_scalar(1e-3);
+                    let _: f32 = encoder.encode_mean(moved).sum().into_scalar().elem();
+                }
+            }
+        }
+    }
+}
+
+/// What identifies a project's tuned shapes: the workloads with every
+/// dimension that picks a kernel, the autotune level, and our version
+/// (a new nextslice may run other kernels).
+pub fn signature(config: &Config, level: AutotuneLevel) -> String {
+    let [h, w] = config.slicing.size;
+    format!(
+        "nextslice {} · autotune {} · {} channels {h}×{w} → {} classes · U-Net {:?}+{} b{} · VAE {:?} z{} b{} · inference b{ENCODE_BATCH}/{INFER_BATCH}/{GRADIENT_BATCH}",
+        env!("CARGO_PKG_VERSION"),
+        level.name(),
+        config.dataset.modalities.len(),
+        config.labels.classes.len(),
+        config.unet.widths,
+        config.unet.bottleneck,
+        config.unet.batch_size,
+        config.vae.widths,
+        config.vae.z_dim,
+        config.vae.batch_size,
+    )
+}
+
+/// How a warm-up went.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WarmUp {
+    /// Kernel shapes cubecl benchmarked to a winner.
+    pub tuned: u64,
+    pub seconds: f64,
+    /// Whether a record from an earlier warm-up made it unnecessary.
+    pub skipped: bool,
+}
+
+/// Runs every workload once with "tuning GPU kernels" progress: workloads
+/// done of all, and, while one runs, how many kernels cubecl has tuned and
+/// which it is on, refreshed twice a second. Stops between workloads on a
+/// cancel.
+pub fn warm_up<B: AutodiffBackend>(
+    config: &Config,
+    device: &B::Device,
+    progress: &dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<WarmUp, EngineError> {
+    let before = crate::gpu::monitor().snapshot();
+    let started = Instant::now();
+    let total = Workload::ALL.len() as u64;
+    for (done, workload) in Workload::ALL.into_iter().enumerate() {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(EngineError::Cancelled);
+        }
+        let what = workload.describe(config);
+        let running = AtomicBool::new(true);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while running.load(Ordering::Relaxed) {
+                    let tuning = crate::gpu::monitor().snapshot().describe(&before);
+                    let detail = if tuning.is_empty() {
+                        what.clone()
+                    } else {
+                        format!("{what}; {tuning}")
+                    };
+                    progress.update(&ProgressUpdate {
+                        stage: TUNING_STAGE,
+                        done: done as u64,
+                        total,
+                        unit: "workloads",
+                        detail: &detail,
+                    });
+                    sleep_unless(&running, Duration::from_millis(500));
+                }
+            });
+            workload.run::<B>(config, device);
+            running.store(false, Ordering::Relaxed);
+        });
+    }
+    let tuned = crate::gpu::monitor().snapshot().finished - before.finished;
+    let detail = format!("{tuned} kernels tuned");
+    progress.update(&ProgressUpdate {
+        stage: TUNING_STAGE,
+        done: total,
+        total,
+        unit: "workloads",
+        detail: &detail,
+    });
+    Ok(WarmUp {
+        tuned,
+        seconds: started.elapsed().as_secs_f64(),
+        skipped: false,
+    })
+}
+
+/// Sleeps up to `limit`, waking early once `flag` clears.
+fn sleep_unless(flag: &AtomicBool, limit: Duration) {
+    let until = Instant::now() + limit;
+    while flag.load(Ordering::Relaxed) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Before a GPU job: warms up the project's shapes unless this GPU's
+/// kernel cache records that it already did. Does nothing where cubecl's
+/// runtime was not configured for a GPU (the CPU) or has no cache.
+pub fn ensure_warm<B: AutodiffBackend>(
+    config: &Config,
+    device: &B::Device,
+    ctx: &StepContext<'_>,
+) -> Result<Option<WarmUp>, EngineError> {
+    let Some(runtime) = crate::gpu::runtime::configured() else {
+        return Ok(None);
+    };
+    let Some(cache) = &runtime.cache else {
+        return Ok(None);
+    };
+    ensure_warm_in::<B>(
+        cache,
+        runtime.level,
+        config,
+        device,
+        ctx.progress,
+        ctx.cancel,
+    )
+    .map(Some)
+}
+
+/// [`ensure_warm`] with the cache and level named (tests, `gpu-warmup`).
+pub fn ensure_warm_in<B: AutodiffBackend>(
+    cache: &KernelCache,
+    level: AutotuneLevel,
+    config: &Config,
+    device: &B::Device,
+    progress: &dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<WarmUp, EngineError> {
+    let signature = signature(config, level);
+    if let Some(record) = cache.warm_record(&signature) {
+        return Ok(WarmUp {
+            tuned: 0,
+            seconds: record.seconds,
+            skipped: true,
+        });
+    }
+    let done = warm_up::<B>(config, device, progress, cancel)?;
+    let record = WarmRecord {
+        signature,
+        tuned: done.tuned,
+        seconds: done.seconds,
+    };
+    // A record that cannot be written costs a warm-up next time, nothing more.
+    if let Err(e) = cache.mark_warm(&record) {
+        eprintln!(
+            "warning: cannot record the GPU warm-up in {}: {e}",
+            cache.dir.display()
+        );
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::device::CpuBackend;
+
+    struct Recorder(Mutex<Vec<(String, u64, u64, String)>>);
+
+    impl Progress for Recorder {
+        fn update(&self, u: &ProgressUpdate<'_>) {
+            let mut seen = self.0.lock().unwrap();
+            seen.push((u.stage.into(), u.done, u.total, u.detail.into()));
+        }
+    }
+
+    fn tiny_config() -> Config {
+        let mut config = Config::preset(crate::config::Preset::Demo);
+        config.slicing.size = [16, 16];
+        config.unet.widths = vec![2, 4];
+        config.unet.bottleneck = 4;
+        config.vae.widths = vec![2, 4];
+        config.unet.batch_size = 2;
+        config.vae.batch_size = 2;
+        config
+    }
+
+    #[test]
+    fn a_warm_up_runs_every_workload_once_then_the_record_skips_it() {
+        let config = tiny_config();
+        let root = tempfile::tempdir().unwrap();
+        let cache = KernelCache::for_gpu(root.path(), "Test GPU", "1.0");
+        let progress = Recorder(Mutex::new(Vec::new()));
+        let cancel = AtomicBool::new(false);
+        let device = Default::default();
+        let level = AutotuneLevel::Minimal;
+        let first =
+            ensure_warm_in::<CpuBackend>(&cache, level, &config, &device, &progress, &cancel)
+                .unwrap();
+        assert!(!first.skipped);
+        let seen = progress.0.lock().unwrap().clone();
+        assert!(
+            seen.iter()
+                .all(|(stage, _, total, _)| stage == TUNING_STAGE && *total == 5)
+        );
+        let last = seen.last().unwrap();
+        assert_eq!((last.1, last.2), (5, 5), "ends at 5 of 5: {seen:?}");
+        for workload in Workload::ALL {
+            let what = workload.describe(&config);
+            assert!(
+                seen.iter().any(|s| s.3.starts_with(&what)),
+                "{what} reported: {seen:?}"
+            );
+        }
+        let record = cache.warm_record(&signature(&config, level)).unwrap();
+        assert_eq!(record.tuned, first.tuned);
+
+        let again =
+            ensure_warm_in::<CpuBackend>(&cache, level, &config, &device, &progress, &cancel)
+                .unwrap();
+        assert!(
+            again.skipped,
+            "the record makes a second warm-up unnecessary"
+        );
+
+        let mut wider = config.clone();
+        wider.unet.batch_size = 4;
+        assert_ne!(signature(&wider, level), signature(&config, level));
+        assert_ne!(
+            signature(&config, AutotuneLevel::Balanced),
+            signature(&config, level)
+        );
+    }
+
+    #[test]
+    fn a_cancel_stops_the_warm_up_before_the_next_workload() {
+        let cancel = AtomicBool::new(true);
+        let result = warm_up::<CpuBackend>(
+            &tiny_config(),
+            &Default::default(),
+            &crate::progress::Silent,
+            &cancel,
+        );
+        assert!(matches!(result, Err(EngineError::Cancelled)));
+    }
+}

@@ -1,0 +1,27 @@
+//! The GPU around the models: is there one ([`probe`]), where its tuned
+//! kernels are kept between processes ([`cache`]), cubecl's configuration
+//! ([`runtime`]) and what its autotuner is doing ([`tuning`]).
+//!
+//! Imports only config (and fsutil for atomic writes).
+
+pub mod cache;
+pub mod probe;
+pub mod runtime;
+pub mod tuning;
+
+pub use cache::{KernelCache, WarmRecord};
+pub use probe::{CudaDriver, CudaProbe, Gpu, probe_cuda};
+pub use runtime::{GpuRuntime, GpuRuntimeError, configure};
+pub use tuning::{TuningSnapshot, monitor};
+
+/// The kernel cache for GPU `index` as the probe found it, if there is a
+/// GPU and a cache root.
+pub fn kernel_cache_for(index: usize) -> Option<KernelCache> {
+    let driver = probe_cuda().driver()?;
+    let gpu = driver.gpus.iter().find(|g| g.index == index)?;
+    Some(KernelCache::for_gpu(
+        &KernelCache::root()?,
+        &gpu.name,
+        &driver.version,
+    ))
+}

@@ -1,0 +1,91 @@
+//! cubecl's process-wide configuration, set from our code before the first
+//! GPU operation (cubecl reads it once, at its first use, and refuses to
+//! change it after): autotune level and both caches in our [`KernelCache`],
+//! autotune results routed to [`super::tuning`]. Without this, cubecl would
+//! look for a `cubecl.toml` above the working directory and keep its caches
+//! in a `target/` beside the nearest `Cargo.toml`.
+
+use std::sync::OnceLock;
+
+use super::cache::KernelCache;
+use crate::config::AutotuneLevel;
+
+/// What [`configure`] settled on for this process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GpuRuntime {
+    pub cache: Option<KernelCache>,
+    pub level: AutotuneLevel,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GpuRuntimeError {
+    #[error("cubecl refused its configuration: {0}")]
+    Rejected(String),
+}
+
+static CONFIGURED: OnceLock<GpuRuntime> = OnceLock::new();
+
+/// The settings [`configure`] made in this process, if it ran.
+pub fn configured() -> Option<&'static GpuRuntime> {
+    CONFIGURED.get()
+}
+
+/// Sets cubecl's configuration once per process; later calls return the
+/// first one's settings (one process runs one project's jobs).
+/// `cache` is `None` where no cache directory can be found (no home): then
+/// tuning results last for the process only.
+pub fn configure(
+    cache: Option<KernelCache>,
+    level: AutotuneLevel,
+) -> Result<&'static GpuRuntime, GpuRuntimeError> {
+    if let Some(done) = CONFIGURED.get() {
+        return Ok(done);
+    }
+    super::tuning::install_log();
+    #[cfg(feature = "cuda")]
+    {
+        use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
+        let settings = match &cache {
+            Some(cache) => cache.cubecl_settings(level),
+            None => serde_json::json!({
+                "autotune": {
+                    "level": level.name(),
+                    "logger": { "level": "minimal", "log": "info" },
+                },
+            }),
+        };
+        let config: CubeClRuntimeConfig = serde_json::from_value(settings)
+            .map_err(|e| GpuRuntimeError::Rejected(e.to_string()))?;
+        // `set` panics if cubecl already read its configuration (GPU work
+        // before this call): a bug of ours, reported as an error.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            CubeClRuntimeConfig::set(config)
+        }))
+        .map_err(|_| {
+            GpuRuntimeError::Rejected(
+                "it was already read; configure it before the first GPU operation".into(),
+            )
+        })?;
+    }
+    Ok(CONFIGURED.get_or_init(|| GpuRuntime { cache, level }))
+}
+
+#[cfg(all(test, feature = "cuda"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_settings_are_a_valid_cubecl_configuration() {
+        use burn::cubecl::config::CubeClRuntimeConfig;
+        let cache = KernelCache::for_gpu(std::path::Path::new("/c"), "GPU", "1");
+        let config: CubeClRuntimeConfig =
+            serde_json::from_value(cache.cubecl_settings(AutotuneLevel::Balanced)).unwrap();
+        let text = format!("{config:?}");
+        assert!(text.contains("Balanced"), "{text}");
+        assert_eq!(config.autotune.cache.root(), cache.autotune_dir());
+        assert_eq!(
+            config.compilation.cache.as_ref().map(|c| c.root()),
+            Some(cache.kernels_dir())
+        );
+    }
+}
