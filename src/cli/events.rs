@@ -22,6 +22,7 @@ pub fn describe(e: &Logged) -> String {
             rate,
             eta_seconds,
             overall,
+            detail,
         }) => {
             let mut s = match overall {
                 Some(o) => format!("{job} [{}/{} trainings · {}]", o.done, o.total, o.what),
@@ -48,6 +49,9 @@ pub fn describe(e: &Logged) -> String {
                     format_duration(Duration::from_secs_f64(eta.max(0.0)))
                 );
             }
+            if let Some(d) = detail {
+                s += &format!(" ({d})");
+            }
             s
         }
         Event::Checkpoint {
@@ -65,5 +69,29 @@ pub fn describe(e: &Logged) -> String {
             round,
             reason,
         } => format!("round {round}: {from} → {to} ({reason})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nextslice::journal::Job;
+
+    #[test]
+    fn a_progress_line_carries_its_detail() {
+        let logged = Logged {
+            time: 0.0,
+            event: Event::Progress(ProgressReport {
+                unit: Some("workloads".into()),
+                rate: Some(0.5),
+                eta_seconds: Some(6.0),
+                detail: Some("VAE encoding, batch 32; 3 kernels tuned".into()),
+                ..ProgressReport::stage(Job::Train, "tuning GPU kernels", 2, 5)
+            }),
+        };
+        assert_eq!(
+            describe(&logged),
+            "train: tuning GPU kernels 2/5 0.5 workloads/s ETA 6s (VAE encoding, batch 32; 3 kernels tuned)"
+        );
     }
 }

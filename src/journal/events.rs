@@ -89,6 +89,10 @@ pub struct ProgressReport {
     /// Where a many-step job (a simulation) stands as a whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overall: Option<Overall>,
+    /// What the stage is on now, e.g. "U-Net training step, batch 8; 12
+    /// kernels tuned" while GPU kernels are tuned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 impl ProgressReport {
@@ -106,6 +110,7 @@ impl ProgressReport {
             rate: None,
             eta_seconds: None,
             overall: None,
+            detail: None,
         }
     }
 }

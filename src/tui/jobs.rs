@@ -48,6 +48,8 @@ pub struct JobRun {
     /// Slices (or volumes) per second, as the worker measured it.
     pub rate: Option<f64>,
     pub eta_seconds: Option<f64>,
+    /// What the stage is on now, when the worker said.
+    pub detail: Option<String>,
     /// (seconds since start, running loss) from progress reports.
     pub losses: Vec<(f64, f64)>,
     /// (epoch, mean loss) at each checkpoint.
@@ -78,6 +80,7 @@ impl JobRun {
             unit: None,
             rate: None,
             eta_seconds: None,
+            detail: None,
             losses: Vec::new(),
             epoch_losses: Vec::new(),
             overall: None,
@@ -202,6 +205,7 @@ impl JobTracker {
                 run.unit.clone_from(&p.unit);
                 run.rate = p.rate;
                 run.eta_seconds = p.eta_seconds;
+                run.detail.clone_from(&p.detail);
                 if let Some(l) = p.loss {
                     let since = t - run.started;
                     run.push_loss(since, l);

@@ -88,6 +88,7 @@ impl Progress for LogReporter<'_> {
                 rate,
                 eta_seconds,
                 overall: self.overall_now(),
+                detail: (!u.detail.is_empty()).then(|| u.detail.to_string()),
                 ..ProgressReport::stage(self.job, u.stage, u.done, u.total)
             }));
         }

@@ -456,3 +456,35 @@ fn a_simulation_job_shows_its_overall_progress() {
     // 600 s for this worker's 10 trainings: 26 to go take 26 minutes.
     assert!(text.contains("ETA overall 26m"), "{text}");
 }
+
+#[test]
+fn a_gpu_job_tuning_kernels_shows_the_stage_count_and_eta() {
+    let start = NOW - 40.0;
+    let events = vec![
+        Logged {
+            time: start,
+            event: Event::JobStarted {
+                job: Job::TrainVae,
+                pid: 91,
+                device: "CUDA:0 (NVIDIA H200)".into(),
+            },
+        },
+        Logged {
+            time: NOW - 1.0,
+            event: Event::Progress(ProgressReport {
+                unit: Some("workloads".into()),
+                rate: Some(0.1),
+                eta_seconds: Some(30.0),
+                detail: Some("U-Net training step, batch 8; 12 kernels tuned · now Conv2d".into()),
+                ..ProgressReport::stage(Job::TrainVae, nextslice::engine::TUNING_STAGE, 2, 5)
+            }),
+        },
+    ];
+    let app = fx::app(Phase::NeedVae, 0, 1200, &events, Some(91));
+    let text = format!("{}", draw(&app, 120, 30).backend());
+    assert!(text.contains("stage tuning GPU kernels"), "{text}");
+    assert!(text.contains("step 2/5"), "{text}");
+    assert!(text.contains("12 kernels tuned"), "{text}");
+    assert!(text.contains("ETA 30s"), "{text}");
+    assert!(text.contains("CUDA:0 (NVIDIA H200)"), "{text}");
+}

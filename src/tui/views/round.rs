@@ -170,6 +170,9 @@ fn job_panel(frame: &mut Frame, area: Rect, app: &App, run: &JobRun) {
         let unit = if run.epoch.is_some() { "batch" } else { "step" };
         where_.push(format!("{unit} {}/{}", run.done, run.total));
     }
+    if let Some(detail) = run.detail.as_ref().filter(|_| run.is_running()) {
+        where_.push(detail.clone());
+    }
     let (rate, eta) = run.rate_and_eta();
     let unit = match (&run.unit, run.epoch) {
         (Some(unit), _) => unit.as_str(),
