@@ -2,7 +2,8 @@
 """The PyTorch side of `cargo bench --bench models`: the same U-Net, VAE,
 losses and gradient-guided step as nextslice's burn models, timed the same way.
 
-Usage: models_torch.py CASES REPEAT THREADS [cpu|cuda]
+Usage: models_torch.py CASES REPEAT THREADS [cpu|cuda[:N]] [default|no-tf32]
+CASES are names like unet-train-128-b8 or demo-vae-train-64-b16 (kind, size, batch).
 Prints one JSON object: {"torch": version, "threads": n, "device": d, "cases": {name: slices_per_second}}.
 Architectures mirror src/model/{unet,vae,norm,loss}.rs exactly (layer for layer).
 """
@@ -137,93 +138,89 @@ def median_rate(step, slices, repeat, warmup=2):
     return slices / statistics.median(times)
 
 
+def parse_case(name):
+    """("unet-train", size, batch, demo) from e.g. "demo-unet-train-64-b8"."""
+    demo = name.startswith("demo-")
+    parts = name[len("demo-"):].split("-") if demo else name.split("-")
+    return "-".join(parts[:-2]), int(parts[-2]), int(parts[-1].lstrip("b")), demo
+
+
 def main():
-    wanted = sys.argv[1].split(",") if len(sys.argv) > 1 else None
+    wanted = sys.argv[1].split(",")
     repeat = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     torch.manual_seed(0)
     torch.set_num_threads(int(sys.argv[3]) if len(sys.argv) > 3 else 2)
     dev = torch.device(sys.argv[4] if len(sys.argv) > 4 else "cpu")
-    if dev.type == "cuda":
-        # Same numerics as burn (plain f32): no TF32 tensor cores.
+    # On CUDA: "default" leaves PyTorch as users run it (cuDNN convolutions
+    # in TF32, cudnn.benchmark off); "no-tf32" turns TF32 off everywhere,
+    # plain f32 like burn's kernels.
+    numerics = sys.argv[5] if len(sys.argv) > 5 else "default"
+    if dev.type == "cuda" and numerics == "no-tf32":
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cudnn.benchmark = True
     C, K = 4, 4
     cases = {}
-
-    def want(name):
-        return wanted is None or name in wanted
-
     paper = dict(widths=(32, 64, 128, 256), bottleneck=512)
-    demo = dict(widths=(8, 16, 32, 64), bottleneck=128)  # config/demo.toml
-    for prefix, arch, unet_shapes, vae_size, grad_size in [
-        ("", paper, [(128, 8), (256, 4)], 128, 128),
-        ("demo-", demo, [(64, 8)], 64, 64),
-    ]:
-        for size, batch in unet_shapes:
-            name = f"{prefix}unet-train-{size}-b{batch}"
-            if want(name):
-                model = UNet(C, K, **arch).train().to(dev)
-                opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-                x = torch.randn(batch, C, size, size, device=dev)
-                y = one_hot(torch.randint(0, K, (batch, size, size), device=dev), K)
-
-                def step():
-                    opt.zero_grad(set_to_none=True)
-                    loss = soft_dice_loss(torch.softmax(model(x), 1), y)
-                    loss.backward()
-                    opt.step()
-                    loss.item()
-
-                cases[name] = median_rate(step, batch, repeat)
-            name = f"{prefix}unet-infer-{size}-b{batch}"
-            if want(name):
-                model = UNet(C, K, **arch).eval().to(dev)
-                x = torch.randn(batch, C, size, size, device=dev)
-
-                def step():
-                    with torch.no_grad():
-                        torch.softmax(model(x), 1).sum().item()
-
-                cases[name] = median_rate(step, batch, repeat)
-
-        name = f"{prefix}vae-train-{vae_size}-b16"
-        if want(name):
-            vae = Vae(C, vae_size, widths=arch["widths"]).train().to(dev)
-            opt = torch.optim.Adam(vae.parameters(), lr=1e-4)
-            x = torch.randn(16, C, vae_size, vae_size, device=dev)
+    demo_arch = dict(widths=(8, 16, 32, 64), bottleneck=128)  # config/demo.toml
+    for name in wanted:
+        kind, size, batch, demo = parse_case(name)
+        arch = demo_arch if demo else paper
+        if kind == "unet-train":
+            model = UNet(C, K, **arch).train().to(dev)
+            opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+            x = torch.randn(batch, C, size, size, device=dev)
+            y = one_hot(torch.randint(0, K, (batch, size, size), device=dev), K)
 
             def step():
                 opt.zero_grad(set_to_none=True)
-                noise = torch.randn(16, 3, device=dev)
+                loss = soft_dice_loss(torch.softmax(model(x), 1), y)
+                loss.backward()
+                opt.step()
+                loss.item()
+
+        elif kind == "unet-infer":
+            model = UNet(C, K, **arch).eval().to(dev)
+            x = torch.randn(batch, C, size, size, device=dev)
+
+            def step():
+                with torch.no_grad():
+                    torch.softmax(model(x), 1).sum().item()
+
+        elif kind == "vae-train":
+            vae = Vae(C, size, widths=arch["widths"]).train().to(dev)
+            opt = torch.optim.Adam(vae.parameters(), lr=1e-4)
+            x = torch.randn(batch, C, size, size, device=dev)
+
+            def step():
+                opt.zero_grad(set_to_none=True)
+                noise = torch.randn(batch, 3, device=dev)
                 r, m, lv = vae(x, noise)
                 loss = vae_loss(r, x, m, lv)
                 loss.backward()
                 opt.step()
                 loss.item()
 
-            cases[name] = median_rate(step, 16, repeat)
-
-        name = f"{prefix}gradient-encode-{grad_size}-b8"
-        if want(name):
+        elif kind == "gradient-encode":
             unet = UNet(C, K, **arch).eval().to(dev)
-            vae = Vae(C, grad_size, widths=arch["widths"]).eval().to(dev)
+            vae = Vae(C, size, widths=arch["widths"]).eval().to(dev)
             for p in list(unet.parameters()) + list(vae.parameters()):
                 p.requires_grad_(False)
-            x = torch.randn(8, C, grad_size, grad_size, device=dev)
-            y = one_hot(torch.randint(0, K, (8, grad_size, grad_size), device=dev), K)
+            x = torch.randn(batch, C, size, size, device=dev)
+            y = one_hot(torch.randint(0, K, (batch, size, size), device=dev), K)
 
             def step():
                 xi = x.clone().requires_grad_(True)
                 logits = unet(xi)
-                losses = [soft_dice_loss(torch.softmax(logits[i:i + 1], 1), y[i:i + 1]) for i in range(8)]
+                losses = [soft_dice_loss(torch.softmax(logits[i:i + 1], 1), y[i:i + 1]) for i in range(batch)]
                 (g,) = torch.autograd.grad(torch.stack(losses).sum(), xi)
                 with torch.no_grad():
                     vae.encode(x + 1e-3 * g)[0].sum().item()
 
-            cases[name] = median_rate(step, 8, repeat)
+        else:
+            raise SystemExit(f"unknown case {name}")
+        cases[name] = median_rate(step, batch, repeat)
 
-    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(dev), "cases": cases}))
+    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(dev), "numerics": numerics, "cases": cases}))
 
 
 if __name__ == "__main__":

@@ -45,6 +45,19 @@ const CASES: [&str; 10] = [
     "demo-gradient-encode-64-b8",
 ];
 
+/// On a GPU (`--device cuda`) the default cases are issue 13's: the
+/// paper's batch of 32 at 256², and the VAE at 256² too.
+const GPU_CASES: [&str; 8] = [
+    "unet-train-128-b8",
+    "unet-infer-128-b8",
+    "unet-train-256-b32",
+    "unet-infer-256-b32",
+    "vae-train-128-b16",
+    "vae-train-256-b16",
+    "gradient-encode-128-b8",
+    "gradient-encode-256-b8",
+];
+
 /// Encoder widths: the paper's, or the demo's for `demo-` cases.
 fn widths(demo: bool) -> Vec<usize> {
     if demo {
@@ -161,11 +174,22 @@ impl BackendTask for Case<'_> {
     }
 }
 
+/// How the PyTorch side runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Torch {
+    /// As users run it (on CUDA: cuDNN convolutions in TF32).
+    Default,
+    /// With the malloc settings nextslice gives itself (CPU).
+    SameMalloc,
+    /// With TF32 off everywhere: plain f32, like burn's kernels (CUDA).
+    NoTf32,
+}
+
 fn torch_rates(
     cases: &[&str],
     repeat: usize,
     device: Device,
-    same_malloc: bool,
+    variant: Torch,
 ) -> Option<(String, Vec<f64>)> {
     // A bench binary copied to another machine runs from a checkout there.
     let root = if Path::new("bench/models_torch.py").exists() {
@@ -183,9 +207,14 @@ fn torch_rates(
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut command = Command::new(&python);
-    if same_malloc {
+    if variant == Torch::SameMalloc {
         command.env("GLIBC_TUNABLES", nextslice::heap::GLIBC_TUNABLES);
     }
+    let numerics = if variant == Torch::NoTf32 {
+        "no-tf32"
+    } else {
+        "default"
+    };
     let out = command
         .args([
             script.to_str()?,
@@ -193,6 +222,7 @@ fn torch_rates(
             &repeat.to_string(),
             &threads.to_string(),
             &torch_device,
+            numerics,
         ])
         .output()
         .ok()?;
@@ -214,7 +244,11 @@ fn torch_rates(
             json["torch"].as_str().unwrap_or("?"),
             json["device"].as_str().unwrap_or("?"),
             json["threads"],
-            if same_malloc { ", our malloc" } else { "" }
+            match variant {
+                Torch::Default => "",
+                Torch::SameMalloc => ", our malloc",
+                Torch::NoTf32 => ", TF32 off",
+            }
         ),
         rates,
     ))
@@ -227,14 +261,6 @@ fn main() {
             .position(|a| a == flag)
             .and_then(|i| args.get(i + 1))
             .cloned()
-    };
-    let cases: Vec<&str> = match value("--cases") {
-        Some(list) => CASES
-            .iter()
-            .copied()
-            .filter(|c| list.split(',').any(|w| w == *c))
-            .collect(),
-        None => CASES.to_vec(),
     };
     let repeat: usize = value("--repeat").and_then(|r| r.parse().ok()).unwrap_or(3);
     let started = Instant::now();
@@ -252,6 +278,27 @@ fn main() {
         eprintln!("{e}");
         std::process::exit(2)
     });
+    let known: Vec<&str> = CASES.iter().chain(&GPU_CASES).copied().collect();
+    let cases: Vec<&str> = match value("--cases") {
+        Some(list) => list
+            .split(',')
+            .filter_map(|w| known.iter().copied().find(|c| *c == w))
+            .collect(),
+        None if device == Device::Cpu => CASES.to_vec(),
+        None => GPU_CASES.to_vec(),
+    };
+    // `--autotune LEVEL` on a GPU: cubecl's search effort (default minimal),
+    // with tuned kernels in the user's cache (or $NEXTSLICE_GPU_CACHE).
+    let autotune: nextslice::config::AutotuneLevel = value("--autotune")
+        .map_or(Ok(Default::default()), |l| l.parse())
+        .unwrap_or_else(|e| {
+            eprintln!("{e}");
+            std::process::exit(2)
+        });
+    if let Err(e) = device.prepare(autotune) {
+        eprintln!("{e}");
+        std::process::exit(2)
+    }
     let warmup = value("--warmup")
         .and_then(|w| w.parse().ok())
         .unwrap_or(if device == Device::Cpu { 1 } else { 3 });
@@ -259,11 +306,16 @@ fn main() {
 
     let mut columns: Vec<(String, Vec<f64>)> = Vec::new();
     // PyTorch first, then burn, each in one process: no competition for the cores.
-    let torch = torch_rates(&cases, repeat, device, false);
-    // PyTorch again with the malloc settings nextslice gives itself: the
-    // ratio above is against PyTorch as users run it, this one on equal terms.
-    let torch_same_malloc = if device == Device::Cpu && torch.is_some() {
-        torch_rates(&cases, repeat, device, true)
+    let torch = torch_rates(&cases, repeat, device, Torch::Default);
+    // PyTorch again on equal terms: the ratio above is against PyTorch as
+    // users run it; on the CPU this one gives it nextslice's malloc
+    // settings, on CUDA it turns TF32 off (burn computes in plain f32).
+    let second = match device {
+        Device::Cpu => Torch::SameMalloc,
+        Device::Cuda(_) => Torch::NoTf32,
+    };
+    let torch_same_malloc = if torch.is_some() {
+        torch_rates(&cases, repeat, device, second)
     } else {
         None
     };
@@ -331,7 +383,14 @@ fn main() {
     if torch.is_some() {
         print!(" {:>12}", "burn/PyTorch");
         if torch_same_malloc.is_some() {
-            print!(" {:>18}", "same malloc");
+            print!(
+                " {:>18}",
+                if device == Device::Cpu {
+                    "same malloc"
+                } else {
+                    "vs TF32 off"
+                }
+            );
         }
         #[cfg(feature = "ndarray")]
         print!(" {:>14}", "NdArray/PyTorch");

@@ -30,6 +30,9 @@ pub struct WarmupArgs {
     /// cuda | cuda:N (default: the project's device.kind).
     #[arg(long)]
     device: Option<DeviceSpec>,
+    /// minimal | balanced | extensive | full (default: the project's device.autotune).
+    #[arg(long)]
+    autotune: Option<AutotuneLevel>,
 }
 
 pub fn info(args: GpuArgs) -> Result<()> {
@@ -128,7 +131,7 @@ pub fn warmup(args: WarmupArgs) -> Result<()> {
             }
         }
     };
-    let level = project.config.device.autotune;
+    let level = args.autotune.unwrap_or(project.config.device.autotune);
     device.prepare(level)?;
     let Some(cache) = nextslice::gpu::kernel_cache_for(index) else {
         bail!("no cache directory for tuned kernels: set NEXTSLICE_GPU_CACHE");

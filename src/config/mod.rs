@@ -595,6 +595,24 @@ pub enum AutotuneLevel {
     Full,
 }
 
+impl std::str::FromStr for AutotuneLevel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        [
+            AutotuneLevel::Minimal,
+            AutotuneLevel::Balanced,
+            AutotuneLevel::Extensive,
+            AutotuneLevel::Full,
+        ]
+        .into_iter()
+        .find(|l| l.name() == s)
+        .ok_or_else(|| {
+            format!("unknown autotune level `{s}`, expected minimal, balanced, extensive or full")
+        })
+    }
+}
+
 impl AutotuneLevel {
     /// The name cubecl's configuration uses.
     pub fn name(self) -> &'static str {

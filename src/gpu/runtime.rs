@@ -42,7 +42,7 @@ pub fn configure(
         return Ok(done);
     }
     super::tuning::install_log();
-    #[cfg(feature = "cuda")]
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
     {
         use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
         let settings = match &cache {
@@ -70,7 +70,7 @@ pub fn configure(
     Ok(CONFIGURED.get_or_init(|| GpuRuntime { cache, level }))
 }
 
-#[cfg(all(test, feature = "cuda"))]
+#[cfg(all(test, any(feature = "cuda", feature = "wgpu")))]
 mod tests {
     use super::*;
 

@@ -1,0 +1,165 @@
+//! The GPU kernel caches, end to end through cubecl, on a machine without a
+//! GPU: burn's wgpu backend on Mesa's lavapipe (a CPU Vulkan driver) runs
+//! the same autotuner as burn-cuda. Two processes warm up the same project
+//! shapes with `gpu::configure` pointing at one cache directory: the first
+//! tunes (and the tuning is counted from cubecl's own log), the second finds
+//! every shape in the cache and tunes nothing.
+//!
+//! `cargo test --features wgpu --test gpu_cache` (`.ci/run` installs
+//! `mesa-vulkan-drivers`). Each process configures cubecl once, so each run
+//! is this test binary started again on the ignored `child` test.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+
+use burn::backend::{Autodiff, Wgpu};
+
+use nextslice::config::{AutotuneLevel, Config, Preset};
+use nextslice::engine::{TUNING_STAGE, warm_up};
+use nextslice::gpu::{KernelCache, configure, monitor};
+use nextslice::progress::{Progress, ProgressUpdate};
+
+const CHILD_DIR: &str = "NEXTSLICE_TEST_GPU_CACHE_DIR";
+
+/// Small shapes: the point is the caches, not the speed of lavapipe.
+fn tiny_config() -> Config {
+    let mut config = Config::preset(Preset::Demo);
+    config.slicing.size = [16, 16];
+    config.unet.widths = vec![4, 8];
+    config.unet.bottleneck = 8;
+    config.vae.widths = vec![4, 8];
+    config.unet.batch_size = 2;
+    config.vae.batch_size = 2;
+    config
+}
+
+/// The details the warm-up reported.
+struct Details(Mutex<Vec<String>>);
+
+impl Progress for Details {
+    fn update(&self, u: &ProgressUpdate<'_>) {
+        assert_eq!(u.stage, TUNING_STAGE);
+        self.0.lock().unwrap().push(u.detail.to_string());
+    }
+}
+
+/// What one process saw, parsed from its output.
+#[derive(Debug)]
+struct Run {
+    started: u64,
+    finished: u64,
+    tuned: u64,
+    entries: usize,
+    /// The warm-up's last detail gave the count the log showed.
+    count_reported: bool,
+    /// A detail named the shape being tuned while it was.
+    live_reported: bool,
+}
+
+fn run_child(dir: &Path) -> Run {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DIR, dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "child failed:\n{stdout}\n{stderr}");
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("RUN ").map(|(_, run)| run))
+        .unwrap_or_else(|| panic!("no RUN line:\n{stdout}\n{stderr}"));
+    let field = |name: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {line}"))
+    };
+    Run {
+        started: field("started"),
+        finished: field("finished"),
+        tuned: field("tuned"),
+        entries: field("entries") as usize,
+        count_reported: field("count") == 1,
+        live_reported: field("live") == 1,
+    }
+}
+
+#[test]
+fn tuned_kernels_are_kept_for_the_next_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let first = run_child(dir.path());
+    let cold = started.elapsed().as_secs_f64();
+    assert!(first.started > 0, "the first process tunes: {first:?}");
+    assert!(
+        first.finished > 0 && first.tuned == first.finished,
+        "{first:?}"
+    );
+    assert!(
+        first.count_reported,
+        "the count reached the progress: {first:?}"
+    );
+    assert!(
+        first.live_reported,
+        "so did the shape being tuned: {first:?}"
+    );
+    assert!(
+        first.entries >= first.finished as usize,
+        "every benchmarked shape is in the cache: {first:?}"
+    );
+    let autotune = dir.path().join("autotune");
+    assert!(autotune.is_dir(), "cubecl wrote under our directory");
+
+    let started = std::time::Instant::now();
+    let second = run_child(dir.path());
+    eprintln!(
+        "cold process {cold:.1}s: {first:?}; warm process {:.1}s: {second:?}",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        second.started, 0,
+        "the second process tunes nothing: {second:?}"
+    );
+    assert_eq!(second.entries, first.entries, "{second:?}");
+}
+
+#[test]
+#[ignore = "one process of `tuned_kernels_are_kept_for_the_next_process`"]
+fn child() {
+    let dir = std::env::var_os(CHILD_DIR).expect("started by the parent test");
+    let cache = KernelCache {
+        dir: Path::new(&dir).to_path_buf(),
+    };
+    configure(Some(cache.clone()), AutotuneLevel::Minimal).unwrap();
+    let details = Details(Mutex::new(Vec::new()));
+    let before = monitor().snapshot();
+    let done = warm_up::<Autodiff<Wgpu>>(
+        &tiny_config(),
+        &Default::default(),
+        &details,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    let after = monitor().snapshot();
+    let finished = after.finished - before.finished;
+    let details = details.0.lock().unwrap();
+    let count = details.last() == Some(&format!("{finished} kernels tuned"));
+    let live = details.iter().any(|d| d.contains(" tuned · now "));
+    println!(
+        "RUN started={} finished={finished} tuned={} entries={} count={} live={}",
+        after.started - before.started,
+        done.tuned,
+        cache.tuned_entries(),
+        u8::from(count),
+        u8::from(live)
+    );
+}
