@@ -3,7 +3,7 @@
 //!
 //! Layers, lowest first; a module imports only those below it (the
 //! README's "Layout of the code" has one line per module):
-//! `config`, `layout`, `fsutil`, `heap`, `rng`, `progress`, `device` →
+//! `config`, `layout`, `fsutil`, `heap`, `rng`, `progress`, `gpu`, `device` →
 //! `volume` → `store`, `model`, `eval` → `train`, `strategy`, `masks` →
 //! `journal` → `project` → `engine` → `simulate` → `worker` → `tui` → the
 //! CLI (in the binary).

@@ -138,38 +138,17 @@ impl DriverApi {
         if handle.is_null() {
             return Err(format!("{library} could not be loaded ({})", dl_error()));
         }
-        let symbol = |name: &CStr| -> Result<*mut c_void, String> {
-            // SAFETY: `handle` is a live library handle; `name` is NUL-terminated.
-            let address = unsafe { libc::dlsym(handle, name.as_ptr()) };
-            if address.is_null() {
-                Err(format!("{library} has no {}", name.to_string_lossy()))
-            } else {
-                Ok(address)
-            }
-        };
-        // SAFETY: each symbol is the CUDA driver API function of that name,
-        // whose C signature the matching type alias spells out.
+        // SAFETY (of every `symbol` below): each is the CUDA driver API
+        // function of that name, whose C signature the field's type spells out.
         unsafe {
             Ok(DriverApi {
-                init: std::mem::transmute::<*mut c_void, CuInit>(symbol(c"cuInit")?),
-                driver_get_version: std::mem::transmute::<*mut c_void, CuIntOut>(symbol(
-                    c"cuDriverGetVersion",
-                )?),
-                device_get_count: std::mem::transmute::<*mut c_void, CuIntOut>(symbol(
-                    c"cuDeviceGetCount",
-                )?),
-                device_get: std::mem::transmute::<*mut c_void, CuDeviceGet>(symbol(
-                    c"cuDeviceGet",
-                )?),
-                device_get_name: std::mem::transmute::<*mut c_void, CuDeviceGetName>(symbol(
-                    c"cuDeviceGetName",
-                )?),
-                device_total_mem: std::mem::transmute::<*mut c_void, CuDeviceTotalMem>(symbol(
-                    c"cuDeviceTotalMem_v2",
-                )?),
-                get_error_name: std::mem::transmute::<*mut c_void, CuGetErrorName>(symbol(
-                    c"cuGetErrorName",
-                )?),
+                init: symbol(handle, library, c"cuInit")?,
+                driver_get_version: symbol(handle, library, c"cuDriverGetVersion")?,
+                device_get_count: symbol(handle, library, c"cuDeviceGetCount")?,
+                device_get: symbol(handle, library, c"cuDeviceGet")?,
+                device_get_name: symbol(handle, library, c"cuDeviceGetName")?,
+                device_total_mem: symbol(handle, library, c"cuDeviceTotalMem_v2")?,
+                get_error_name: symbol(handle, library, c"cuGetErrorName")?,
             })
         }
     }
@@ -239,6 +218,24 @@ impl DriverApi {
             Ok(gpus)
         }
     }
+}
+
+/// The function `name` of the library at `handle`, as the function pointer
+/// type `F`.
+///
+/// # Safety
+/// `F` must be an `extern "C"` function pointer type matching the symbol's
+/// C signature, and `handle` a live `dlopen` handle.
+unsafe fn symbol<F: Copy>(handle: *mut c_void, library: &str, name: &CStr) -> Result<F, String> {
+    const { assert!(std::mem::size_of::<F>() == std::mem::size_of::<*mut c_void>()) };
+    // SAFETY: `handle` is live and `name` NUL-terminated (the caller's promise).
+    let address = unsafe { libc::dlsym(handle, name.as_ptr()) };
+    if address.is_null() {
+        return Err(format!("{library} has no {}", name.to_string_lossy()));
+    }
+    // SAFETY: a non-null symbol address as the matching function pointer
+    // type (the caller's promise); sizes are equal (checked above).
+    Ok(unsafe { std::mem::transmute_copy::<*mut c_void, F>(&address) })
 }
 
 fn dl_error() -> String {
