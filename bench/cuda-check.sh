@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # One GPU session's checks for issue 13, prepared ahead (device time is
 # scarce: each part fits the device tool's 10-minute limit per command).
-# Binaries built here with
-#   cargo build --release --features cuda --bin nextslice --bench models
-# stripped and carried into $BIN (nextslice, models).
+# Binaries built and packed here by bench/cuda-pack.sh (target/cuda-carry,
+# gzipped), or any directory with the cuda-built nextslice and models.
 #
 #   bench/cuda-check.sh BIN tuning   # part 1: cold and warm first steps, caches between processes
 #   bench/cuda-check.sh BIN speed    # part 2: burn-cuda vs PyTorch, a demo round, the paper's projection
@@ -13,7 +12,13 @@ set -uo pipefail
 BIN=$(cd "${1:?directory with the cuda-built nextslice and models binaries}" && pwd)
 PART=${2:-tuning}
 OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
 D=$(mktemp -d)
+# bench/cuda-pack.sh carries them gzipped.
+if [ -f "$BIN/nextslice.gz" ]; then
+  for b in nextslice models; do gunzip -c "$BIN/$b.gz" > "$D/$b" && chmod +x "$D/$b"; done
+  BIN=$D
+fi
 NS="$BIN/nextslice"
 export NEXTSLICE_STORE_ROOT="$D/stores"
 secs() { date +%s.%N; }
@@ -25,9 +30,10 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ||
 
 # A project with the paper's networks (BraTS preset) on 128² phantoms.
 paper_project() {
-  "$NS" phantom --out "$D/data" --subjects 8 --size 128 > /dev/null
+  "$NS" phantom --out "$D/data" --subjects 8 --size 128 > /dev/null 2>&1
   printf '[slicing]\nsize = [128, 128]\n[device]\nkind = "cuda"\n' > "$D/overlay.toml"
-  "$NS" init "$D/paper" --data "$D/data" --preset brats2019 --config "$D/overlay.toml" --private-store > /dev/null
+  "$NS" init "$D/paper" --data "$D/data" --preset brats2019 --config "$D/overlay.toml" --private-store > /dev/null 2>&1 ||
+    echo "init of the paper-shaped project failed"
 }
 
 if [ "$PART" = tuning ]; then
