@@ -77,13 +77,27 @@ pub fn run_with_import_prefill(dir: &Path, prefill: Option<String>) -> Result<()
 }
 
 /// Half-blocks unless the terminal answers for a graphics protocol.
-/// `NEXTSLICE_IMAGES=halfblocks` skips the query (some terminals and
-/// multiplexers answer slowly or wrongly).
 fn picker() -> Picker {
-    if std::env::var("NEXTSLICE_IMAGES").is_ok_and(|v| v == "halfblocks") {
-        return Picker::halfblocks();
+    let images = std::env::var("NEXTSLICE_IMAGES").ok();
+    if query_terminal(images.as_deref(), std::env::var_os("TMUX").is_some()) {
+        Picker::from_query_stdio().unwrap_or_else(|_| Picker::halfblocks())
+    } else {
+        Picker::halfblocks()
     }
-    Picker::from_query_stdio().unwrap_or_else(|_| Picker::halfblocks())
+}
+
+/// Whether to ask the terminal for its graphics protocol.
+/// `NEXTSLICE_IMAGES=halfblocks` never asks, `=query` always does. Inside
+/// tmux it does not by default: tmux drops the query unless
+/// `allow-passthrough` is on, ratatui-image gives up after its timeout
+/// (half-blocks, as without the query) but leaves its reader thread blocked
+/// on stdin, and that thread swallowed the operator's first keystroke.
+fn query_terminal(images: Option<&str>, in_tmux: bool) -> bool {
+    match images {
+        Some("halfblocks") => false,
+        Some("query") => true,
+        _ => !in_tmux,
+    }
 }
 
 fn run_loop(
@@ -271,4 +285,20 @@ fn start(project: &Project, job: Job) -> Result<Outcome, String> {
         let _ = child.wait();
     });
     Ok(Outcome::Started(job, pid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::query_terminal;
+
+    #[test]
+    fn the_terminal_is_asked_for_graphics_outside_tmux_or_when_told() {
+        assert!(query_terminal(None, false));
+        assert!(
+            !query_terminal(None, true),
+            "tmux drops the query by default"
+        );
+        assert!(query_terminal(Some("query"), true));
+        assert!(!query_terminal(Some("halfblocks"), false));
+    }
 }
