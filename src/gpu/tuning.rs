@@ -91,8 +91,11 @@ fn shorten(key: &str) -> String {
 struct TuningLog;
 
 impl log::Log for TuningLog {
+    /// cubecl's information (its tuning events), everyone's warnings; other
+    /// crates' information is dropped before it is formatted.
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= log::Level::Info
+        metadata.level() <= log::Level::Warn
+            || (metadata.level() == log::Level::Info && metadata.target().starts_with("cubecl"))
     }
 
     fn log(&self, record: &log::Record<'_>) {
@@ -160,9 +163,16 @@ mod tests {
     fn the_log_sink_feeds_the_process_monitor() {
         install_log();
         let before = monitor().snapshot();
-        log::info!("{STARTED}");
-        log::info!("{FINISHED}");
-        log::debug!("Tuning below the level, not counted");
+        log::info!(target: "cubecl_runtime::tune::tuner", "{STARTED}");
+        log::info!(target: "cubecl_common::config::logger", "{FINISHED}");
+        log::debug!(target: "cubecl_runtime::tune::tuner", "Tuning below the level");
+        let between = monitor().snapshot();
+        log::info!(target: "burn_fusion", "Tuning announced by another crate");
+        assert_eq!(
+            monitor().snapshot().started,
+            between.started,
+            "only cubecl's"
+        );
         let after = monitor().snapshot();
         // Other tests may log at the same time, so at least ours.
         assert!(after.started > before.started, "{after:?}");
