@@ -116,7 +116,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         "     nextslice train --wait -p {p}   ·   nextslice suggest --wait -p {p}   ·   nextslice status -p {p}"
     );
     println!(
-        "6. or compare the strategies with the ground truth as the annotator (about 25 minutes on 2 CPU cores):"
+        "6. or compare the strategies with the ground truth as the annotator (about 8 minutes on 2 CPU cores):"
     );
     println!("     nextslice simulate --wait -p {p}");
     Ok(())
