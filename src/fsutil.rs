@@ -1,5 +1,6 @@
 //! Crash-safe file writing: every file we write appears whole or not at all,
 //! even after `kill -9` or a power cut (temp file, fsync, rename, fsync dir).
+//! And the walk of a directory tree that sizes what we keep.
 //!
 //! Imports nothing of the crate.
 
@@ -121,6 +122,35 @@ pub fn sync_filesystem(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Every plain file below `dir` (none if it does not exist); symbolic
+/// links are not followed.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => pending.push(entry.path()),
+                Ok(t) if t.is_file() => files.push(entry.path()),
+                _ => {}
+            }
+        }
+    }
+    files
+}
+
+/// Bytes of every plain file below `dir`.
+pub fn bytes_under(dir: &Path) -> u64 {
+    files_under(dir)
+        .iter()
+        .filter_map(|path| fs::metadata(path).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +168,21 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
         write_atomic(&target, b"new").unwrap();
         assert_eq!(fs::read(&target).unwrap(), b"new");
+    }
+
+    #[test]
+    fn the_walk_finds_nested_files_and_sizes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(files_under(&dir.path().join("missing")).is_empty());
+        fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        fs::write(dir.path().join("top"), b"12").unwrap();
+        fs::write(dir.path().join("a/b/deep"), b"345").unwrap();
+        let mut names: Vec<_> = files_under(dir.path())
+            .iter()
+            .map(|p| p.strip_prefix(dir.path()).unwrap().to_path_buf())
+            .collect();
+        names.sort();
+        assert_eq!(names, [PathBuf::from("a/b/deep"), PathBuf::from("top")]);
+        assert_eq!(bytes_under(dir.path()), 5);
     }
 }

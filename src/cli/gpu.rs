@@ -122,18 +122,19 @@ pub fn warmup(args: WarmupArgs) -> Result<()> {
     let project = Project::open(&args.project.project)?;
     let spec = args.device.unwrap_or(project.config.device.kind);
     let device = Device::resolve(spec)?;
-    let Device::Cuda(index) = device else {
-        match device.auto_fallback_reason(spec) {
-            Some(reason) => bail!("no GPU to tune: {reason}"),
-            None => {
-                println!("{}: nothing to tune on the CPU.", device.describe());
-                return Ok(());
-            }
+    if device == Device::Cpu {
+        if let Some(reason) = device.auto_fallback_reason(spec) {
+            bail!("no GPU to tune: {reason}");
         }
+        println!("{}: nothing to tune on the CPU.", device.describe());
+        return Ok(());
+    }
+    device.prepare(args.autotune.unwrap_or(project.config.device.autotune))?;
+    // What cubecl was given, so the record lands beside its caches.
+    let Some(runtime) = nextslice::gpu::runtime::configured() else {
+        bail!("the GPU runtime was not configured");
     };
-    let level = args.autotune.unwrap_or(project.config.device.autotune);
-    device.prepare(level)?;
-    let Some(cache) = nextslice::gpu::kernel_cache_for(index) else {
+    let (level, Some(cache)) = (runtime.level, runtime.cache.clone()) else {
         bail!("no cache directory for tuned kernels: set NEXTSLICE_GPU_CACHE");
     };
     println!(

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::AutotuneLevel;
+use crate::fsutil::{bytes_under, files_under};
 
 /// Overrides the cache root (tests, shared cluster caches).
 pub const CACHE_ENV: &str = "NEXTSLICE_GPU_CACHE";
@@ -79,11 +80,7 @@ impl KernelCache {
 
     /// Bytes on disk, everything included.
     pub fn size_bytes(&self) -> u64 {
-        files_under(&self.dir)
-            .iter()
-            .filter_map(|path| std::fs::metadata(path).ok())
-            .map(|m| m.len())
-            .sum()
+        bytes_under(&self.dir)
     }
 
     /// The warm-up's record for these shapes, if it finished here before.
@@ -111,36 +108,24 @@ impl KernelCache {
     /// Compilation logging stays off: with it on, cubecl runs every CUDA
     /// kernel's source through `clang-format` before compiling it.
     pub fn cubecl_settings(&self, level: AutotuneLevel) -> serde_json::Value {
-        serde_json::json!({
-            "autotune": {
-                "level": level.name(),
-                "cache": { "file": self.autotune_dir() },
-                "logger": { "level": "minimal", "log": "info" },
-            },
-            "compilation": {
-                "cache": { "file": self.kernels_dir() },
-            },
-        })
+        cubecl_settings(Some(self), level)
     }
 }
 
-/// Every file below `dir` (none if it does not exist).
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            match entry.file_type() {
-                Ok(t) if t.is_dir() => pending.push(entry.path()),
-                Ok(t) if t.is_file() => files.push(entry.path()),
-                _ => {}
-            }
-        }
+/// [`KernelCache::cubecl_settings`], or without `cache` the same minus the
+/// caches (tuning results then last for the process only).
+pub fn cubecl_settings(cache: Option<&KernelCache>, level: AutotuneLevel) -> serde_json::Value {
+    let mut settings = serde_json::json!({
+        "autotune": {
+            "level": level.name(),
+            "logger": { "level": "minimal", "log": "info" },
+        },
+    });
+    if let Some(cache) = cache {
+        settings["autotune"]["cache"] = serde_json::json!({ "file": cache.autotune_dir() });
+        settings["compilation"] = serde_json::json!({ "cache": { "file": cache.kernels_dir() } });
     }
-    files
+    settings
 }
 
 /// "nvidia-h200" from "NVIDIA H200": lower case, one `-` between words, safe

@@ -45,15 +45,7 @@ pub fn configure(
     #[cfg(any(feature = "cuda", feature = "wgpu"))]
     {
         use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
-        let settings = match &cache {
-            Some(cache) => cache.cubecl_settings(level),
-            None => serde_json::json!({
-                "autotune": {
-                    "level": level.name(),
-                    "logger": { "level": "minimal", "log": "info" },
-                },
-            }),
-        };
+        let settings = super::cache::cubecl_settings(cache.as_ref(), level);
         let config: CubeClRuntimeConfig = serde_json::from_value(settings)
             .map_err(|e| GpuRuntimeError::Rejected(e.to_string()))?;
         // `set` panics if cubecl already read its configuration (GPU work

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::format::{META_FILE, StoreMeta};
 use super::{StoreError, lock_root};
-use crate::fsutil::write_atomic;
+use crate::fsutil::{bytes_under, write_atomic};
 
 const USERS_DIR: &str = "users";
 
@@ -152,20 +152,6 @@ impl StoreInfo {
     pub fn live_users(&self) -> usize {
         self.users.iter().filter(|(_, alive)| *alive).count()
     }
-}
-
-fn bytes_under(dir: &Path) -> u64 {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => bytes_under(&e.path()),
-            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
-            _ => 0,
-        })
-        .sum()
 }
 
 /// Every complete store under `root`.
