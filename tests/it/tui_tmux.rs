@@ -133,6 +133,24 @@ fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
 
+/// A demo-preset project under `dir` on `subjects` small phantoms (in
+/// `dir/data`), with `configs` (TOML texts) laid over the preset.
+fn project_on_phantoms(dir: &Path, subjects: usize, configs: &[&str]) -> PathBuf {
+    let data = dir.join("data");
+    tumour_phantoms(&data, subjects, 32, 5);
+    let project = dir.join("project");
+    let mut init = super::common::nextslice();
+    init.args(["init", p(&project), "--data", p(&data), "--preset", "demo"]);
+    for (i, text) in configs.iter().enumerate() {
+        let file = dir.join(format!("config-{i}.toml"));
+        std::fs::write(&file, text).expect("config");
+        init.args(["--config", p(&file)]);
+    }
+    let out = init.output().expect("init");
+    assert!(out.status.success(), "{out:?}");
+    project
+}
+
 #[test]
 fn a_round_through_the_tui_in_tmux_survives_closing_it_mid_job() {
     if !tmux_available() {
@@ -140,18 +158,7 @@ fn a_round_through_the_tui_in_tmux_survives_closing_it_mid_job() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    tumour_phantoms(&data, 4, 32, 5);
-    let tiny = dir.path().join("tiny.toml");
-    std::fs::write(&tiny, TINY).expect("config");
-    let longer = dir.path().join("longer.toml");
-    std::fs::write(&longer, LONGER_VAE).expect("config");
-    let project: PathBuf = dir.path().join("project");
-    let out = super::common::nextslice()
-        .args(["init", p(&project), "--data", p(&data), "--preset", "demo"])
-        .args(["--config", p(&tiny), "--config", p(&longer)])
-        .output()
-        .expect("init");
-    assert!(out.status.success(), "{out:?}");
+    let project = project_on_phantoms(dir.path(), 4, &[TINY, LONGER_VAE]);
 
     let tmux = Tmux::new();
     let long = Duration::from_secs(120);
@@ -218,14 +225,7 @@ fn the_first_key_reaches_the_tui_with_the_terminal_left_as_tmux_sets_it() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    tumour_phantoms(&data, 2, 32, 5);
-    let project: PathBuf = dir.path().join("project");
-    let out = super::common::nextslice()
-        .args(["init", p(&project), "--data", p(&data), "--preset", "demo"])
-        .output()
-        .expect("init");
-    assert!(out.status.success(), "{out:?}");
+    let project = project_on_phantoms(dir.path(), 2, &[]);
     let tmux = Tmux::new();
     // No NEXTSLICE_IMAGES: the TUI decides about the graphics query itself.
     tmux.open_with("plain", &project, "");
