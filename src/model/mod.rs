@@ -11,6 +11,7 @@ pub mod loss;
 mod loss_head;
 mod norm;
 mod unet;
+mod upsample;
 mod vae;
 
 pub use cpu::with_burn_kernels;

@@ -12,9 +12,10 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
 use super::cpu::concat::cat_channels;
-use super::cpu::conv::{conv_transpose2d, conv2d};
+use super::cpu::conv::conv2d;
 use super::cpu::pool::max_pool2d;
 use super::norm::{Activation, BatchNorm2d, Mode};
+use super::upsample::conv_transpose2d;
 
 /// Shape of a U-Net.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,8 +9,9 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::leaky_relu;
 
-use super::cpu::conv::{conv_transpose2d, conv2d};
+use super::cpu::conv::conv2d;
 use super::norm::{Activation, BatchNorm2d, Mode};
+use super::upsample::conv_transpose2d;
 
 const SLOPE: f64 = 0.01;
 

@@ -41,7 +41,8 @@ thread_local! {
 }
 
 /// Runs `f` with burn's own kernels for every layer this thread runs: the
-/// reference ours are tested and benchmarked against.
+/// reference ours are tested and benchmarked against (on Flex instead of the
+/// kernels here, on a GPU instead of `model::upsample`'s matmul).
 pub fn with_burn_kernels<R>(f: impl FnOnce() -> R) -> R {
     struct Restore(bool);
     impl Drop for Restore {
@@ -51,6 +52,12 @@ pub fn with_burn_kernels<R>(f: impl FnOnce() -> R) -> R {
     }
     let _restore = Restore(BURN_KERNELS.replace(true));
     f()
+}
+
+/// Whether [`with_burn_kernels`] is in force on this thread: then every
+/// layer, on every backend, runs burn's own kernels.
+pub(super) fn burn_kernels_requested() -> bool {
+    BURN_KERNELS.get()
 }
 
 /// Which of our paths serves `x`, if any (f32 on Flex, with or without autodiff).

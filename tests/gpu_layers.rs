@@ -1,0 +1,115 @@
+//! Our layers on a cubecl backend, against burn's own kernels: burn's wgpu
+//! backend on Mesa's lavapipe (a CPU Vulkan driver) compiles and runs the
+//! same cubecl kernels burn-cuda does, so the GPU-only paths in `model`
+//! (the decoders' up-convolutions as matmuls) run here on a machine with no
+//! GPU.
+//!
+//! `cargo test --features wgpu --test gpu_layers` (`.ci/run` installs
+//! `mesa-vulkan-drivers`).
+
+use burn::backend::{Autodiff, Wgpu};
+use burn::module::Module;
+use burn::optim::{GradientsParams, Optimizer, SgdConfig};
+use burn::prelude::*;
+use burn::tensor::Distribution;
+
+use nextslice::config::AutotuneLevel;
+use nextslice::gpu::configure;
+use nextslice::model::{Mode, UNet, UNetSpec, Vae, VaeSpec, with_burn_kernels};
+
+type Gpu = Autodiff<Wgpu>;
+
+fn normal(shape: [usize; 4]) -> Tensor<Gpu, 4> {
+    Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
+}
+
+/// A loss that weighs every output element differently, so an output
+/// element painted in the wrong place changes it.
+fn weighted_sum(y: Tensor<Gpu, 4>, weights: &Tensor<Gpu, 4>) -> Tensor<Gpu, 1> {
+    (y * weights.clone()).sum()
+}
+
+fn assert_close(ours: Tensor<Wgpu, 4>, burns: Tensor<Wgpu, 4>, what: &str) {
+    assert_eq!(ours.dims(), burns.dims(), "{what}: shapes");
+    let ours: Vec<f32> = ours.into_data().to_vec().unwrap();
+    let burns: Vec<f32> = burns.into_data().to_vec().unwrap();
+    let scale = burns.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-3);
+    for (i, (a, b)) in ours.iter().zip(&burns).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-4 * scale,
+            "{what}[{i}]: ours {a}, burn's kernels {b} (largest value {scale})"
+        );
+    }
+}
+
+/// burn initialises parameters lazily, and each clone of an uninitialised
+/// module draws its own weights: both sides must start from the same ones.
+fn materialized<M: Module<Gpu>>(model: M) -> M {
+    let record = model.clone().into_record();
+    model.load_record(record)
+}
+
+/// One plain gradient step, then the model's output again: every
+/// parameter's gradient, the up-convolutions' weights included, shows in it.
+/// Both outputs use batch statistics (training mode): clones share their
+/// running averages, which each side's step updates.
+fn unet_step(
+    model: UNet<Gpu>,
+    x: &Tensor<Gpu, 4>,
+    weights: &Tensor<Gpu, 4>,
+) -> [Tensor<Wgpu, 4>; 2] {
+    let logits = model.forward(x.clone(), Mode::Train).logits;
+    let grads = weighted_sum(logits.clone(), weights).backward();
+    let grads = GradientsParams::from_grads(grads, &model);
+    let model = SgdConfig::new().init().step(0.01, model, grads);
+    let after = model.forward(x.clone(), Mode::Train).logits;
+    [logits.inner(), after.inner()]
+}
+
+/// The same for the VAE, whose decoder's up-convolutions have no bias.
+fn vae_step(model: Vae<Gpu>, x: &Tensor<Gpu, 4>, weights: &Tensor<Gpu, 4>) -> [Tensor<Wgpu, 4>; 2] {
+    let noise = Tensor::<Gpu, 2>::zeros([2, 3], &Default::default());
+    let out = model.forward(x.clone(), noise.clone(), Mode::Train);
+    let grads = weighted_sum(out.reconstruction.clone(), weights).backward();
+    let grads = GradientsParams::from_grads(grads, &model);
+    let model = SgdConfig::new().init().step(0.01, model, grads);
+    let after = model.forward(x.clone(), noise, Mode::Train).reconstruction;
+    [out.reconstruction.inner(), after.inner()]
+}
+
+/// One test: cubecl is configured once per process.
+#[test]
+fn the_up_convolutions_as_matmuls_train_like_burns_kernels() {
+    configure(None, AutotuneLevel::Minimal).unwrap();
+    let x = normal([2, 2, 16, 16]);
+
+    let unet = materialized(
+        UNetSpec {
+            in_channels: 2,
+            classes: 3,
+            widths: vec![4, 8],
+            bottleneck: 8,
+        }
+        .init::<Gpu>(&Default::default()),
+    );
+    let weights = normal([2, 3, 16, 16]);
+    let [logits, after] = unet_step(unet.clone(), &x, &weights);
+    let [burns_logits, burns_after] = with_burn_kernels(|| unet_step(unet, &x, &weights));
+    assert_close(logits, burns_logits, "U-Net logits");
+    assert_close(after, burns_after, "U-Net after one step");
+
+    let vae = materialized(
+        VaeSpec {
+            in_channels: 2,
+            size: [16, 16],
+            widths: vec![4, 8],
+            z_dim: 3,
+        }
+        .init::<Gpu>(&Default::default()),
+    );
+    let weights = normal([2, 2, 16, 16]);
+    let [reconstruction, after] = vae_step(vae.clone(), &x, &weights);
+    let [burns_reconstruction, burns_after] = with_burn_kernels(|| vae_step(vae, &x, &weights));
+    assert_close(reconstruction, burns_reconstruction, "VAE reconstruction");
+    assert_close(after, burns_after, "VAE after one step");
+}
