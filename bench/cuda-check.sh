@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# One GPU session's checks for issue 13, prepared ahead (device time is
-# scarce: each part fits the device tool's 10-minute limit per command).
+# One GPU session's checks for issue 13, prepared ahead. Device time is
+# scarce (15 minutes a session, start-up included; 10 minutes a command), so
+# the default part runs everything in order of importance inside one
+# deadline ($BUDGET seconds, default 540), each step's timeout cut to what is
+# left; whatever does not fit is skipped with a line saying so.
 # Binaries built and packed here by bench/cuda-pack.sh (target/cuda-carry,
 # gzipped), or any directory with the cuda-built nextslice and models.
 #
-#   bench/cuda-check.sh BIN tuning   # part 1: cold and warm first steps, caches between processes
-#   bench/cuda-check.sh BIN speed    # part 2: burn-cuda vs PyTorch, a demo round, the paper's projection
+#   bench/cuda-check.sh BIN          # all, in order: cold/warm first steps (minimal),
+#                                    #   burn-cuda vs PyTorch, a demo round, the paper's
+#                                    #   projection, the up-convolution A/B, then balanced
+#   bench/cuda-check.sh BIN tuning   # cold and warm first steps, minimal and balanced
+#   bench/cuda-check.sh BIN speed    # vs PyTorch, the demo round, the projection, the A/B
 #
 # Everything it writes goes under $OUT (the device tool's folder) when set.
 set -uo pipefail
 BIN=$(cd "${1:?directory with the cuda-built nextslice and models binaries}" && pwd)
-PART=${2:-tuning}
+PART=${2:-all}
+BUDGET=${BUDGET:-540}
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 D=$(mktemp -d)
@@ -21,8 +28,24 @@ if [ -f "$BIN/nextslice.gz" ]; then
 fi
 NS="$BIN/nextslice"
 export NEXTSLICE_STORE_ROOT="$D/stores"
+BEGAN=$(date +%s)
 secs() { date +%s.%N; }
 took() { awk -v a="$1" -v b="$(secs)" 'BEGIN { printf "%.1f", b - a }'; }
+# The timeout for a step that wants $1 s: what is left of the budget, if less.
+limit() {
+  local left=$((BUDGET - ($(date +%s) - BEGAN)))
+  [ "$left" -lt 1 ] && left=1 # `timeout 0` would mean no limit
+  if [ "$left" -lt "$1" ]; then echo "$left"; else echo "$1"; fi
+}
+# Whether a step that needs at least $1 s still fits; says so when not.
+fits() {
+  local l
+  l=$(limit "$1")
+  if [ "$l" -lt "$1" ]; then
+    echo "== skipped: $2 (needs ${1} s, ${l} s of the ${BUDGET} s budget left)"
+    return 1
+  fi
+}
 
 echo "== GPU"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
@@ -30,76 +53,126 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ||
 
 # A project with the paper's networks (BraTS preset) on 128² phantoms.
 paper_project() {
+  [ -d "$D/paper" ] && return
   "$NS" phantom --out "$D/data" --subjects 8 --size 128 > /dev/null 2>&1
   printf '[slicing]\nsize = [128, 128]\n[device]\nkind = "cuda"\n' > "$D/overlay.toml"
   "$NS" init "$D/paper" --data "$D/data" --preset brats2019 --config "$D/overlay.toml" --private-store > /dev/null 2>&1 ||
     echo "init of the paper-shaped project failed"
 }
 
-if [ "$PART" = tuning ]; then
+# The first GPU steps (all five workloads, paper widths, 128²) at level $1,
+# cold (new cache, new process) within $2 s, then warm (another process, our
+# warm-up record removed so only cubecl's caches help).
+first_steps() {
+  local level=$1 cold=$2 start
+  fits 40 "first steps at $level" || return
   paper_project
-  for level in minimal balanced; do
-    export NEXTSLICE_GPU_CACHE="$D/cache-$level"
-    echo "== first GPU steps, $level autotune, cold caches (new process)"
-    start=$(secs)
-    limit=200; [ "$level" = balanced ] && limit=150
-    timeout "$limit" "$NS" gpu-warmup -p "$D/paper" --autotune "$level" 2>&1 | tr '\r' '\n' | tail -4
-    echo "(cold $level: $(took "$start") s)"
-    "$NS" gpu -p "$D/paper" | tail -3
-    echo "== the same steps, warm caches (another process; our warm-up record removed)"
-    rm -rf "$NEXTSLICE_GPU_CACHE"/*/warm
-    start=$(secs)
-    timeout 60 "$NS" gpu-warmup -p "$D/paper" --autotune "$level" 2>&1 | tr '\r' '\n' | tail -2
-    echo "(warm $level: $(took "$start") s; it should say 0 kernels tuned)"
-  done
-  du -sh "$D"/cache-* 2>/dev/null
-  exit 0
-fi
+  export NEXTSLICE_GPU_CACHE="$D/cache-$level"
+  echo "== first GPU steps, $level autotune, cold caches (new process)"
+  start=$(secs)
+  timeout "$(limit "$cold")" "$NS" gpu-warmup -p "$D/paper" --autotune "$level" 2>&1 | tr '\r' '\n' | tail -4
+  echo "(cold $level: $(took "$start") s)"
+  "$NS" gpu -p "$D/paper" | tail -3
+  echo "== the same steps, warm caches (another process; our warm-up record removed)"
+  rm -rf "$NEXTSLICE_GPU_CACHE"/*/warm
+  start=$(secs)
+  timeout "$(limit 60)" "$NS" gpu-warmup -p "$D/paper" --autotune "$level" 2>&1 | tr '\r' '\n' | tail -2
+  echo "(warm $level: $(took "$start") s; it should say 0 kernels tuned)"
+  du -sh "$NEXTSLICE_GPU_CACHE" 2>/dev/null
+}
 
-echo "== PyTorch"
 PY=${NEXTSLICE_TORCH_PYTHON:-python3}
-"$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" || echo "no PyTorch here"
-export NEXTSLICE_TORCH_PYTHON=$PY
-export NEXTSLICE_GPU_CACHE="$D/cache-bench"
 
-echo "== models: burn-cuda (minimal autotune) vs PyTorch CUDA as users run it and with TF32 off"
-start=$(secs)
-timeout 330 "$BIN/models" --device cuda --repeat 10 --warmup 3 --autotune minimal \
-  --cases unet-train-128-b8,unet-infer-128-b8,unet-train-256-b32,unet-infer-256-b32,vae-train-128-b16,vae-train-256-b16,gradient-encode-128-b8,gradient-encode-256-b8 \
-  | tee "$OUT/models.txt"
-echo "(exit $?, $(took "$start") s)"
+against_pytorch() {
+  fits 120 "burn-cuda vs PyTorch" || return
+  echo "== PyTorch"
+  "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" || echo "no PyTorch here"
+  export NEXTSLICE_GPU_CACHE="$D/cache-minimal"
+  echo "== models: burn-cuda (minimal autotune) vs PyTorch CUDA as users run it and with TF32 off"
+  local start
+  start=$(secs)
+  NEXTSLICE_TORCH_PYTHON=$PY timeout "$(limit 300)" "$BIN/models" --device cuda --repeat 10 --warmup 3 --autotune minimal \
+    --cases unet-train-128-b8,unet-infer-128-b8,unet-train-256-b32,unet-infer-256-b32,vae-train-128-b16,vae-train-256-b16,gradient-encode-128-b8,gradient-encode-256-b8 \
+    | tee "$OUT/models.txt"
+  echo "(exit ${PIPESTATUS[0]}, $(took "$start") s)"
+}
 
-echo "== a demo round on CUDA, end to end"
-start=$(secs)
-run() { echo "\$ nextslice $*"; timeout 60 "$NS" "$@" 2>&1 | tr '\r' '\n' | tail -3; }
-run demo --dir "$D/demo" --subjects 8 --device cuda --no-tui
-P="$D/demo/project"
-run export -p "$P"
-run import -p "$P" "$D"/demo/data/*/*_seg.nii.gz
-run train --foreground --device cuda -p "$P"
-run suggest --foreground --device cuda -p "$P"
-run evaluate --foreground --device cuda -p "$P"
-run status -p "$P"
-echo "(demo round $(took "$start") s)"
+demo_round() {
+  fits 60 "a demo round on CUDA" || return
+  echo "== a demo round on CUDA, end to end"
+  export NEXTSLICE_GPU_CACHE="$D/cache-minimal"
+  local start
+  start=$(secs)
+  step() { echo "\$ nextslice $*"; timeout "$(limit 60)" "$NS" "$@" 2>&1 | tr '\r' '\n' | tail -3; }
+  step demo --dir "$D/demo" --subjects 8 --device cuda --no-tui
+  local P="$D/demo/project"
+  step export -p "$P"
+  step import -p "$P" "$D"/demo/data/*/*_seg.nii.gz
+  step train --foreground --device cuda -p "$P"
+  step suggest --foreground --device cuda -p "$P"
+  step evaluate --foreground --device cuda -p "$P"
+  step status -p "$P"
+  echo "(demo round $(took "$start") s)"
+}
 
-echo "== the paper's BraTS protocol from the measured rates (burn-cuda)"
-# 50 000 pool slices at 256²; VAE 50 epochs; 10 U-Net trainings (seed +
-# 9 rounds) of max(10 epochs, 200 steps) at batch 32 on 0.5 % + 1 % per
-# round of the pool; 9 suggestions, each an Eq. 3 gradient per labelled slice.
-awk '
-  $1 == "vae-train-256-b16"      { vae = $2 }
-  $1 == "unet-train-256-b32"     { unet = $2 }
-  $1 == "gradient-encode-256-b8" { grad = $2 }
-  END {
-    if (!vae || !unet || !grad) { print "rates missing: no projection"; exit }
-    pool = 50000
-    t_vae = 50 * pool / vae
-    for (r = 0; r < 10; r++) {
-      labelled = (0.005 + 0.01 * r) * pool
-      steps = 10 * labelled / 32; if (steps < 200) steps = 200
-      t_unet += steps * 32 / unet
-      if (r < 9) t_grad += labelled / grad
-    }
-    printf "VAE %.1f h · U-Net trainings %.1f h · gradients %.2f h · total %.1f h (evaluation and encoding not included)\n",
-      t_vae / 3600, t_unet / 3600, t_grad / 3600, (t_vae + t_unet + t_grad) / 3600
-  }' "$OUT/models.txt"
+projection() {
+  echo "== the paper's BraTS protocol from the measured rates (burn-cuda)"
+  [ -f "$OUT/models.txt" ] || { echo "no models table: no projection"; return; }
+  # 50 000 pool slices at 256²; VAE 50 epochs; 10 U-Net trainings (seed +
+  # 9 rounds) of max(10 epochs, 200 steps) at batch 32 on 0.5 % + 1 % per
+  # round of the pool; 9 suggestions, each an Eq. 3 gradient per labelled slice.
+  awk '
+    $1 == "vae-train-256-b16"      { vae = $2 }
+    $1 == "unet-train-256-b32"     { unet = $2 }
+    $1 == "gradient-encode-256-b8" { grad = $2 }
+    END {
+      if (!vae || !unet || !grad) { print "rates missing: no projection"; exit }
+      pool = 50000
+      t_vae = 50 * pool / vae
+      for (r = 0; r < 10; r++) {
+        labelled = (0.005 + 0.01 * r) * pool
+        steps = 10 * labelled / 32; if (steps < 200) steps = 200
+        t_unet += steps * 32 / unet
+        if (r < 9) t_grad += labelled / grad
+      }
+      printf "VAE %.1f h · U-Net trainings %.1f h · gradients %.2f h · total %.1f h (evaluation and encoding not included)\n",
+        t_vae / 3600, t_unet / 3600, t_grad / 3600, (t_vae + t_unet + t_grad) / 3600
+    }' "$OUT/models.txt"
+}
+
+# model::upsample's matmuls against burn's transposed convolutions, in one
+# process (no PyTorch: the path does not exist on purpose).
+upsample_ab() {
+  fits 60 "the up-convolution A/B" || return
+  echo "== the decoders' up-convolutions as matmuls vs burn's kernels (burn-cuda)"
+  export NEXTSLICE_GPU_CACHE="$D/cache-minimal"
+  local start
+  start=$(secs)
+  NEXTSLICE_TORCH_PYTHON=/nonexistent timeout "$(limit 150)" "$BIN/models" --device cuda --repeat 5 --warmup 3 \
+    --autotune minimal --burn-kernels --cases unet-train-128-b8,unet-train-256-b32,vae-train-256-b16 2>&1 \
+    | grep -v "PyTorch not available" | tee "$OUT/upsample-ab.txt"
+  echo "(exit ${PIPESTATUS[0]}, $(took "$start") s)"
+}
+
+case "$PART" in
+  all)
+    first_steps minimal 150
+    against_pytorch
+    demo_round
+    projection
+    upsample_ab
+    first_steps balanced 120
+    ;;
+  tuning)
+    first_steps minimal 200
+    first_steps balanced 150
+    ;;
+  speed)
+    against_pytorch
+    demo_round
+    projection
+    upsample_ab
+    ;;
+  *) echo "unknown part $PART (all, tuning or speed)"; exit 2 ;;
+esac
+echo "(cuda-check $PART: $(( $(date +%s) - BEGAN )) s)"

@@ -4,14 +4,21 @@
 # binaries are ~100 MB, gzipped ~25 MB): target/cuda-carry/{nextslice,models}.gz
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --features cuda --bin nextslice --bench models
+# The bench binary's path from cargo itself: target/release/deps holds a
+# models-* for every feature set built (wgpu, cpu), not only this one.
+models=$(cargo build --release --features cuda --bin nextslice --bench models --message-format=json |
+  python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "models" and m.get("executable"):
+        print(m["executable"])')
+[ -n "$models" ] || { echo "cargo reported no models bench binary"; exit 1; }
 out=target/cuda-carry
 rm -rf "$out" && mkdir -p "$out"
-models=$(ls -t target/release/deps/models-* | grep -v '\.d$' | head -1)
 for pair in "target/release/nextslice nextslice" "$models models"; do
   set -- $pair
   strip -o "$out/$2" "$1"
   gzip -9 "$out/$2"
 done
 ls -l "$out"
-echo "carry $out; run: bash bench/cuda-check.sh $out tuning   (then: ... speed)"
+echo "carry $out; run: bash bench/cuda-check.sh $out   (BUDGET=540 s, all parts in order of importance)"

@@ -5,8 +5,9 @@
 //! (dDice/dx through the frozen U-Net + VAE encode; 128², batch 8).
 //!
 //! `cargo bench --bench models [-- --cases unet-train-128-b8,… --repeat 3 --burn-kernels]`
-//! `--burn-kernels` also times burn's own CPU kernels (the A/B for
-//! `model::cpu`), in the same run.
+//! `--burn-kernels` also times burn's own kernels (the A/B for `model::cpu`
+//! on the CPU, for `model::upsample`'s matmuls on CUDA), in the same run;
+//! `--wgpu` (with `--features wgpu`) runs that A/B on burn-wgpu alone.
 //! PyTorch side: `.venv-torch` made by `../shared/tools/torch-cpu-venv .venv-torch`
 //! (or $NEXTSLICE_TORCH_PYTHON). NdArray: add `--features ndarray`.
 
@@ -254,6 +255,34 @@ fn torch_rates(
     ))
 }
 
+/// `--wgpu` (build with `--features wgpu`): the cases on burn-wgpu, our
+/// layers against burn's kernels. Without a GPU that is Mesa's lavapipe,
+/// cubecl's kernels run by the CPU: it compares the kernels cubecl is asked
+/// to run, not what a GPU makes of them.
+#[cfg(feature = "wgpu")]
+fn wgpu_ab(cases: &[&str], repeat: usize, level: nextslice::config::AutotuneLevel) {
+    type Wgpu = burn::backend::Autodiff<burn::backend::Wgpu>;
+    if let Err(e) = nextslice::gpu::configure(None, level) {
+        eprintln!("{e}");
+        std::process::exit(2)
+    }
+    let device = Default::default();
+    println!("burn-wgpu, slices/s (median of {repeat}, after warm-up)");
+    println!(
+        "{:<26} {:>12} {:>15} {:>12}",
+        "case", "ours", "burn's kernels", "ours/burn's"
+    );
+    for case in cases {
+        let ours = run_case::<Wgpu>(case, repeat, &device);
+        let theirs =
+            nextslice::model::with_burn_kernels(|| run_case::<Wgpu>(case, repeat, &device));
+        println!(
+            "{case:<26} {ours:>12.2} {theirs:>15.2} {:>11.2}×",
+            ours / theirs
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let value = |flag: &str| {
@@ -303,6 +332,11 @@ fn main() {
         .and_then(|w| w.parse().ok())
         .unwrap_or(if device == Device::Cpu { 1 } else { 3 });
     WARMUP.store(warmup, std::sync::atomic::Ordering::Relaxed);
+    #[cfg(feature = "wgpu")]
+    if args.iter().any(|a| a == "--wgpu") {
+        wgpu_ab(&cases, repeat, autotune);
+        return;
+    }
 
     let mut columns: Vec<(String, Vec<f64>)> = Vec::new();
     // PyTorch first, then burn, each in one process: no competition for the cores.
@@ -334,7 +368,7 @@ fn main() {
         Device::Cuda(n) => format!("burn CUDA:{n}"),
     };
     columns.push((label, ours));
-    let burn_kernels = device == Device::Cpu && args.iter().any(|a| a == "--burn-kernels");
+    let burn_kernels = args.iter().any(|a| a == "--burn-kernels");
     if burn_kernels {
         let theirs: Vec<f64> = cases
             .iter()
@@ -344,7 +378,8 @@ fn main() {
                 })
             })
             .collect();
-        columns.push(("burn Flex, burn's kernels".into(), theirs));
+        let label = format!("{}, burn's kernels", columns[0].0);
+        columns.push((label, theirs));
     }
     #[cfg(feature = "ndarray")]
     {
