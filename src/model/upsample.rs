@@ -102,9 +102,8 @@ mod tests {
             Tensor::<Tracked, 4>::random([3, cin, h, w], Distribution::Normal(0.0, 1.0), &device);
         // A loss that weighs every output element differently, so a patch
         // painted in the wrong place cannot pass.
-        let [_, _, oh, ow] = [3, cout, h * k, w * k];
         let weights = Tensor::<Tracked, 4>::random(
-            [3, cout, oh, ow],
+            [3, cout, h * k, w * k],
             Distribution::Normal(0.0, 1.0),
             &device,
         );
