@@ -28,6 +28,8 @@ if [ -f "$BIN/nextslice.gz" ]; then
 fi
 NS="$BIN/nextslice"
 export NEXTSLICE_STORE_ROOT="$D/stores"
+# Every check shares the minimal-level caches, except first steps at another level.
+export NEXTSLICE_GPU_CACHE="$D/cache-minimal"
 BEGAN=$(date +%s)
 secs() { date +%s.%N; }
 took() { awk -v a="$1" -v b="$(secs)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -67,7 +69,8 @@ first_steps() {
   local level=$1 cold=$2 start
   fits 40 "first steps at $level" || return
   paper_project
-  export NEXTSLICE_GPU_CACHE="$D/cache-$level"
+  local NEXTSLICE_GPU_CACHE="$D/cache-$level"
+  export NEXTSLICE_GPU_CACHE
   echo "== first GPU steps, $level autotune, cold caches (new process)"
   start=$(secs)
   timeout "$(limit "$cold")" "$NS" gpu-warmup -p "$D/paper" --autotune "$level" 2>&1 | tr '\r' '\n' | tail -4
@@ -87,7 +90,6 @@ against_pytorch() {
   fits 120 "burn-cuda vs PyTorch" || return
   echo "== PyTorch"
   "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" || echo "no PyTorch here"
-  export NEXTSLICE_GPU_CACHE="$D/cache-minimal"
   echo "== models: burn-cuda (minimal autotune) vs PyTorch CUDA as users run it and with TF32 off"
   local start
   start=$(secs)
@@ -100,7 +102,6 @@ against_pytorch() {
 demo_round() {
   fits 60 "a demo round on CUDA" || return
   echo "== a demo round on CUDA, end to end"
-  export NEXTSLICE_GPU_CACHE="$D/cache-minimal"
   local start
   start=$(secs)
   step() { echo "\$ nextslice $*"; timeout "$(limit 60)" "$NS" "$@" 2>&1 | tr '\r' '\n' | tail -3; }
@@ -145,7 +146,6 @@ projection() {
 upsample_ab() {
   fits 60 "the up-convolution A/B" || return
   echo "== the decoders' up-convolutions as matmuls vs burn's kernels (burn-cuda)"
-  export NEXTSLICE_GPU_CACHE="$D/cache-minimal"
   local start
   start=$(secs)
   NEXTSLICE_TORCH_PYTHON=/nonexistent timeout "$(limit 150)" "$BIN/models" --device cuda --repeat 5 --warmup 3 \

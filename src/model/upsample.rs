@@ -24,10 +24,10 @@ pub(super) fn conv_transpose2d<B: Backend>(
     layer: &ConvTranspose2d<B>,
     x: Tensor<B, 4>,
 ) -> Tensor<B, 4> {
-    if cpu::served(&x).is_some() || cpu::burn_kernels_requested() {
+    if cpu::served(&x).is_some() {
         return cpu::conv::conv_transpose2d(layer, x);
     }
-    match patch_size(layer) {
+    match patch_size(layer).filter(|_| !cpu::burn_kernels_requested()) {
         Some(patch) => paint_patches(
             x,
             layer.weight.val(),
