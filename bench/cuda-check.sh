@@ -9,9 +9,12 @@
 #
 #   bench/cuda-check.sh BIN          # all, in order: cold/warm first steps (minimal),
 #                                    #   burn-cuda vs PyTorch, a demo round, the paper's
-#                                    #   projection, the up-convolution A/B, then balanced
+#                                    #   projection, then the experiments, then balanced
 #   bench/cuda-check.sh BIN tuning   # cold and warm first steps, minimal and balanced
-#   bench/cuda-check.sh BIN speed    # vs PyTorch, the demo round, the projection, the A/B
+#   bench/cuda-check.sh BIN speed    # vs PyTorch, the demo round, the projection
+#   bench/cuda-check.sh BIN experiments  # what to change next: a kernel profile of one
+#                                    #   training step, the up-convolution A/B, fusion
+#                                    #   (cuda-fusion build) and bf16 against plain f32
 #
 # Everything it writes goes under $OUT (the device tool's folder) when set.
 set -uo pipefail
@@ -23,7 +26,9 @@ mkdir -p "$OUT"
 D=$(mktemp -d)
 # bench/cuda-pack.sh carries them gzipped.
 if [ -f "$BIN/nextslice.gz" ]; then
-  for b in nextslice models; do gunzip -c "$BIN/$b.gz" > "$D/$b" && chmod +x "$D/$b"; done
+  for b in nextslice models models-fusion; do
+    [ -f "$BIN/$b.gz" ] && gunzip -c "$BIN/$b.gz" > "$D/$b" && chmod +x "$D/$b"
+  done
   BIN=$D
 fi
 NS="$BIN/nextslice"
@@ -141,6 +146,14 @@ projection() {
     }' "$OUT/models.txt"
 }
 
+# The cases the experiments compare: the paper's shapes, training.
+AB_CASES=unet-train-128-b8,unet-train-256-b32,vae-train-256-b16
+# The models bench without PyTorch (the experiments compare burn with burn).
+burn_only() {
+  NEXTSLICE_TORCH_PYTHON=/nonexistent "$@" 2>&1 | grep -v "PyTorch not available"
+  return "${PIPESTATUS[0]}"
+}
+
 # model::upsample's matmuls against burn's transposed convolutions, in one
 # process (no PyTorch: the path does not exist on purpose).
 upsample_ab() {
@@ -148,10 +161,67 @@ upsample_ab() {
   echo "== the decoders' up-convolutions as matmuls vs burn's kernels (burn-cuda)"
   local start
   start=$(secs)
-  NEXTSLICE_TORCH_PYTHON=/nonexistent timeout "$(limit 150)" "$BIN/models" --device cuda --repeat 5 --warmup 3 \
-    --autotune minimal --burn-kernels --cases unet-train-128-b8,unet-train-256-b32,vae-train-256-b16 2>&1 \
-    | grep -v "PyTorch not available" | tee "$OUT/upsample-ab.txt"
+  burn_only timeout "$(limit 150)" "$BIN/models" --device cuda --repeat 5 --warmup 3 \
+    --autotune minimal --burn-kernels --cases "$AB_CASES" | tee "$OUT/upsample-ab.txt"
   echo "(exit ${PIPESTATUS[0]}, $(took "$start") s)"
+}
+
+# cubecl's kernel profiler on one training step per case (warm caches by
+# now), one process and file per case; prints each step's table, top rows.
+profile_step() {
+  fits 60 "the kernel profile" || return
+  echo "== kernels of one training step (cubecl's profiler, which slows the step)"
+  local start case file
+  start=$(secs)
+  for case in unet-train-256-b32 vae-train-256-b16; do
+    file="$OUT/profile-$case.txt"
+    NEXTSLICE_GPU_PROFILE="$file" burn_only timeout "$(limit 90)" "$BIN/models" --device cuda \
+      --profile --warmup 2 --autotune minimal --cases "$case" > /dev/null
+    echo "-- $case: the step's table (all of it in $(basename "$file"))"
+    # The last table in the file is the profiled step's.
+    [ -f "$file" ] && tac "$file" | sed '/^|⎺/q' | tac | head -24
+  done
+  echo "(profile $(took "$start") s)"
+}
+
+# burn's fused CUDA backend (cuda-fusion build) against the plain one, the
+# same cases one process after the other (the plain rates are the
+# up-convolution A/B's, when it ran just before).
+fusion_ab() {
+  [ -x "$BIN/models-fusion" ] || { echo "== no models-fusion binary: no fusion A/B"; return; }
+  fits 90 "the fusion A/B" || return
+  echo "== burn's kernel fusion (cuda-fusion) vs plain burn-cuda"
+  local start plain="$OUT/upsample-ab.txt"
+  start=$(secs)
+  if ! grep -q "^unet-train" "$plain" 2>/dev/null; then
+    plain="$OUT/fusion-plain.txt"
+    burn_only timeout "$(limit 150)" "$BIN/models" --device cuda --repeat 5 --warmup 3 --autotune minimal \
+      --cases "$AB_CASES" | tee "$plain"
+  fi
+  burn_only timeout "$(limit 200)" "$BIN/models-fusion" --device cuda --repeat 5 --warmup 3 --autotune minimal \
+    --cases "$AB_CASES" | tee "$OUT/fusion-fused.txt"
+  awk 'NR == FNR { if ($2 ~ /^[0-9.]+$/) plain[$1] = $2; next }
+       ($1 in plain) && $2 ~ /^[0-9.]+$/ { printf "%-24s fused/plain %.2f×\n", $1, $2 / plain[$1] }' \
+    "$plain" "$OUT/fusion-fused.txt"
+  echo "(fusion A/B $(took "$start") s)"
+}
+
+# The same cases in bfloat16 against f32, one process.
+bf16_ab() {
+  fits 60 "the bf16 A/B" || return
+  echo "== bfloat16 throughout vs f32 (burn-cuda; no mixed precision in burn 0.21)"
+  local start
+  start=$(secs)
+  burn_only timeout "$(limit 150)" "$BIN/models" --device cuda --repeat 5 --warmup 3 --autotune minimal \
+    --bf16 --cases "$AB_CASES,unet-infer-256-b32" | tee "$OUT/bf16-ab.txt"
+  echo "(bf16 A/B $(took "$start") s)"
+}
+
+experiments() {
+  profile_step
+  upsample_ab
+  fusion_ab
+  bf16_ab
 }
 
 case "$PART" in
@@ -160,7 +230,7 @@ case "$PART" in
     against_pytorch
     demo_round
     projection
-    upsample_ab
+    experiments
     first_steps balanced 120
     ;;
   tuning)
@@ -171,8 +241,8 @@ case "$PART" in
     against_pytorch
     demo_round
     projection
-    upsample_ab
     ;;
-  *) echo "unknown part $PART (all, tuning or speed)"; exit 2 ;;
+  experiments) experiments ;;
+  *) echo "unknown part $PART (all, tuning, speed or experiments)"; exit 2 ;;
 esac
 echo "(cuda-check $PART: $(( $(date +%s) - BEGAN )) s)"

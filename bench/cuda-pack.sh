@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
 # Builds the CUDA binaries for `bench/cuda-check.sh` and packs them small
-# enough to carry to the GPU machine (its limit is 64 MiB; stripped, the two
-# binaries are ~100 MB, gzipped ~25 MB): target/cuda-carry/{nextslice,models}.gz
+# enough to carry to the GPU machine (its limit is 64 MiB; stripped, the
+# three binaries are ~140 MB, gzipped ~35 MB):
+# target/cuda-carry/{nextslice,models,models-fusion}.gz
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The bench binary's path from cargo itself: target/release/deps holds a
 # models-* for every feature set built (wgpu, cpu), not only this one.
-models=$(cargo build --release --features cuda --bin nextslice --bench models --message-format=json |
+bench_binary() {
   python3 -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "models" and m.get("executable"):
-        print(m["executable"])')
+        print(m["executable"])'
+}
+models=$(cargo build --release --features cuda --bin nextslice --bench models --message-format=json | bench_binary)
 [ -n "$models" ] || { echo "cargo reported no models bench binary"; exit 1; }
+# The same bench on burn's fused CUDA backend, for the fusion A/B.
+fused=$(cargo build --release --features cuda-fusion --bench models --message-format=json | bench_binary)
+[ -n "$fused" ] || { echo "cargo reported no fused models bench binary"; exit 1; }
 out=target/cuda-carry
 rm -rf "$out" && mkdir -p "$out"
-for pair in "target/release/nextslice nextslice" "$models models"; do
+for pair in "target/release/nextslice nextslice" "$models models" "$fused models-fusion"; do
   set -- $pair
   strip -o "$out/$2" "$1"
   gzip -9 "$out/$2"

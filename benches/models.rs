@@ -7,7 +7,11 @@
 //! `cargo bench --bench models [-- --cases unet-train-128-b8,… --repeat 3 --burn-kernels]`
 //! `--burn-kernels` also times burn's own kernels (the A/B for `model::cpu`
 //! on the CPU, for `model::upsample`'s matmuls on CUDA), in the same run;
-//! `--wgpu` (with `--features wgpu`) runs that A/B on burn-wgpu alone.
+//! `--wgpu` (with `--features wgpu`) runs that A/B on burn-wgpu alone
+//! (`--half`: f16 against f32 instead). On CUDA, `--bf16` adds the cases in
+//! bfloat16; `--profile` times one step per case under cubecl's kernel
+//! profiler (`NEXTSLICE_GPU_PROFILE=FILE`); a `cuda-fusion` build measures
+//! burn's fused backend.
 //! PyTorch side: `.venv-torch` made by `../shared/tools/torch-cpu-venv .venv-torch`
 //! (or $NEXTSLICE_TORCH_PYTHON). NdArray: add `--features ndarray`.
 
@@ -90,9 +94,26 @@ fn vae_spec(size: usize, demo: bool) -> VaeSpec {
 /// compiled and autotuned on first use. Set by `--warmup`.
 static WARMUP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
 
-/// Median slices/s of `repeat` timed calls after the warm-up calls.
-fn rate(slices: usize, repeat: usize, step: impl FnMut()) -> f64 {
+/// `--profile`: one step after the warm-up, between two device syncs, so
+/// that cubecl's kernel profiler (`$NEXTSLICE_GPU_PROFILE`) writes a table
+/// for that step alone.
+static PROFILE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Median slices/s of `repeat` timed calls after the warm-up calls; with
+/// `--profile`, the slices/s of the one profiled step (slowed by profiling).
+fn rate(slices: usize, repeat: usize, sync: impl Fn(), mut step: impl FnMut()) -> f64 {
     let warmup = WARMUP.load(std::sync::atomic::Ordering::Relaxed);
+    if PROFILE.load(std::sync::atomic::Ordering::Relaxed) {
+        for _ in 0..warmup {
+            step();
+        }
+        // cubecl writes the warm-up's table here and starts a new one.
+        sync();
+        let start = Instant::now();
+        step();
+        sync();
+        return slices as f64 / start.elapsed().as_secs_f64().max(1e-12);
+    }
     slices as f64 / common::median_seconds_after(warmup, repeat.max(1), step).max(1e-12)
 }
 
@@ -116,13 +137,18 @@ fn run_case<B: AutodiffBackend>(case: &str, repeat: usize, device: &B::Device) -
         )
     };
     let (size, n) = parse(case);
+    let sync = || {
+        if let Err(e) = B::sync(device) {
+            eprintln!("device sync failed: {e:?}");
+        }
+    };
     let demo = case.starts_with("demo-");
     let case = case.trim_start_matches("demo-");
     if case.starts_with("unet-train") {
         let mut model = unet_spec(demo).init::<B>(device);
         let mut optim = AdamConfig::new().init::<B, _>();
         let (x, y) = inputs::<B>(n, size, device);
-        rate(n, repeat, || {
+        rate(n, repeat, sync, || {
             let loss =
                 dice_loss_from_logits(model.forward(x.clone(), Mode::Train).logits, y.clone());
             let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -132,7 +158,7 @@ fn run_case<B: AutodiffBackend>(case: &str, repeat: usize, device: &B::Device) -
     } else if case.starts_with("unet-infer") {
         let model = unet_spec(demo).init::<B>(device).valid();
         let (x, _) = inputs::<B::InnerBackend>(n, size, device);
-        rate(n, repeat, || {
+        rate(n, repeat, sync, || {
             let p = model.probabilities(x.clone(), Mode::Eval);
             let _: f32 = p.sum().into_scalar().elem();
         })
@@ -140,7 +166,7 @@ fn run_case<B: AutodiffBackend>(case: &str, repeat: usize, device: &B::Device) -
         let mut model = vae_spec(size, demo).init::<B>(device);
         let mut optim = AdamConfig::new().init::<B, _>();
         let (x, _) = inputs::<B>(n, size, device);
-        rate(n, repeat, || {
+        rate(n, repeat, sync, || {
             let noise = Tensor::random([n, 3], Distribution::Normal(0.0, 1.0), device);
             let out = model.forward(x.clone(), noise, Mode::Train);
             let loss = vae_loss(out.reconstruction, x.clone(), out.mean, out.log_var).total(1.0);
@@ -152,7 +178,7 @@ fn run_case<B: AutodiffBackend>(case: &str, repeat: usize, device: &B::Device) -
         let unet = unet_spec(demo).init::<B>(device);
         let vae = vae_spec(size, demo).init::<B>(device).valid();
         let (x, y) = inputs::<B::InnerBackend>(n, size, device);
-        rate(n, repeat, || {
+        rate(n, repeat, sync, || {
             let g = dice_gradient_wrt_input::<B>(&unet, x.clone(), y.clone())
                 .expect("the gradient reaches the input");
             let z = vae.encode_mean(x.clone() + g.gradient.mul_scalar(1e-3));
@@ -255,30 +281,72 @@ fn torch_rates(
     ))
 }
 
+/// `--bf16` on CUDA: the cases with bfloat16 tensors throughout (burn 0.21
+/// has no mixed precision), for their own column.
+fn bf16_rates(wanted: bool, device: Device, cases: &[&str], repeat: usize) -> Option<Vec<f64>> {
+    match (wanted, device) {
+        (false, _) => None,
+        #[cfg(feature = "cuda")]
+        (true, Device::Cuda(gpu)) => {
+            Some(cases.iter().map(|c| bf16_rate(c, repeat, gpu)).collect())
+        }
+        (true, _) => {
+            // (Used by the CUDA arm only.)
+            let _ = (cases, repeat);
+            eprintln!("--bf16: only with --device cuda in a CUDA build; no bf16 column");
+            None
+        }
+    }
+}
+
+/// One case on CUDA in bfloat16; a case that fails there (an operation
+/// without a bf16 kernel) is reported and left out, not fatal.
+#[cfg(feature = "cuda")]
+fn bf16_rate(case: &str, repeat: usize, gpu: usize) -> f64 {
+    type Half = burn::backend::Autodiff<burn::backend::Cuda<burn::tensor::bf16>>;
+    let device = burn::backend::cuda::CudaDevice::new(gpu);
+    std::panic::catch_unwind(|| run_case::<Half>(case, repeat, &device)).unwrap_or_else(|_| {
+        eprintln!("{case}: failed in bf16");
+        f64::NAN
+    })
+}
+
 /// `--wgpu` (build with `--features wgpu`): the cases on burn-wgpu, our
 /// layers against burn's kernels. Without a GPU that is Mesa's lavapipe,
 /// cubecl's kernels run by the CPU: it compares the kernels cubecl is asked
 /// to run, not what a GPU makes of them.
+/// `--half` adds a column in f16 (lavapipe has no bf16): a check that the
+/// models run at half precision on a cubecl backend, before a GPU's `--bf16`.
 #[cfg(feature = "wgpu")]
-fn wgpu_ab(cases: &[&str], repeat: usize, level: nextslice::config::AutotuneLevel) {
+fn wgpu_ab(cases: &[&str], repeat: usize, level: nextslice::config::AutotuneLevel, half: bool) {
     type Wgpu = burn::backend::Autodiff<burn::backend::Wgpu>;
+    type Wgpu16 = burn::backend::Autodiff<burn::backend::Wgpu<burn::tensor::f16>>;
     if let Err(e) = nextslice::gpu::configure(None, level) {
         eprintln!("{e}");
         std::process::exit(2)
     }
     let device = Default::default();
     println!("burn-wgpu, slices/s (median of {repeat}, after warm-up)");
+    let other = if half { "f16" } else { "burn's kernels" };
     println!(
-        "{:<26} {:>12} {:>15} {:>12}",
-        "case", "ours", "burn's kernels", "ours/burn's"
+        "{:<26} {:>12} {other:>15} {:>12}",
+        "case", "ours", "other/ours"
     );
     for case in cases {
         let ours = run_case::<Wgpu>(case, repeat, &device);
-        let theirs =
-            nextslice::model::with_burn_kernels(|| run_case::<Wgpu>(case, repeat, &device));
+        let theirs = if half {
+            std::panic::catch_unwind(|| run_case::<Wgpu16>(case, repeat, &device)).unwrap_or_else(
+                |_| {
+                    eprintln!("{case}: failed in f16");
+                    f64::NAN
+                },
+            )
+        } else {
+            nextslice::model::with_burn_kernels(|| run_case::<Wgpu>(case, repeat, &device))
+        };
         println!(
             "{case:<26} {ours:>12.2} {theirs:>15.2} {:>11.2}×",
-            ours / theirs
+            theirs / ours
         );
     }
 }
@@ -332,9 +400,22 @@ fn main() {
         .and_then(|w| w.parse().ok())
         .unwrap_or(if device == Device::Cpu { 1 } else { 3 });
     WARMUP.store(warmup, std::sync::atomic::Ordering::Relaxed);
+    let flag = |name: &str| args.iter().any(|a| a == name);
+    if flag("--profile") {
+        if std::env::var_os(nextslice::gpu::runtime::PROFILE_ENV).is_none() {
+            eprintln!(
+                "--profile: set {}=FILE for cubecl's kernel tables",
+                nextslice::gpu::runtime::PROFILE_ENV
+            );
+        }
+        PROFILE.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     #[cfg(feature = "wgpu")]
-    if args.iter().any(|a| a == "--wgpu") {
-        wgpu_ab(&cases, repeat, autotune);
+    if flag("--wgpu") {
+        wgpu_ab(&cases, repeat, autotune, flag("--half"));
+        if flag("--profile") {
+            profile_written();
+        }
         return;
     }
 
@@ -365,10 +446,12 @@ fn main() {
         .collect();
     let label = match device {
         Device::Cpu => "burn Flex".to_string(),
+        // A `cuda-fusion` build runs burn's fused CUDA backend.
+        Device::Cuda(n) if cfg!(feature = "cuda-fusion") => format!("burn CUDA:{n} fused"),
         Device::Cuda(n) => format!("burn CUDA:{n}"),
     };
     columns.push((label, ours));
-    let burn_kernels = args.iter().any(|a| a == "--burn-kernels");
+    let burn_kernels = flag("--burn-kernels");
     if burn_kernels {
         let theirs: Vec<f64> = cases
             .iter()
@@ -381,6 +464,10 @@ fn main() {
         let label = format!("{}, burn's kernels", columns[0].0);
         columns.push((label, theirs));
     }
+    let bf16_column = bf16_rates(flag("--bf16"), device, &cases, repeat).map(|half| {
+        columns.push((format!("{}, bf16", columns[0].0), half));
+        columns.len() - 1
+    });
     #[cfg(feature = "ndarray")]
     {
         // NdArray trains two orders of magnitude slower: one timed step, and
@@ -415,6 +502,9 @@ fn main() {
     if burn_kernels {
         print!(" {:>14}", "ours/burn's");
     }
+    if bf16_column.is_some() {
+        print!(" {:>10}", "bf16/f32");
+    }
     if torch.is_some() {
         print!(" {:>12}", "burn/PyTorch");
         if torch_same_malloc.is_some() {
@@ -439,6 +529,9 @@ fn main() {
         if burn_kernels {
             print!(" {:>13.2}×", columns[0].1[i] / columns[1].1[i]);
         }
+        if let Some(half) = bf16_column {
+            print!(" {:>9.2}×", columns[half].1[i] / columns[0].1[i]);
+        }
         if let Some((_, t)) = &torch {
             print!(" {:>11.2}×", columns[0].1[i] / t[i]);
             if let Some((_, t)) = &torch_same_malloc {
@@ -451,5 +544,28 @@ fn main() {
         }
         println!();
     }
+    if PROFILE.load(std::sync::atomic::Ordering::Relaxed) {
+        profile_written();
+    }
     println!("({:.0}s in all)", started.elapsed().as_secs_f64());
+}
+
+/// cubecl's logger writes the last kernel table from a background task:
+/// waits until the profile file stops growing (at most 10 s) so that the
+/// process does not exit before it.
+fn profile_written() {
+    let Some(file) = std::env::var_os(nextslice::gpu::runtime::PROFILE_ENV) else {
+        return;
+    };
+    let size = || std::fs::metadata(&file).map_or(0, |m| m.len());
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    let mut last = size();
+    while Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let now = size();
+        if now == last && now > 0 {
+            return;
+        }
+        last = now;
+    }
 }

@@ -4,7 +4,13 @@
 //! autotune results routed to [`super::tuning`]. Without this, cubecl would
 //! look for a `cubecl.toml` above the working directory and keep its caches
 //! in a `target/` beside the nearest `Cargo.toml`.
+//!
+//! `$NEXTSLICE_GPU_PROFILE=FILE` also turns on cubecl's kernel profiler:
+//! at every device sync it appends a table of the kernels run since the
+//! last one (name, count, time, share) to FILE. Profiling times each kernel
+//! on its own, so it slows the run; it is for finding what dominates a step.
 
+use std::path::Path;
 use std::sync::OnceLock;
 
 use super::cache::KernelCache;
@@ -24,6 +30,9 @@ pub enum GpuRuntimeError {
 }
 
 static CONFIGURED: OnceLock<GpuRuntime> = OnceLock::new();
+
+/// Where cubecl's kernel profiler writes, when set.
+pub const PROFILE_ENV: &str = "NEXTSLICE_GPU_PROFILE";
 
 /// The settings [`configure`] made in this process, if it ran.
 pub fn configured() -> Option<&'static GpuRuntime> {
@@ -45,7 +54,11 @@ pub fn configure(
     #[cfg(any(feature = "cuda", feature = "wgpu"))]
     {
         use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
-        let settings = super::cache::cubecl_settings(cache.as_ref(), level);
+        let profile = std::env::var_os(PROFILE_ENV).filter(|f| !f.is_empty());
+        let settings = with_profiler(
+            super::cache::cubecl_settings(cache.as_ref(), level),
+            profile.as_deref().map(Path::new),
+        );
         let config: CubeClRuntimeConfig = serde_json::from_value(settings)
             .map_err(|e| GpuRuntimeError::Rejected(e.to_string()))?;
         // `set` panics if cubecl already read its configuration (GPU work
@@ -62,6 +75,32 @@ pub fn configure(
     Ok(CONFIGURED.get_or_init(|| GpuRuntime { cache, level }))
 }
 
+/// `settings` with cubecl's kernel profiler writing to `file`, if any.
+#[cfg_attr(not(any(feature = "cuda", feature = "wgpu")), allow(dead_code))]
+fn with_profiler(mut settings: serde_json::Value, file: Option<&Path>) -> serde_json::Value {
+    if let Some(file) = file {
+        settings["profiling"] = serde_json::json!({
+            "logger": { "level": "basic", "file": file, "append": true },
+        });
+    }
+    settings
+}
+
+#[cfg(test)]
+mod profiler_tests {
+    use super::*;
+
+    #[test]
+    fn the_profiler_is_on_only_when_a_file_is_named() {
+        let base = serde_json::json!({ "autotune": { "level": "minimal" } });
+        assert_eq!(with_profiler(base.clone(), None), base);
+        let on = with_profiler(base, Some(Path::new("/tmp/kernels.txt")));
+        assert_eq!(on["profiling"]["logger"]["level"], "basic");
+        assert_eq!(on["profiling"]["logger"]["file"], "/tmp/kernels.txt");
+        assert_eq!(on["autotune"]["level"], "minimal");
+    }
+}
+
 #[cfg(all(test, any(feature = "cuda", feature = "wgpu")))]
 mod tests {
     use super::*;
@@ -70,10 +109,17 @@ mod tests {
     fn our_settings_are_a_valid_cubecl_configuration() {
         use burn::cubecl::config::CubeClRuntimeConfig;
         let cache = KernelCache::for_gpu(std::path::Path::new("/c"), "GPU", "1");
-        let config: CubeClRuntimeConfig =
-            serde_json::from_value(cache.cubecl_settings(AutotuneLevel::Balanced)).unwrap();
+        let settings = with_profiler(
+            cache.cubecl_settings(AutotuneLevel::Balanced),
+            Some(Path::new("/p/kernels.txt")),
+        );
+        let config: CubeClRuntimeConfig = serde_json::from_value(settings).unwrap();
         let text = format!("{config:?}");
         assert!(text.contains("Balanced"), "{text}");
+        assert!(
+            text.contains("kernels.txt") && text.contains("Basic"),
+            "{text}"
+        );
         assert_eq!(config.autotune.cache.root(), cache.autotune_dir());
         assert_eq!(
             config.compilation.cache.as_ref().map(|c| c.root()),
