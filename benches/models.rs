@@ -23,7 +23,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::tensor::backend::AutodiffBackend;
@@ -146,7 +146,7 @@ fn run_case<B: AutodiffBackend>(case: &str, repeat: usize, device: &B::Device) -
     let case = case.trim_start_matches("demo-");
     if case.starts_with("unet-train") {
         let mut model = unet_spec(demo).init::<B>(device);
-        let mut optim = AdamConfig::new().init::<B, _>();
+        let mut optim = nextslice::train::adam::<B, _>();
         let (x, y) = inputs::<B>(n, size, device);
         rate(n, repeat, sync, || {
             let loss =
@@ -164,7 +164,7 @@ fn run_case<B: AutodiffBackend>(case: &str, repeat: usize, device: &B::Device) -
         })
     } else if case.starts_with("vae-train") {
         let mut model = vae_spec(size, demo).init::<B>(device);
-        let mut optim = AdamConfig::new().init::<B, _>();
+        let mut optim = nextslice::train::adam::<B, _>();
         let (x, _) = inputs::<B>(n, size, device);
         rate(n, repeat, sync, || {
             let noise = Tensor::random([n, 3], Distribution::Normal(0.0, 1.0), device);

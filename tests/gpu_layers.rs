@@ -1,19 +1,21 @@
 //! Our layers on a cubecl backend, against burn's own kernels: burn's wgpu
 //! backend on Mesa's lavapipe (a CPU Vulkan driver) compiles and runs the
 //! same cubecl kernels burn-cuda does, so the GPU-only paths in `model`
-//! (the decoders' up-convolutions as matmuls) run here on a machine with no
-//! GPU.
+//! (the decoders' up-convolutions as matmuls, Adam as one kernel) run here
+//! on a machine with no GPU.
 //!
 //! `cargo test --features wgpu --test gpu_layers` (`.ci/run` installs
 //! `mesa-vulkan-drivers`).
 
 use burn::backend::{Autodiff, Wgpu};
 use burn::module::Module;
-use burn::optim::{GradientsParams, Optimizer, SgdConfig};
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::{AdamConfig, GradientsParams, Optimizer, SgdConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 
 use nextslice::config::AutotuneLevel;
+use nextslice::gpu::adam::{AdamScalars, adam_step};
 use nextslice::gpu::configure;
 use nextslice::model::{Mode, UNet, UNetSpec, Vae, VaeSpec, with_burn_kernels};
 
@@ -112,4 +114,52 @@ fn the_up_convolutions_as_matmuls_train_like_burns_kernels() {
     let [burns_reconstruction, burns_after] = with_burn_kernels(|| vae_step(vae, &x, &weights));
     assert_close(reconstruction, burns_reconstruction, "VAE reconstruction");
     assert_close(after, burns_after, "VAE after one step");
+}
+
+/// Three steps of a linear regression with optimiser `optim`.
+fn adam_steps<O: Optimizer<Linear<Gpu>, Gpu>>(mut model: Linear<Gpu>, mut optim: O) -> Linear<Gpu> {
+    let device = Default::default();
+    let values = |n: usize, k: usize| -> Vec<f32> {
+        (0..n).map(|i| ((i * k) % 13) as f32 / 3.0 - 2.0).collect()
+    };
+    let x = Tensor::<Gpu, 2>::from_data(TensorData::new(values(80, 7), [16, 5]), &device);
+    let y = Tensor::<Gpu, 2>::from_data(TensorData::new(values(48, 5), [16, 3]), &device);
+    for _ in 0..3 {
+        let loss = (model.forward(x.clone()) - y.clone()).powi_scalar(2).mean();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-2, model, grads);
+    }
+    model
+}
+
+/// `train::adam` on a cubecl backend updates each parameter tensor with
+/// `gpu::adam`'s one kernel, and takes the steps burn's Adam takes.
+#[test]
+fn adam_runs_as_one_kernel_and_steps_like_burns_adam() {
+    configure(None, AutotuneLevel::Minimal).unwrap();
+    let device = Default::default();
+    let t = Tensor::<Wgpu, 1>::random([37], Distribution::Normal(0.0, 1.0), &device);
+    let scalars = AdamScalars {
+        beta_1: 0.9,
+        beta_2: 0.999,
+        step_size: 1e-2,
+        epsilon: 1e-5,
+    };
+    assert!(
+        adam_step(&t, &t, &t, &t.clone().abs(), scalars).is_some(),
+        "the kernel path is not taken on burn-wgpu"
+    );
+
+    let start = materialized(LinearConfig::new(5, 3).init::<Gpu>(&device));
+    let ours = adam_steps(start.clone(), nextslice::train::adam::<Gpu, Linear<Gpu>>());
+    let burns = adam_steps(start.clone(), AdamConfig::new().init::<Gpu, Linear<Gpu>>());
+    let weights = |m: &Linear<Gpu>| m.weight.val().inner().reshape([1, 1, 5, 3]);
+    let biases = |m: &Linear<Gpu>| m.bias.as_ref().unwrap().val().inner().reshape([1, 1, 1, 3]);
+    let moved = (weights(&ours) - weights(&start)).abs().max().into_scalar();
+    assert!(
+        moved > 1e-3,
+        "three Adam steps moved no weight by more than {moved}"
+    );
+    assert_close(weights(&ours), weights(&burns), "weights after three steps");
+    assert_close(biases(&ours), biases(&burns), "biases after three steps");
 }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use burn::module::AutodiffModule;
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::tensor::backend::AutodiffBackend;
@@ -24,6 +24,7 @@ use crate::gpu::{KernelCache, WarmRecord};
 use crate::model::loss::{dice_loss_from_logits, one_hot, vae_loss};
 use crate::model::{Mode, UNetSpec, VaeSpec, dice_gradient_wrt_input};
 use crate::progress::{Progress, ProgressUpdate};
+use crate::train::adam;
 
 /// The stage name in the job view, `status` and `logs`.
 pub const TUNING_STAGE: &str = "tuning GPU kernels";
@@ -82,7 +83,7 @@ impl Workload {
             Workload::VaeTrain => {
                 let n = config.vae.batch_size.max(1);
                 let model = vae.init::<B>(device);
-                let mut optim = AdamConfig::new().init::<B, _>();
+                let mut optim = adam::<B, _>();
                 let x = image(n);
                 let noise = Tensor::random([n, z], Distribution::Normal(0.0, 1.0), device);
                 let out = model.forward(x.clone(), noise, Mode::Train);
@@ -99,7 +100,7 @@ impl Workload {
             Workload::UnetTrain => {
                 let n = config.unet.batch_size.max(1);
                 let model = unet.init::<B>(device);
-                let mut optim = AdamConfig::new().init::<B, _>();
+                let mut optim = adam::<B, _>();
                 let loss =
                     dice_loss_from_logits(model.forward(image(n), Mode::Train).logits, mask(n));
                 let grads = GradientsParams::from_grads(loss.backward(), &model);

@@ -1,9 +1,11 @@
 //! The GPU around the models: is there one ([`probe`]), where its tuned
 //! kernels are kept between processes ([`cache`]), cubecl's configuration
-//! ([`runtime`]) and what its autotuner is doing ([`tuning`]).
+//! ([`runtime`]), what its autotuner is doing ([`tuning`]), and our own
+//! kernels ([`adam`]).
 //!
 //! Imports only config (and fsutil for atomic writes).
 
+pub mod adam;
 pub mod cache;
 pub mod probe;
 pub mod runtime;

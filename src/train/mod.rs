@@ -4,14 +4,16 @@
 //! batches, and an atomic checkpoint every epoch from which an interrupted
 //! run resumes exactly.
 //!
-//! Imports config, fsutil, model, rng and store.
+//! Imports config, fsutil, gpu (the Adam kernel), model, rng and store.
 
+mod adam;
 mod batches;
 mod checkpoint;
 mod epochs;
 mod unet;
 mod vae;
 
+pub use adam::{Adam, adam};
 pub use batches::{MaskSource, StoreMasks};
 pub use checkpoint::{load_model, save_model};
 

@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
-use burn::optim::AdamConfig;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
@@ -131,7 +130,7 @@ fn run_segmentation<B: AutodiffBackend, M: AutodiffModule<B>>(
             augment: Some(job.augment),
         },
     };
-    let optimizer = AdamConfig::new().init::<B, M>();
+    let optimizer = super::adam::<B, M>();
     run.run(
         model,
         optimizer,

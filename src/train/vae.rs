@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
-use burn::optim::AdamConfig;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
@@ -61,7 +60,7 @@ pub fn train_vae<B: AutodiffBackend>(
             augment: None,
         },
     };
-    let optimizer = AdamConfig::new().init::<B, Vae<B>>();
+    let optimizer = super::adam::<B, Vae<B>>();
     run.run(
         model,
         optimizer,

@@ -1,0 +1,196 @@
+//! One Adam update per parameter tensor as a single GPU kernel.
+//!
+//! burn 0.21's Adam runs 13 element-wise kernels per parameter tensor and
+//! step (moments, bias correction, square root, division, update). Counted
+//! with cubecl's profiler on a U-Net training step (demo widths, burn-wgpu),
+//! that was 832 of the step's 2544 kernel launches, for 64 parameter
+//! tensors. On a GPU a launch has a fixed cost whatever its size, and most of
+//! these tensors are small (biases, batch-norm scales). This kernel reads
+//! the parameter, its gradient and both moments once and writes the new
+//! three: one launch per tensor.
+//!
+//! The arithmetic is burn's (`burn_optim::AdaptiveMomentum`), with the
+//! bias corrections folded into two scalars by the caller.
+
+use burn::prelude::*;
+
+/// The per-step scalars of Adam's update, bias corrections folded in.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamScalars {
+    pub beta_1: f32,
+    pub beta_2: f32,
+    /// `lr · √(1 − β₂ᵗ) / (1 − β₁ᵗ)`.
+    pub step_size: f32,
+    /// `ε · √(1 − β₂ᵗ)`.
+    pub epsilon: f32,
+}
+
+/// The updated parameter and moments, or `None` where this backend is not a
+/// plain cubecl one (Flex, burn's fused backend) or the tensors are not
+/// f32: the caller then runs the same update from tensor operations.
+#[allow(clippy::type_complexity)]
+pub fn adam_step<B: Backend, const D: usize>(
+    param: &Tensor<B, D>,
+    grad: &Tensor<B, D>,
+    moment_1: &Tensor<B, D>,
+    moment_2: &Tensor<B, D>,
+    scalars: AdamScalars,
+) -> Option<(Tensor<B, D>, Tensor<B, D>, Tensor<B, D>)> {
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    {
+        kernel::adam_step(param, grad, moment_1, moment_2, scalars)
+    }
+    #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+    {
+        let _ = (param, grad, moment_1, moment_2, scalars);
+        None
+    }
+}
+
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+#[allow(clippy::too_many_arguments)]
+mod kernel {
+    use std::any::{Any, TypeId};
+
+    // Named, so that they win over cubecl's prelude (which has a `Tensor`).
+    use burn::tensor::backend::Backend;
+    use burn::tensor::ops::FloatTensor;
+    use burn::tensor::{DType, Tensor, TensorMetadata, TensorPrimitive};
+    use burn_cubecl::CubeRuntime;
+    use burn_cubecl::cubecl;
+    use burn_cubecl::cubecl::calculate_cube_count_elemwise;
+    use burn_cubecl::cubecl::prelude::*;
+    use burn_cubecl::kernel::into_contiguous;
+    use burn_cubecl::ops::numeric::empty_device_dtype;
+    use burn_cubecl::tensor::CubeTensor;
+
+    use super::AdamScalars;
+
+    #[cube(launch_unchecked)]
+    fn adam_kernel<F: Float>(
+        param: &Array<F>,
+        grad: &Array<F>,
+        moment_1: &Array<F>,
+        moment_2: &Array<F>,
+        new_param: &mut Array<F>,
+        new_moment_1: &mut Array<F>,
+        new_moment_2: &mut Array<F>,
+        beta_1: f32,
+        beta_2: f32,
+        step_size: f32,
+        epsilon: f32,
+    ) {
+        let i = ABSOLUTE_POS;
+        if i < param.len() {
+            let g = grad[i];
+            let b1 = F::cast_from(beta_1);
+            let b2 = F::cast_from(beta_2);
+            let m = moment_1[i] * b1 + g * (F::new(1.0) - b1);
+            let v = moment_2[i] * b2 + g * g * (F::new(1.0) - b2);
+            new_moment_1[i] = m;
+            new_moment_2[i] = v;
+            new_param[i] =
+                param[i] - F::cast_from(step_size) * m / (F::sqrt(v) + F::cast_from(epsilon));
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    pub(super) fn adam_step<B: Backend, const D: usize>(
+        param: &Tensor<B, D>,
+        grad: &Tensor<B, D>,
+        moment_1: &Tensor<B, D>,
+        moment_2: &Tensor<B, D>,
+        scalars: AdamScalars,
+    ) -> Option<(Tensor<B, D>, Tensor<B, D>, Tensor<B, D>)> {
+        #[cfg(feature = "cuda")]
+        if let Some(out) = on_runtime::<burn_cubecl::cubecl::cuda::CudaRuntime, B, D>(
+            param, grad, moment_1, moment_2, scalars,
+        ) {
+            return Some(out);
+        }
+        #[cfg(feature = "wgpu")]
+        if let Some(out) = on_runtime::<burn_cubecl::cubecl::wgpu::WgpuRuntime, B, D>(
+            param, grad, moment_1, moment_2, scalars,
+        ) {
+            return Some(out);
+        }
+        None
+    }
+
+    /// The update on runtime `R`, if `B`'s tensors are `R`'s cubecl tensors.
+    #[allow(clippy::type_complexity)]
+    fn on_runtime<R: CubeRuntime, B: Backend, const D: usize>(
+        param: &Tensor<B, D>,
+        grad: &Tensor<B, D>,
+        moment_1: &Tensor<B, D>,
+        moment_2: &Tensor<B, D>,
+        scalars: AdamScalars,
+    ) -> Option<(Tensor<B, D>, Tensor<B, D>, Tensor<B, D>)> {
+        if TypeId::of::<FloatTensor<B>>() != TypeId::of::<CubeTensor<R>>() {
+            return None;
+        }
+        let cube = |t: &Tensor<B, D>| -> Option<CubeTensor<R>> {
+            let primitive: FloatTensor<B> = t.clone().into_primitive().tensor();
+            let cube = cast::<_, CubeTensor<R>>(primitive);
+            (cube.dtype == DType::F32).then(|| into_contiguous(cube))
+        };
+        let [p, g, m, v] = [cube(param)?, cube(grad)?, cube(moment_1)?, cube(moment_2)?];
+        let (p, m, v) = launch(p, g, m, v, scalars);
+        let back = |c: CubeTensor<R>| {
+            Tensor::<B, D>::from_primitive(TensorPrimitive::Float(cast::<_, FloatTensor<B>>(c)))
+        };
+        Some((back(p), back(m), back(v)))
+    }
+
+    fn launch<R: CubeRuntime>(
+        param: CubeTensor<R>,
+        grad: CubeTensor<R>,
+        moment_1: CubeTensor<R>,
+        moment_2: CubeTensor<R>,
+        s: AdamScalars,
+    ) -> (CubeTensor<R>, CubeTensor<R>, CubeTensor<R>) {
+        let n = param.meta.num_elements();
+        let empty = || {
+            empty_device_dtype(
+                param.client.clone(),
+                param.device.clone(),
+                param.shape(),
+                param.dtype,
+            )
+        };
+        let (new_param, new_m, new_v) = (empty(), empty(), empty());
+        let client = param.client.clone();
+        let cube_dim = CubeDim::new(&client, n);
+        let cube_count = calculate_cube_count_elemwise(&client, n, cube_dim);
+        let array = |t: &CubeTensor<R>| unsafe { ArrayArg::from_raw_parts(t.handle.clone(), n) };
+        // Safety: all seven arrays hold `n` contiguous f32 elements (checked
+        // by the caller), and the kernel reads and writes index < n only.
+        unsafe {
+            adam_kernel::launch_unchecked::<f32, R>(
+                &client,
+                cube_count,
+                cube_dim,
+                array(&param),
+                array(&grad),
+                array(&moment_1),
+                array(&moment_2),
+                array(&new_param),
+                array(&new_m),
+                array(&new_v),
+                s.beta_1,
+                s.beta_2,
+                s.step_size,
+                s.epsilon,
+            );
+        }
+        (new_param, new_m, new_v)
+    }
+
+    /// Moves a value to the type it was checked (by `TypeId`) to be.
+    fn cast<T: 'static, U: 'static>(value: T) -> U {
+        match (Box::new(value) as Box<dyn Any>).downcast::<U>() {
+            Ok(u) => *u,
+            Err(_) => unreachable!("gpu::adam: a tensor cast to the wrong type"),
+        }
+    }
+}
