@@ -13,8 +13,8 @@
 #   bench/cuda-check.sh BIN tuning   # cold and warm first steps, minimal and balanced
 #   bench/cuda-check.sh BIN speed    # vs PyTorch, the demo round, the projection
 #   bench/cuda-check.sh BIN experiments  # what to change next: a kernel profile of one
-#                                    #   training step, the up-convolution A/B, fusion
-#                                    #   (cuda-fusion build) and bf16 against plain f32
+#                                    #   training step, our GPU paths vs burn's kernels,
+#                                    #   fusion (cuda-fusion build), bf16 against f32
 #
 # Everything it writes goes under $OUT (the device tool's folder) when set.
 set -uo pipefail
@@ -154,15 +154,15 @@ burn_only() {
   return "${PIPESTATUS[0]}"
 }
 
-# model::upsample's matmuls against burn's transposed convolutions, in one
-# process (no PyTorch: the path does not exist on purpose).
-upsample_ab() {
-  fits 60 "the up-convolution A/B" || return
-  echo "== the decoders' up-convolutions as matmuls vs burn's kernels (burn-cuda)"
+# Our GPU paths (model::upsample's matmuls, model::norm_node's batch norm)
+# against burn's kernels, in one process (no PyTorch: it has neither path).
+kernels_ab() {
+  fits 60 "the burn's-kernels A/B" || return
+  echo "== our GPU paths (up-convolutions as matmuls, batch norm as one node) vs burn's kernels (burn-cuda)"
   local start
   start=$(secs)
   burn_only timeout "$(limit 150)" "$BIN/models" --device cuda --repeat 5 --warmup 3 \
-    --autotune minimal --burn-kernels --cases "$AB_CASES" | tee "$OUT/upsample-ab.txt"
+    --autotune minimal --burn-kernels --cases "$AB_CASES" | tee "$OUT/kernels-ab.txt"
   echo "(exit ${PIPESTATUS[0]}, $(took "$start") s)"
 }
 
@@ -186,12 +186,12 @@ profile_step() {
 
 # burn's fused CUDA backend (cuda-fusion build) against the plain one, the
 # same cases one process after the other (the plain rates are the
-# up-convolution A/B's, when it ran just before).
+# burn's-kernels A/B's, when it ran just before).
 fusion_ab() {
   [ -x "$BIN/models-fusion" ] || { echo "== no models-fusion binary: no fusion A/B"; return; }
   fits 90 "the fusion A/B" || return
   echo "== burn's kernel fusion (cuda-fusion) vs plain burn-cuda"
-  local start plain="$OUT/upsample-ab.txt"
+  local start plain="$OUT/kernels-ab.txt"
   start=$(secs)
   if ! grep -q "^unet-train" "$plain" 2>/dev/null; then
     plain="$OUT/fusion-plain.txt"
@@ -219,7 +219,7 @@ bf16_ab() {
 
 experiments() {
   profile_step
-  upsample_ab
+  kernels_ab
   fusion_ab
   bf16_ab
 }

@@ -1,14 +1,14 @@
 //! Our layers on a cubecl backend, against burn's own kernels: burn's wgpu
 //! backend on Mesa's lavapipe (a CPU Vulkan driver) compiles and runs the
 //! same cubecl kernels burn-cuda does, so the GPU-only paths in `model`
-//! (the decoders' up-convolutions as matmuls, Adam as one kernel) run here
-//! on a machine with no GPU.
+//! (the decoders' up-convolutions as matmuls, batch norm as one autodiff
+//! node, Adam as one kernel) run here on a machine with no GPU.
 //!
 //! `cargo test --features wgpu --test gpu_layers` (`.ci/run` installs
 //! `mesa-vulkan-drivers`).
 
 use burn::backend::{Autodiff, Wgpu};
-use burn::module::Module;
+use burn::module::{AutodiffModule, Module};
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer, SgdConfig};
 use burn::prelude::*;
@@ -17,7 +17,11 @@ use burn::tensor::Distribution;
 use nextslice::config::AutotuneLevel;
 use nextslice::gpu::adam::{AdamScalars, adam_step};
 use nextslice::gpu::configure;
-use nextslice::model::{Mode, UNet, UNetSpec, Vae, VaeSpec, with_burn_kernels};
+use nextslice::model::loss::one_hot;
+use nextslice::model::{
+    Mode, UNet, UNetSpec, Vae, VaeSpec, batch_norm_is_one_node, dice_gradient_wrt_input,
+    with_burn_kernels,
+};
 
 type Gpu = Autodiff<Wgpu>;
 
@@ -80,9 +84,24 @@ fn vae_step(model: Vae<Gpu>, x: &Tensor<Gpu, 4>, weights: &Tensor<Gpu, 4>) -> [T
 }
 
 /// One test: cubecl is configured once per process.
+/// ∂Dice/∂x through the U-Net in eval mode (Eq. 3's gradient): batch norm
+/// with running statistics, differentiated.
+fn input_gradient(unet: &UNet<Gpu>, x: &Tensor<Gpu, 4>, y: &Tensor<Wgpu, 4>) -> Tensor<Wgpu, 4> {
+    dice_gradient_wrt_input::<Gpu>(unet, x.clone().inner(), y.clone())
+        .expect("the gradient reaches the input")
+        .gradient
+}
+
+/// Against burn's kernels (`with_burn_kernels`: burn's transposed
+/// convolution, batch norm from burn's tensor operations): the model outputs
+/// before and after one training step, and the input gradient in eval mode.
 #[test]
-fn the_up_convolutions_as_matmuls_train_like_burns_kernels() {
+fn our_gpu_layers_train_like_burns_kernels() {
     configure(None, AutotuneLevel::Minimal).unwrap();
+    assert!(
+        batch_norm_is_one_node::<Gpu>() && batch_norm_is_one_node::<Wgpu>(),
+        "batch norm does not run as one node on burn-wgpu: this test would compare burn with burn"
+    );
     let x = normal([2, 2, 16, 16]);
 
     let unet = materialized(
@@ -96,9 +115,21 @@ fn the_up_convolutions_as_matmuls_train_like_burns_kernels() {
     );
     let weights = normal([2, 3, 16, 16]);
     let [logits, after] = unet_step(unet.clone(), &x, &weights);
-    let [burns_logits, burns_after] = with_burn_kernels(|| unet_step(unet, &x, &weights));
+    let [burns_logits, burns_after] = with_burn_kernels(|| unet_step(unet.clone(), &x, &weights));
     assert_close(logits, burns_logits, "U-Net logits");
     assert_close(after, burns_after, "U-Net after one step");
+    let labels = Tensor::<Wgpu, 3>::random(
+        [2, 16, 16],
+        Distribution::Uniform(0.0, 3.0),
+        &Default::default(),
+    );
+    let y = one_hot(labels.int(), 3);
+    let gradient = input_gradient(&unet, &x, &y);
+    let burns_gradient = with_burn_kernels(|| input_gradient(&unet, &x, &y));
+    assert_close(gradient, burns_gradient, "U-Net input gradient (eval mode)");
+    // Inference: no autodiff at all.
+    let infer = || unet.valid().forward(x.clone().inner(), Mode::Eval).logits;
+    assert_close(infer(), with_burn_kernels(infer), "U-Net inference logits");
 
     let vae = materialized(
         VaeSpec {

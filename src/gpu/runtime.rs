@@ -11,7 +11,7 @@
 //! on its own, so it slows the run; it is for finding what dominates a step.
 
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use super::cache::KernelCache;
 use crate::config::AutotuneLevel;
@@ -47,6 +47,12 @@ pub fn configure(
     cache: Option<KernelCache>,
     level: AutotuneLevel,
 ) -> Result<&'static GpuRuntime, GpuRuntimeError> {
+    if let Some(done) = CONFIGURED.get() {
+        return Ok(done);
+    }
+    // Two threads configuring at once: the second waits, then sees the first's.
+    static CONFIGURING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = CONFIGURING.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(done) = CONFIGURED.get() {
         return Ok(done);
     }

@@ -10,6 +10,8 @@ mod gradient;
 pub mod loss;
 mod loss_head;
 mod norm;
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+mod norm_node;
 mod unet;
 mod upsample;
 mod vae;
@@ -22,6 +24,19 @@ pub use unet::{UNet, UNetOutput, UNetSpec};
 pub use vae::{Vae, VaeOutput, VaeSpec};
 
 use crate::config::Config;
+
+/// Whether batch norm runs as one autodiff node (`norm_node`) on backend
+/// `B`: burn-cuda and burn-wgpu, plain or fused, training or inference.
+pub fn batch_norm_is_one_node<B: burn::tensor::backend::Backend>() -> bool {
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    {
+        norm_node::serves::<B>()
+    }
+    #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+    {
+        false
+    }
+}
 
 impl UNetSpec {
     /// The U-Net a configuration asks for.

@@ -68,12 +68,7 @@ impl<B: Backend> BatchNorm2d<B> {
         activation: Activation,
     ) -> Tensor<B, 4> {
         let Some(served) = cpu::served(&x) else {
-            let y = self.forward_unfused(x, mode);
-            return match activation {
-                Activation::Identity => y,
-                Activation::Relu => relu(y),
-                Activation::LeakyRelu(slope) => leaky_relu(y, f64::from(slope)),
-            };
+            return self.forward_composed(x, mode, activation);
         };
         let [n, _, h, w] = x.dims();
         let running = match mode {
@@ -96,6 +91,61 @@ impl<B: Backend> BatchNorm2d<B> {
             self.update_running(&mean, &var, (n * h * w) as f64);
         }
         y
+    }
+
+    /// Backends without our CPU kernel: one autodiff node on the GPU
+    /// backends (`norm_node`), else burn's tensor operations.
+    fn forward_composed(
+        &self,
+        x: Tensor<B, 4>,
+        mode: Mode,
+        activation: Activation,
+    ) -> Tensor<B, 4> {
+        #[cfg(any(feature = "cuda", feature = "wgpu"))]
+        let x = match self.forward_node(x, mode, activation) {
+            Ok(y) => return y,
+            Err(x) => x,
+        };
+        let y = self.forward_unfused(x, mode);
+        match activation {
+            Activation::Identity => y,
+            Activation::Relu => relu(y),
+            Activation::LeakyRelu(slope) => leaky_relu(y, f64::from(slope)),
+        }
+    }
+
+    /// `norm_node`'s single autodiff node, where it serves this backend and
+    /// burn's own kernels were not asked for.
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    fn forward_node(
+        &self,
+        x: Tensor<B, 4>,
+        mode: Mode,
+        activation: Activation,
+    ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+        use super::norm_node::{NormInputs, batch_norm};
+        if cpu::burn_kernels_requested() {
+            return Err(x);
+        }
+        let [n, _, h, w] = x.dims();
+        let inputs = NormInputs {
+            x,
+            gamma: self.gamma.val(),
+            beta: self.beta.val(),
+            running: (mode == Mode::Eval)
+                .then(|| (self.running_mean.value(), self.running_var.value())),
+            epsilon: self.epsilon,
+            activation,
+        };
+        match batch_norm(inputs) {
+            Ok((y, statistics)) => {
+                if let Some((mean, var)) = statistics {
+                    self.update_running(&mean, &var, (n * h * w) as f64);
+                }
+                Ok(y)
+            }
+            Err(inputs) => Err(inputs.x),
+        }
     }
 
     /// Normalisation from burn's tensor ops, for backends without our kernel.

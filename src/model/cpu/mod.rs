@@ -42,7 +42,8 @@ thread_local! {
 
 /// Runs `f` with burn's own kernels for every layer this thread runs: the
 /// reference ours are tested and benchmarked against (on Flex instead of the
-/// kernels here, on a GPU instead of `model::upsample`'s matmul).
+/// kernels here; on a GPU instead of `model::upsample`'s matmul and
+/// `model::norm_node`'s batch norm). Adam is not a layer: it stays ours.
 pub fn with_burn_kernels<R>(f: impl FnOnce() -> R) -> R {
     struct Restore(bool);
     impl Drop for Restore {

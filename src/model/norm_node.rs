@@ -1,0 +1,302 @@
+//! Batch norm + activation as one autodiff node on burn's GPU backends.
+//!
+//! Written from burn's tensor operations, batch norm is a graph of about
+//! thirty small nodes (statistics, per-channel vectors, broadcasts), and
+//! autodiff derives a backward pass for each: on a GPU that is one kernel
+//! launch per operation, most of them over a vector of a few hundred
+//! channels. Here the forward pass runs on the inner backend, untracked, and
+//! one node carries a backward pass derived by hand (the same as
+//! `cpu::norm`'s): two per-channel sums and one element-wise sweep.
+//!
+//! Served: burn-cuda (`cuda` feature) and burn-wgpu (`wgpu` feature, which
+//! tests it on lavapipe), with or without burn's fusion; other backends keep
+//! `norm`'s composed operations.
+
+use std::any::{Any, TypeId};
+
+use burn::backend::Autodiff;
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::prelude::*;
+use burn::tensor::TensorPrimitive;
+use burn::tensor::ops::FloatTensor;
+
+use super::cpu::norm::Activation;
+
+/// What one batch-norm layer normalises with.
+pub(super) struct NormInputs<B: Backend> {
+    pub x: Tensor<B, 4>,
+    pub gamma: Tensor<B, 1>,
+    pub beta: Tensor<B, 1>,
+    /// Running mean and variance (eval), or None for batch statistics.
+    pub running: Option<(Tensor<B, 1>, Tensor<B, 1>)>,
+    pub epsilon: f64,
+    pub activation: Activation,
+}
+
+/// The activated output, and the batch mean and biased variance (training).
+pub(super) type NormOutput<B> = (Tensor<B, 4>, Option<(Tensor<B, 1>, Tensor<B, 1>)>);
+
+/// `inputs` normalised on a backend this module serves; `Err(inputs)`
+/// unchanged on any other.
+pub(super) fn batch_norm<B: Backend>(
+    inputs: NormInputs<B>,
+) -> Result<NormOutput<B>, NormInputs<B>> {
+    #[cfg(feature = "cuda")]
+    let inputs = match on::<burn::backend::Cuda, B>(inputs) {
+        Ok(out) => return Ok(out),
+        Err(inputs) => inputs,
+    };
+    #[cfg(feature = "wgpu")]
+    let inputs = match on::<burn::backend::Wgpu, B>(inputs) {
+        Ok(out) => return Ok(out),
+        Err(inputs) => inputs,
+    };
+    Err(inputs)
+}
+
+/// Whether [`batch_norm`] serves backend `B`.
+pub(super) fn serves<B: Backend>() -> bool {
+    let is = |i: TypeId| TypeId::of::<B>() == i;
+    #[cfg(feature = "cuda")]
+    {
+        use burn::backend::Cuda;
+        if is(TypeId::of::<Cuda>()) || is(TypeId::of::<Autodiff<Cuda>>()) {
+            return true;
+        }
+    }
+    #[cfg(feature = "wgpu")]
+    {
+        use burn::backend::Wgpu;
+        if is(TypeId::of::<Wgpu>()) || is(TypeId::of::<Autodiff<Wgpu>>()) {
+            return true;
+        }
+    }
+    false
+}
+
+/// `Ok` when `B` is `I` (inference) or `Autodiff<I>` (training).
+fn on<I: Backend, B: Backend>(inputs: NormInputs<B>) -> Result<NormOutput<B>, NormInputs<B>> {
+    if TypeId::of::<B>() == TypeId::of::<I>() {
+        let (y, stats) = forward::<I>(
+            retype(inputs.x),
+            retype(inputs.gamma),
+            retype(inputs.beta),
+            inputs.running.map(|(m, v)| (retype(m), retype(v))),
+            inputs.epsilon,
+            inputs.activation,
+        );
+        return Ok((retype(y), stats.map(|s| (retype(s.mean), retype(s.var)))));
+    }
+    if TypeId::of::<B>() == TypeId::of::<Autodiff<I>>() {
+        return Ok(tracked::<I, B>(inputs));
+    }
+    Err(inputs)
+}
+
+/// A tensor of a backend checked (by `TypeId`) to be `C`, as `C`'s.
+fn retype<A: Backend, C: Backend, const D: usize>(t: Tensor<A, D>) -> Tensor<C, D> {
+    let primitive: FloatTensor<A> = t.into_primitive().tensor();
+    Tensor::from_primitive(TensorPrimitive::Float(cast(primitive)))
+}
+
+fn cast<T: 'static, U: 'static>(value: T) -> U {
+    match (Box::new(value) as Box<dyn Any>).downcast::<U>() {
+        Ok(u) => *u,
+        Err(_) => unreachable!("model::norm_node: a tensor cast to the wrong backend"),
+    }
+}
+
+fn tensor<I: Backend, const D: usize>(p: FloatTensor<I>) -> Tensor<I, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(p))
+}
+
+fn primitive<I: Backend, const D: usize>(t: Tensor<I, D>) -> FloatTensor<I> {
+    t.into_primitive().tensor()
+}
+
+struct Statistics<I: Backend> {
+    mean: Tensor<I, 1>,
+    var: Tensor<I, 1>,
+}
+
+/// What the backward pass needs of the forward one.
+#[derive(Clone, Debug)]
+struct Saved<I: Backend> {
+    mean: FloatTensor<I>,
+    inv_std: FloatTensor<I>,
+    /// γ·inv_std: ∂y/∂x per channel before the activation.
+    scale: FloatTensor<I>,
+    /// The activated output: its sign is the pre-activation's.
+    y: FloatTensor<I>,
+    activation: Activation,
+    batch_statistics: bool,
+    x: NodeId,
+}
+
+/// The forward pass on `I`, untracked: y, and the batch statistics.
+fn forward<I: Backend>(
+    x: Tensor<I, 4>,
+    gamma: Tensor<I, 1>,
+    beta: Tensor<I, 1>,
+    running: Option<(Tensor<I, 1>, Tensor<I, 1>)>,
+    epsilon: f64,
+    activation: Activation,
+) -> (Tensor<I, 4>, Option<Statistics<I>>) {
+    let (y, _, _, stats) = forward_saving(x, gamma, beta, running, epsilon, activation);
+    (y, stats)
+}
+
+/// [`forward`], also returning the mean and inv_std it normalised with.
+#[allow(clippy::type_complexity)]
+fn forward_saving<I: Backend>(
+    x: Tensor<I, 4>,
+    gamma: Tensor<I, 1>,
+    beta: Tensor<I, 1>,
+    running: Option<(Tensor<I, 1>, Tensor<I, 1>)>,
+    epsilon: f64,
+    activation: Activation,
+) -> (
+    Tensor<I, 4>,
+    Tensor<I, 1>,
+    Tensor<I, 1>,
+    Option<Statistics<I>>,
+) {
+    let [n, c, h, w] = x.dims();
+    let (mean, var, stats) = match running {
+        Some((mean, var)) => (mean, var, None),
+        None => {
+            let count = (n * h * w) as f64;
+            let mean = per_channel_sum(x.clone()).div_scalar(count);
+            let mean_sq = per_channel_sum(x.clone().square()).div_scalar(count);
+            let var = (mean_sq - mean.clone().square()).clamp_min(0.0);
+            let stats = Statistics {
+                mean: mean.clone(),
+                var: var.clone(),
+            };
+            (mean, var, Some(stats))
+        }
+    };
+    let inv_std = var.add_scalar(epsilon).sqrt().recip();
+    let scale = gamma * inv_std.clone();
+    let shift = beta - mean.clone() * scale.clone();
+    let z = x * scale.reshape([1, c, 1, 1]) + shift.reshape([1, c, 1, 1]);
+    let y = match activation {
+        Activation::Identity => z,
+        Activation::Relu => burn::tensor::activation::relu(z),
+        Activation::LeakyRelu(slope) => burn::tensor::activation::leaky_relu(z, f64::from(slope)),
+    };
+    (y, mean, inv_std, stats)
+}
+
+/// Σ over batch and pixels, per channel, from contiguous reductions.
+fn per_channel_sum<I: Backend>(t: Tensor<I, 4>) -> Tensor<I, 1> {
+    let [n, c, h, w] = t.dims();
+    t.reshape([n, c, h * w]).sum_dim(2).sum_dim(0).reshape([c])
+}
+
+/// The forward pass as one node of `Autodiff<I>` (= `B`).
+fn tracked<I: Backend, B: Backend>(inputs: NormInputs<B>) -> NormOutput<B> {
+    type Tracked<I> = FloatTensor<Autodiff<I>>;
+    let untracked = |t: Tracked<I>| t.primitive;
+    let x: Tracked<I> = cast(primitive(inputs.x));
+    let gamma: Tracked<I> = cast(primitive(inputs.gamma));
+    let beta: Tracked<I> = cast(primitive(inputs.beta));
+    let running = inputs.running.map(|(m, v)| {
+        let m: Tracked<I> = cast(primitive(m));
+        let v: Tracked<I> = cast(primitive(v));
+        (tensor::<I, 1>(untracked(m)), tensor::<I, 1>(untracked(v)))
+    });
+    let batch_statistics = running.is_none();
+    let gamma_inner = tensor::<I, 1>(gamma.primitive.clone());
+    let (y, mean, inv_std, stats) = forward_saving(
+        tensor::<I, 4>(x.primitive.clone()),
+        gamma_inner.clone(),
+        tensor(beta.primitive.clone()),
+        running,
+        inputs.epsilon,
+        inputs.activation,
+    );
+    let nodes = [x.node.clone(), gamma.node.clone(), beta.node.clone()];
+    let y: Tracked<I> = match NormBackward
+        .prepare::<NoCheckpointing>(nodes)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(mut prep) => {
+            let saved = Saved {
+                mean: primitive(mean),
+                scale: primitive(gamma_inner * inv_std.clone()),
+                inv_std: primitive(inv_std),
+                y: primitive(y.clone()),
+                activation: inputs.activation,
+                batch_statistics,
+                x: prep.checkpoint(&x),
+            };
+            prep.finish(saved, primitive(y))
+        }
+        OpsKind::UnTracked(prep) => prep.finish(primitive(y)),
+    };
+    // The statistics feed the running averages only: untracked.
+    let as_b = |t: Tensor<I, 1>| retype::<Autodiff<I>, B, 1>(Tensor::from_inner(t));
+    let y = Tensor::from_primitive(TensorPrimitive::Float(cast(y)));
+    (y, stats.map(|s| (as_b(s.mean), as_b(s.var))))
+}
+
+#[derive(Debug)]
+struct NormBackward;
+
+impl<I: Backend> Backward<I, 3> for NormBackward {
+    type State = Saved<I>;
+
+    fn backward(
+        self,
+        ops: Ops<Saved<I>, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let saved = ops.state;
+        let dy = tensor::<I, 4>(grads.consume::<I>(&ops.node));
+        let x = tensor::<I, 4>(checkpointer.retrieve_node_output::<FloatTensor<I>>(saved.x));
+        let [n, c, h, w] = x.dims();
+        let channel = |p: FloatTensor<I>| tensor::<I, 1>(p).reshape([1, c, 1, 1]);
+        // ∂L/∂z through the activation; z > 0 exactly where y > 0.
+        let dz = match saved.activation {
+            Activation::Identity => dy,
+            Activation::Relu => {
+                let off = tensor::<I, 4>(saved.y).lower_equal_elem(0.0);
+                dy.mask_fill(off, 0.0)
+            }
+            Activation::LeakyRelu(slope) => {
+                let off = tensor::<I, 4>(saved.y).lower_equal_elem(0.0);
+                dy.clone().mask_where(off, dy.mul_scalar(slope))
+            }
+        };
+        let x_hat = (x - channel(saved.mean)) * channel(saved.inv_std);
+        let d_beta = per_channel_sum(dz.clone());
+        let d_gamma = per_channel_sum(dz.clone() * x_hat.clone());
+        if let Some(node) = node_x {
+            let dx = if saved.batch_statistics {
+                // The batch statistics depend on x too (Ioffe & Szegedy, 2015).
+                let count = (n * h * w) as f64;
+                let mean_term = (x_hat * d_gamma.clone().reshape([1, c, 1, 1])
+                    + d_beta.clone().reshape([1, c, 1, 1]))
+                .div_scalar(count);
+                (dz - mean_term) * channel(saved.scale)
+            } else {
+                dz * channel(saved.scale)
+            };
+            grads.register::<I>(node.id, primitive(dx));
+        }
+        if let Some(node) = node_gamma {
+            grads.register::<I>(node.id, primitive(d_gamma));
+        }
+        if let Some(node) = node_beta {
+            grads.register::<I>(node.id, primitive(d_beta));
+        }
+    }
+}
