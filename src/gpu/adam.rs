@@ -36,15 +36,21 @@ pub fn adam_step<B: Backend, const D: usize>(
     moment_2: &Tensor<B, D>,
     scalars: AdamScalars,
 ) -> Option<(Tensor<B, D>, Tensor<B, D>, Tensor<B, D>)> {
-    #[cfg(any(feature = "cuda", feature = "wgpu"))]
-    {
-        kernel::adam_step(param, grad, moment_1, moment_2, scalars)
+    #[cfg(feature = "cuda")]
+    if let Some(out) = kernel::on_runtime::<burn_cubecl::cubecl::cuda::CudaRuntime, B, D>(
+        param, grad, moment_1, moment_2, scalars,
+    ) {
+        return Some(out);
     }
-    #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
-    {
-        let _ = (param, grad, moment_1, moment_2, scalars);
-        None
+    #[cfg(feature = "wgpu")]
+    if let Some(out) = kernel::on_runtime::<burn_cubecl::cubecl::wgpu::WgpuRuntime, B, D>(
+        param, grad, moment_1, moment_2, scalars,
+    ) {
+        return Some(out);
     }
+    // (Read by the GPU builds' arms only.)
+    let _ = (param, grad, moment_1, moment_2, scalars);
+    None
 }
 
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
@@ -94,32 +100,9 @@ mod kernel {
         }
     }
 
-    #[allow(clippy::type_complexity)]
-    pub(super) fn adam_step<B: Backend, const D: usize>(
-        param: &Tensor<B, D>,
-        grad: &Tensor<B, D>,
-        moment_1: &Tensor<B, D>,
-        moment_2: &Tensor<B, D>,
-        scalars: AdamScalars,
-    ) -> Option<(Tensor<B, D>, Tensor<B, D>, Tensor<B, D>)> {
-        #[cfg(feature = "cuda")]
-        if let Some(out) = on_runtime::<burn_cubecl::cubecl::cuda::CudaRuntime, B, D>(
-            param, grad, moment_1, moment_2, scalars,
-        ) {
-            return Some(out);
-        }
-        #[cfg(feature = "wgpu")]
-        if let Some(out) = on_runtime::<burn_cubecl::cubecl::wgpu::WgpuRuntime, B, D>(
-            param, grad, moment_1, moment_2, scalars,
-        ) {
-            return Some(out);
-        }
-        None
-    }
-
     /// The update on runtime `R`, if `B`'s tensors are `R`'s cubecl tensors.
     #[allow(clippy::type_complexity)]
-    fn on_runtime<R: CubeRuntime, B: Backend, const D: usize>(
+    pub(super) fn on_runtime<R: CubeRuntime, B: Backend, const D: usize>(
         param: &Tensor<B, D>,
         grad: &Tensor<B, D>,
         moment_1: &Tensor<B, D>,

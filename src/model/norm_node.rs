@@ -81,7 +81,7 @@ pub(super) fn serves<B: Backend>() -> bool {
 /// `Ok` when `B` is `I` (inference) or `Autodiff<I>` (training).
 fn on<I: Backend, B: Backend>(inputs: NormInputs<B>) -> Result<NormOutput<B>, NormInputs<B>> {
     if TypeId::of::<B>() == TypeId::of::<I>() {
-        let (y, stats) = forward::<I>(
+        let (y, _, _, stats) = forward::<I>(
             retype(inputs.x),
             retype(inputs.gamma),
             retype(inputs.beta),
@@ -137,22 +137,10 @@ struct Saved<I: Backend> {
     x: NodeId,
 }
 
-/// The forward pass on `I`, untracked: y, and the batch statistics.
-fn forward<I: Backend>(
-    x: Tensor<I, 4>,
-    gamma: Tensor<I, 1>,
-    beta: Tensor<I, 1>,
-    running: Option<(Tensor<I, 1>, Tensor<I, 1>)>,
-    epsilon: f64,
-    activation: Activation,
-) -> (Tensor<I, 4>, Option<Statistics<I>>) {
-    let (y, _, _, stats) = forward_saving(x, gamma, beta, running, epsilon, activation);
-    (y, stats)
-}
-
-/// [`forward`], also returning the mean and inv_std it normalised with.
+/// The forward pass on `I`, untracked: y, the mean and inv_std it
+/// normalised with, and the batch statistics (training).
 #[allow(clippy::type_complexity)]
-fn forward_saving<I: Backend>(
+fn forward<I: Backend>(
     x: Tensor<I, 4>,
     gamma: Tensor<I, 1>,
     beta: Tensor<I, 1>,
@@ -212,7 +200,7 @@ fn tracked<I: Backend, B: Backend>(inputs: NormInputs<B>) -> NormOutput<B> {
     });
     let batch_statistics = running.is_none();
     let gamma_inner = tensor::<I, 1>(gamma.primitive.clone());
-    let (y, mean, inv_std, stats) = forward_saving(
+    let (y, mean, inv_std, stats) = forward(
         tensor::<I, 4>(x.primitive.clone()),
         gamma_inner.clone(),
         tensor(beta.primitive.clone()),
