@@ -36,16 +36,14 @@ pub fn adam_step<B: Backend, const D: usize>(
     moment_2: &Tensor<B, D>,
     scalars: AdamScalars,
 ) -> Option<(Tensor<B, D>, Tensor<B, D>, Tensor<B, D>)> {
-    #[cfg(feature = "cuda")]
-    if let Some(out) = kernel::on_runtime::<burn_cubecl::cubecl::cuda::CudaRuntime, B, D>(
-        param, grad, moment_1, moment_2, scalars,
-    ) {
-        return Some(out);
-    }
-    #[cfg(feature = "wgpu")]
-    if let Some(out) = kernel::on_runtime::<burn_cubecl::cubecl::wgpu::WgpuRuntime, B, D>(
-        param, grad, moment_1, moment_2, scalars,
-    ) {
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    if let Some(Some(out)) = super::cube::on_runtime_of::<B, _>(kernel::AdamTask {
+        param,
+        grad,
+        moment_1,
+        moment_2,
+        scalars,
+    }) {
         return Some(out);
     }
     // (Read by the GPU builds' arms only.)
@@ -56,21 +54,16 @@ pub fn adam_step<B: Backend, const D: usize>(
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
 #[allow(clippy::too_many_arguments)]
 mod kernel {
-    use std::any::{Any, TypeId};
-
-    // Named, so that they win over cubecl's prelude (which has a `Tensor`).
+    use burn::tensor::Tensor;
     use burn::tensor::backend::Backend;
-    use burn::tensor::ops::FloatTensor;
-    use burn::tensor::{DType, Tensor, TensorMetadata, TensorPrimitive};
     use burn_cubecl::CubeRuntime;
     use burn_cubecl::cubecl;
     use burn_cubecl::cubecl::calculate_cube_count_elemwise;
     use burn_cubecl::cubecl::prelude::*;
-    use burn_cubecl::kernel::into_contiguous;
-    use burn_cubecl::ops::numeric::empty_device_dtype;
     use burn_cubecl::tensor::CubeTensor;
 
     use super::AdamScalars;
+    use crate::gpu::cube::{CubeTask, empty, from_cube, to_cube};
 
     #[cube(launch_unchecked)]
     fn adam_kernel<F: Float>(
@@ -100,29 +93,26 @@ mod kernel {
         }
     }
 
-    /// The update on runtime `R`, if `B`'s tensors are `R`'s cubecl tensors.
-    #[allow(clippy::type_complexity)]
-    pub(super) fn on_runtime<R: CubeRuntime, B: Backend, const D: usize>(
-        param: &Tensor<B, D>,
-        grad: &Tensor<B, D>,
-        moment_1: &Tensor<B, D>,
-        moment_2: &Tensor<B, D>,
-        scalars: AdamScalars,
-    ) -> Option<(Tensor<B, D>, Tensor<B, D>, Tensor<B, D>)> {
-        if TypeId::of::<FloatTensor<B>>() != TypeId::of::<CubeTensor<R>>() {
-            return None;
+    /// One tensor's update, on whichever runtime its backend uses.
+    pub(super) struct AdamTask<'a, B: Backend, const D: usize> {
+        pub param: &'a Tensor<B, D>,
+        pub grad: &'a Tensor<B, D>,
+        pub moment_1: &'a Tensor<B, D>,
+        pub moment_2: &'a Tensor<B, D>,
+        pub scalars: AdamScalars,
+    }
+
+    impl<B: Backend, const D: usize> CubeTask for AdamTask<'_, B, D> {
+        type Output = Option<(Tensor<B, D>, Tensor<B, D>, Tensor<B, D>)>;
+
+        fn run<R: CubeRuntime>(self) -> Self::Output {
+            let p = to_cube::<R, B, D>(self.param)?;
+            let g = to_cube::<R, B, D>(self.grad)?;
+            let m = to_cube::<R, B, D>(self.moment_1)?;
+            let v = to_cube::<R, B, D>(self.moment_2)?;
+            let (p, m, v) = launch(p, g, m, v, self.scalars);
+            Some((from_cube(p), from_cube(m), from_cube(v)))
         }
-        let cube = |t: &Tensor<B, D>| -> Option<CubeTensor<R>> {
-            let primitive: FloatTensor<B> = t.clone().into_primitive().tensor();
-            let cube = cast::<_, CubeTensor<R>>(primitive);
-            (cube.dtype == DType::F32).then(|| into_contiguous(cube))
-        };
-        let [p, g, m, v] = [cube(param)?, cube(grad)?, cube(moment_1)?, cube(moment_2)?];
-        let (p, m, v) = launch(p, g, m, v, scalars);
-        let back = |c: CubeTensor<R>| {
-            Tensor::<B, D>::from_primitive(TensorPrimitive::Float(cast::<_, FloatTensor<B>>(c)))
-        };
-        Some((back(p), back(m), back(v)))
     }
 
     fn launch<R: CubeRuntime>(
@@ -133,21 +123,18 @@ mod kernel {
         s: AdamScalars,
     ) -> (CubeTensor<R>, CubeTensor<R>, CubeTensor<R>) {
         let n = param.meta.num_elements();
-        let empty = || {
-            empty_device_dtype(
-                param.client.clone(),
-                param.device.clone(),
-                param.shape(),
-                param.dtype,
-            )
-        };
-        let (new_param, new_m, new_v) = (empty(), empty(), empty());
+        let shape = crate::gpu::cube::dims(&param);
+        let (new_param, new_m, new_v) = (
+            empty(&param, &shape),
+            empty(&param, &shape),
+            empty(&param, &shape),
+        );
         let client = param.client.clone();
         let cube_dim = CubeDim::new(&client, n);
         let cube_count = calculate_cube_count_elemwise(&client, n, cube_dim);
         let array = |t: &CubeTensor<R>| unsafe { ArrayArg::from_raw_parts(t.handle.clone(), n) };
         // Safety: all seven arrays hold `n` contiguous f32 elements (checked
-        // by the caller), and the kernel reads and writes index < n only.
+        // by `to_cube`), and the kernel reads and writes index < n only.
         unsafe {
             adam_kernel::launch_unchecked::<f32, R>(
                 &client,
@@ -167,13 +154,5 @@ mod kernel {
             );
         }
         (new_param, new_m, new_v)
-    }
-
-    /// Moves a value to the type it was checked (by `TypeId`) to be.
-    fn cast<T: 'static, U: 'static>(value: T) -> U {
-        match (Box::new(value) as Box<dyn Any>).downcast::<U>() {
-            Ok(u) => *u,
-            Err(_) => unreachable!("gpu::adam: a tensor cast to the wrong type"),
-        }
     }
 }

@@ -7,6 +7,8 @@
 
 pub mod adam;
 pub mod cache;
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+pub mod cube;
 pub mod probe;
 pub mod runtime;
 pub mod tuning;
