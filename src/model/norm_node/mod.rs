@@ -26,6 +26,8 @@ use burn::tensor::ops::FloatTensor;
 
 use super::cpu::norm::Activation;
 
+mod kernels;
+
 /// What one batch-norm layer normalises with.
 pub(super) struct NormInputs<B: Backend> {
     pub x: Tensor<B, 4>,
@@ -81,7 +83,7 @@ pub(super) fn serves<B: Backend>() -> bool {
 /// `Ok` when `B` is `I` (inference) or `Autodiff<I>` (training).
 fn on<I: Backend, B: Backend>(inputs: NormInputs<B>) -> Result<NormOutput<B>, NormInputs<B>> {
     if TypeId::of::<B>() == TypeId::of::<I>() {
-        let (y, _, _, stats) = forward::<I>(
+        let out = forward::<I>(
             retype(inputs.x),
             retype(inputs.gamma),
             retype(inputs.beta),
@@ -89,7 +91,8 @@ fn on<I: Backend, B: Backend>(inputs: NormInputs<B>) -> Result<NormOutput<B>, No
             inputs.epsilon,
             inputs.activation,
         );
-        return Ok((retype(y), stats.map(|s| (retype(s.mean), retype(s.var)))));
+        let stats = out.statistics.map(|s| (retype(s.mean), retype(s.var)));
+        return Ok((retype(out.y), stats));
     }
     if TypeId::of::<B>() == TypeId::of::<Autodiff<I>>() {
         return Ok(tracked::<I, B>(inputs));
@@ -137,9 +140,18 @@ struct Saved<I: Backend> {
     x: NodeId,
 }
 
-/// The forward pass on `I`, untracked: y, the mean and inv_std it
-/// normalised with, and the batch statistics (training).
-#[allow(clippy::type_complexity)]
+/// What the forward pass computed.
+struct Normalized<I: Backend> {
+    y: Tensor<I, 4>,
+    /// The mean and inv_std it normalised with, and scale = γ·inv_std.
+    mean: Tensor<I, 1>,
+    inv_std: Tensor<I, 1>,
+    scale: Tensor<I, 1>,
+    /// This batch's statistics (training).
+    statistics: Option<Statistics<I>>,
+}
+
+/// The forward pass on `I`, untracked.
 fn forward<I: Backend>(
     x: Tensor<I, 4>,
     gamma: Tensor<I, 1>,
@@ -147,12 +159,10 @@ fn forward<I: Backend>(
     running: Option<(Tensor<I, 1>, Tensor<I, 1>)>,
     epsilon: f64,
     activation: Activation,
-) -> (
-    Tensor<I, 4>,
-    Tensor<I, 1>,
-    Tensor<I, 1>,
-    Option<Statistics<I>>,
-) {
+) -> Normalized<I> {
+    if let Some(out) = forward_by_kernels(&x, &gamma, &beta, &running, epsilon, activation) {
+        return out;
+    }
     let [n, c, h, w] = x.dims();
     let (mean, var, stats) = match running {
         Some((mean, var)) => (mean, var, None),
@@ -171,13 +181,53 @@ fn forward<I: Backend>(
     let inv_std = var.add_scalar(epsilon).sqrt().recip();
     let scale = gamma * inv_std.clone();
     let shift = beta - mean.clone() * scale.clone();
-    let z = x * scale.reshape([1, c, 1, 1]) + shift.reshape([1, c, 1, 1]);
+    let z = x * scale.clone().reshape([1, c, 1, 1]) + shift.reshape([1, c, 1, 1]);
     let y = match activation {
         Activation::Identity => z,
         Activation::Relu => burn::tensor::activation::relu(z),
         Activation::LeakyRelu(slope) => burn::tensor::activation::leaky_relu(z, f64::from(slope)),
     };
-    (y, mean, inv_std, stats)
+    Normalized {
+        y,
+        mean,
+        inv_std,
+        scale,
+        statistics: stats,
+    }
+}
+
+/// [`forward`] with `kernels`' two kernels between the reductions, where
+/// the backend's tensors are plain cubecl ones.
+fn forward_by_kernels<I: Backend>(
+    x: &Tensor<I, 4>,
+    gamma: &Tensor<I, 1>,
+    beta: &Tensor<I, 1>,
+    running: &Option<(Tensor<I, 1>, Tensor<I, 1>)>,
+    epsilon: f64,
+    activation: Activation,
+) -> Option<Normalized<I>> {
+    let [n, _, h, w] = x.dims();
+    let (a, b, count) = match running {
+        Some((mean, var)) => (mean.clone(), var.clone(), None),
+        None => (
+            per_channel_sum(x.clone()),
+            per_channel_sum(x.clone().square()),
+            Some((n * h * w) as f64),
+        ),
+    };
+    let map = kernels::affine(&a, &b, gamma, beta, count, epsilon)?;
+    let y = kernels::normalize(x, &map.scale, &map.shift, activation)?;
+    let stats = count.map(|_| Statistics {
+        mean: map.mean.clone(),
+        var: map.var,
+    });
+    Some(Normalized {
+        y,
+        mean: map.mean,
+        inv_std: map.inv_std,
+        scale: map.scale,
+        statistics: stats,
+    })
 }
 
 /// Σ over batch and pixels, per channel, from contiguous reductions.
@@ -199,10 +249,9 @@ fn tracked<I: Backend, B: Backend>(inputs: NormInputs<B>) -> NormOutput<B> {
         (tensor::<I, 1>(untracked(m)), tensor::<I, 1>(untracked(v)))
     });
     let batch_statistics = running.is_none();
-    let gamma_inner = tensor::<I, 1>(gamma.primitive.clone());
-    let (y, mean, inv_std, stats) = forward(
+    let out = forward(
         tensor::<I, 4>(x.primitive.clone()),
-        gamma_inner.clone(),
+        tensor(gamma.primitive.clone()),
         tensor(beta.primitive.clone()),
         running,
         inputs.epsilon,
@@ -216,22 +265,22 @@ fn tracked<I: Backend, B: Backend>(inputs: NormInputs<B>) -> NormOutput<B> {
     {
         OpsKind::Tracked(mut prep) => {
             let saved = Saved {
-                mean: primitive(mean),
-                scale: primitive(gamma_inner * inv_std.clone()),
-                inv_std: primitive(inv_std),
-                y: primitive(y.clone()),
+                mean: primitive(out.mean),
+                scale: primitive(out.scale),
+                inv_std: primitive(out.inv_std),
+                y: primitive(out.y.clone()),
                 activation: inputs.activation,
                 batch_statistics,
                 x: prep.checkpoint(&x),
             };
-            prep.finish(saved, primitive(y))
+            prep.finish(saved, primitive(out.y))
         }
-        OpsKind::UnTracked(prep) => prep.finish(primitive(y)),
+        OpsKind::UnTracked(prep) => prep.finish(primitive(out.y)),
     };
     // The statistics feed the running averages only: untracked.
     let as_b = |t: Tensor<I, 1>| retype::<Autodiff<I>, B, 1>(Tensor::from_inner(t));
     let y = Tensor::from_primitive(TensorPrimitive::Float(cast(y)));
-    (y, stats.map(|s| (as_b(s.mean), as_b(s.var))))
+    (y, out.statistics.map(|s| (as_b(s.mean), as_b(s.var))))
 }
 
 #[derive(Debug)]
@@ -250,34 +299,22 @@ impl<I: Backend> Backward<I, 3> for NormBackward {
         let saved = ops.state;
         let dy = tensor::<I, 4>(grads.consume::<I>(&ops.node));
         let x = tensor::<I, 4>(checkpointer.retrieve_node_output::<FloatTensor<I>>(saved.x));
-        let [n, c, h, w] = x.dims();
-        let channel = |p: FloatTensor<I>| tensor::<I, 1>(p).reshape([1, c, 1, 1]);
-        // ∂L/∂z through the activation; z > 0 exactly where y > 0.
-        let dz = match saved.activation {
-            Activation::Identity => dy,
-            Activation::Relu => {
-                let off = tensor::<I, 4>(saved.y).lower_equal_elem(0.0);
-                dy.mask_fill(off, 0.0)
-            }
-            Activation::LeakyRelu(slope) => {
-                let off = tensor::<I, 4>(saved.y).lower_equal_elem(0.0);
-                dy.clone().mask_where(off, dy.mul_scalar(slope))
-            }
-        };
-        let x_hat = (x - channel(saved.mean)) * channel(saved.inv_std);
+        let [n, _, h, w] = x.dims();
+        // The batch statistics depend on x too (Ioffe & Szegedy, 2015).
+        let count = saved.batch_statistics.then_some((n * h * w) as f64);
+        let [mean, inv_std, scale] = [saved.mean, saved.inv_std, saved.scale].map(tensor::<I, 1>);
+        let y = tensor::<I, 4>(saved.y);
+        let (dz, dz_x_hat) =
+            kernels::backward_sweep(&dy, &y, &x, &mean, &inv_std, saved.activation)
+                .unwrap_or_else(|| sweep(dy, y, &x, &mean, &inv_std, saved.activation));
         let d_beta = per_channel_sum(dz.clone());
-        let d_gamma = per_channel_sum(dz.clone() * x_hat.clone());
+        let d_gamma = per_channel_sum(dz_x_hat);
         if let Some(node) = node_x {
-            let dx = if saved.batch_statistics {
-                // The batch statistics depend on x too (Ioffe & Szegedy, 2015).
-                let count = (n * h * w) as f64;
-                let mean_term = (x_hat * d_gamma.clone().reshape([1, c, 1, 1])
-                    + d_beta.clone().reshape([1, c, 1, 1]))
-                .div_scalar(count);
-                (dz - mean_term) * channel(saved.scale)
-            } else {
-                dz * channel(saved.scale)
-            };
+            let dx =
+                kernels::input_gradient(&dz, &x, &mean, &inv_std, &scale, &d_gamma, &d_beta, count)
+                    .unwrap_or_else(|| {
+                        input_gradient(dz, x, mean, inv_std, scale, &d_gamma, &d_beta, count)
+                    });
             grads.register::<I>(node.id, primitive(dx));
         }
         if let Some(node) = node_gamma {
@@ -287,4 +324,55 @@ impl<I: Backend> Backward<I, 3> for NormBackward {
             grads.register::<I>(node.id, primitive(d_beta));
         }
     }
+}
+
+/// [`kernels::backward_sweep`] from burn's operations: (dz, dz·x̂), where
+/// dz is ∂L/∂z through the activation (z > 0 exactly where y > 0).
+fn sweep<I: Backend>(
+    dy: Tensor<I, 4>,
+    y: Tensor<I, 4>,
+    x: &Tensor<I, 4>,
+    mean: &Tensor<I, 1>,
+    inv_std: &Tensor<I, 1>,
+    activation: Activation,
+) -> (Tensor<I, 4>, Tensor<I, 4>) {
+    let c = mean.dims()[0];
+    let dz = match activation {
+        Activation::Identity => dy,
+        Activation::Relu => dy.mask_fill(y.lower_equal_elem(0.0), 0.0),
+        Activation::LeakyRelu(slope) => {
+            let off = y.lower_equal_elem(0.0);
+            dy.clone().mask_where(off, dy.mul_scalar(slope))
+        }
+    };
+    let x_hat =
+        (x.clone() - mean.clone().reshape([1, c, 1, 1])) * inv_std.clone().reshape([1, c, 1, 1]);
+    let dz_x_hat = dz.clone() * x_hat;
+    (dz, dz_x_hat)
+}
+
+/// [`kernels::input_gradient`] from burn's operations.
+#[allow(clippy::too_many_arguments)]
+fn input_gradient<I: Backend>(
+    dz: Tensor<I, 4>,
+    x: Tensor<I, 4>,
+    mean: Tensor<I, 1>,
+    inv_std: Tensor<I, 1>,
+    scale: Tensor<I, 1>,
+    d_gamma: &Tensor<I, 1>,
+    d_beta: &Tensor<I, 1>,
+    count: Option<f64>,
+) -> Tensor<I, 4> {
+    let c = mean.dims()[0];
+    let channel = |t: Tensor<I, 1>| t.reshape([1, c, 1, 1]);
+    let dz = match count {
+        Some(count) => {
+            let x_hat = (x - channel(mean)) * channel(inv_std);
+            let mean_term =
+                (x_hat * channel(d_gamma.clone()) + channel(d_beta.clone())).div_scalar(count);
+            dz - mean_term
+        }
+        None => dz,
+    };
+    dz * channel(scale)
 }
