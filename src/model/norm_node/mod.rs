@@ -8,6 +8,11 @@
 //! one node carries a backward pass derived by hand (the same as
 //! `cpu::norm`'s): two per-channel sums and one element-wise sweep.
 //!
+//! Between the per-channel sums (burn's tuned reductions), the element-wise
+//! work runs as our own cubecl kernels ([`kernels`]): two launches forward,
+//! two backward. On burn's fused backend, whose tensors our kernels cannot
+//! take, the same arithmetic runs from burn's operations, which it fuses.
+//!
 //! Served: burn-cuda (`cuda` feature) and burn-wgpu (`wgpu` feature, which
 //! tests it on lavapipe), with or without burn's fusion; other backends keep
 //! `norm`'s composed operations.
