@@ -58,12 +58,11 @@ mod kernel {
     use burn::tensor::backend::Backend;
     use burn_cubecl::CubeRuntime;
     use burn_cubecl::cubecl;
-    use burn_cubecl::cubecl::calculate_cube_count_elemwise;
     use burn_cubecl::cubecl::prelude::*;
     use burn_cubecl::tensor::CubeTensor;
 
     use super::AdamScalars;
-    use crate::gpu::cube::{CubeTask, empty, from_cube, to_cube};
+    use crate::gpu::cube::{CubeTask, array, empty, from_cube, grid, to_cube};
 
     #[cube(launch_unchecked)]
     fn adam_kernel<F: Float>(
@@ -130,9 +129,7 @@ mod kernel {
             empty(&param, &shape),
         );
         let client = param.client.clone();
-        let cube_dim = CubeDim::new(&client, n);
-        let cube_count = calculate_cube_count_elemwise(&client, n, cube_dim);
-        let array = |t: &CubeTensor<R>| unsafe { ArrayArg::from_raw_parts(t.handle.clone(), n) };
+        let (cube_count, cube_dim) = grid(&param, n);
         // Safety: all seven arrays hold `n` contiguous f32 elements (checked
         // by `to_cube`), and the kernel reads and writes index < n only.
         unsafe {
@@ -140,13 +137,13 @@ mod kernel {
                 &client,
                 cube_count,
                 cube_dim,
-                array(&param),
-                array(&grad),
-                array(&moment_1),
-                array(&moment_2),
-                array(&new_param),
-                array(&new_m),
-                array(&new_v),
+                array(&param, n),
+                array(&grad, n),
+                array(&moment_1, n),
+                array(&moment_2, n),
+                array(&new_param, n),
+                array(&new_m, n),
+                array(&new_v, n),
                 s.beta_1,
                 s.beta_2,
                 s.step_size,

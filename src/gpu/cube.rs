@@ -9,6 +9,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, Shape, Tensor, TensorMetadata, TensorPrimitive};
 use burn_cubecl::CubeRuntime;
+use burn_cubecl::cubecl::calculate_cube_count_elemwise;
+use burn_cubecl::cubecl::prelude::{ArrayArg, CubeCount, CubeDim};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
@@ -59,6 +61,22 @@ pub fn empty<R: CubeRuntime>(like: &CubeTensor<R>, shape: &[usize]) -> CubeTenso
         Shape::from(shape.to_vec()),
         like.dtype,
     )
+}
+
+/// The launch grid for one unit per element, `units` elements.
+pub fn grid<R: CubeRuntime>(like: &CubeTensor<R>, units: usize) -> (CubeCount, CubeDim) {
+    let dim = CubeDim::new(&like.client, units);
+    (calculate_cube_count_elemwise(&like.client, units, dim), dim)
+}
+
+/// `t`'s buffer as a kernel's array of `len` values.
+///
+/// # Safety
+/// `t` is contiguous (from [`to_cube`] or [`empty`]) and holds at least
+/// `len` elements of the kernel's element type.
+pub unsafe fn array<R: CubeRuntime>(t: &CubeTensor<R>, len: usize) -> ArrayArg<R> {
+    // Safety: as the caller promised.
+    unsafe { ArrayArg::from_raw_parts(t.handle.clone(), len) }
 }
 
 /// The shape of a cubecl tensor.

@@ -9,12 +9,10 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use burn_cubecl::CubeRuntime;
 use burn_cubecl::cubecl;
-use burn_cubecl::cubecl::calculate_cube_count_elemwise;
 use burn_cubecl::cubecl::prelude::*;
-use burn_cubecl::tensor::CubeTensor;
 
 use super::Activation;
-use crate::gpu::cube::{CubeTask, dims, empty, from_cube, on_runtime_of, to_cube};
+use crate::gpu::cube::{CubeTask, array, dims, empty, from_cube, grid, on_runtime_of, to_cube};
 
 /// Per channel: mean, var, inv_std = 1/√(var + ε), scale = γ·inv_std,
 /// shift = β − mean·scale. With `from_sums` (= 1), `a` and `b` are Σx and
@@ -132,11 +130,8 @@ impl<I: Backend> CubeTask for AffineTask<'_, I> {
         let channels = a.meta.num_elements();
         let out = || empty(&a, &[channels]);
         let [mean, var, inv_std, scale, shift] = [out(), out(), out(), out(), out()];
-        let array =
-            |t: &CubeTensor<R>| unsafe { ArrayArg::from_raw_parts(t.handle.clone(), channels) };
         let client = a.client.clone();
-        let cube_dim = CubeDim::new(&client, channels);
-        let cube_count = calculate_cube_count_elemwise(&client, channels, cube_dim);
+        let (cube_count, cube_dim) = grid(&a, channels);
         // Safety: nine contiguous f32 arrays of `channels` elements (checked
         // by `to_cube`, or made here); the kernel indexes below that.
         unsafe {
@@ -144,15 +139,15 @@ impl<I: Backend> CubeTask for AffineTask<'_, I> {
                 &client,
                 cube_count,
                 cube_dim,
-                array(&a),
-                array(&b),
-                array(&gamma),
-                array(&beta),
-                array(&mean),
-                array(&var),
-                array(&inv_std),
-                array(&scale),
-                array(&shift),
+                array(&a, channels),
+                array(&b, channels),
+                array(&gamma, channels),
+                array(&beta, channels),
+                array(&mean, channels),
+                array(&var, channels),
+                array(&inv_std, channels),
+                array(&scale, channels),
+                array(&shift, channels),
                 self.count.unwrap_or(1.0) as f32,
                 self.epsilon as f32,
                 u32::from(self.count.is_some()),
@@ -208,8 +203,7 @@ impl<I: Backend> CubeTask for NormalizeTask<'_, I> {
             Activation::LeakyRelu(slope) => (2, slope),
         };
         let client = x.client.clone();
-        let cube_dim = CubeDim::new(&client, n);
-        let cube_count = calculate_cube_count_elemwise(&client, n, cube_dim);
+        let (cube_count, cube_dim) = grid(&x, n);
         // Safety: x and y hold n contiguous f32 values, scale and shift one
         // per channel; c = (i / pixels) % channels < channels.
         unsafe {
@@ -217,10 +211,10 @@ impl<I: Backend> CubeTask for NormalizeTask<'_, I> {
                 &client,
                 cube_count,
                 cube_dim,
-                ArrayArg::from_raw_parts(x.handle.clone(), n),
-                ArrayArg::from_raw_parts(scale.handle.clone(), channels),
-                ArrayArg::from_raw_parts(shift.handle.clone(), channels),
-                ArrayArg::from_raw_parts(y.handle.clone(), n),
+                array(&x, n),
+                array(&scale, channels),
+                array(&shift, channels),
+                array(&y, n),
                 pixels,
                 channels,
                 kind,
@@ -340,12 +334,8 @@ impl<I: Backend> CubeTask for SweepTask<'_, I> {
         let n = x.meta.num_elements();
         let (dz, dz_x_hat) = (empty(&x, &shape), empty(&x, &shape));
         let (kind, slope) = activation_code(self.activation);
-        let full = |t: &CubeTensor<R>| unsafe { ArrayArg::from_raw_parts(t.handle.clone(), n) };
-        let channel =
-            |t: &CubeTensor<R>| unsafe { ArrayArg::from_raw_parts(t.handle.clone(), channels) };
         let client = x.client.clone();
-        let cube_dim = CubeDim::new(&client, n);
-        let cube_count = calculate_cube_count_elemwise(&client, n, cube_dim);
+        let (cube_count, cube_dim) = grid(&x, n);
         // Safety: five arrays of n contiguous f32 values, two of one per
         // channel; c = (i / pixels) % channels < channels.
         unsafe {
@@ -353,13 +343,13 @@ impl<I: Backend> CubeTask for SweepTask<'_, I> {
                 &client,
                 cube_count,
                 cube_dim,
-                full(&dy),
-                full(&y),
-                full(&x),
-                channel(&mean),
-                channel(&inv_std),
-                full(&dz),
-                full(&dz_x_hat),
+                array(&dy, n),
+                array(&y, n),
+                array(&x, n),
+                array(&mean, channels),
+                array(&inv_std, channels),
+                array(&dz, n),
+                array(&dz_x_hat, n),
                 pixels,
                 channels,
                 kind,
@@ -414,12 +404,8 @@ impl<I: Backend> CubeTask for InputGradientTask<'_, I> {
         let (channels, pixels) = (shape[1], shape[2] * shape[3]);
         let n = x.meta.num_elements();
         let dx = empty(&x, &shape);
-        let full = |t: &CubeTensor<R>| unsafe { ArrayArg::from_raw_parts(t.handle.clone(), n) };
-        let channel =
-            |t: &CubeTensor<R>| unsafe { ArrayArg::from_raw_parts(t.handle.clone(), channels) };
         let client = x.client.clone();
-        let cube_dim = CubeDim::new(&client, n);
-        let cube_count = calculate_cube_count_elemwise(&client, n, cube_dim);
+        let (cube_count, cube_dim) = grid(&x, n);
         // Safety: three arrays of n contiguous f32 values, five of one per
         // channel; c = (i / pixels) % channels < channels.
         unsafe {
@@ -427,14 +413,14 @@ impl<I: Backend> CubeTask for InputGradientTask<'_, I> {
                 &client,
                 cube_count,
                 cube_dim,
-                full(&dz),
-                full(&x),
-                channel(&mean),
-                channel(&inv_std),
-                channel(&scale),
-                channel(&d_gamma),
-                channel(&d_beta),
-                full(&dx),
+                array(&dz, n),
+                array(&x, n),
+                array(&mean, channels),
+                array(&inv_std, channels),
+                array(&scale, channels),
+                array(&d_gamma, channels),
+                array(&d_beta, channels),
+                array(&dx, n),
                 pixels,
                 channels,
                 self.count.unwrap_or(1.0) as f32,
