@@ -19,8 +19,8 @@ use nextslice::gpu::adam::{AdamScalars, adam_step};
 use nextslice::gpu::configure;
 use nextslice::model::loss::one_hot;
 use nextslice::model::{
-    Mode, UNet, UNetSpec, Vae, VaeSpec, batch_norm_is_one_node, dice_gradient_wrt_input,
-    with_burn_kernels,
+    BatchNorm2d, Mode, UNet, UNetSpec, Vae, VaeSpec, batch_norm_is_one_node,
+    dice_gradient_wrt_input, with_burn_kernels,
 };
 
 type Gpu = Autodiff<Wgpu>;
@@ -104,15 +104,13 @@ fn our_gpu_layers_train_like_burns_kernels() {
     );
     let x = normal([2, 2, 16, 16]);
 
-    let unet = materialized(
-        UNetSpec {
-            in_channels: 2,
-            classes: 3,
-            widths: vec![4, 8],
-            bottleneck: 8,
-        }
-        .init::<Gpu>(&Default::default()),
-    );
+    let spec = UNetSpec {
+        in_channels: 2,
+        classes: 3,
+        widths: vec![4, 8],
+        bottleneck: 8,
+    };
+    let unet = materialized(spec.init::<Gpu>(&Default::default()));
     let weights = normal([2, 3, 16, 16]);
     let [logits, after] = unet_step(unet.clone(), &x, &weights);
     let [burns_logits, burns_after] = with_burn_kernels(|| unet_step(unet.clone(), &x, &weights));
@@ -130,6 +128,28 @@ fn our_gpu_layers_train_like_burns_kernels() {
     // Inference: no autodiff at all.
     let infer = || unet.valid().forward(x.clone().inner(), Mode::Eval).logits;
     assert_close(infer(), with_burn_kernels(infer), "U-Net inference logits");
+    // The running averages one training pass leaves, read through eval-mode
+    // outputs, on copies that share no state.
+    let copy = || {
+        spec.init::<Gpu>(&Default::default())
+            .load_record(unet.clone().into_record())
+    };
+    let (ours, burns) = (copy(), copy());
+    let _ = ours.forward(x.clone(), Mode::Train);
+    with_burn_kernels(|| {
+        let _ = burns.forward(x.clone(), Mode::Train);
+    });
+    let eval = |m: &UNet<Gpu>| m.valid().forward(x.clone().inner(), Mode::Eval).logits;
+    assert_close(
+        eval(&ours),
+        eval(&burns),
+        "U-Net eval after one training pass",
+    );
+    let unchanged = (eval(&ours) - infer()).abs().max().into_scalar();
+    assert!(
+        unchanged > 1e-3,
+        "a training pass left the running averages as they were (eval moved {unchanged})"
+    );
 
     let vae = materialized(
         VaeSpec {
@@ -145,6 +165,47 @@ fn our_gpu_layers_train_like_burns_kernels() {
     let [burns_reconstruction, burns_after] = with_burn_kernels(|| vae_step(vae, &x, &weights));
     assert_close(reconstruction, burns_reconstruction, "VAE reconstruction");
     assert_close(after, burns_after, "VAE after one step");
+}
+
+/// One batch-norm layer: its output, its input gradient, the running
+/// averages it leaves (read through eval mode) and its output after one
+/// step (the parameters' gradients).
+fn norm_pass(x: &Tensor<Gpu, 4>, weights: &Tensor<Gpu, 4>) -> [Tensor<Wgpu, 4>; 4] {
+    let bn = BatchNorm2d::<Gpu>::new(x.dims()[1], &Default::default());
+    let x = x.clone().detach().require_grad();
+    let y = bn.forward(x.clone(), Mode::Train);
+    let grads = weighted_sum(y.clone(), weights).backward();
+    let dx = x.grad(&grads).expect("the gradient reaches x");
+    let eval = bn.valid().forward(x.clone().inner(), Mode::Eval);
+    let grads = GradientsParams::from_grads(grads, &bn);
+    let bn = SgdConfig::new().init().step(0.1, bn, grads);
+    let after = bn.forward(x, Mode::Train);
+    [y.inner(), dx, eval, after.inner()]
+}
+
+/// Batch norm against burn's operations: where each channel's sums split
+/// into several chunks (4500 values, chunks crossing image boundaries) and
+/// the batch's statistics are far from the initial running averages, and
+/// where four values per channel make the running variance's 4/3 unbiasing
+/// visible.
+#[test]
+fn batch_norm_matches_burns_operations() {
+    configure(None, AutotuneLevel::Minimal).unwrap();
+    for shape in [[5, 2, 30, 30], [2, 3, 2, 1]] {
+        let x = normal(shape).mul_scalar(3.0).add_scalar(1.5);
+        let weights = normal(shape);
+        let ours = norm_pass(&x, &weights);
+        let burns = with_burn_kernels(|| norm_pass(&x, &weights));
+        let names = [
+            "output",
+            "input gradient",
+            "eval output",
+            "output after a step",
+        ];
+        for ((ours, burns), name) in ours.into_iter().zip(burns).zip(names) {
+            assert_close(ours, burns, &format!("batch norm {name}, {shape:?}"));
+        }
+    }
 }
 
 /// Three steps of a linear regression with optimiser `optim`.

@@ -12,6 +12,7 @@ mod loss_head;
 mod norm;
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
 mod norm_node;
+mod running;
 mod unet;
 mod upsample;
 mod vae;

@@ -127,20 +127,29 @@ impl<B: Backend> BatchNorm2d<B> {
         if cpu::burn_kernels_requested() {
             return Err(x);
         }
-        let [n, _, h, w] = x.dims();
+        let train = mode == Mode::Train;
+        let running = if train {
+            (
+                self.running_mean.value_sync(),
+                self.running_var.value_sync(),
+            )
+        } else {
+            (self.running_mean.value(), self.running_var.value())
+        };
         let inputs = NormInputs {
             x,
             gamma: self.gamma.val(),
             beta: self.beta.val(),
-            running: (mode == Mode::Eval)
-                .then(|| (self.running_mean.value(), self.running_var.value())),
+            running,
+            momentum: train.then_some(self.momentum),
             epsilon: self.epsilon,
             activation,
         };
         match batch_norm(inputs) {
-            Ok((y, statistics)) => {
-                if let Some((mean, var)) = statistics {
-                    self.update_running(&mean, &var, (n * h * w) as f64);
+            Ok((y, running)) => {
+                if let Some((mean, var)) = running {
+                    self.running_mean.update(mean);
+                    self.running_var.update(var);
                 }
                 Ok(y)
             }
@@ -171,18 +180,14 @@ impl<B: Backend> BatchNorm2d<B> {
     }
 
     fn update_running(&self, mean: &Tensor<B, 1>, var: &Tensor<B, 1>, count: f64) {
-        let m = self.momentum;
-        // Unbiased variance for the running estimate, as PyTorch keeps it.
-        let unbiased = var
-            .clone()
-            .detach()
-            .mul_scalar(count / (count - 1.0).max(1.0));
-        let running_mean = self.running_mean.value_sync().mul_scalar(1.0 - m)
-            + mean.clone().detach().mul_scalar(m);
-        let running_var =
-            self.running_var.value_sync().mul_scalar(1.0 - m) + unbiased.mul_scalar(m);
-        self.running_mean.update(running_mean.detach());
-        self.running_var.update(running_var.detach());
+        let running = (
+            self.running_mean.value_sync(),
+            self.running_var.value_sync(),
+        );
+        let (mean, var) =
+            super::running::updated(running, (mean.clone(), var.clone()), count, self.momentum);
+        self.running_mean.update(mean);
+        self.running_var.update(var);
     }
 }
 

@@ -8,10 +8,11 @@
 //! one node carries a backward pass derived by hand (the same as
 //! `cpu::norm`'s): two per-channel sums and one element-wise sweep.
 //!
-//! Between the per-channel sums (burn's tuned reductions), the element-wise
-//! work runs as our own cubecl kernels ([`kernels`]): two launches forward,
-//! two backward. On burn's fused backend, whose tensors our kernels cannot
-//! take, the same arithmetic runs from burn's operations, which it fuses.
+//! The passes run as our own cubecl kernels ([`kernels`]): three launches
+//! forward (the sums, the per-channel map with the running averages'
+//! update, the normalisation), three backward. On burn's fused backend,
+//! whose tensors our kernels cannot take, the same arithmetic runs from
+//! burn's operations, which it fuses.
 //!
 //! Served: burn-cuda (`cuda` feature) and burn-wgpu (`wgpu` feature, which
 //! tests it on lavapipe), with or without burn's fusion; other backends keep
@@ -30,6 +31,7 @@ use burn::tensor::TensorPrimitive;
 use burn::tensor::ops::FloatTensor;
 
 use super::cpu::norm::Activation;
+use super::running::updated;
 
 mod kernels;
 
@@ -38,13 +40,17 @@ pub(super) struct NormInputs<B: Backend> {
     pub x: Tensor<B, 4>,
     pub gamma: Tensor<B, 1>,
     pub beta: Tensor<B, 1>,
-    /// Running mean and variance (eval), or None for batch statistics.
-    pub running: Option<(Tensor<B, 1>, Tensor<B, 1>)>,
+    /// The running mean and variance.
+    pub running: (Tensor<B, 1>, Tensor<B, 1>),
+    /// Some(momentum): normalise with the batch's statistics (training) and
+    /// move the running averages by `momentum`; None: normalise with the
+    /// running averages.
+    pub momentum: Option<f64>,
     pub epsilon: f64,
     pub activation: Activation,
 }
 
-/// The activated output, and the batch mean and biased variance (training).
+/// The activated output, and the running averages after a training pass.
 pub(super) type NormOutput<B> = (Tensor<B, 4>, Option<(Tensor<B, 1>, Tensor<B, 1>)>);
 
 /// `inputs` normalised on a backend this module serves; `Err(inputs)`
@@ -88,16 +94,17 @@ pub(super) fn serves<B: Backend>() -> bool {
 /// `Ok` when `B` is `I` (inference) or `Autodiff<I>` (training).
 fn on<I: Backend, B: Backend>(inputs: NormInputs<B>) -> Result<NormOutput<B>, NormInputs<B>> {
     if TypeId::of::<B>() == TypeId::of::<I>() {
-        let out = forward::<I>(
-            retype(inputs.x),
-            retype(inputs.gamma),
-            retype(inputs.beta),
-            inputs.running.map(|(m, v)| (retype(m), retype(v))),
-            inputs.epsilon,
-            inputs.activation,
-        );
-        let stats = out.statistics.map(|s| (retype(s.mean), retype(s.var)));
-        return Ok((retype(out.y), stats));
+        let out = forward::<I>(Forward {
+            x: retype(inputs.x),
+            gamma: retype(inputs.gamma),
+            beta: retype(inputs.beta),
+            running: (retype(inputs.running.0), retype(inputs.running.1)),
+            momentum: inputs.momentum,
+            epsilon: inputs.epsilon,
+            activation: inputs.activation,
+        });
+        let running = out.running.map(|(m, v)| (retype(m), retype(v)));
+        return Ok((retype(out.y), running));
     }
     if TypeId::of::<B>() == TypeId::of::<Autodiff<I>>() {
         return Ok(tracked::<I, B>(inputs));
@@ -126,11 +133,6 @@ fn primitive<I: Backend, const D: usize>(t: Tensor<I, D>) -> FloatTensor<I> {
     t.into_primitive().tensor()
 }
 
-struct Statistics<I: Backend> {
-    mean: Tensor<I, 1>,
-    var: Tensor<I, 1>,
-}
-
 /// What the backward pass needs of the forward one.
 #[derive(Clone, Debug)]
 struct Saved<I: Backend> {
@@ -145,6 +147,17 @@ struct Saved<I: Backend> {
     x: NodeId,
 }
 
+/// [`forward`]'s inputs, on the inner backend.
+struct Forward<I: Backend> {
+    x: Tensor<I, 4>,
+    gamma: Tensor<I, 1>,
+    beta: Tensor<I, 1>,
+    running: (Tensor<I, 1>, Tensor<I, 1>),
+    momentum: Option<f64>,
+    epsilon: f64,
+    activation: Activation,
+}
+
 /// What the forward pass computed.
 struct Normalized<I: Backend> {
     y: Tensor<I, 4>,
@@ -152,35 +165,35 @@ struct Normalized<I: Backend> {
     mean: Tensor<I, 1>,
     inv_std: Tensor<I, 1>,
     scale: Tensor<I, 1>,
-    /// This batch's statistics (training).
-    statistics: Option<Statistics<I>>,
+    /// The running averages after a training pass.
+    running: Option<(Tensor<I, 1>, Tensor<I, 1>)>,
 }
 
-/// The forward pass on `I`, untracked.
-fn forward<I: Backend>(
-    x: Tensor<I, 4>,
-    gamma: Tensor<I, 1>,
-    beta: Tensor<I, 1>,
-    running: Option<(Tensor<I, 1>, Tensor<I, 1>)>,
-    epsilon: f64,
-    activation: Activation,
-) -> Normalized<I> {
-    if let Some(out) = forward_by_kernels(&x, &gamma, &beta, &running, epsilon, activation) {
+/// The forward pass on `I`, untracked: `kernels`' three launches where the
+/// backend's tensors are plain cubecl ones, else burn's operations.
+fn forward<I: Backend>(inputs: Forward<I>) -> Normalized<I> {
+    if let Some(out) = forward_by_kernels(&inputs) {
         return out;
     }
+    let Forward {
+        x,
+        gamma,
+        beta,
+        running,
+        momentum,
+        epsilon,
+        activation,
+    } = inputs;
     let [n, c, h, w] = x.dims();
-    let (mean, var, stats) = match running {
-        Some((mean, var)) => (mean, var, None),
-        None => {
+    let (mean, var, running) = match momentum {
+        None => (running.0, running.1, None),
+        Some(momentum) => {
             let count = (n * h * w) as f64;
             let mean = per_channel_sum(x.clone()).div_scalar(count);
             let mean_sq = per_channel_sum(x.clone().square()).div_scalar(count);
             let var = (mean_sq - mean.clone().square()).clamp_min(0.0);
-            let stats = Statistics {
-                mean: mean.clone(),
-                var: var.clone(),
-            };
-            (mean, var, Some(stats))
+            let moved = updated(running, (mean.clone(), var.clone()), count, momentum);
+            (mean, var, Some(moved))
         }
     };
     let inv_std = var.add_scalar(epsilon).sqrt().recip();
@@ -197,41 +210,33 @@ fn forward<I: Backend>(
         mean,
         inv_std,
         scale,
-        statistics: stats,
+        running,
     }
 }
 
-/// [`forward`] with `kernels`' two kernels between the reductions, where
-/// the backend's tensors are plain cubecl ones.
-fn forward_by_kernels<I: Backend>(
-    x: &Tensor<I, 4>,
-    gamma: &Tensor<I, 1>,
-    beta: &Tensor<I, 1>,
-    running: &Option<(Tensor<I, 1>, Tensor<I, 1>)>,
-    epsilon: f64,
-    activation: Activation,
-) -> Option<Normalized<I>> {
-    let [n, _, h, w] = x.dims();
-    let (a, b, count) = match running {
-        Some((mean, var)) => (mean.clone(), var.clone(), None),
-        None => (
-            per_channel_sum(x.clone()),
-            per_channel_sum(x.clone().square()),
-            Some((n * h * w) as f64),
-        ),
+fn forward_by_kernels<I: Backend>(inputs: &Forward<I>) -> Option<Normalized<I>> {
+    let statistics = match inputs.momentum {
+        Some(momentum) => kernels::Statistics::Batch {
+            x: &inputs.x,
+            momentum,
+        },
+        None => kernels::Statistics::Running,
     };
-    let map = kernels::affine(&a, &b, gamma, beta, count, epsilon)?;
-    let y = kernels::normalize(x, &map.scale, &map.shift, activation)?;
-    let stats = count.map(|_| Statistics {
-        mean: map.mean.clone(),
-        var: map.var,
-    });
+    let running = (&inputs.running.0, &inputs.running.1);
+    let map = kernels::affine(
+        statistics,
+        &inputs.gamma,
+        &inputs.beta,
+        running,
+        inputs.epsilon,
+    )?;
+    let y = kernels::normalize(&inputs.x, &map.scale, &map.shift, inputs.activation)?;
     Some(Normalized {
         y,
         mean: map.mean,
         inv_std: map.inv_std,
         scale: map.scale,
-        statistics: stats,
+        running: inputs.momentum.map(|_| map.running),
     })
 }
 
@@ -248,20 +253,21 @@ fn tracked<I: Backend, B: Backend>(inputs: NormInputs<B>) -> NormOutput<B> {
     let x: Tracked<I> = cast(primitive(inputs.x));
     let gamma: Tracked<I> = cast(primitive(inputs.gamma));
     let beta: Tracked<I> = cast(primitive(inputs.beta));
-    let running = inputs.running.map(|(m, v)| {
-        let m: Tracked<I> = cast(primitive(m));
-        let v: Tracked<I> = cast(primitive(v));
-        (tensor::<I, 1>(untracked(m)), tensor::<I, 1>(untracked(v)))
-    });
-    let batch_statistics = running.is_none();
-    let out = forward(
-        tensor::<I, 4>(x.primitive.clone()),
-        tensor(gamma.primitive.clone()),
-        tensor(beta.primitive.clone()),
+    let inner = |t: Tensor<B, 1>| {
+        let t: Tracked<I> = cast(primitive(t));
+        tensor::<I, 1>(untracked(t))
+    };
+    let running = (inner(inputs.running.0), inner(inputs.running.1));
+    let batch_statistics = inputs.momentum.is_some();
+    let out = forward(Forward {
+        x: tensor::<I, 4>(x.primitive.clone()),
+        gamma: tensor(gamma.primitive.clone()),
+        beta: tensor(beta.primitive.clone()),
         running,
-        inputs.epsilon,
-        inputs.activation,
-    );
+        momentum: inputs.momentum,
+        epsilon: inputs.epsilon,
+        activation: inputs.activation,
+    });
     let nodes = [x.node.clone(), gamma.node.clone(), beta.node.clone()];
     let y: Tracked<I> = match NormBackward
         .prepare::<NoCheckpointing>(nodes)
@@ -282,10 +288,10 @@ fn tracked<I: Backend, B: Backend>(inputs: NormInputs<B>) -> NormOutput<B> {
         }
         OpsKind::UnTracked(prep) => prep.finish(primitive(out.y)),
     };
-    // The statistics feed the running averages only: untracked.
+    // The running averages are state, not part of the graph: untracked.
     let as_b = |t: Tensor<I, 1>| retype::<Autodiff<I>, B, 1>(Tensor::from_inner(t));
     let y = Tensor::from_primitive(TensorPrimitive::Float(cast(y)));
-    (y, out.statistics.map(|s| (as_b(s.mean), as_b(s.var))))
+    (y, out.running.map(|(m, v)| (as_b(m), as_b(v))))
 }
 
 #[derive(Debug)]
@@ -304,34 +310,72 @@ impl<I: Backend> Backward<I, 3> for NormBackward {
         let saved = ops.state;
         let dy = tensor::<I, 4>(grads.consume::<I>(&ops.node));
         let x = tensor::<I, 4>(checkpointer.retrieve_node_output::<FloatTensor<I>>(saved.x));
-        let [n, _, h, w] = x.dims();
-        // The batch statistics depend on x too (Ioffe & Szegedy, 2015).
-        let count = saved.batch_statistics.then_some((n * h * w) as f64);
         let [mean, inv_std, scale] = [saved.mean, saved.inv_std, saved.scale].map(tensor::<I, 1>);
         let y = tensor::<I, 4>(saved.y);
-        let (dz, dz_x_hat) =
-            kernels::backward_sweep(&dy, &y, &x, &mean, &inv_std, saved.activation)
-                .unwrap_or_else(|| sweep(dy, y, &x, &mean, &inv_std, saved.activation));
-        let d_beta = per_channel_sum(dz.clone());
-        let d_gamma = per_channel_sum(dz_x_hat);
-        if let Some(node) = node_x {
-            let dx =
-                kernels::input_gradient(&dz, &x, &mean, &inv_std, &scale, &d_gamma, &d_beta, count)
-                    .unwrap_or_else(|| {
-                        input_gradient(dz, x, mean, inv_std, scale, &d_gamma, &d_beta, count)
-                    });
+        let wanted = kernels::Wanted {
+            input: node_x.is_some(),
+            parameters: node_gamma.is_some() || node_beta.is_some(),
+            // The batch statistics depend on x too (Ioffe & Szegedy, 2015).
+            batch_statistics: saved.batch_statistics,
+        };
+        let inputs = kernels::BackwardInputs {
+            dy: &dy,
+            y: &y,
+            x: &x,
+            mean: &mean,
+            inv_std: &inv_std,
+            scale: &scale,
+            activation: saved.activation,
+        };
+        let (dx, parameters) =
+            kernels::backward(inputs, wanted).unwrap_or_else(|| composed_backward(inputs, wanted));
+        if let (Some(node), Some(dx)) = (node_x, dx) {
             grads.register::<I>(node.id, primitive(dx));
         }
-        if let Some(node) = node_gamma {
-            grads.register::<I>(node.id, primitive(d_gamma));
-        }
-        if let Some(node) = node_beta {
-            grads.register::<I>(node.id, primitive(d_beta));
+        if let Some((d_gamma, d_beta)) = parameters {
+            if let Some(node) = node_gamma {
+                grads.register::<I>(node.id, primitive(d_gamma));
+            }
+            if let Some(node) = node_beta {
+                grads.register::<I>(node.id, primitive(d_beta));
+            }
         }
     }
 }
 
-/// [`kernels::backward_sweep`] from burn's operations: (dz, dz·x̂), where
+/// [`kernels::backward`] from burn's operations.
+fn composed_backward<I: Backend>(
+    inputs: kernels::BackwardInputs<'_, I>,
+    wanted: kernels::Wanted,
+) -> kernels::Gradients<I> {
+    let [n, _, h, w] = inputs.x.dims();
+    let (dz, dz_x_hat) = sweep(
+        inputs.dy.clone(),
+        inputs.y.clone(),
+        inputs.x,
+        inputs.mean,
+        inputs.inv_std,
+        inputs.activation,
+    );
+    let parameters = (wanted.parameters || wanted.batch_statistics)
+        .then(|| (per_channel_sum(dz_x_hat), per_channel_sum(dz.clone())));
+    let dx = wanted.input.then(|| {
+        let count = wanted.batch_statistics.then_some((n * h * w) as f64);
+        let sums = parameters.clone().filter(|_| count.is_some());
+        input_gradient(
+            dz,
+            inputs.x.clone(),
+            inputs.mean.clone(),
+            inputs.inv_std.clone(),
+            inputs.scale.clone(),
+            sums,
+            count,
+        )
+    });
+    (dx, parameters)
+}
+
+/// The backward sweep from burn's operations: (dz, dz·x̂), where
 /// dz is ∂L/∂z through the activation (z > 0 exactly where y > 0).
 fn sweep<I: Backend>(
     dy: Tensor<I, 4>,
@@ -356,28 +400,26 @@ fn sweep<I: Backend>(
     (dz, dz_x_hat)
 }
 
-/// [`kernels::input_gradient`] from burn's operations.
-#[allow(clippy::too_many_arguments)]
+/// ∂L/∂x from dz: scale·(dz − (x̂·Σdz·x̂ + Σdz)/count) with batch
+/// statistics (`sums` = (Σdz·x̂, Σdz) over `count` values), else scale·dz.
 fn input_gradient<I: Backend>(
     dz: Tensor<I, 4>,
     x: Tensor<I, 4>,
     mean: Tensor<I, 1>,
     inv_std: Tensor<I, 1>,
     scale: Tensor<I, 1>,
-    d_gamma: &Tensor<I, 1>,
-    d_beta: &Tensor<I, 1>,
+    sums: Option<(Tensor<I, 1>, Tensor<I, 1>)>,
     count: Option<f64>,
 ) -> Tensor<I, 4> {
     let c = mean.dims()[0];
     let channel = |t: Tensor<I, 1>| t.reshape([1, c, 1, 1]);
-    let dz = match count {
-        Some(count) => {
+    let dz = match (sums, count) {
+        (Some((d_gamma, d_beta)), Some(count)) => {
             let x_hat = (x - channel(mean)) * channel(inv_std);
-            let mean_term =
-                (x_hat * channel(d_gamma.clone()) + channel(d_beta.clone())).div_scalar(count);
+            let mean_term = (x_hat * channel(d_gamma) + channel(d_beta)).div_scalar(count);
             dz - mean_term
         }
-        None => dz,
+        _ => dz,
     };
     dz * channel(scale)
 }
