@@ -94,7 +94,7 @@ pub(super) fn serves<B: Backend>() -> bool {
 /// `Ok` when `B` is `I` (inference) or `Autodiff<I>` (training).
 fn on<I: Backend, B: Backend>(inputs: NormInputs<B>) -> Result<NormOutput<B>, NormInputs<B>> {
     if TypeId::of::<B>() == TypeId::of::<I>() {
-        let out = forward::<I>(Forward {
+        let out = forward::<I>(NormInputs {
             x: retype(inputs.x),
             gamma: retype(inputs.gamma),
             beta: retype(inputs.beta),
@@ -147,17 +147,6 @@ struct Saved<I: Backend> {
     x: NodeId,
 }
 
-/// [`forward`]'s inputs, on the inner backend.
-struct Forward<I: Backend> {
-    x: Tensor<I, 4>,
-    gamma: Tensor<I, 1>,
-    beta: Tensor<I, 1>,
-    running: (Tensor<I, 1>, Tensor<I, 1>),
-    momentum: Option<f64>,
-    epsilon: f64,
-    activation: Activation,
-}
-
 /// What the forward pass computed.
 struct Normalized<I: Backend> {
     y: Tensor<I, 4>,
@@ -171,11 +160,11 @@ struct Normalized<I: Backend> {
 
 /// The forward pass on `I`, untracked: `kernels`' three launches where the
 /// backend's tensors are plain cubecl ones, else burn's operations.
-fn forward<I: Backend>(inputs: Forward<I>) -> Normalized<I> {
+fn forward<I: Backend>(inputs: NormInputs<I>) -> Normalized<I> {
     if let Some(out) = forward_by_kernels(&inputs) {
         return out;
     }
-    let Forward {
+    let NormInputs {
         x,
         gamma,
         beta,
@@ -214,7 +203,7 @@ fn forward<I: Backend>(inputs: Forward<I>) -> Normalized<I> {
     }
 }
 
-fn forward_by_kernels<I: Backend>(inputs: &Forward<I>) -> Option<Normalized<I>> {
+fn forward_by_kernels<I: Backend>(inputs: &NormInputs<I>) -> Option<Normalized<I>> {
     let statistics = match inputs.momentum {
         Some(momentum) => kernels::Statistics::Batch {
             x: &inputs.x,
@@ -259,7 +248,7 @@ fn tracked<I: Backend, B: Backend>(inputs: NormInputs<B>) -> NormOutput<B> {
     };
     let running = (inner(inputs.running.0), inner(inputs.running.1));
     let batch_statistics = inputs.momentum.is_some();
-    let out = forward(Forward {
+    let out = forward(NormInputs {
         x: tensor::<I, 4>(x.primitive.clone()),
         gamma: tensor(gamma.primitive.clone()),
         beta: tensor(beta.primitive.clone()),
