@@ -14,8 +14,11 @@ use burn::optim::{AdamConfig, GradientsParams, Optimizer, SgdConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 
+use burn_cubecl::cubecl::wgpu::WgpuRuntime;
+use burn_cubecl::tensor::CubeTensor;
 use nextslice::config::AutotuneLevel;
 use nextslice::gpu::adam::{AdamScalars, adam_step};
+use nextslice::gpu::channels::ChannelOrder;
 use nextslice::gpu::configure;
 use nextslice::model::loss::one_hot;
 use nextslice::model::{
@@ -183,18 +186,63 @@ fn norm_pass(x: &Tensor<Gpu, 4>, weights: &Tensor<Gpu, 4>) -> [Tensor<Wgpu, 4>; 
     [y.inner(), dx, eval, after.inner()]
 }
 
+/// A standard normal [n, c, h, w] tensor whose buffer is NCHW, or NHWC (as
+/// burn's convolutions leave their outputs) with `channels_last`.
+fn normal_in(shape: [usize; 4], channels_last: bool) -> Tensor<Gpu, 4> {
+    let [n, c, h, w] = shape;
+    match channels_last {
+        false => normal(shape),
+        true => normal([n, h, w, c]).permute([0, 3, 1, 2]),
+    }
+}
+
+fn channel_order(t: &Tensor<Wgpu, 4>) -> Option<ChannelOrder> {
+    let cube: CubeTensor<WgpuRuntime> = t.clone().into_primitive().tensor();
+    ChannelOrder::of(&cube)
+}
+
+/// Whether `t`'s buffer is NHWC-contiguous (and not NCHW-contiguous too).
+fn is_channels_last(t: &Tensor<Wgpu, 4>) -> bool {
+    channel_order(t) == Some(ChannelOrder::Last)
+}
+
+/// Whether `t`'s buffer is NCHW-contiguous.
+fn is_channels_first(t: &Tensor<Wgpu, 4>) -> bool {
+    channel_order(t) == Some(ChannelOrder::First)
+}
+
 /// Batch norm against burn's operations: where each channel's sums split
 /// into several chunks (4500 values, chunks crossing image boundaries) and
 /// the batch's statistics are far from the initial running averages, and
 /// where four values per channel make the running variance's 4/3 unbiasing
-/// visible.
+/// visible; each with its buffer NCHW and NHWC. NHWC also where the
+/// channels fill more than one cube's lanes (300: two groups, the second
+/// part-empty) and where they are not a power of two (48, 3). An NHWC
+/// input keeps its order in the output and the input gradient.
 #[test]
 fn batch_norm_matches_burns_operations() {
     configure(None, AutotuneLevel::Minimal).unwrap();
-    for shape in [[5, 2, 30, 30], [2, 3, 2, 1]] {
-        let x = normal(shape).mul_scalar(3.0).add_scalar(1.5);
-        let weights = normal(shape);
+    let cases = [
+        ([5, 2, 30, 30], false),
+        ([5, 2, 30, 30], true),
+        ([2, 3, 2, 1], false),
+        ([2, 3, 2, 1], true),
+        ([2, 300, 4, 5], true),
+        ([4, 48, 20, 20], true),
+    ];
+    for (shape, channels_last) in cases {
+        let x = normal_in(shape, channels_last)
+            .mul_scalar(3.0)
+            .add_scalar(1.5);
+        let weights = normal_in(shape, channels_last);
         let ours = norm_pass(&x, &weights);
+        if channels_last {
+            assert!(is_channels_last(&ours[0]), "output order, {shape:?}");
+            assert!(
+                is_channels_last(&ours[1]),
+                "input gradient order, {shape:?}"
+            );
+        }
         let burns = with_burn_kernels(|| norm_pass(&x, &weights));
         let names = [
             "output",
@@ -202,8 +250,13 @@ fn batch_norm_matches_burns_operations() {
             "eval output",
             "output after a step",
         ];
+        let order = if channels_last { "NHWC" } else { "NCHW" };
         for ((ours, burns), name) in ours.into_iter().zip(burns).zip(names) {
-            assert_close(ours, burns, &format!("batch norm {name}, {shape:?}"));
+            assert_close(
+                ours,
+                burns,
+                &format!("batch norm {name}, {shape:?} {order}"),
+            );
         }
     }
 }
@@ -242,6 +295,8 @@ fn adam_runs_as_one_kernel_and_steps_like_burns_adam() {
         "the kernel path is not taken on burn-wgpu"
     );
 
+    channels_last_gradients_step_contiguous_weights(scalars);
+
     let start = materialized(LinearConfig::new(5, 3).init::<Gpu>(&device));
     let ours = adam_steps(start.clone(), nextslice::train::adam::<Gpu, Linear<Gpu>>());
     let burns = adam_steps(start.clone(), AdamConfig::new().init::<Gpu, Linear<Gpu>>());
@@ -254,4 +309,46 @@ fn adam_runs_as_one_kernel_and_steps_like_burns_adam() {
     );
     assert_close(weights(&ours), weights(&burns), "weights after three steps");
     assert_close(biases(&ours), biases(&burns), "biases after three steps");
+}
+
+/// Adam's update from burn's operations, for comparison.
+fn adam_by_operations([p, g, m, v]: [Tensor<Wgpu, 4>; 4], s: AdamScalars) -> [Tensor<Wgpu, 4>; 3] {
+    let m = m.mul_scalar(s.beta_1) + g.clone().mul_scalar(1.0 - s.beta_1);
+    let v = v.mul_scalar(s.beta_2) + g.powi_scalar(2).mul_scalar(1.0 - s.beta_2);
+    let p = p - m.clone().mul_scalar(s.step_size) / v.clone().sqrt().add_scalar(s.epsilon);
+    [p, m, v]
+}
+
+/// A convolution's weight gradient comes channels-last ([out, kh, kw, in]
+/// seen as [out, in, kh, kw]): the kernel reads it through its strides,
+/// steps a contiguous weight by it correctly, twice, and leaves the weight
+/// and moments contiguous (burn tunes convolutions per operand layout, so
+/// a weight that changed layout would be tuned again).
+fn channels_last_gradients_step_contiguous_weights(scalars: AdamScalars) {
+    let wgpu = |t: Tensor<Gpu, 4>| t.inner();
+    let gradient = || wgpu(normal_in([6, 5, 3, 3], true));
+    let mut state = [
+        wgpu(normal([6, 5, 3, 3])),
+        wgpu(normal([6, 5, 3, 3]).abs().mul_scalar(0.1)),
+        wgpu(normal([6, 5, 3, 3]).abs()),
+    ];
+    for step in 0..2 {
+        let g = gradient();
+        let [p, m, v] = state;
+        let (p2, m2, v2) = adam_step(&p, &g, &m, &v, scalars).expect("the kernel path");
+        let expected = adam_by_operations([p, g.clone(), m, v], scalars);
+        for (ours, (burns, name)) in
+            [p2.clone(), m2.clone(), v2.clone()]
+                .into_iter()
+                .zip(
+                    expected
+                        .into_iter()
+                        .zip(["weight", "first moment", "second moment"]),
+                )
+        {
+            assert!(is_channels_first(&ours), "{name} order, step {step}");
+            assert_close(ours, burns, &format!("{name} after step {step}"));
+        }
+        state = [p2, m2, v2];
+    }
 }

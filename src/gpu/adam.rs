@@ -58,16 +58,35 @@ mod kernel {
     use burn::tensor::backend::Backend;
     use burn_cubecl::CubeRuntime;
     use burn_cubecl::cubecl;
+    use burn_cubecl::cubecl::prelude::Tensor as KernelTensor;
     use burn_cubecl::cubecl::prelude::*;
     use burn_cubecl::tensor::CubeTensor;
 
     use super::AdamScalars;
-    use crate::gpu::cube::{CubeTask, array, empty, from_cube, grid, to_cube};
+    use crate::gpu::cube::{CubeTask, array, empty, from_cube, grid, raw_f32, to_cube};
 
+    /// The buffer offset of row-major element `i` of `t`, through its
+    /// strides.
+    #[cube]
+    fn strided_offset<F: Float>(t: &KernelTensor<F>, i: usize) -> usize {
+        let mut rest = i;
+        let mut offset = 0;
+        let rank = t.rank();
+        for k in 0..rank {
+            let d = rank - 1 - k;
+            offset += (rest % t.shape(d)) * t.stride(d);
+            rest /= t.shape(d);
+        }
+        offset
+    }
+
+    /// Element i of param and the moments (contiguous), and the same
+    /// element of `grad`, wherever its strides put it (at i itself when
+    /// `grad_contiguous`, most tensors: no index arithmetic then).
     #[cube(launch_unchecked)]
     fn adam_kernel<F: Float>(
         param: &Array<F>,
-        grad: &Array<F>,
+        grad: &KernelTensor<F>,
         moment_1: &Array<F>,
         moment_2: &Array<F>,
         new_param: &mut Array<F>,
@@ -77,10 +96,15 @@ mod kernel {
         beta_2: f32,
         step_size: f32,
         epsilon: f32,
+        #[comptime] grad_contiguous: bool,
     ) {
         let i = ABSOLUTE_POS;
         if i < param.len() {
-            let g = grad[i];
+            let mut at = i;
+            if !grad_contiguous {
+                at = strided_offset::<F>(grad, i);
+            }
+            let g = grad[at];
             let b1 = F::cast_from(beta_1);
             let b2 = F::cast_from(beta_2);
             let m = moment_1[i] * b1 + g * (F::new(1.0) - b1);
@@ -106,7 +130,13 @@ mod kernel {
 
         fn run<R: CubeRuntime>(self) -> Self::Output {
             let p = to_cube::<R, B, D>(self.param)?;
-            let g = to_cube::<R, B, D>(self.grad)?;
+            // Read through its strides, where it lies: a convolution's weight
+            // gradient comes channels-last, and copying it to the weight's
+            // order was a launch per tensor and step. (The weight itself
+            // keeps its order: burn's autotuner keys convolutions by their
+            // operands' strides, so a weight that changed order after the
+            // first step would be tuned again on the second.)
+            let g = raw_f32::<R, B, D>(self.grad)?;
             let m = to_cube::<R, B, D>(self.moment_1)?;
             let v = to_cube::<R, B, D>(self.moment_2)?;
             let (p, m, v) = launch(p, g, m, v, self.scalars);
@@ -130,15 +160,18 @@ mod kernel {
         );
         let client = param.client.clone();
         let (cube_count, cube_dim) = grid(&param, n);
-        // Safety: all seven arrays hold `n` contiguous f32 elements (checked
-        // by `to_cube`), and the kernel reads and writes index < n only.
+        let grad_contiguous = grad.is_contiguous();
+        // Safety: the six arrays hold `n` contiguous f32 elements (checked
+        // by `to_cube`), and the kernel reads and writes index < n only;
+        // `grad` has the parameter's shape, and its strides stay inside its
+        // buffer.
         unsafe {
             adam_kernel::launch_unchecked::<f32, R>(
                 &client,
                 cube_count,
                 cube_dim,
                 array(&param, n),
-                array(&grad, n),
+                grad.clone().into_tensor_arg(),
                 array(&moment_1, n),
                 array(&moment_2, n),
                 array(&new_param, n),
@@ -148,6 +181,7 @@ mod kernel {
                 s.beta_2,
                 s.step_size,
                 s.epsilon,
+                grad_contiguous,
             );
         }
         (new_param, new_m, new_v)

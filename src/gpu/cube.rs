@@ -43,9 +43,22 @@ fn is_on<R: CubeRuntime, B: Backend>() -> bool {
 pub fn to_cube<R: CubeRuntime, B: Backend, const D: usize>(
     t: &Tensor<B, D>,
 ) -> Option<CubeTensor<R>> {
+    raw_f32::<R, B, D>(t).map(into_contiguous)
+}
+
+/// `t` as the cubecl tensor of f32 it is, strides as they are; `None` if
+/// it is not f32. Only for a `B` that [`on_runtime_of`] found on `R`.
+pub fn raw_f32<R: CubeRuntime, B: Backend, const D: usize>(
+    t: &Tensor<B, D>,
+) -> Option<CubeTensor<R>> {
+    let cube = raw::<R, B, D>(t);
+    (cube.dtype == DType::F32).then_some(cube)
+}
+
+/// `t` as the cubecl tensor it is, strides and dtype as they are.
+fn raw<R: CubeRuntime, B: Backend, const D: usize>(t: &Tensor<B, D>) -> CubeTensor<R> {
     let primitive: FloatTensor<B> = t.clone().into_primitive().tensor();
-    let cube: CubeTensor<R> = cast(primitive);
-    (cube.dtype == DType::F32).then(|| into_contiguous(cube))
+    cast(primitive)
 }
 
 /// Back to `B`'s tensor type (which is `R`'s, as [`to_cube`] checked).
@@ -72,7 +85,8 @@ pub fn grid<R: CubeRuntime>(like: &CubeTensor<R>, units: usize) -> (CubeCount, C
 /// `t`'s buffer as a kernel's array of `len` values.
 ///
 /// # Safety
-/// `t` is contiguous (from [`to_cube`] or [`empty`]) and holds at least
+/// `t`'s buffer is contiguous (from [`to_cube`], [`empty`] or
+/// [`super::channels`]) and holds at least
 /// `len` elements of the kernel's element type.
 pub unsafe fn array<R: CubeRuntime>(t: &CubeTensor<R>, len: usize) -> ArrayArg<R> {
     // Safety: as the caller promised.

@@ -1,12 +1,15 @@
 //! The GPU around the models: is there one ([`probe`]), where its tuned
 //! kernels are kept between processes ([`cache`]), cubecl's configuration
-//! ([`runtime`]), what its autotuner is doing ([`tuning`]), and our own
-//! kernels ([`adam`]).
+//! ([`runtime`]), what its autotuner is doing ([`tuning`]), our own
+//! kernels ([`adam`]), and how they meet burn's tensors where they lie
+//! (`cube` and `channels`, in GPU builds).
 //!
 //! Imports only config (and fsutil for atomic writes).
 
 pub mod adam;
 pub mod cache;
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+pub mod channels;
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
 pub mod cube;
 pub mod probe;

@@ -7,8 +7,12 @@ use burn_cubecl::CubeRuntime;
 use burn_cubecl::cubecl;
 use burn_cubecl::cubecl::prelude::*;
 
-use super::sums::{SumLayout, channel_value, chunk_end, chunk_total, write_cube_sums};
+use super::sums::{
+    SumLayout, channel_of, channel_value, chunk_end, chunk_total, rows, unit_channel, unit_row,
+    write_cube_sums,
+};
 use super::{Activation, activation_code};
+use crate::gpu::channels::{empty_in, to_cube_4d, to_cube_in};
 use crate::gpu::cube::{CubeTask, array, dims, empty, from_cube, grid, on_runtime_of, to_cube};
 
 /// ∂L/∂z from ∂L/∂y through the activation, whose sign is y's (z > 0
@@ -28,7 +32,8 @@ fn through_activation<F: Float>(dy: F, y: F, activation: u32, slope: f32) -> F {
 }
 
 /// [`statistics_sums_kernel`] for the backward pass: Σdz and Σdz·x̂, with
-/// dz = ∂L/∂z and x̂ = (x − mean)·inv_std.
+/// dz = ∂L/∂z and x̂ = (x − mean)·inv_std; dy, y and x all NCHW or (`last`)
+/// all NHWC.
 #[cube(launch_unchecked)]
 fn gradient_sums_kernel<F: Float>(
     dy: &Array<F>,
@@ -41,33 +46,31 @@ fn gradient_sums_kernel<F: Float>(
     channels: usize,
     chunk_len: usize,
     chunks: usize,
+    lanes: usize,
     activation: u32,
     slope: f32,
     #[comptime] units: u32,
+    #[comptime] last: bool,
 ) {
     let k = CUBE_POS_X as usize;
-    let c = CUBE_POS_Y as usize;
+    let c = unit_channel(lanes);
     let end = chunk_end(k, chunk_len, x.len() / channels);
-    let m = mean[c];
-    let s_inv = inv_std[c];
+    let rows = rows(lanes);
     let mut s = F::new(0.0);
     let mut s_x_hat = F::new(0.0);
-    let mut j = k * chunk_len + UNIT_POS_X as usize;
-    while j < end {
-        let i = channel_value(j, c, pixels, channels);
-        let g = through_activation::<F>(dy[i], y[i], activation, slope);
-        s += g;
-        s_x_hat += g * (x[i] - m) * s_inv;
-        j += CUBE_DIM_X as usize;
+    if c < channels {
+        let m = mean[c];
+        let s_inv = inv_std[c];
+        let mut j = k * chunk_len + unit_row(lanes);
+        while j < end {
+            let i = channel_value(j, c, pixels, channels, last);
+            let g = through_activation::<F>(dy[i], y[i], activation, slope);
+            s += g;
+            s_x_hat += g * (x[i] - m) * s_inv;
+            j += rows;
+        }
     }
-    write_cube_sums::<F>(
-        s,
-        s_x_hat,
-        partial,
-        c * chunks + k,
-        (channels + c) * chunks + k,
-        units,
-    );
+    write_cube_sums::<F>(s, s_x_hat, partial, lanes, channels, chunks, units);
 }
 
 /// The parameter gradients from [`gradient_sums_kernel`]'s partial sums:
@@ -88,7 +91,8 @@ fn totals_kernel<F: Float>(
 }
 
 /// ∂L/∂x = scale·(dz − (x̂·Σdz·x̂ + Σdz)/count) with batch statistics
-/// (`from_batch` = 1), else scale·dz; dz = ∂L/∂z from ∂L/∂y and y.
+/// (`from_batch` = 1), else scale·dz; dz = ∂L/∂z from ∂L/∂y and y. All
+/// four full tensors NCHW or (`last`) NHWC.
 #[cube(launch_unchecked)]
 fn input_gradient_kernel<F: Float>(
     dy: &Array<F>,
@@ -106,10 +110,11 @@ fn input_gradient_kernel<F: Float>(
     from_batch: u32,
     activation: u32,
     slope: f32,
+    #[comptime] last: bool,
 ) {
     let i = ABSOLUTE_POS;
     if i < dy.len() {
-        let c = (i / pixels) % channels;
+        let c = channel_of(i, pixels, channels, last);
         let mut g = through_activation::<F>(dy[i], y[i], activation, slope);
         if from_batch == 1 {
             let x_hat = (x[i] - mean[c]) * inv_std[c];
@@ -177,11 +182,11 @@ impl<I: Backend> CubeTask for BackwardTask<'_, I> {
     fn run<R: CubeRuntime>(self) -> Self::Output {
         let inputs = self.inputs;
         let wanted = self.wanted;
-        let [dy, y, x] = [
-            to_cube::<R, I, 4>(inputs.dy)?,
-            to_cube::<R, I, 4>(inputs.y)?,
-            to_cube::<R, I, 4>(inputs.x)?,
-        ];
+        // All in x's order: y already is (the forward pass wrote it so),
+        // and ∂L/∂y usually is (from the next layer's convolution).
+        let (x, order) = to_cube_4d::<R, I>(inputs.x)?;
+        let dy = to_cube_in::<R, I>(inputs.dy, order)?;
+        let y = to_cube_in::<R, I>(inputs.y, order)?;
         let [mean, inv_std, scale] = [
             to_cube::<R, I, 1>(inputs.mean)?,
             to_cube::<R, I, 1>(inputs.inv_std)?,
@@ -195,17 +200,18 @@ impl<I: Backend> CubeTask for BackwardTask<'_, I> {
         let client = x.client.clone();
 
         let sums = (wanted.parameters || wanted.batch_statistics).then(|| {
-            let layout = SumLayout::new(&x, channels, per_channel);
+            let layout = SumLayout::new(&x, channels, per_channel, order);
             let partial = empty(&x, &[2 * channels * layout.chunks]);
             let (d_beta, d_gamma) = (empty(&x, &[channels]), empty(&x, &[channels]));
             let (cube_count, cube_dim) = grid(&x, channels);
-            // Safety: dy, y and x hold n contiguous f32 values and every
-            // index the sum kernel forms is below n; the per-channel arrays
-            // hold `channels` values, `partial` 2·channels·chunks.
+            // Safety: dy's, y's and x's buffers hold n contiguous f32
+            // values in `order` and every index the sum kernel forms is
+            // below n; the per-channel arrays hold `channels` values,
+            // `partial` 2·channels·chunks.
             unsafe {
                 gradient_sums_kernel::launch_unchecked::<f32, R>(
                     &client,
-                    layout.cubes(channels),
+                    layout.cubes(),
                     CubeDim::new_1d(layout.units),
                     array(&dy, n),
                     array(&y, n),
@@ -217,9 +223,11 @@ impl<I: Backend> CubeTask for BackwardTask<'_, I> {
                     channels,
                     layout.chunk_len,
                     layout.chunks,
+                    layout.lanes,
                     kind,
                     slope,
                     layout.units,
+                    order.is_last(),
                 );
                 totals_kernel::launch_unchecked::<f32, R>(
                     &client,
@@ -241,10 +249,11 @@ impl<I: Backend> CubeTask for BackwardTask<'_, I> {
                 Some((d_gamma, d_beta)) => (d_gamma.clone(), d_beta.clone()),
                 None => (mean.clone(), mean.clone()),
             };
-            let dx = empty(&x, &shape);
+            // ∂L/∂x in x's order, as the convolution before wants it.
+            let dx = empty_in(&x, [shape[0], channels, shape[2], shape[3]], order);
             let (cube_count, cube_dim) = grid(&x, n);
-            // Safety: four arrays of n contiguous f32 values, five of one
-            // per channel; c = (i / pixels) % channels < channels.
+            // Safety: four buffers of n contiguous f32 values in one order,
+            // five arrays of one per channel; channel_of < channels.
             unsafe {
                 input_gradient_kernel::launch_unchecked::<f32, R>(
                     &client,
@@ -265,6 +274,7 @@ impl<I: Backend> CubeTask for BackwardTask<'_, I> {
                     u32::from(wanted.batch_statistics),
                     kind,
                     slope,
+                    order.is_last(),
                 );
             }
             from_cube(dx)

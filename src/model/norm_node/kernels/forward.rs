@@ -7,13 +7,18 @@ use burn_cubecl::CubeRuntime;
 use burn_cubecl::cubecl;
 use burn_cubecl::cubecl::prelude::*;
 
-use super::sums::{SumLayout, channel_value, chunk_end, chunk_total, write_cube_sums};
+use super::sums::{
+    SumLayout, channel_of, channel_value, chunk_end, chunk_total, rows, unit_channel, unit_row,
+    write_cube_sums,
+};
 use super::{Activation, activation_code};
+use crate::gpu::channels::{empty_in, to_cube_4d};
 use crate::gpu::cube::{CubeTask, array, dims, empty, from_cube, grid, on_runtime_of, to_cube};
 
-/// Cube (k, c) adds chunk k (`chunk_len` values) of channel c's n·pixels
-/// values of x and x², into partial[c·chunks + k] and
-/// partial[(channels + c)·chunks + k].
+/// Cube (k, g) adds chunk k (`chunk_len` positions) of the n·pixels values
+/// of x and x² of each channel c of group g ([`SumLayout`]), into
+/// partial[c·chunks + k] and partial[(channels + c)·chunks + k]. x is NCHW,
+/// or NHWC with `last`.
 #[cube(launch_unchecked)]
 fn statistics_sums_kernel<F: Float>(
     x: &Array<F>,
@@ -22,28 +27,26 @@ fn statistics_sums_kernel<F: Float>(
     channels: usize,
     chunk_len: usize,
     chunks: usize,
+    lanes: usize,
     #[comptime] units: u32,
+    #[comptime] last: bool,
 ) {
     let k = CUBE_POS_X as usize;
-    let c = CUBE_POS_Y as usize;
+    let c = unit_channel(lanes);
     let end = chunk_end(k, chunk_len, x.len() / channels);
+    let rows = rows(lanes);
     let mut s = F::new(0.0);
     let mut s2 = F::new(0.0);
-    let mut j = k * chunk_len + UNIT_POS_X as usize;
-    while j < end {
-        let v = x[channel_value(j, c, pixels, channels)];
-        s += v;
-        s2 += v * v;
-        j += CUBE_DIM_X as usize;
+    if c < channels {
+        let mut j = k * chunk_len + unit_row(lanes);
+        while j < end {
+            let v = x[channel_value(j, c, pixels, channels, last)];
+            s += v;
+            s2 += v * v;
+            j += rows;
+        }
     }
-    write_cube_sums::<F>(
-        s,
-        s2,
-        partial,
-        c * chunks + k,
-        (channels + c) * chunks + k,
-        units,
-    );
+    write_cube_sums::<F>(s, s2, partial, lanes, channels, chunks, units);
 }
 
 /// Per channel: mean, var, inv_std = 1/√(var + ε), scale = γ·inv_std,
@@ -104,7 +107,8 @@ fn affine_kernel<F: Float>(
     }
 }
 
-/// y = act(x·scale[c] + shift[c]) over [n, c, pixels].
+/// y = act(x·scale[c] + shift[c]) over [n, c, pixels], x and y both NCHW
+/// or (`last`) both NHWC.
 #[cube(launch_unchecked)]
 fn normalize_kernel<F: Float>(
     x: &Array<F>,
@@ -115,10 +119,11 @@ fn normalize_kernel<F: Float>(
     channels: usize,
     activation: u32,
     slope: f32,
+    #[comptime] last: bool,
 ) {
     let i = ABSOLUTE_POS;
     if i < x.len() {
-        let c = (i / pixels) % channels;
+        let c = channel_of(i, pixels, channels, last);
         let z = x[i] * scale[c] + shift[c];
         let mut out = z;
         if z < F::new(0.0) {
@@ -190,19 +195,20 @@ impl<I: Backend> CubeTask for AffineTask<'_, I> {
         let client = gamma.client.clone();
         let (stats, chunks, count, momentum) = match self.statistics {
             Statistics::Batch { x, momentum } => {
-                let x = to_cube::<R, I, 4>(x)?;
+                let (x, order) = to_cube_4d::<R, I>(x)?;
                 let shape = dims(&x);
                 let pixels = shape[2] * shape[3];
                 let per_channel = shape[0] * pixels;
-                let layout = SumLayout::new(&x, channels, per_channel);
+                let layout = SumLayout::new(&x, channels, per_channel, order);
                 let partial = empty(&x, &[2 * channels * layout.chunks]);
-                // Safety: x holds n·channels·pixels contiguous f32 values and
-                // every index the kernel forms is below that; `partial` holds
-                // 2·channels·chunks, one per (row, chunk) cube.
+                // Safety: x's buffer holds n·channels·pixels contiguous f32
+                // values in `order` and every index the kernel forms is below
+                // that; `partial` holds 2·channels·chunks, and each cube
+                // writes its channels' pairs for its chunk.
                 unsafe {
                     statistics_sums_kernel::launch_unchecked::<f32, R>(
                         &client,
-                        layout.cubes(channels),
+                        layout.cubes(),
                         CubeDim::new_1d(layout.units),
                         array(&x, x.meta.num_elements()),
                         array(&partial, 2 * channels * layout.chunks),
@@ -210,7 +216,9 @@ impl<I: Backend> CubeTask for AffineTask<'_, I> {
                         channels,
                         layout.chunk_len,
                         layout.chunks,
+                        layout.lanes,
                         layout.units,
+                        order.is_last(),
                     );
                 }
                 (partial, layout.chunks, Some(per_channel as f64), momentum)
@@ -286,18 +294,19 @@ impl<I: Backend> CubeTask for NormalizeTask<'_, I> {
     type Output = Option<Tensor<I, 4>>;
 
     fn run<R: CubeRuntime>(self) -> Self::Output {
-        let x = to_cube::<R, I, 4>(self.x)?;
+        let (x, order) = to_cube_4d::<R, I>(self.x)?;
         let scale = to_cube::<R, I, 1>(self.scale)?;
         let shift = to_cube::<R, I, 1>(self.shift)?;
         let shape = dims(&x);
         let (channels, pixels) = (shape[1], shape[2] * shape[3]);
         let n = x.meta.num_elements();
-        let y = empty(&x, &shape);
+        // y keeps x's order, so the next convolution need not copy it.
+        let y = empty_in(&x, [shape[0], channels, shape[2], shape[3]], order);
         let (kind, slope) = activation_code(self.activation);
         let client = x.client.clone();
         let (cube_count, cube_dim) = grid(&x, n);
-        // Safety: x and y hold n contiguous f32 values, scale and shift one
-        // per channel; c = (i / pixels) % channels < channels.
+        // Safety: x's and y's buffers hold n contiguous f32 values in the
+        // same order, scale and shift one per channel; channel_of < channels.
         unsafe {
             normalize_kernel::launch_unchecked::<f32, R>(
                 &client,
@@ -311,6 +320,7 @@ impl<I: Backend> CubeTask for NormalizeTask<'_, I> {
                 channels,
                 kind,
                 slope,
+                order.is_last(),
             );
         }
         Some(from_cube(y))

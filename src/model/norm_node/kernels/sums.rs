@@ -1,5 +1,5 @@
 //! The per-channel sums both passes need: how a launch splits each
-//! channel's values into chunks (one cube per chunk and channel), the
+//! channel's values into chunks (one cube per chunk and group of channels), the
 //! tree that adds a cube's units in shared memory, and the in-order total
 //! over the chunks. Deterministic: the same order every time.
 
@@ -7,6 +7,8 @@ use burn_cubecl::CubeRuntime;
 use burn_cubecl::cubecl;
 use burn_cubecl::cubecl::prelude::*;
 use burn_cubecl::tensor::CubeTensor;
+
+use crate::gpu::channels::ChannelOrder;
 
 /// Units per cube of the sum kernels, at most: a power of two, for the tree.
 const SUM_UNITS: u32 = 256;
@@ -16,10 +18,56 @@ const SUM_CUBES: usize = 1024;
 /// Fewest values each unit adds before another chunk is worth a cube.
 const VALUES_PER_UNIT: usize = 8;
 
-/// The index in an [n, c, pixels] tensor of channel `c`'s `j`-th value.
+/// The buffer index of channel `c`'s `j`-th value in an [n, c, pixels]
+/// tensor: j counts positions (image, pixel), and the buffer is NCHW or,
+/// with `last`, NHWC.
 #[cube]
-pub(super) fn channel_value(j: usize, c: usize, pixels: usize, channels: usize) -> usize {
-    ((j / pixels) * channels + c) * pixels + j % pixels
+pub(super) fn channel_value(
+    j: usize,
+    c: usize,
+    pixels: usize,
+    channels: usize,
+    #[comptime] last: bool,
+) -> usize {
+    let mut i = j * channels + c;
+    if !last {
+        i = ((j / pixels) * channels + c) * pixels + j % pixels;
+    }
+    i
+}
+
+/// The channel of buffer index `i` (NCHW, or NHWC with `last`).
+#[cube]
+pub(super) fn channel_of(
+    i: usize,
+    pixels: usize,
+    channels: usize,
+    #[comptime] last: bool,
+) -> usize {
+    let mut c = i % channels;
+    if !last {
+        c = (i / pixels) % channels;
+    }
+    c
+}
+
+/// The channel this unit of a sum kernel's cube (k, g) adds: g·lanes +
+/// its lane ([`SumLayout`]).
+#[cube]
+pub(super) fn unit_channel(lanes: usize) -> usize {
+    CUBE_POS_Y as usize * lanes + UNIT_POS_X as usize % lanes
+}
+
+/// This unit's row: the first of a chunk's positions it adds.
+#[cube]
+pub(super) fn unit_row(lanes: usize) -> usize {
+    UNIT_POS_X as usize / lanes
+}
+
+/// The cube's rows: how far a unit steps between the positions it adds.
+#[cube]
+pub(super) fn rows(lanes: usize) -> usize {
+    CUBE_DIM_X as usize / lanes
 }
 
 /// Where chunk `k` of a channel's `per_channel` values ends.
@@ -32,15 +80,18 @@ pub(super) fn chunk_end(k: usize, chunk_len: usize, per_channel: usize) -> usize
     end
 }
 
-/// Adds every unit's `a` and `b` over the cube, and unit 0 writes the sums
-/// to `out[at_a]` and `out[at_b]`.
+/// Adds the `a` and `b` of the units that share a lane (units ≡ lane mod
+/// `lanes`) over the cube, and the first unit of each lane writes its
+/// channel's sums for chunk `k` to partial[c·chunks + k] and
+/// partial[(channels + c)·chunks + k]; c = g·lanes + lane, below `channels`.
 #[cube]
 pub(super) fn write_cube_sums<F: Float>(
     a: F,
     b: F,
-    out: &mut Array<F>,
-    at_a: usize,
-    at_b: usize,
+    partial: &mut Array<F>,
+    lanes: usize,
+    channels: usize,
+    chunks: usize,
     #[comptime] units: u32,
 ) {
     let mut shared = SharedMemory::<F>::new(2 * units as usize);
@@ -50,7 +101,7 @@ pub(super) fn write_cube_sums<F: Float>(
     shared[half + u] = b;
     sync_cube();
     let mut stride = CUBE_DIM_X as usize / 2;
-    while stride > 0 {
+    while stride >= lanes {
         if u < stride {
             shared[u] = shared[u] + shared[u + stride];
             shared[half + u] = shared[half + u] + shared[half + u + stride];
@@ -58,9 +109,11 @@ pub(super) fn write_cube_sums<F: Float>(
         sync_cube();
         stride /= 2;
     }
-    if u == 0 {
-        out[at_a] = shared[0];
-        out[at_b] = shared[half];
+    let c = unit_channel(lanes);
+    if u < lanes && c < channels {
+        let k = CUBE_POS_X as usize;
+        partial[c * chunks + k] = shared[u];
+        partial[(channels + c) * chunks + k] = shared[half + u];
     }
 }
 
@@ -74,34 +127,61 @@ pub(super) fn chunk_total<F: Float>(partial: &Array<F>, row: usize, chunks: usiz
     s
 }
 
-/// How a sum kernel splits each channel's `per_channel` values: the units
-/// per cube (a power of two the device allows), the chunks per channel and
-/// the values per chunk.
+/// How a sum kernel splits the work. Cube (k, g) adds chunk k (`chunk_len`
+/// positions) of the channels in group g. Its units form `lanes` lanes, one
+/// channel each, and `units / lanes` rows, which step through the chunk's
+/// positions together. NCHW buffers get one lane (each channel's values are
+/// consecutive, so a cube's units read consecutive values); NHWC buffers
+/// get as many lanes as channels, up to the cube (each pixel's channels are
+/// consecutive, so a row reads them in one sweep). Powers of two, for the
+/// tree.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct SumLayout {
     pub units: u32,
+    pub lanes: usize,
+    pub groups: usize,
     pub chunks: usize,
     pub chunk_len: usize,
 }
 
 impl SumLayout {
-    pub fn new<R: CubeRuntime>(like: &CubeTensor<R>, channels: usize, per_channel: usize) -> Self {
+    pub fn new<R: CubeRuntime>(
+        like: &CubeTensor<R>,
+        channels: usize,
+        per_channel: usize,
+        order: ChannelOrder,
+    ) -> Self {
         let max = like.client.properties().hardware.max_units_per_cube.max(1);
-        let allowed = SUM_UNITS.min(max);
-        // The largest power of two the device allows, for the tree.
-        let units = 1 << (u32::BITS - 1 - allowed.leading_zeros());
-        let by_cubes = SUM_CUBES.div_ceil(channels.max(1));
-        let by_values = per_channel.div_ceil(units as usize * VALUES_PER_UNIT);
+        let units = floor_power_of_two(SUM_UNITS.min(max) as usize);
+        let lanes = match order {
+            ChannelOrder::First => 1,
+            ChannelOrder::Last => floor_power_of_two(channels.min(units)),
+        };
+        let groups = channels.div_ceil(lanes).max(1);
+        let rows = units / lanes;
+        let by_cubes = SUM_CUBES.div_ceil(groups);
+        let by_values = per_channel.div_ceil(rows * VALUES_PER_UNIT);
         let wanted = by_cubes.min(by_values).max(1);
         let chunk_len = per_channel.div_ceil(wanted).max(1);
         SumLayout {
-            units,
+            units: units as u32,
+            lanes,
+            groups,
             chunks: per_channel.div_ceil(chunk_len).max(1),
             chunk_len,
         }
     }
 
-    pub fn cubes(&self, channels: usize) -> CubeCount {
-        CubeCount::Static(self.chunks as u32, channels as u32, 1)
+    pub fn cubes(&self) -> CubeCount {
+        CubeCount::Static(self.chunks as u32, self.groups as u32, 1)
+    }
+}
+
+/// The largest power of two ≤ `n` (1 for 0).
+fn floor_power_of_two(n: usize) -> usize {
+    if n <= 1 {
+        1
+    } else {
+        1 << (usize::BITS - 1 - n.leading_zeros())
     }
 }
