@@ -13,6 +13,7 @@ mod norm;
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
 mod norm_node;
 mod running;
+mod skip_join;
 mod unet;
 mod upsample;
 mod vae;

@@ -11,10 +11,10 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
-use super::cpu::concat::cat_channels;
 use super::cpu::conv::conv2d;
 use super::cpu::pool::max_pool2d;
 use super::norm::{Activation, BatchNorm2d, Mode};
+use super::skip_join::join;
 use super::upsample::conv_transpose2d;
 
 /// Shape of a U-Net.
@@ -135,7 +135,7 @@ impl<B: Backend> UNet<B> {
             .zip(skips.into_iter().rev())
         {
             let upsampled = conv_transpose2d(up, x);
-            x = block.forward(cat_channels(upsampled, skip), mode);
+            x = block.forward(join(upsampled, skip), mode);
             decoder.push(x.clone());
         }
         UNetOutput {
