@@ -8,7 +8,7 @@
 //! `mesa-vulkan-drivers`).
 
 use burn::backend::{Autodiff, Wgpu};
-use burn::module::{AutodiffModule, Module};
+use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer, SgdConfig};
 use burn::prelude::*;
@@ -25,6 +25,7 @@ use nextslice::model::{
     BatchNorm2d, Mode, UNet, UNetSpec, Vae, VaeSpec, batch_norm_is_one_node,
     dice_gradient_wrt_input, with_burn_kernels,
 };
+use nextslice::train::{load_model, save_model};
 
 type Gpu = Autodiff<Wgpu>;
 
@@ -296,6 +297,7 @@ fn adam_runs_as_one_kernel_and_steps_like_burns_adam() {
     );
 
     channels_last_gradients_step_contiguous_weights(scalars);
+    channels_last_weights_stay_channels_last(scalars);
 
     let start = materialized(LinearConfig::new(5, 3).init::<Gpu>(&device));
     let ours = adam_steps(start.clone(), nextslice::train::adam::<Gpu, Linear<Gpu>>());
@@ -351,4 +353,133 @@ fn channels_last_gradients_step_contiguous_weights(scalars: AdamScalars) {
         }
         state = [p2, m2, v2];
     }
+}
+
+/// A convolution's weight stored channels-last (`model::conv_weights`)
+/// comes out of each step channels-last, its moments too: from row-major
+/// zero moments and a channels-last gradient (a first step), then from its
+/// own moments and a row-major gradient (copied to its order first).
+fn channels_last_weights_stay_channels_last(scalars: AdamScalars) {
+    let wgpu = |t: Tensor<Gpu, 4>| t.inner();
+    let shape = [6, 5, 3, 3];
+    let zeros = Tensor::<Wgpu, 4>::zeros(shape, &Default::default());
+    let mut state = [wgpu(normal_in(shape, true)), zeros.clone(), zeros];
+    for (step, gradient_channels_last) in [(0, true), (1, false)] {
+        let g = wgpu(normal_in(shape, gradient_channels_last));
+        let [p, m, v] = state;
+        let (p2, m2, v2) = adam_step(&p, &g, &m, &v, scalars).expect("the kernel path");
+        let expected = adam_by_operations([p, g, m, v], scalars);
+        let ours = [p2.clone(), m2.clone(), v2.clone()];
+        let names = ["weight", "first moment", "second moment"];
+        for ((ours, burns), name) in ours.into_iter().zip(expected).zip(names) {
+            assert!(is_channels_last(&ours), "{name} order, step {step}");
+            assert_close(ours, burns, &format!("{name} after step {step}"));
+        }
+        state = [p2, m2, v2];
+    }
+}
+
+/// Where each 4-D parameter of a model lies: the struct that holds it, its
+/// kernel's height, and whether its buffer is channels-last and row-major.
+#[derive(Default)]
+struct WeightLayouts {
+    fields: Vec<String>,
+    found: Vec<(String, usize, bool, bool)>,
+}
+
+impl ModuleVisitor<Gpu> for WeightLayouts {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.fields.push(format!("{container_type}.{name}"));
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.fields.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Gpu, D>>) {
+        if D != 4 {
+            return;
+        }
+        let t = Tensor::<Wgpu, 4>::from_primitive(param.val().inner().into_primitive());
+        let cube: CubeTensor<WgpuRuntime> = t.into_primitive().tensor();
+        let field = self.fields.last().cloned().unwrap_or_default();
+        self.found.push((
+            field,
+            cube.meta.shape()[2],
+            ChannelOrder::Last.holds(&cube),
+            ChannelOrder::First.holds(&cube),
+        ));
+    }
+}
+
+/// Every convolution's weight channels-last, the up-convolutions' weights
+/// row-major; `what` says where in the model's life.
+fn assert_weight_layouts<M: Module<Gpu>>(model: &M, what: &str) {
+    let mut layouts = WeightLayouts::default();
+    model.visit(&mut layouts);
+    let convolutions = layouts
+        .found
+        .iter()
+        .filter(|(field, ..)| field == "Struct:Conv2d.weight")
+        .count();
+    assert!(
+        convolutions >= 3,
+        "{what}: {convolutions} convolutions found"
+    );
+    for (field, kernel, last, first) in &layouts.found {
+        match field.as_str() {
+            "Struct:Conv2d.weight" => assert!(
+                *last && (*kernel == 1 || !first),
+                "{what}: a {kernel}×{kernel} convolution's weight is not channels-last"
+            ),
+            "Struct:ConvTranspose2d.weight" => assert!(
+                *first && !last,
+                "{what}: an up-convolution's weight is not row-major"
+            ),
+            other => panic!("{what}: an unexpected 4-D parameter {other}"),
+        }
+    }
+}
+
+/// The convolutions' weights are channels-last from initialisation, stay
+/// so through training steps with our Adam (burn's autotuner keys a
+/// convolution by its weight's layout), and are again after loading.
+#[test]
+fn convolution_weights_lie_channels_last_from_init_through_training_and_loading() {
+    configure(None, AutotuneLevel::Minimal).unwrap();
+    let device = Default::default();
+    let spec = UNetSpec {
+        in_channels: 2,
+        classes: 3,
+        widths: vec![4, 8],
+        bottleneck: 8,
+    };
+    let mut unet = spec.init::<Gpu>(&device);
+    assert_weight_layouts(&unet, "U-Net after init");
+    let x = normal([2, 2, 16, 16]);
+    let weights = normal([2, 3, 16, 16]);
+    let mut optim = nextslice::train::adam::<Gpu, UNet<Gpu>>();
+    for _ in 0..2 {
+        let logits = unet.forward(x.clone(), Mode::Train).logits;
+        let grads = GradientsParams::from_grads(weighted_sum(logits, &weights).backward(), &unet);
+        unet = optim.step(1e-2, unet, grads);
+    }
+    assert_weight_layouts(&unet, "U-Net after two Adam steps");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("unet.bin");
+    save_model(&path, &unet).unwrap();
+    let loaded = load_model(&path, spec.init::<Gpu>(&device), &device).unwrap();
+    assert_weight_layouts(&loaded, "U-Net after loading");
+    let eval = |m: &UNet<Gpu>| m.valid().forward(x.clone().inner(), Mode::Eval).logits;
+    assert_close(eval(&loaded), eval(&unet), "U-Net loaded against saved");
+
+    let vae = VaeSpec {
+        in_channels: 2,
+        size: [16, 16],
+        widths: vec![4, 8],
+        z_dim: 3,
+    }
+    .init::<Gpu>(&device);
+    assert_weight_layouts(&vae, "VAE after init");
 }

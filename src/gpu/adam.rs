@@ -63,7 +63,8 @@ mod kernel {
     use burn_cubecl::tensor::CubeTensor;
 
     use super::AdamScalars;
-    use crate::gpu::cube::{CubeTask, array, empty, from_cube, grid, raw_f32, to_cube};
+    use crate::gpu::channels::{ChannelOrder, empty_in, into_order};
+    use crate::gpu::cube::{CubeTask, array, from_cube, grid, raw_f32};
 
     /// The buffer offset of row-major element `i` of `t`, through its
     /// strides.
@@ -80,9 +81,10 @@ mod kernel {
         offset
     }
 
-    /// Element i of param and the moments (contiguous), and the same
-    /// element of `grad`, wherever its strides put it (at i itself when
-    /// `grad_contiguous`, most tensors: no index arithmetic then).
+    /// Buffer element i of param and the moments (one layout), and the same
+    /// element of `grad`: at i too when `grad_as_param` (it has their
+    /// layout, most tensors: no index arithmetic then), else wherever its
+    /// strides put row-major element i (param and moments then row-major).
     #[cube(launch_unchecked)]
     fn adam_kernel<F: Float>(
         param: &Array<F>,
@@ -96,12 +98,12 @@ mod kernel {
         beta_2: f32,
         step_size: f32,
         epsilon: f32,
-        #[comptime] grad_contiguous: bool,
+        #[comptime] grad_as_param: bool,
     ) {
         let i = ABSOLUTE_POS;
         if i < param.len() {
             let mut at = i;
-            if !grad_contiguous {
+            if !grad_as_param {
                 at = strided_offset::<F>(grad, i);
             }
             let g = grad[at];
@@ -129,17 +131,26 @@ mod kernel {
         type Output = Option<(Tensor<B, D>, Tensor<B, D>, Tensor<B, D>)>;
 
         fn run<R: CubeRuntime>(self) -> Self::Output {
-            let p = to_cube::<R, B, D>(self.param)?;
-            // Read through its strides, where it lies: a convolution's weight
-            // gradient comes channels-last, and copying it to the weight's
-            // order was a launch per tensor and step. (The weight itself
-            // keeps its order: burn's autotuner keys convolutions by their
-            // operands' strides, so a weight that changed order after the
-            // first step would be tuned again on the second.)
+            // The update is written in the parameter's layout: row-major, or
+            // channels-last for a convolution's weight (`model::conv_weights`),
+            // which burn's autotuner keys convolutions by, so it must not
+            // change between steps. The moments follow it (a copy on the
+            // first step, or after loading a checkpoint).
+            let p = raw_f32::<R, B, D>(self.param)?;
+            let order = ChannelOrder::of(&p).unwrap_or(ChannelOrder::First);
+            let p = into_order(p, order);
+            let m = into_order(raw_f32::<R, B, D>(self.moment_1)?, order);
+            let v = into_order(raw_f32::<R, B, D>(self.moment_2)?, order);
+            // The gradient is read where it lies when it has the
+            // parameter's layout, or through its strides beside a row-major
+            // parameter (a convolution's weight gradient comes
+            // channels-last, and a copy was a launch per tensor and step).
             let g = raw_f32::<R, B, D>(self.grad)?;
-            let m = to_cube::<R, B, D>(self.moment_1)?;
-            let v = to_cube::<R, B, D>(self.moment_2)?;
-            let (p, m, v) = launch(p, g, m, v, self.scalars);
+            let g = match order {
+                ChannelOrder::Last => into_order(g, order),
+                ChannelOrder::First => g,
+            };
+            let (p, m, v) = launch(p, g, m, v, order, self.scalars);
             Some((from_cube(p), from_cube(m), from_cube(v)))
         }
     }
@@ -149,22 +160,24 @@ mod kernel {
         grad: CubeTensor<R>,
         moment_1: CubeTensor<R>,
         moment_2: CubeTensor<R>,
+        order: ChannelOrder,
         s: AdamScalars,
     ) -> (CubeTensor<R>, CubeTensor<R>, CubeTensor<R>) {
         let n = param.meta.num_elements();
         let shape = crate::gpu::cube::dims(&param);
         let (new_param, new_m, new_v) = (
-            empty(&param, &shape),
-            empty(&param, &shape),
-            empty(&param, &shape),
+            empty_in(&param, &shape, order),
+            empty_in(&param, &shape, order),
+            empty_in(&param, &shape, order),
         );
         let client = param.client.clone();
         let (cube_count, cube_dim) = grid(&param, n);
-        let grad_contiguous = grad.is_contiguous();
-        // Safety: the six arrays hold `n` contiguous f32 elements (checked
-        // by `to_cube`), and the kernel reads and writes index < n only;
-        // `grad` has the parameter's shape, and its strides stay inside its
-        // buffer.
+        let grad_as_param = order.holds(&grad);
+        // Safety: the six arrays hold `n` f32 elements contiguous in
+        // `order` (`into_order`, `empty_in`), and the kernel reads and
+        // writes index < n only; `grad` has the parameter's shape, and is
+        // either in `order` too or read through its strides, which stay
+        // inside its buffer.
         unsafe {
             adam_kernel::launch_unchecked::<f32, R>(
                 &client,
@@ -181,7 +194,7 @@ mod kernel {
                 s.beta_2,
                 s.step_size,
                 s.epsilon,
-                grad_contiguous,
+                grad_as_param,
             );
         }
         (new_param, new_m, new_v)

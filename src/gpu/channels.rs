@@ -29,14 +29,22 @@ pub enum ChannelOrder {
 impl ChannelOrder {
     /// The order `t`'s buffer already has, if it is contiguous in either.
     /// NCHW wins where both fit (one channel, or one pixel: cubecl's
-    /// contiguity ignores axes of size 1).
+    /// contiguity ignores axes of size 1). Only 4-D tensors can be
+    /// channels-last; any other is `First` when contiguous.
     pub fn of<R: CubeRuntime>(t: &CubeTensor<R>) -> Option<Self> {
-        if t.is_contiguous() {
-            Some(ChannelOrder::First)
-        } else if permute_nchw_to_nhwc(t.clone()).is_contiguous() {
-            Some(ChannelOrder::Last)
-        } else {
-            None
+        [ChannelOrder::First, ChannelOrder::Last]
+            .into_iter()
+            .find(|order| order.holds(t))
+    }
+
+    /// Whether `t`'s buffer is contiguous in this order (possibly in the
+    /// other as well).
+    pub fn holds<R: CubeRuntime>(self, t: &CubeTensor<R>) -> bool {
+        match self {
+            ChannelOrder::First => t.is_contiguous(),
+            ChannelOrder::Last => {
+                t.meta.rank() == 4 && permute_nchw_to_nhwc(t.clone()).is_contiguous()
+            }
         }
     }
 
@@ -64,24 +72,31 @@ pub fn to_cube_in<R: CubeRuntime, B: Backend>(
     t: &Tensor<B, 4>,
     order: ChannelOrder,
 ) -> Option<CubeTensor<R>> {
-    let cube = raw_f32::<R, B, 4>(t)?;
-    if ChannelOrder::of(&cube) == Some(order) {
-        return Some(cube);
-    }
-    Some(match order {
-        ChannelOrder::First => into_contiguous(cube),
-        ChannelOrder::Last => permute_nhwc_to_nchw(into_contiguous(permute_nchw_to_nhwc(cube))),
-    })
+    Some(into_order(raw_f32::<R, B, 4>(t)?, order))
 }
 
-/// A new uninitialised [n, c, h, w] tensor like `like`, its buffer in `order`.
+/// `t` with its buffer contiguous in `order` (4-D for `Last`), copied only
+/// if it is not already.
+pub fn into_order<R: CubeRuntime>(t: CubeTensor<R>, order: ChannelOrder) -> CubeTensor<R> {
+    if order.holds(&t) {
+        return t;
+    }
+    match order {
+        ChannelOrder::First => into_contiguous(t),
+        ChannelOrder::Last => permute_nhwc_to_nchw(into_contiguous(permute_nchw_to_nhwc(t))),
+    }
+}
+
+/// A new uninitialised tensor of shape `dims` like `like`, its buffer in
+/// `order`.
 pub fn empty_in<R: CubeRuntime>(
     like: &CubeTensor<R>,
-    [n, c, h, w]: [usize; 4],
+    dims: &[usize],
     order: ChannelOrder,
 ) -> CubeTensor<R> {
-    match order {
-        ChannelOrder::First => empty(like, &[n, c, h, w]),
-        ChannelOrder::Last => permute_nhwc_to_nchw(empty(like, &[n, h, w, c])),
+    match (order, dims) {
+        (ChannelOrder::Last, &[n, c, h, w]) => permute_nhwc_to_nchw(empty(like, &[n, h, w, c])),
+        (ChannelOrder::Last, _) => unreachable!("gpu::channels: a channels-last tensor not 4-D"),
+        (ChannelOrder::First, _) => empty(like, dims),
     }
 }

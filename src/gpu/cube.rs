@@ -98,10 +98,16 @@ pub fn dims<R: CubeRuntime>(t: &CubeTensor<R>) -> Vec<usize> {
     t.shape().to_vec()
 }
 
+/// A tensor of a backend checked (by `TypeId`) to be `C`, as `C`'s.
+pub fn retype<A: Backend, C: Backend, const D: usize>(t: Tensor<A, D>) -> Tensor<C, D> {
+    let primitive: FloatTensor<A> = t.into_primitive().tensor();
+    Tensor::from_primitive(TensorPrimitive::Float(cast(primitive)))
+}
+
 /// Moves a value to the type it was checked (by `TypeId`) to be.
-fn cast<T: 'static, U: 'static>(value: T) -> U {
+pub fn cast<T: 'static, U: 'static>(value: T) -> U {
     match (Box::new(value) as Box<dyn Any>).downcast::<U>() {
         Ok(u) => *u,
-        Err(_) => unreachable!("gpu::cube: a tensor cast to another runtime's type"),
+        Err(_) => unreachable!("gpu::cube: a value cast to a type it was not checked to be"),
     }
 }

@@ -5,6 +5,7 @@
 //! Imports config and rng (the CPU backend in tests); no files, no projects.
 
 pub mod augment;
+mod conv_weights;
 mod cpu;
 mod gradient;
 pub mod loss;
@@ -18,6 +19,7 @@ mod unet;
 mod upsample;
 mod vae;
 
+pub use conv_weights::conv_weights_channels_last;
 pub use cpu::with_burn_kernels;
 pub use gradient::{InputGradient, dice_gradient_wrt_input, inference_model};
 pub use loss_head::{LossHead, UNetWithLossHead, ranking_loss};

@@ -10,6 +10,7 @@
 
 use burn::prelude::*;
 
+use super::conv_weights::convolves_channels_last;
 use super::cpu::concat::cat_channels;
 
 /// `Tensor::cat(vec![a, b], 1)` for [n, c, h, w] tensors, in the layout the
@@ -20,18 +21,4 @@ pub(super) fn join<B: Backend>(a: Tensor<B, 4>, b: Tensor<B, 4>) -> Tensor<B, 4>
         return Tensor::cat(vec![nhwc(a), nhwc(b)], 3).permute([0, 3, 1, 2]);
     }
     cat_channels(a, b)
-}
-
-/// Whether `B` is a plain cubecl backend (the ones our batch-norm kernels
-/// serve), running our layers.
-#[cfg(any(feature = "cuda", feature = "wgpu"))]
-fn convolves_channels_last<B: Backend>() -> bool {
-    super::norm_node::serves::<B>() && !super::cpu::burn_kernels_requested()
-}
-
-/// Flex (the only backend of a CPU build) convolves NCHW.
-#[cfg(not(any(feature = "cuda", feature = "wgpu")))]
-#[allow(clippy::extra_unused_type_parameters)] // One signature for both builds.
-fn convolves_channels_last<B: Backend>() -> bool {
-    false
 }

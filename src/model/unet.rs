@@ -11,6 +11,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
+use super::conv_weights::conv_weights_channels_last;
 use super::cpu::conv::conv2d;
 use super::cpu::pool::max_pool2d;
 use super::norm::{Activation, BatchNorm2d, Mode};
@@ -103,14 +104,14 @@ impl UNetSpec {
             decoder.push(DoubleConv::new(2 * w, w, device));
             below = w;
         }
-        UNet {
+        conv_weights_channels_last(UNet {
             encoder,
             bottleneck,
             up,
             decoder,
             head: Conv2dConfig::new([below, self.classes], [1, 1]).init(device),
             pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
-        }
+        })
     }
 }
 

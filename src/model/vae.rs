@@ -9,6 +9,7 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::leaky_relu;
 
+use super::conv_weights::conv_weights_channels_last;
 use super::cpu::conv::conv2d;
 use super::norm::{Activation, BatchNorm2d, Mode};
 use super::upsample::conv_transpose2d;
@@ -148,7 +149,7 @@ impl VaeSpec {
             decoder.push(ResBlock::up(cin, w, device));
             cin = w;
         }
-        Vae {
+        conv_weights_channels_last(Vae {
             encoder,
             to_mean: LinearConfig::new(flat, self.z_dim).init(device),
             to_log_var: LinearConfig::new(flat, self.z_dim).init(device),
@@ -158,7 +159,7 @@ impl VaeSpec {
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                 .init(device),
             deepest,
-        }
+        })
     }
 }
 

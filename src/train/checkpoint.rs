@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Network, TrainError};
 use crate::fsutil::write_atomic;
+use crate::model::conv_weights_channels_last;
 use crate::rng::Rng;
 
 const COMMIT_FILE: &str = "checkpoint.json";
@@ -78,7 +79,8 @@ pub fn save_model<B: burn::prelude::Backend, M: Module<B>>(
     write_record_file(path, &bytes)
 }
 
-/// Loads weights saved by `save_model` into `model` (built with the same shape).
+/// Loads weights saved by `save_model` into `model` (built with the same
+/// shape), its convolutions' weights laid out as `init` lays them.
 pub fn load_model<B: burn::prelude::Backend, M: Module<B>>(
     path: &Path,
     model: M,
@@ -87,7 +89,7 @@ pub fn load_model<B: burn::prelude::Backend, M: Module<B>>(
     let bytes = read_record_file(path)?;
     let record = Recorder::<B>::load(&Bytes::default(), bytes, device)
         .map_err(|e| error(path, format!("does not fit this model: {e}")))?;
-    Ok(model.load_record(record))
+    Ok(conv_weights_channels_last(model.load_record(record)))
 }
 
 /// A run's checkpoint directory.

@@ -18,7 +18,7 @@
 //! tests it on lavapipe), with or without burn's fusion; other backends keep
 //! `norm`'s composed operations.
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 
 use burn::backend::Autodiff;
 use burn::backend::autodiff::NodeId;
@@ -32,6 +32,7 @@ use burn::tensor::ops::FloatTensor;
 
 use super::cpu::norm::Activation;
 use super::running::updated;
+use crate::gpu::cube::{cast, retype};
 
 mod kernels;
 
@@ -110,19 +111,6 @@ fn on<I: Backend, B: Backend>(inputs: NormInputs<B>) -> Result<NormOutput<B>, No
         return Ok(tracked::<I, B>(inputs));
     }
     Err(inputs)
-}
-
-/// A tensor of a backend checked (by `TypeId`) to be `C`, as `C`'s.
-fn retype<A: Backend, C: Backend, const D: usize>(t: Tensor<A, D>) -> Tensor<C, D> {
-    let primitive: FloatTensor<A> = t.into_primitive().tensor();
-    Tensor::from_primitive(TensorPrimitive::Float(cast(primitive)))
-}
-
-fn cast<T: 'static, U: 'static>(value: T) -> U {
-    match (Box::new(value) as Box<dyn Any>).downcast::<U>() {
-        Ok(u) => *u,
-        Err(_) => unreachable!("model::norm_node: a tensor cast to the wrong backend"),
-    }
 }
 
 fn tensor<I: Backend, const D: usize>(p: FloatTensor<I>) -> Tensor<I, D> {

@@ -250,7 +250,7 @@ impl<I: Backend> CubeTask for BackwardTask<'_, I> {
                 None => (mean.clone(), mean.clone()),
             };
             // ∂L/∂x in x's order, as the convolution before wants it.
-            let dx = empty_in(&x, [shape[0], channels, shape[2], shape[3]], order);
+            let dx = empty_in(&x, &[shape[0], channels, shape[2], shape[3]], order);
             let (cube_count, cube_dim) = grid(&x, n);
             // Safety: four buffers of n contiguous f32 values in one order,
             // five arrays of one per channel; channel_of < channels.

@@ -301,7 +301,7 @@ impl<I: Backend> CubeTask for NormalizeTask<'_, I> {
         let (channels, pixels) = (shape[1], shape[2] * shape[3]);
         let n = x.meta.num_elements();
         // y keeps x's order, so the next convolution need not copy it.
-        let y = empty_in(&x, [shape[0], channels, shape[2], shape[3]], order);
+        let y = empty_in(&x, &[shape[0], channels, shape[2], shape[3]], order);
         let (kind, slope) = activation_code(self.activation);
         let client = x.client.clone();
         let (cube_count, cube_dim) = grid(&x, n);
