@@ -355,17 +355,27 @@ fn channels_last_gradients_step_contiguous_weights(scalars: AdamScalars) {
     }
 }
 
+/// A gradient of shape [6, 5, 3, 3] in one of three layouts: NHWC, NCHW,
+/// or [kh, kw, in, out] (neither; contiguous in no channel order).
+fn gradient_laid_out(layout: usize) -> Tensor<Wgpu, 4> {
+    match layout {
+        0 => normal_in([6, 5, 3, 3], true).inner(),
+        1 => normal([6, 5, 3, 3]).inner(),
+        _ => normal([3, 3, 5, 6]).permute([3, 2, 0, 1]).inner(),
+    }
+}
+
 /// A convolution's weight stored channels-last (`model::conv_weights`)
 /// comes out of each step channels-last, its moments too: from row-major
 /// zero moments and a channels-last gradient (a first step), then from its
-/// own moments and a row-major gradient (copied to its order first).
+/// own moments and a row-major gradient, then one laid out in neither
+/// order (both read through their strides).
 fn channels_last_weights_stay_channels_last(scalars: AdamScalars) {
-    let wgpu = |t: Tensor<Gpu, 4>| t.inner();
     let shape = [6, 5, 3, 3];
     let zeros = Tensor::<Wgpu, 4>::zeros(shape, &Default::default());
-    let mut state = [wgpu(normal_in(shape, true)), zeros.clone(), zeros];
-    for (step, gradient_channels_last) in [(0, true), (1, false)] {
-        let g = wgpu(normal_in(shape, gradient_channels_last));
+    let mut state = [normal_in(shape, true).inner(), zeros.clone(), zeros];
+    for step in 0..3 {
+        let g = gradient_laid_out(step);
         let [p, m, v] = state;
         let (p2, m2, v2) = adam_step(&p, &g, &m, &v, scalars).expect("the kernel path");
         let expected = adam_by_operations([p, g, m, v], scalars);

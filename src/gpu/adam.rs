@@ -60,6 +60,7 @@ mod kernel {
     use burn_cubecl::cubecl;
     use burn_cubecl::cubecl::prelude::Tensor as KernelTensor;
     use burn_cubecl::cubecl::prelude::*;
+    use burn_cubecl::ops::permute_nchw_to_nhwc;
     use burn_cubecl::tensor::CubeTensor;
 
     use super::AdamScalars;
@@ -82,9 +83,9 @@ mod kernel {
     }
 
     /// Buffer element i of param and the moments (one layout), and the same
-    /// element of `grad`: at i too when `grad_as_param` (it has their
-    /// layout, most tensors: no index arithmetic then), else wherever its
-    /// strides put row-major element i (param and moments then row-major).
+    /// element of `grad`, a view of it in their axis order: at i too when
+    /// `grad_as_param` (the view is contiguous, most tensors: no index
+    /// arithmetic then), else wherever its strides put row-major element i.
     #[cube(launch_unchecked)]
     fn adam_kernel<F: Float>(
         param: &Array<F>,
@@ -141,13 +142,14 @@ mod kernel {
             let p = into_order(p, order);
             let m = into_order(raw_f32::<R, B, D>(self.moment_1)?, order);
             let v = into_order(raw_f32::<R, B, D>(self.moment_2)?, order);
-            // The gradient is read where it lies when it has the
-            // parameter's layout, or through its strides beside a row-major
-            // parameter (a convolution's weight gradient comes
-            // channels-last, and a copy was a launch per tensor and step).
+            // The gradient is read where it lies, never copied (that was a
+            // launch per tensor and step): seen in the parameter's axis
+            // order (NHWC for a channels-last weight), its element for the
+            // parameter's buffer index i is row-major element i of that
+            // view, at i itself when the view is contiguous.
             let g = raw_f32::<R, B, D>(self.grad)?;
             let g = match order {
-                ChannelOrder::Last => into_order(g, order),
+                ChannelOrder::Last => permute_nchw_to_nhwc(g),
                 ChannelOrder::First => g,
             };
             let (p, m, v) = launch(p, g, m, v, order, self.scalars);
@@ -172,12 +174,12 @@ mod kernel {
         );
         let client = param.client.clone();
         let (cube_count, cube_dim) = grid(&param, n);
-        let grad_as_param = order.holds(&grad);
+        let grad_as_param = grad.is_contiguous();
         // Safety: the six arrays hold `n` f32 elements contiguous in
         // `order` (`into_order`, `empty_in`), and the kernel reads and
-        // writes index < n only; `grad` has the parameter's shape, and is
-        // either in `order` too or read through its strides, which stay
-        // inside its buffer.
+        // writes index < n only; `grad` holds n elements, read at index i
+        // when contiguous, else through its strides, which stay inside its
+        // buffer.
         unsafe {
             adam_kernel::launch_unchecked::<f32, R>(
                 &client,
