@@ -2,7 +2,8 @@
 //! backend on Mesa's lavapipe (a CPU Vulkan driver) compiles and runs the
 //! same cubecl kernels burn-cuda does, so the GPU-only paths in `model`
 //! (the decoders' up-convolutions as matmuls, batch norm as one autodiff
-//! node, Adam as one kernel) run here on a machine with no GPU.
+//! node, Adam as one kernel, convolution weights channels-last) run here on
+//! a machine with no GPU.
 //!
 //! `cargo test --features wgpu --test gpu_layers` (`.ci/run` installs
 //! `mesa-vulkan-drivers`).
