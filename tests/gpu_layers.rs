@@ -97,6 +97,27 @@ fn input_gradient(unet: &UNet<Gpu>, x: &Tensor<Gpu, 4>, y: &Tensor<Wgpu, 4>) -> 
         .gradient
 }
 
+/// The U-Net every model test builds: two input channels on 16² inputs,
+/// three classes.
+fn tiny_unet() -> UNetSpec {
+    UNetSpec {
+        in_channels: 2,
+        classes: 3,
+        widths: vec![4, 8],
+        bottleneck: 8,
+    }
+}
+
+/// The VAE every model test builds, for the same inputs.
+fn tiny_vae() -> VaeSpec {
+    VaeSpec {
+        in_channels: 2,
+        size: [16, 16],
+        widths: vec![4, 8],
+        z_dim: 3,
+    }
+}
+
 /// Against burn's kernels (`with_burn_kernels`: burn's transposed
 /// convolution, batch norm from burn's tensor operations): the model outputs
 /// before and after one training step, and the input gradient in eval mode.
@@ -109,12 +130,7 @@ fn our_gpu_layers_train_like_burns_kernels() {
     );
     let x = normal([2, 2, 16, 16]);
 
-    let spec = UNetSpec {
-        in_channels: 2,
-        classes: 3,
-        widths: vec![4, 8],
-        bottleneck: 8,
-    };
+    let spec = tiny_unet();
     let unet = materialized(spec.init::<Gpu>(&Default::default()));
     let weights = normal([2, 3, 16, 16]);
     let [logits, after] = unet_step(unet.clone(), &x, &weights);
@@ -156,15 +172,7 @@ fn our_gpu_layers_train_like_burns_kernels() {
         "a training pass left the running averages as they were (eval moved {unchanged})"
     );
 
-    let vae = materialized(
-        VaeSpec {
-            in_channels: 2,
-            size: [16, 16],
-            widths: vec![4, 8],
-            z_dim: 3,
-        }
-        .init::<Gpu>(&Default::default()),
-    );
+    let vae = materialized(tiny_vae().init::<Gpu>(&Default::default()));
     let weights = normal([2, 2, 16, 16]);
     let [reconstruction, after] = vae_step(vae.clone(), &x, &weights);
     let [burns_reconstruction, burns_after] = with_burn_kernels(|| vae_step(vae, &x, &weights));
@@ -459,12 +467,7 @@ fn assert_weight_layouts<M: Module<Gpu>>(model: &M, what: &str) {
 fn convolution_weights_lie_channels_last_from_init_through_training_and_loading() {
     configure(None, AutotuneLevel::Minimal).unwrap();
     let device = Default::default();
-    let spec = UNetSpec {
-        in_channels: 2,
-        classes: 3,
-        widths: vec![4, 8],
-        bottleneck: 8,
-    };
+    let spec = tiny_unet();
     let mut unet = spec.init::<Gpu>(&device);
     assert_weight_layouts(&unet, "U-Net after init");
     let x = normal([2, 2, 16, 16]);
@@ -485,12 +488,6 @@ fn convolution_weights_lie_channels_last_from_init_through_training_and_loading(
     let eval = |m: &UNet<Gpu>| m.valid().forward(x.clone().inner(), Mode::Eval).logits;
     assert_close(eval(&loaded), eval(&unet), "U-Net loaded against saved");
 
-    let vae = VaeSpec {
-        in_channels: 2,
-        size: [16, 16],
-        widths: vec![4, 8],
-        z_dim: 3,
-    }
-    .init::<Gpu>(&device);
+    let vae = tiny_vae().init::<Gpu>(&device);
     assert_weight_layouts(&vae, "VAE after init");
 }
