@@ -2,7 +2,8 @@
 //! kernels are kept between processes ([`cache`]), cubecl's configuration
 //! ([`runtime`]), what its autotuner is doing ([`tuning`]), our own
 //! kernels ([`adam`]), and how they meet burn's tensors where they lie
-//! (`cube` and `channels`, in GPU builds).
+//! (`cube` and `channels`, in GPU builds), and the per-group sums that
+//! batch norm's and the Dice loss's kernels share (`sums`).
 //!
 //! Imports only config (and fsutil for atomic writes).
 
@@ -14,6 +15,8 @@ pub mod channels;
 pub mod cube;
 pub mod probe;
 pub mod runtime;
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+pub mod sums;
 pub mod tuning;
 
 pub use cache::{KernelCache, WarmRecord};

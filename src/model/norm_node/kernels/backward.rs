@@ -7,13 +7,13 @@ use burn_cubecl::CubeRuntime;
 use burn_cubecl::cubecl;
 use burn_cubecl::cubecl::prelude::*;
 
-use super::sums::{
-    SumLayout, channel_of, channel_value, chunk_end, chunk_total, rows, unit_channel, unit_row,
-    write_cube_sums,
-};
 use super::{Activation, activation_code};
 use crate::gpu::channels::{empty_in, to_cube_4d, to_cube_in};
 use crate::gpu::cube::{CubeTask, array, dims, empty, from_cube, grid, on_runtime_of, to_cube};
+use crate::gpu::sums::{
+    SumLayout, channel_of, channel_value, chunk_end, chunk_total, rows, unit_channel, unit_row,
+    write_cube_sums,
+};
 
 /// ∂L/∂z from ∂L/∂y through the activation, whose sign is y's (z > 0
 /// exactly where y > 0); `activation` 0 is the identity, 1 ReLU, 2

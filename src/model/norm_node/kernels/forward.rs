@@ -7,13 +7,13 @@ use burn_cubecl::CubeRuntime;
 use burn_cubecl::cubecl;
 use burn_cubecl::cubecl::prelude::*;
 
-use super::sums::{
-    SumLayout, channel_of, channel_value, chunk_end, chunk_total, rows, unit_channel, unit_row,
-    write_cube_sums,
-};
 use super::{Activation, activation_code};
 use crate::gpu::channels::{empty_in, to_cube_4d};
 use crate::gpu::cube::{CubeTask, array, dims, empty, from_cube, grid, on_runtime_of, to_cube};
+use crate::gpu::sums::{
+    SumLayout, channel_of, channel_value, chunk_end, chunk_total, rows, unit_channel, unit_row,
+    write_cube_sums,
+};
 
 /// Cube (k, g) adds chunk k (`chunk_len` positions) of the n·pixels values
 /// of x and x² of each channel c of group g ([`SumLayout`]), into

@@ -14,7 +14,6 @@ use super::Activation;
 
 mod backward;
 mod forward;
-mod sums;
 
 pub(super) use backward::{BackwardInputs, Gradients, Wanted, backward};
 pub(super) use forward::{Statistics, affine, normalize};

@@ -1,14 +1,15 @@
-//! The per-channel sums both passes need: how a launch splits each
-//! channel's values into chunks (one cube per chunk and group of channels), the
-//! tree that adds a cube's units in shared memory, and the in-order total
-//! over the chunks. Deterministic: the same order every time.
+//! Per-channel sums for our kernels (batch norm's statistics and gradient
+//! sums, the Dice loss's per-slice, per-class terms): how a launch splits
+//! each channel's values into chunks (one cube per chunk and group of
+//! channels), the tree that adds a cube's units in shared memory, and the
+//! in-order total over the chunks. Deterministic: the same order every time.
 
 use burn_cubecl::CubeRuntime;
 use burn_cubecl::cubecl;
 use burn_cubecl::cubecl::prelude::*;
 use burn_cubecl::tensor::CubeTensor;
 
-use crate::gpu::channels::ChannelOrder;
+use super::channels::ChannelOrder;
 
 /// Units per cube of the sum kernels, at most: a power of two, for the tree.
 const SUM_UNITS: u32 = 256;
@@ -22,7 +23,7 @@ const VALUES_PER_UNIT: usize = 8;
 /// tensor: j counts positions (image, pixel), and the buffer is NCHW or,
 /// with `last`, NHWC.
 #[cube]
-pub(super) fn channel_value(
+pub fn channel_value(
     j: usize,
     c: usize,
     pixels: usize,
@@ -38,12 +39,7 @@ pub(super) fn channel_value(
 
 /// The channel of buffer index `i` (NCHW, or NHWC with `last`).
 #[cube]
-pub(super) fn channel_of(
-    i: usize,
-    pixels: usize,
-    channels: usize,
-    #[comptime] last: bool,
-) -> usize {
+pub fn channel_of(i: usize, pixels: usize, channels: usize, #[comptime] last: bool) -> usize {
     let mut c = i % channels;
     if !last {
         c = (i / pixels) % channels;
@@ -54,25 +50,25 @@ pub(super) fn channel_of(
 /// The channel this unit of a sum kernel's cube (k, g) adds: g·lanes +
 /// its lane ([`SumLayout`]).
 #[cube]
-pub(super) fn unit_channel(lanes: usize) -> usize {
+pub fn unit_channel(lanes: usize) -> usize {
     CUBE_POS_Y as usize * lanes + UNIT_POS_X as usize % lanes
 }
 
 /// This unit's row: the first of a chunk's positions it adds.
 #[cube]
-pub(super) fn unit_row(lanes: usize) -> usize {
+pub fn unit_row(lanes: usize) -> usize {
     UNIT_POS_X as usize / lanes
 }
 
 /// The cube's rows: how far a unit steps between the positions it adds.
 #[cube]
-pub(super) fn rows(lanes: usize) -> usize {
+pub fn rows(lanes: usize) -> usize {
     CUBE_DIM_X as usize / lanes
 }
 
 /// Where chunk `k` of a channel's `per_channel` values ends.
 #[cube]
-pub(super) fn chunk_end(k: usize, chunk_len: usize, per_channel: usize) -> usize {
+pub fn chunk_end(k: usize, chunk_len: usize, per_channel: usize) -> usize {
     let mut end = (k + 1) * chunk_len;
     if end > per_channel {
         end = per_channel;
@@ -85,7 +81,7 @@ pub(super) fn chunk_end(k: usize, chunk_len: usize, per_channel: usize) -> usize
 /// channel's sums for chunk `k` to partial[c·chunks + k] and
 /// partial[(channels + c)·chunks + k]; c = g·lanes + lane, below `channels`.
 #[cube]
-pub(super) fn write_cube_sums<F: Float>(
+pub fn write_cube_sums<F: Float>(
     a: F,
     b: F,
     partial: &mut Array<F>,
@@ -119,7 +115,7 @@ pub(super) fn write_cube_sums<F: Float>(
 
 /// Σ over the chunks of row `row` of a [rows, chunks] array, in order.
 #[cube]
-pub(super) fn chunk_total<F: Float>(partial: &Array<F>, row: usize, chunks: usize) -> F {
+pub fn chunk_total<F: Float>(partial: &Array<F>, row: usize, chunks: usize) -> F {
     let mut s = F::new(0.0);
     for k in 0..chunks {
         s += partial[row * chunks + k];
@@ -136,7 +132,7 @@ pub(super) fn chunk_total<F: Float>(partial: &Array<F>, row: usize, chunks: usiz
 /// consecutive, so a row reads them in one sweep). Powers of two, for the
 /// tree.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct SumLayout {
+pub struct SumLayout {
     pub units: u32,
     pub lanes: usize,
     pub groups: usize,
