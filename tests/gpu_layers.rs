@@ -1,9 +1,9 @@
 //! Our layers on a cubecl backend, against burn's own kernels: burn's wgpu
 //! backend on Mesa's lavapipe (a CPU Vulkan driver) compiles and runs the
 //! same cubecl kernels burn-cuda does, so the GPU-only paths in `model`
-//! (the decoders' up-convolutions as matmuls, batch norm as one autodiff
-//! node, Adam as one kernel, convolution weights channels-last) run here on
-//! a machine with no GPU.
+//! (the decoders' up-convolutions as matmuls, batch norm and the Dice loss
+//! as one autodiff node each, Adam as one kernel, convolution weights
+//! channels-last) run here on a machine with no GPU.
 //!
 //! `cargo test --features wgpu --test gpu_layers` (`.ci/run` installs
 //! `mesa-vulkan-drivers`).
@@ -21,7 +21,7 @@ use nextslice::config::AutotuneLevel;
 use nextslice::gpu::adam::{AdamScalars, adam_step};
 use nextslice::gpu::channels::ChannelOrder;
 use nextslice::gpu::configure;
-use nextslice::model::loss::one_hot;
+use nextslice::model::loss::{dice_loss_per_slice_from_logits, one_hot};
 use nextslice::model::{
     BatchNorm2d, Mode, UNet, UNetSpec, Vae, VaeSpec, batch_norm_is_one_node,
     dice_gradient_wrt_input, with_burn_kernels,
@@ -267,6 +267,79 @@ fn batch_norm_matches_burns_operations() {
                 burns,
                 &format!("batch norm {name}, {shape:?} {order}"),
             );
+        }
+    }
+}
+
+/// Eq. 2 per slice and its gradients: the losses, ∂/∂logits and
+/// ∂/∂targets of Σ up·loss (both tracked), ∂/∂logits with constant
+/// targets, and the losses without autodiff; [n] values as [n, 1, 1, 1].
+fn dice_pass(z: &Tensor<Gpu, 4>, y: &Tensor<Gpu, 4>, up: &Tensor<Gpu, 1>) -> [Tensor<Wgpu, 4>; 5] {
+    let n = z.dims()[0];
+    let column = |t: Tensor<Wgpu, 1>| t.reshape([n, 1, 1, 1]);
+    let (z, y) = (z.clone().detach().require_grad(), y.clone().detach());
+    let tracked_y = y.clone().require_grad();
+    let losses = dice_loss_per_slice_from_logits(z.clone(), tracked_y.clone());
+    let grads = (losses.clone() * up.clone()).sum().backward();
+    let dz = z.grad(&grads).expect("the gradient reaches the logits");
+    let dy = tracked_y
+        .grad(&grads)
+        .expect("the gradient reaches the targets");
+    let constant = dice_loss_per_slice_from_logits(z.clone(), y.clone());
+    let grads = (constant * up.clone()).sum().backward();
+    let dz_only = z.grad(&grads).expect("the gradient reaches the logits");
+    let plain = dice_loss_per_slice_from_logits(z.inner(), y.inner());
+    [column(losses.inner()), dz, dy, dz_only, column(plain)]
+}
+
+/// The Dice loss from logits against burn's operations: one-hot targets
+/// (as `one_hot` makes them, NCHW) against NHWC logits (as the head
+/// convolution leaves them), the training case; soft targets in NHWC
+/// against NCHW and NHWC logits; two and three classes (a pixel's classes
+/// fill no power of two of lanes); 4096 pixels a slice, so each slice's
+/// sums split into chunks. The logits' gradient keeps their order.
+#[test]
+fn dice_loss_matches_burns_operations() {
+    configure(None, AutotuneLevel::Minimal).unwrap();
+    let device = Default::default();
+    let cases = [
+        ([2, 4, 64, 64], true, None),
+        ([3, 3, 20, 30], false, Some(true)),
+        ([2, 3, 64, 64], true, Some(true)),
+        ([1, 2, 5, 7], false, None),
+    ];
+    for (shape, logits_last, soft_targets_last) in cases {
+        let [n, k, h, w] = shape;
+        let z = normal_in(shape, logits_last).mul_scalar(2.0);
+        let y = match soft_targets_last {
+            Some(last) => normal_in(shape, last).abs().clamp_max(1.0),
+            None => {
+                let labels = Tensor::<Gpu, 3, Int>::random(
+                    [n, h, w],
+                    Distribution::Uniform(0.0, k as f64),
+                    &device,
+                );
+                one_hot(labels, k)
+            }
+        };
+        let up = Tensor::<Gpu, 1>::random([n], Distribution::Uniform(0.5, 2.0), &device);
+        let ours = dice_pass(&z, &y, &up);
+        if logits_last {
+            assert!(
+                is_channels_last(&ours[1]),
+                "logits' gradient order, {shape:?}"
+            );
+        }
+        let burns = with_burn_kernels(|| dice_pass(&z, &y, &up));
+        let names = [
+            "losses",
+            "logits' gradient",
+            "targets' gradient",
+            "logits' gradient, constant targets",
+            "losses untracked",
+        ];
+        for ((ours, burns), name) in ours.into_iter().zip(burns).zip(names) {
+            assert_close(ours, burns, &format!("Dice {name}, {shape:?}"));
         }
     }
 }

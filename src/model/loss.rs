@@ -69,17 +69,23 @@ pub fn dice_loss_from_logits<B: Backend>(
     dice_loss_per_slice_from_logits(logits, targets).mean()
 }
 
-/// Eq. 2 per slice from logits, [batch]; one fused kernel on the CPU backend.
+/// Eq. 2 per slice from logits, [batch]: one fused kernel on the CPU
+/// backend, one autodiff node of three launches on the GPU backends
+/// (`dice_node`), burn's operations elsewhere.
 pub fn dice_loss_per_slice_from_logits<B: Backend>(
     logits: Tensor<B, 4>,
     targets: Tensor<B, 4>,
 ) -> Tensor<B, 1> {
-    match super::cpu::served(&logits) {
-        Some(served) => {
-            super::cpu::dice::dice_per_slice(served, logits, targets, DICE_SMOOTHING as f32)
-        }
-        None => soft_dice_loss_per_slice(softmax(logits, 1), targets),
+    if let Some(served) = super::cpu::served(&logits) {
+        return super::cpu::dice::dice_per_slice(served, logits, targets, DICE_SMOOTHING as f32);
     }
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    let (logits, targets) =
+        match super::dice_node::dice_per_slice(logits, targets, DICE_SMOOTHING as f32) {
+            Ok(losses) => return losses,
+            Err(inputs) => inputs,
+        };
+    soft_dice_loss_per_slice(softmax(logits, 1), targets)
 }
 
 /// The two terms of Eq. 1, each averaged over the batch.

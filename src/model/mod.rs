@@ -7,6 +7,8 @@
 pub mod augment;
 mod conv_weights;
 mod cpu;
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+mod dice_node;
 mod gradient;
 pub mod loss;
 mod loss_head;
