@@ -1,0 +1,222 @@
+//! Does training hold its accuracy in bfloat16? Issue 13 asks for bf16
+//! "where accuracy holds (check Dice on the phantom round against f32)".
+//! burn 0.21 has no mixed precision: in bf16, weights, gradients and Adam's
+//! moments are all bf16. This runs the same simulation (random sampling,
+//! the demo preset, phantoms) once per precision, each in its own process
+//! (a device's default dtype is fixed once per process), and prints the
+//! test Dice of every round side by side.
+//!
+//! The CPU stands in for the GPU here: Flex computes bf16 operations in f32
+//! and rounds each result to bf16, and sums in f32, which is what cubecl's
+//! bf16 matmuls and reductions do. Our own CPU kernels serve f32 only, so
+//! the bf16 process runs burn's; `f32-burn` (f32 on burn's kernels) shows
+//! how much of a difference the kernels alone make.
+//!
+//! `cargo bench --bench precision [-- --modes f32,bf16,f32-burn --seeds 2 --subjects 16 --size 64 --keep DIR]`
+//! (about 4 min per seed in f32, 12 in bf16 or on burn's kernels, on 2 cores).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail, ensure};
+use burn::tensor::DType;
+
+use nextslice::config::{DeviceSpec, Strategy};
+use nextslice::device::CpuBackend;
+use nextslice::journal::Job;
+use nextslice::project::Project;
+use nextslice::simulate::{RESULTS_FILE, SIM_DIR, Start, prepare};
+
+const MODES: [&str; 3] = ["f32", "bf16", "f32-burn"];
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(k) = args.iter().position(|a| a == "--child") {
+        let mode = args.get(k + 1).context("--child MODE DIR")?;
+        let dir = args.get(k + 2).context("--child MODE DIR")?;
+        return child(mode, Path::new(dir), option(&args, "--seeds", 1)?);
+    }
+    let modes: Vec<String> = value(&args, "--modes")
+        .unwrap_or("f32,bf16")
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    if let Some(bad) = modes.iter().find(|m| !MODES.contains(&m.as_str())) {
+        bail!("unknown mode `{bad}`: one of {}", MODES.join(", "));
+    }
+    let seeds = option(&args, "--seeds", 2)?;
+    let subjects = option(&args, "--subjects", 16)?;
+    let size = option(&args, "--size", 64)?;
+    let (work, _temp) = match value(&args, "--keep") {
+        Some(dir) => (PathBuf::from(dir), None),
+        None => {
+            let temp = tempfile::tempdir()?;
+            (temp.path().to_owned(), Some(temp))
+        }
+    };
+    let nextslice = env!("CARGO_BIN_EXE_nextslice");
+    let data = work.join("data");
+    if !data.exists() {
+        run(Command::new(nextslice)
+            .args(["phantom", "--out"])
+            .arg(&data)
+            .args([
+                "--subjects",
+                &subjects.to_string(),
+                "--size",
+                &size.to_string(),
+                "--seed",
+                "11",
+            ]))?;
+    }
+    // One process per precision, side by side: their tables are compared,
+    // not their times.
+    let mut children = Vec::new();
+    for mode in &modes {
+        let dir = work.join(mode);
+        if !dir.exists() {
+            run(Command::new(nextslice)
+                .arg("init")
+                .arg(&dir)
+                .arg("--data")
+                .arg(&data)
+                .args(["--preset", "demo"]))?;
+        }
+        let log = std::fs::File::create(work.join(format!("{mode}.log")))?;
+        let child = Command::new(std::env::current_exe()?)
+            .args(["--child", mode])
+            .arg(&dir)
+            .args(["--seeds", &seeds.to_string()])
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        eprintln!("{mode}: simulating in {} (log: {mode}.log)", dir.display());
+        children.push((mode, child));
+    }
+    for (mode, mut child) in children {
+        ensure!(
+            child.wait()?.success(),
+            "the {mode} simulation failed; see its log"
+        );
+    }
+    let tables: Vec<(&String, Means)> = modes
+        .iter()
+        .map(|m| Ok((m, means(&work.join(m).join(SIM_DIR).join(RESULTS_FILE))?)))
+        .collect::<Result<_>>()?;
+    print_tables(&tables);
+    Ok(())
+}
+
+/// One precision's simulation, in this process.
+fn child(mode: &str, dir: &Path, seeds: usize) -> Result<()> {
+    if mode == "bf16" {
+        // Before any tensor: the first one fixes the device's defaults.
+        burn::tensor::set_default_dtypes::<CpuBackend>(
+            &Default::default(),
+            DType::BF16,
+            DType::I32,
+        )
+        .map_err(|e| anyhow::anyhow!("bf16 as the CPU's default dtype: {e:?}"))?;
+    }
+    let project = Project::open(dir)?;
+    let mut plan = project.config.clone();
+    plan.simulate.strategies = vec![Strategy::Random];
+    plan.simulate.seeds = seeds;
+    prepare(&project, &plan, Start::Check)?;
+    let simulate = || nextslice::worker::run_job(dir, Job::Simulate, DeviceSpec::Cpu);
+    let summary = if mode == "f32-burn" {
+        nextslice::model::with_burn_kernels(simulate)
+    } else {
+        simulate()
+    }?;
+    println!("{summary}");
+    Ok(())
+}
+
+/// Mean test Dice per (run, round, region), and how many values it averages.
+type Means = BTreeMap<(String, usize, String), (f64, usize)>;
+
+fn means(results: &Path) -> Result<Means> {
+    let text = std::fs::read_to_string(results)
+        .with_context(|| format!("reading {}", results.display()))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .context("an empty results file")?
+        .split(',')
+        .collect();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .with_context(|| format!("no `{name}` column in {}", results.display()))
+    };
+    let (strategy, round, region, dice) = (
+        column("strategy")?,
+        column("round")?,
+        column("region")?,
+        column("dice")?,
+    );
+    let mut sums: Means = BTreeMap::new();
+    for line in lines {
+        let cells: Vec<&str> = line.split(',').collect();
+        let cell = |k: usize| cells.get(k).copied().context("a short row");
+        let value: f64 = cell(dice)?.parse()?;
+        let key = (
+            cell(strategy)?.to_owned(),
+            cell(round)?.parse()?,
+            cell(region)?.to_owned(),
+        );
+        let entry = sums.entry(key).or_insert((0.0, 0));
+        entry.0 += value;
+        entry.1 += 1;
+    }
+    Ok(sums
+        .into_iter()
+        .map(|(k, (sum, n))| (k, (sum / n as f64, n)))
+        .collect())
+}
+
+fn print_tables(tables: &[(&String, Means)]) {
+    let Some((_, first)) = tables.first() else {
+        return;
+    };
+    print!("\n{:<12} {:>5} {:>6}", "run", "round", "region");
+    for (mode, _) in tables {
+        print!(" {:>9}", format!("{mode} Dice"));
+    }
+    println!("   (n)");
+    for (key, (_, n)) in first {
+        print!("{:<12} {:>5} {:>6}", key.0, key.1, key.2);
+        for (_, means) in tables {
+            match means.get(key) {
+                Some((mean, _)) => print!(" {mean:>9.3}"),
+                None => print!(" {:>9}", "—"),
+            }
+        }
+        println!("   ({n})");
+    }
+}
+
+fn value<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    let k = args.iter().position(|a| a == name)?;
+    args.get(k + 1).map(String::as_str)
+}
+
+fn option(args: &[String], name: &str, default: usize) -> Result<usize> {
+    value(args, name).map_or(Ok(default), |v| {
+        v.parse()
+            .with_context(|| format!("{name} wants a number, not `{v}`"))
+    })
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    let out = command.output()?;
+    ensure!(
+        out.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
