@@ -12,7 +12,8 @@
 //! the bf16 process runs burn's; `f32-burn` (f32 on burn's kernels) shows
 //! how much of a difference the kernels alone make.
 //!
-//! `cargo bench --bench precision [-- --modes f32,bf16,f32-burn --seeds 2 --subjects 16 --size 64 --keep DIR]`
+//! `cargo bench --bench precision [-- --modes f32,bf16,f32-burn --seeds 2 --first-seed 0 --subjects 16 --size 64 --keep DIR]`
+//! (`--first-seed`: more seeds later, in another `--keep` directory, to pool with these).
 //! (about 4 min per seed in f32, 12 in bf16 or on burn's kernels, on 2 cores).
 
 use std::collections::BTreeMap;
@@ -35,7 +36,13 @@ fn main() -> Result<()> {
     if let Some(k) = args.iter().position(|a| a == "--child") {
         let mode = args.get(k + 1).context("--child MODE DIR")?;
         let dir = args.get(k + 2).context("--child MODE DIR")?;
-        return child(mode, Path::new(dir), option(&args, "--seeds", 1)?);
+        let seeds = option(&args, "--seeds", 1)?;
+        return child(
+            mode,
+            Path::new(dir),
+            seeds,
+            option(&args, "--first-seed", 0)?,
+        );
     }
     let modes: Vec<String> = value(&args, "--modes")
         .unwrap_or("f32,bf16")
@@ -46,6 +53,7 @@ fn main() -> Result<()> {
         bail!("unknown mode `{bad}`: one of {}", MODES.join(", "));
     }
     let seeds = option(&args, "--seeds", 2)?;
+    let first_seed = option(&args, "--first-seed", 0)?;
     let subjects = option(&args, "--subjects", 16)?;
     let size = option(&args, "--size", 64)?;
     let (work, _temp) = match value(&args, "--keep") {
@@ -88,6 +96,7 @@ fn main() -> Result<()> {
             .args(["--child", mode])
             .arg(&dir)
             .args(["--seeds", &seeds.to_string()])
+            .args(["--first-seed", &first_seed.to_string()])
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()?;
@@ -109,7 +118,7 @@ fn main() -> Result<()> {
 }
 
 /// One precision's simulation, in this process.
-fn child(mode: &str, dir: &Path, seeds: usize) -> Result<()> {
+fn child(mode: &str, dir: &Path, seeds: usize, first_seed: usize) -> Result<()> {
     if mode == "bf16" {
         // Before any tensor: the first one fixes the device's defaults.
         burn::tensor::set_default_dtypes::<CpuBackend>(
@@ -123,6 +132,7 @@ fn child(mode: &str, dir: &Path, seeds: usize) -> Result<()> {
     let mut plan = project.config.clone();
     plan.simulate.strategies = vec![Strategy::Random];
     plan.simulate.seeds = seeds;
+    plan.sampling.seed = first_seed as u64;
     prepare(&project, &plan, Start::Check)?;
     let simulate = || nextslice::worker::run_job(dir, Job::Simulate, DeviceSpec::Cpu);
     let summary = if mode == "f32-burn" {
