@@ -13,7 +13,8 @@
 //! how much of a difference the kernels alone make.
 //!
 //! `cargo bench --bench precision [-- --modes f32,bf16,f32-burn --seeds 2 --first-seed 0 --subjects 16 --size 64 --keep DIR]`
-//! (`--first-seed`: more seeds later, in another `--keep` directory, to pool with these).
+//! (`--first-seed`: more seeds later, in another `--keep` directory;
+//! `--report DIR,DIR --modes …` pools finished directories' results).
 //! (about 4 min per seed in f32, 12 in bf16 or on burn's kernels, on 2 cores).
 
 use std::collections::BTreeMap;
@@ -51,6 +52,10 @@ fn main() -> Result<()> {
         .collect();
     if let Some(bad) = modes.iter().find(|m| !MODES.contains(&m.as_str())) {
         bail!("unknown mode `{bad}`: one of {}", MODES.join(", "));
+    }
+    if let Some(dirs) = value(&args, "--report") {
+        let dirs: Vec<PathBuf> = dirs.split(',').map(PathBuf::from).collect();
+        return report(&dirs, &modes);
     }
     let seeds = option(&args, "--seeds", 2)?;
     let first_seed = option(&args, "--first-seed", 0)?;
@@ -109,12 +114,7 @@ fn main() -> Result<()> {
             "the {mode} simulation failed; see its log"
         );
     }
-    let tables: Vec<(&String, Means)> = modes
-        .iter()
-        .map(|m| Ok((m, means(&work.join(m).join(SIM_DIR).join(RESULTS_FILE))?)))
-        .collect::<Result<_>>()?;
-    print_tables(&tables);
-    Ok(())
+    report(&[work], &modes)
 }
 
 /// One precision's simulation, in this process.
@@ -144,10 +144,29 @@ fn child(mode: &str, dir: &Path, seeds: usize, first_seed: usize) -> Result<()> 
     Ok(())
 }
 
-/// Mean test Dice per (run, round, region), and how many values it averages.
-type Means = BTreeMap<(String, usize, String), (f64, usize)>;
+/// One test Dice: (run, seed, round, case, region) → value.
+type Values = BTreeMap<(String, String, usize, String, String), f64>;
 
-fn means(results: &Path) -> Result<Means> {
+/// The test Dice of each mode, pooled over the `--keep` directories
+/// `dirs` (runs with different `--first-seed`), as mean tables and as
+/// paired differences from the first mode.
+fn report(dirs: &[PathBuf], modes: &[String]) -> Result<()> {
+    let mut pooled: Vec<Values> = Vec::new();
+    for mode in modes {
+        let mut values = Values::new();
+        for dir in dirs {
+            values.extend(read_values(
+                &dir.join(mode).join(SIM_DIR).join(RESULTS_FILE),
+            )?);
+        }
+        pooled.push(values);
+    }
+    print_means(modes, &pooled);
+    print_differences(modes, &pooled);
+    Ok(())
+}
+
+fn read_values(results: &Path) -> Result<Values> {
     let text = std::fs::read_to_string(results)
         .with_context(|| format!("reading {}", results.display()))?;
     let mut lines = text.lines();
@@ -162,50 +181,98 @@ fn means(results: &Path) -> Result<Means> {
             .position(|h| *h == name)
             .with_context(|| format!("no `{name}` column in {}", results.display()))
     };
-    let (strategy, round, region, dice) = (
+    let columns = [
         column("strategy")?,
+        column("seed")?,
         column("round")?,
+        column("case")?,
         column("region")?,
         column("dice")?,
-    );
-    let mut sums: Means = BTreeMap::new();
+    ];
+    let mut values = Values::new();
     for line in lines {
         let cells: Vec<&str> = line.split(',').collect();
-        let cell = |k: usize| cells.get(k).copied().context("a short row");
-        let value: f64 = cell(dice)?.parse()?;
+        let [run, seed, round, case, region, dice] =
+            columns.map(|k| cells.get(k).copied().context("a short row"));
         let key = (
-            cell(strategy)?.to_owned(),
-            cell(round)?.parse()?,
-            cell(region)?.to_owned(),
+            run?.to_owned(),
+            seed?.to_owned(),
+            round?.parse()?,
+            case?.to_owned(),
+            region?.to_owned(),
         );
-        let entry = sums.entry(key).or_insert((0.0, 0));
-        entry.0 += value;
-        entry.1 += 1;
+        values.insert(key, dice?.parse()?);
     }
-    Ok(sums
-        .into_iter()
-        .map(|(k, (sum, n))| (k, (sum / n as f64, n)))
-        .collect())
+    Ok(values)
 }
 
-fn print_tables(tables: &[(&String, Means)]) {
-    let Some((_, first)) = tables.first() else {
+/// Mean Dice per (run, round, region) and mode.
+fn print_means(modes: &[String], pooled: &[Values]) {
+    let Some(first) = pooled.first() else {
         return;
     };
+    let mut cells: BTreeMap<(&str, usize, &str), Vec<Vec<f64>>> = BTreeMap::new();
+    for (m, values) in pooled.iter().enumerate() {
+        for ((run, _, round, _, region), v) in values {
+            let cell = cells
+                .entry((run.as_str(), *round, region.as_str()))
+                .or_insert_with(|| vec![Vec::new(); pooled.len()]);
+            cell[m].push(*v);
+        }
+    }
     print!("\n{:<12} {:>5} {:>6}", "run", "round", "region");
-    for (mode, _) in tables {
+    for mode in modes {
         print!(" {:>9}", format!("{mode} Dice"));
     }
-    println!("   (n)");
-    for (key, (_, n)) in first {
-        print!("{:<12} {:>5} {:>6}", key.0, key.1, key.2);
-        for (_, means) in tables {
-            match means.get(key) {
-                Some((mean, _)) => print!(" {mean:>9.3}"),
-                None => print!(" {:>9}", "—"),
+    println!("   (n, {} values in all)", first.len());
+    for ((run, round, region), columns) in &cells {
+        print!("{run:<12} {round:>5} {region:>6}");
+        for column in columns {
+            match column.len() {
+                0 => print!(" {:>9}", "—"),
+                n => print!(" {:>9.3}", column.iter().sum::<f64>() / n as f64),
             }
         }
-        println!("   ({n})");
+        println!("   ({})", columns[0].len());
+    }
+}
+
+/// Each mode minus the first, paired by (seed, round, case): the mean
+/// difference and how many pairs went up and down, per run kind and region.
+/// The pairs of one seed share a training history: not independent.
+fn print_differences(modes: &[String], pooled: &[Values]) {
+    let Some(first) = pooled.first() else {
+        return;
+    };
+    println!(
+        "\npaired differences from {} (mean, pairs up/down):",
+        modes[0]
+    );
+    for (mode, values) in modes.iter().zip(pooled).skip(1) {
+        let mut groups: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
+        for (key, theirs) in values {
+            if let Some(ours) = first.get(key) {
+                let kind = if key.0 == "full-data" {
+                    "full-data"
+                } else {
+                    "sampled"
+                };
+                groups
+                    .entry((kind, key.4.as_str()))
+                    .or_default()
+                    .push(theirs - ours);
+            }
+        }
+        for ((kind, region), d) in groups {
+            let up = d.iter().filter(|v| **v > 0.0).count();
+            let down = d.iter().filter(|v| **v < 0.0).count();
+            println!(
+                "{mode:>9} − {}: {kind:<9} {region:>3} {:+.3} ({up}↑/{down}↓ of {})",
+                modes[0],
+                d.iter().sum::<f64>() / d.len() as f64,
+                d.len()
+            );
+        }
     }
 }
 
