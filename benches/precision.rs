@@ -144,7 +144,7 @@ fn child(mode: &str, dir: &Path, seeds: usize, first_seed: usize) -> Result<()> 
     Ok(())
 }
 
-/// One test Dice: (run, seed, round, case, region) → value.
+/// One test Dice: (run, directory/seed, round, case, region) → value.
 type Values = BTreeMap<(String, String, usize, String, String), f64>;
 
 /// The test Dice of each mode, pooled over the `--keep` directories
@@ -154,10 +154,11 @@ fn report(dirs: &[PathBuf], modes: &[String]) -> Result<()> {
     let mut pooled: Vec<Values> = Vec::new();
     for mode in modes {
         let mut values = Values::new();
-        for dir in dirs {
-            values.extend(read_values(
-                &dir.join(mode).join(SIM_DIR).join(RESULTS_FILE),
-            )?);
+        // The results number seeds from 0 in each directory: the
+        // directory's place keeps them apart.
+        for (place, dir) in dirs.iter().enumerate() {
+            let results = dir.join(mode).join(SIM_DIR).join(RESULTS_FILE);
+            values.extend(read_values(&results, place)?);
         }
         pooled.push(values);
     }
@@ -166,7 +167,7 @@ fn report(dirs: &[PathBuf], modes: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn read_values(results: &Path) -> Result<Values> {
+fn read_values(results: &Path, place: usize) -> Result<Values> {
     let text = std::fs::read_to_string(results)
         .with_context(|| format!("reading {}", results.display()))?;
     let mut lines = text.lines();
@@ -196,7 +197,7 @@ fn read_values(results: &Path) -> Result<Values> {
             columns.map(|k| cells.get(k).copied().context("a short row"));
         let key = (
             run?.to_owned(),
-            seed?.to_owned(),
+            format!("{place}/{}", seed?),
             round?.parse()?,
             case?.to_owned(),
             region?.to_owned(),
