@@ -13,9 +13,9 @@
 //! how much of a difference the kernels alone make.
 //!
 //! `cargo bench --bench precision [-- --modes f32,bf16,f32-burn --seeds 2 --first-seed 0 --subjects 16 --size 64 --keep DIR]`
-//! (`--first-seed`: more seeds later, in another `--keep` directory;
-//! `--report DIR,DIR --modes …` pools finished directories' results).
-//! (about 4 min per seed in f32, 12 in bf16 or on burn's kernels, on 2 cores).
+//! takes about 4 min per seed in f32, and 12 in bf16 or on burn's kernels,
+//! on 2 cores. More seeds can run later in another `--keep` directory
+//! (`--first-seed`); `--report DIR,DIR --modes …` pools finished ones.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
