@@ -98,6 +98,17 @@ pub fn dims<R: CubeRuntime>(t: &CubeTensor<R>) -> Vec<usize> {
     t.shape().to_vec()
 }
 
+/// A float primitive as a tensor of its backend (autodiff nodes hold
+/// primitives).
+pub fn tensor<B: Backend, const D: usize>(p: FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(p))
+}
+
+/// A float tensor's primitive.
+pub fn primitive<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
+    t.into_primitive().tensor()
+}
+
 /// A tensor of a backend checked (by `TypeId`) to be `C`, as `C`'s.
 pub fn retype<A: Backend, C: Backend, const D: usize>(t: Tensor<A, D>) -> Tensor<C, D> {
     let primitive: FloatTensor<A> = t.into_primitive().tensor();

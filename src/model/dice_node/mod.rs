@@ -24,7 +24,7 @@ use burn::tensor::TensorPrimitive;
 use burn::tensor::activation::softmax;
 use burn::tensor::ops::FloatTensor;
 
-use crate::gpu::cube::{cast, retype};
+use crate::gpu::cube::{cast, primitive, retype, tensor};
 
 mod kernels;
 
@@ -73,14 +73,6 @@ fn on<I: Backend, B: Backend>(
         return tracked::<I, B>(logits, targets, smoothing);
     }
     Err((logits, targets))
-}
-
-fn tensor<I: Backend, const D: usize>(p: FloatTensor<I>) -> Tensor<I, D> {
-    Tensor::from_primitive(TensorPrimitive::Float(p))
-}
-
-fn primitive<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
-    t.into_primitive().tensor()
 }
 
 /// What the backward pass needs of the forward one.

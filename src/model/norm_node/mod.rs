@@ -32,7 +32,7 @@ use burn::tensor::ops::FloatTensor;
 
 use super::cpu::norm::Activation;
 use super::running::updated;
-use crate::gpu::cube::{cast, retype};
+use crate::gpu::cube::{cast, primitive, retype, tensor};
 
 mod kernels;
 
@@ -111,14 +111,6 @@ fn on<I: Backend, B: Backend>(inputs: NormInputs<B>) -> Result<NormOutput<B>, No
         return Ok(tracked::<I, B>(inputs));
     }
     Err(inputs)
-}
-
-fn tensor<I: Backend, const D: usize>(p: FloatTensor<I>) -> Tensor<I, D> {
-    Tensor::from_primitive(TensorPrimitive::Float(p))
-}
-
-fn primitive<I: Backend, const D: usize>(t: Tensor<I, D>) -> FloatTensor<I> {
-    t.into_primitive().tensor()
 }
 
 /// What the backward pass needs of the forward one.
