@@ -16,6 +16,7 @@ mod norm;
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
 mod norm_node;
 mod running;
+mod running_average;
 mod skip_join;
 mod unet;
 mod upsample;

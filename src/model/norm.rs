@@ -7,12 +7,13 @@
 //! contiguous reductions (no transposed copies), and normalisation is one
 //! fused scale-and-shift per channel.
 
-use burn::module::{Module, Param, RunningState};
+use burn::module::{Module, Param};
 use burn::prelude::*;
 use burn::tensor::activation::{leaky_relu, relu};
 
 pub use super::cpu::norm::Activation;
 use super::cpu::{self, norm::Normalized};
+use super::running_average::RunningAverage;
 
 /// Whether a forward pass learns (batch statistics, running averages
 /// updated) or infers (running averages).
@@ -26,8 +27,8 @@ pub enum Mode {
 pub struct BatchNorm2d<B: Backend> {
     gamma: Param<Tensor<B, 1>>,
     beta: Param<Tensor<B, 1>>,
-    running_mean: RunningState<Tensor<B, 1>>,
-    running_var: RunningState<Tensor<B, 1>>,
+    running_mean: RunningAverage<B, 1>,
+    running_var: RunningAverage<B, 1>,
     momentum: f64,
     epsilon: f64,
 }
@@ -48,8 +49,8 @@ impl<B: Backend> BatchNorm2d<B> {
         BatchNorm2d {
             gamma: Param::from_tensor(Tensor::ones([channels], device)),
             beta: Param::from_tensor(Tensor::zeros([channels], device)),
-            running_mean: RunningState::new(Tensor::zeros([channels], device)),
-            running_var: RunningState::new(Tensor::ones([channels], device)),
+            running_mean: RunningAverage::new(Tensor::zeros([channels], device)),
+            running_var: RunningAverage::new(Tensor::ones([channels], device)),
             momentum: 0.1,
             epsilon: 1e-5,
         }
@@ -128,14 +129,7 @@ impl<B: Backend> BatchNorm2d<B> {
             return Err(x);
         }
         let train = mode == Mode::Train;
-        let running = if train {
-            (
-                self.running_mean.value_sync(),
-                self.running_var.value_sync(),
-            )
-        } else {
-            (self.running_mean.value(), self.running_var.value())
-        };
+        let running = (self.running_mean.value(), self.running_var.value());
         let inputs = NormInputs {
             x,
             gamma: self.gamma.val(),
@@ -148,8 +142,8 @@ impl<B: Backend> BatchNorm2d<B> {
         match batch_norm(inputs) {
             Ok((y, running)) => {
                 if let Some((mean, var)) = running {
-                    self.running_mean.update(mean);
-                    self.running_var.update(var);
+                    self.running_mean.set(mean);
+                    self.running_var.set(var);
                 }
                 Ok(y)
             }
@@ -180,14 +174,11 @@ impl<B: Backend> BatchNorm2d<B> {
     }
 
     fn update_running(&self, mean: &Tensor<B, 1>, var: &Tensor<B, 1>, count: f64) {
-        let running = (
-            self.running_mean.value_sync(),
-            self.running_var.value_sync(),
-        );
+        let running = (self.running_mean.value(), self.running_var.value());
         let (mean, var) =
             super::running::updated(running, (mean.clone(), var.clone()), count, self.momentum);
-        self.running_mean.update(mean);
-        self.running_var.update(var);
+        self.running_mean.set(mean);
+        self.running_var.set(var);
     }
 }
 
@@ -209,8 +200,8 @@ mod tests {
         let mut bn = BatchNorm2d::new(channels, device);
         bn.gamma = Param::from_tensor(ramp(0.5, 0.3));
         bn.beta = Param::from_tensor(ramp(-0.2, 0.15));
-        bn.running_mean = RunningState::new(ramp(0.1, -0.05));
-        bn.running_var = RunningState::new(ramp(0.8, 0.4));
+        bn.running_mean = RunningAverage::new(ramp(0.1, -0.05));
+        bn.running_var = RunningAverage::new(ramp(0.8, 0.4));
         bn
     }
 
