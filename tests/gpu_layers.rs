@@ -23,7 +23,7 @@ use nextslice::gpu::channels::ChannelOrder;
 use nextslice::gpu::configure;
 use nextslice::model::loss::{dice_loss_per_slice_from_logits, one_hot};
 use nextslice::model::{
-    BatchNorm2d, Mode, UNet, UNetSpec, Vae, VaeSpec, batch_norm_is_one_node,
+    Activation, BatchNorm2d, Mode, UNet, UNetSpec, Vae, VaeSpec, batch_norm_is_one_node,
     dice_gradient_wrt_input, with_burn_kernels,
 };
 use nextslice::train::{load_model, save_model};
@@ -266,6 +266,79 @@ fn batch_norm_matches_burns_operations() {
                 ours,
                 burns,
                 &format!("batch norm {name}, {shape:?} {order}"),
+            );
+        }
+    }
+}
+
+/// One batch-norm layer joined with a shortcut, act(norm(x) + shortcut):
+/// its output, both input gradients, the eval-mode output after the pass
+/// and its output after one step.
+fn joined_norm_pass(
+    x: &Tensor<Gpu, 4>,
+    shortcut: &Tensor<Gpu, 4>,
+    weights: &Tensor<Gpu, 4>,
+    activation: Activation,
+) -> [Tensor<Wgpu, 4>; 5] {
+    let bn = BatchNorm2d::<Gpu>::new(x.dims()[1], &Default::default());
+    let x = x.clone().detach().require_grad();
+    let shortcut = shortcut.clone().detach().require_grad();
+    let y = bn.forward_joined(x.clone(), shortcut.clone(), Mode::Train, activation);
+    let grads = weighted_sum(y.clone(), weights).backward();
+    let dx = x.grad(&grads).expect("the gradient reaches x");
+    let d_shortcut = shortcut
+        .grad(&grads)
+        .expect("the gradient reaches the shortcut");
+    let eval = bn.valid().forward_joined(
+        x.clone().inner(),
+        shortcut.clone().inner(),
+        Mode::Eval,
+        activation,
+    );
+    let grads = GradientsParams::from_grads(grads, &bn);
+    let bn = SgdConfig::new().init().step(0.1, bn, grads);
+    let after = bn.forward_joined(x, shortcut, Mode::Train, activation);
+    [y.inner(), dx, d_shortcut, eval, after.inner()]
+}
+
+/// A residual block's join (the VAE's) in the batch-norm node against
+/// burn's operations: the shortcut in x's order and in the other one (then
+/// read through a copy), LeakyReLU with a slope large enough to see and
+/// ReLU; the output and both gradients keep x's order.
+#[test]
+fn batch_norm_joined_with_a_shortcut_matches_burns_operations() {
+    configure(None, AutotuneLevel::Minimal).unwrap();
+    let cases = [
+        ([4, 48, 20, 20], true, true, Activation::LeakyRelu(0.2)),
+        ([5, 2, 30, 30], true, false, Activation::LeakyRelu(0.2)),
+        ([2, 3, 2, 1], false, true, Activation::Relu),
+        ([5, 2, 30, 30], false, false, Activation::Relu),
+    ];
+    for (shape, x_last, shortcut_last, activation) in cases {
+        let x = normal_in(shape, x_last).mul_scalar(3.0).add_scalar(1.5);
+        let shortcut = normal_in(shape, shortcut_last);
+        let weights = normal_in(shape, x_last);
+        let ours = joined_norm_pass(&x, &shortcut, &weights, activation);
+        if x_last {
+            for (t, name) in ours.iter().zip(["output", "∂x", "∂shortcut"]) {
+                assert!(is_channels_last(t), "{name} order, {shape:?}");
+            }
+        }
+        let burns = with_burn_kernels(|| joined_norm_pass(&x, &shortcut, &weights, activation));
+        let names = [
+            "output",
+            "input gradient",
+            "shortcut gradient",
+            "eval output",
+            "output after a step",
+        ];
+        for ((ours, burns), name) in ours.into_iter().zip(burns).zip(names) {
+            assert_close(
+                ours,
+                burns,
+                &format!(
+                    "joined batch norm {name}, {shape:?}, x NHWC {x_last}, shortcut NHWC {shortcut_last}"
+                ),
             );
         }
     }

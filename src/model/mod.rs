@@ -26,7 +26,7 @@ pub use conv_weights::conv_weights_channels_last;
 pub use cpu::with_burn_kernels;
 pub use gradient::{InputGradient, dice_gradient_wrt_input, inference_model};
 pub use loss_head::{LossHead, UNetWithLossHead, ranking_loss};
-pub use norm::{BatchNorm2d, Mode};
+pub use norm::{Activation, BatchNorm2d, Mode};
 pub use unet::{UNet, UNetOutput, UNetSpec};
 pub use vae::{Vae, VaeOutput, VaeSpec};
 

@@ -68,9 +68,53 @@ impl<B: Backend> BatchNorm2d<B> {
         mode: Mode,
         activation: Activation,
     ) -> Tensor<B, 4> {
+        self.forward_with(x, None, mode, activation)
+    }
+
+    /// `activation(norm(x) + shortcut)`, a residual block's join: on the
+    /// GPU backends in the same pass over the activations as the
+    /// normalisation, forward and backward, instead of three more.
+    pub fn forward_joined(
+        &self,
+        x: Tensor<B, 4>,
+        shortcut: Tensor<B, 4>,
+        mode: Mode,
+        activation: Activation,
+    ) -> Tensor<B, 4> {
+        assert_eq!(
+            shortcut.dims(),
+            x.dims(),
+            "batch norm: a shortcut joins an input of its own shape"
+        );
+        self.forward_with(x, Some(shortcut), mode, activation)
+    }
+
+    fn forward_with(
+        &self,
+        x: Tensor<B, 4>,
+        shortcut: Option<Tensor<B, 4>>,
+        mode: Mode,
+        activation: Activation,
+    ) -> Tensor<B, 4> {
         let Some(served) = cpu::served(&x) else {
-            return self.forward_composed(x, mode, activation);
+            return self.forward_composed(x, shortcut, mode, activation);
         };
+        let Some(shortcut) = shortcut else {
+            return self.forward_on_cpu(served, x, mode, activation);
+        };
+        // The CPU kernel has no join: it normalises, burn's operations
+        // join and activate.
+        let y = self.forward_on_cpu(served, x, mode, Activation::Identity);
+        activate(y + shortcut, activation)
+    }
+
+    fn forward_on_cpu(
+        &self,
+        served: cpu::Served,
+        x: Tensor<B, 4>,
+        mode: Mode,
+        activation: Activation,
+    ) -> Tensor<B, 4> {
         let [n, _, h, w] = x.dims();
         let running = match mode {
             Mode::Train => None,
@@ -99,19 +143,19 @@ impl<B: Backend> BatchNorm2d<B> {
     fn forward_composed(
         &self,
         x: Tensor<B, 4>,
+        shortcut: Option<Tensor<B, 4>>,
         mode: Mode,
         activation: Activation,
     ) -> Tensor<B, 4> {
         #[cfg(any(feature = "cuda", feature = "wgpu"))]
-        let x = match self.forward_node(x, mode, activation) {
+        let (x, shortcut) = match self.forward_node(x, shortcut, mode, activation) {
             Ok(y) => return y,
-            Err(x) => x,
+            Err(unserved) => unserved,
         };
         let y = self.forward_unfused(x, mode);
-        match activation {
-            Activation::Identity => y,
-            Activation::Relu => relu(y),
-            Activation::LeakyRelu(slope) => leaky_relu(y, f64::from(slope)),
+        match shortcut {
+            Some(shortcut) => activate(y + shortcut, activation),
+            None => activate(y, activation),
         }
     }
 
@@ -121,12 +165,13 @@ impl<B: Backend> BatchNorm2d<B> {
     fn forward_node(
         &self,
         x: Tensor<B, 4>,
+        shortcut: Option<Tensor<B, 4>>,
         mode: Mode,
         activation: Activation,
-    ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    ) -> Result<Tensor<B, 4>, Unserved<B>> {
         use super::norm_node::{NormInputs, batch_norm};
         if cpu::burn_kernels_requested() {
-            return Err(x);
+            return Err((x, shortcut));
         }
         let train = mode == Mode::Train;
         let running = (self.running_mean.value(), self.running_var.value());
@@ -137,6 +182,7 @@ impl<B: Backend> BatchNorm2d<B> {
             running,
             momentum: train.then_some(self.momentum),
             epsilon: self.epsilon,
+            shortcut,
             activation,
         };
         match batch_norm(inputs) {
@@ -147,7 +193,7 @@ impl<B: Backend> BatchNorm2d<B> {
                 }
                 Ok(y)
             }
-            Err(inputs) => Err(inputs.x),
+            Err(inputs) => Err((inputs.x, inputs.shortcut)),
         }
     }
 
@@ -179,6 +225,18 @@ impl<B: Backend> BatchNorm2d<B> {
             super::running::updated(running, (mean.clone(), var.clone()), count, self.momentum);
         self.running_mean.set(mean);
         self.running_var.set(var);
+    }
+}
+
+/// The input and shortcut a path handed back unserved.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+type Unserved<B> = (Tensor<B, 4>, Option<Tensor<B, 4>>);
+
+fn activate<B: Backend>(z: Tensor<B, 4>, activation: Activation) -> Tensor<B, 4> {
+    match activation {
+        Activation::Identity => z,
+        Activation::Relu => relu(z),
+        Activation::LeakyRelu(slope) => leaky_relu(z, f64::from(slope)),
     }
 }
 

@@ -95,8 +95,12 @@ impl<B: Backend> ResBlock<B> {
             mode,
             Activation::LeakyRelu(SLOPE as f32),
         );
-        let main = self.norm2.forward(conv2d(&self.conv, main), mode);
-        leaky_relu(main + self.shortcut.forward(x), SLOPE)
+        self.norm2.forward_joined(
+            conv2d(&self.conv, main),
+            self.shortcut.forward(x),
+            mode,
+            Activation::LeakyRelu(SLOPE as f32),
+        )
     }
 }
 

@@ -48,6 +48,9 @@ pub(super) struct NormInputs<B: Backend> {
     /// running averages.
     pub momentum: Option<f64>,
     pub epsilon: f64,
+    /// Added after the affine map, before the activation (a residual
+    /// block's shortcut); x's shape.
+    pub shortcut: Option<Tensor<B, 4>>,
     pub activation: Activation,
 }
 
@@ -102,6 +105,7 @@ fn on<I: Backend, B: Backend>(inputs: NormInputs<B>) -> Result<NormOutput<B>, No
             running: (retype(inputs.running.0), retype(inputs.running.1)),
             momentum: inputs.momentum,
             epsilon: inputs.epsilon,
+            shortcut: inputs.shortcut.map(retype),
             activation: inputs.activation,
         });
         let running = out.running.map(|(m, v)| (retype(m), retype(v)));
@@ -151,6 +155,7 @@ fn forward<I: Backend>(inputs: NormInputs<I>) -> Normalized<I> {
         running,
         momentum,
         epsilon,
+        shortcut,
         activation,
     } = inputs;
     let [n, c, h, w] = x.dims();
@@ -169,6 +174,10 @@ fn forward<I: Backend>(inputs: NormInputs<I>) -> Normalized<I> {
     let scale = gamma * inv_std.clone();
     let shift = beta - mean.clone() * scale.clone();
     let z = x * scale.clone().reshape([1, c, 1, 1]) + shift.reshape([1, c, 1, 1]);
+    let z = match shortcut {
+        Some(shortcut) => z + shortcut,
+        None => z,
+    };
     let y = match activation {
         Activation::Identity => z,
         Activation::Relu => burn::tensor::activation::relu(z),
@@ -199,7 +208,13 @@ fn forward_by_kernels<I: Backend>(inputs: &NormInputs<I>) -> Option<Normalized<I
         running,
         inputs.epsilon,
     )?;
-    let y = kernels::normalize(&inputs.x, &map.scale, &map.shift, inputs.activation)?;
+    let y = kernels::normalize(
+        &inputs.x,
+        &map.scale,
+        &map.shift,
+        inputs.shortcut.as_ref(),
+        inputs.activation,
+    )?;
     Some(Normalized {
         y,
         mean: map.mean,
@@ -228,6 +243,7 @@ fn tracked<I: Backend, B: Backend>(inputs: NormInputs<B>) -> NormOutput<B> {
     };
     let running = (inner(inputs.running.0), inner(inputs.running.1));
     let batch_statistics = inputs.momentum.is_some();
+    let shortcut: Option<Tracked<I>> = inputs.shortcut.map(|t| cast(primitive(t)));
     let out = forward(NormInputs {
         x: tensor::<I, 4>(x.primitive.clone()),
         gamma: tensor(gamma.primitive.clone()),
@@ -235,27 +251,41 @@ fn tracked<I: Backend, B: Backend>(inputs: NormInputs<B>) -> NormOutput<B> {
         running,
         momentum: inputs.momentum,
         epsilon: inputs.epsilon,
+        shortcut: shortcut
+            .as_ref()
+            .map(|t| tensor::<I, 4>(t.primitive.clone())),
         activation: inputs.activation,
     });
-    let nodes = [x.node.clone(), gamma.node.clone(), beta.node.clone()];
-    let y: Tracked<I> = match NormBackward
-        .prepare::<NoCheckpointing>(nodes)
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(mut prep) => {
-            let saved = Saved {
-                mean: primitive(out.mean),
-                scale: primitive(out.scale),
-                inv_std: primitive(out.inv_std),
-                y: primitive(out.y.clone()),
-                activation: inputs.activation,
-                batch_statistics,
-                x: prep.checkpoint(&x),
-            };
-            prep.finish(saved, primitive(out.y))
-        }
-        OpsKind::UnTracked(prep) => prep.finish(primitive(out.y)),
+    let y = primitive(out.y.clone());
+    let saved = |x: NodeId| Saved {
+        mean: primitive(out.mean),
+        scale: primitive(out.scale),
+        inv_std: primitive(out.inv_std),
+        y: primitive(out.y),
+        activation: inputs.activation,
+        batch_statistics,
+        x,
+    };
+    let [x_node, gamma_node, beta_node] = [&x, &gamma, &beta].map(|t| t.node.clone());
+    let y: Tracked<I> = match shortcut {
+        None => record(
+            NormBackward
+                .prepare::<NoCheckpointing>([x_node, gamma_node, beta_node])
+                .compute_bound()
+                .stateful(),
+            &x,
+            y,
+            saved,
+        ),
+        Some(shortcut) => record(
+            NormBackward
+                .prepare::<NoCheckpointing>([x_node, gamma_node, beta_node, shortcut.node])
+                .compute_bound()
+                .stateful(),
+            &x,
+            y,
+            saved,
+        ),
     };
     // The running averages are state, not part of the graph: untracked.
     let as_b = |t: Tensor<I, 1>| retype::<Autodiff<I>, B, 1>(Tensor::from_inner(t));
@@ -263,19 +293,43 @@ fn tracked<I: Backend, B: Backend>(inputs: NormInputs<B>) -> NormOutput<B> {
     (y, out.running.map(|(m, v)| (as_b(m), as_b(v))))
 }
 
+/// The node's output `y`, with the state `saved` builds from x's
+/// checkpoint when the graph needs a backward pass.
+fn record<I: Backend, const N: usize>(
+    kind: OpsKind<NormBackward, I, Saved<I>, NoCheckpointing, N>,
+    x: &FloatTensor<Autodiff<I>>,
+    y: FloatTensor<I>,
+    saved: impl FnOnce(NodeId) -> Saved<I>,
+) -> FloatTensor<Autodiff<I>>
+where
+    NormBackward: Backward<I, N, State = Saved<I>>,
+{
+    match kind {
+        OpsKind::Tracked(mut prep) => {
+            let x = prep.checkpoint(x);
+            prep.finish(saved(x), y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    }
+}
+
+/// The backward pass of a node with parents x, γ, β and, when a shortcut
+/// was joined, the shortcut (N = 4).
 #[derive(Debug)]
 struct NormBackward;
 
-impl<I: Backend> Backward<I, 3> for NormBackward {
+impl<I: Backend, const N: usize> Backward<I, N> for NormBackward {
     type State = Saved<I>;
 
     fn backward(
         self,
-        ops: Ops<Saved<I>, 3>,
+        ops: Ops<Saved<I>, N>,
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let [node_x, node_gamma, node_beta] = ops.parents;
+        let mut parents = ops.parents.into_iter();
+        let mut parent = || parents.next().flatten();
+        let [node_x, node_gamma, node_beta, node_shortcut] = [(); 4].map(|_| parent());
         let saved = ops.state;
         let dy = tensor::<I, 4>(grads.consume::<I>(&ops.node));
         let x = tensor::<I, 4>(checkpointer.retrieve_node_output::<FloatTensor<I>>(saved.x));
@@ -284,6 +338,7 @@ impl<I: Backend> Backward<I, 3> for NormBackward {
         let wanted = kernels::Wanted {
             input: node_x.is_some(),
             parameters: node_gamma.is_some() || node_beta.is_some(),
+            shortcut: node_shortcut.is_some(),
             // The batch statistics depend on x too (Ioffe & Szegedy, 2015).
             batch_statistics: saved.batch_statistics,
         };
@@ -296,10 +351,16 @@ impl<I: Backend> Backward<I, 3> for NormBackward {
             scale: &scale,
             activation: saved.activation,
         };
-        let (dx, parameters) =
-            kernels::backward(inputs, wanted).unwrap_or_else(|| composed_backward(inputs, wanted));
-        if let (Some(node), Some(dx)) = (node_x, dx) {
+        let kernels::Gradients {
+            input,
+            parameters,
+            shortcut,
+        } = kernels::backward(inputs, wanted).unwrap_or_else(|| composed_backward(inputs, wanted));
+        if let (Some(node), Some(dx)) = (node_x, input) {
             grads.register::<I>(node.id, primitive(dx));
+        }
+        if let (Some(node), Some(d_shortcut)) = (node_shortcut, shortcut) {
+            grads.register::<I>(node.id, primitive(d_shortcut));
         }
         if let Some((d_gamma, d_beta)) = parameters {
             if let Some(node) = node_gamma {
@@ -328,7 +389,8 @@ fn composed_backward<I: Backend>(
     );
     let parameters = (wanted.parameters || wanted.batch_statistics)
         .then(|| (per_channel_sum(dz_x_hat), per_channel_sum(dz.clone())));
-    let dx = wanted.input.then(|| {
+    let shortcut = wanted.shortcut.then(|| dz.clone());
+    let input = wanted.input.then(|| {
         let count = wanted.batch_statistics.then_some((n * h * w) as f64);
         let sums = parameters.clone().filter(|_| count.is_some());
         input_gradient(
@@ -341,7 +403,11 @@ fn composed_backward<I: Backend>(
             count,
         )
     });
-    (dx, parameters)
+    kernels::Gradients {
+        input,
+        parameters,
+        shortcut,
+    }
 }
 
 /// The backward sweep from burn's operations: (dz, dz·x̂), where

@@ -91,8 +91,9 @@ fn totals_kernel<F: Float>(
 }
 
 /// ∂L/∂x = scale·(dz − (x̂·Σdz·x̂ + Σdz)/count) with batch statistics
-/// (`from_batch` = 1), else scale·dz; dz = ∂L/∂z from ∂L/∂y and y. All
-/// four full tensors NCHW or (`last`) NHWC.
+/// (`from_batch` = 1), else scale·dz; dz = ∂L/∂z from ∂L/∂y and y. With
+/// `joined`, also ∂L/∂shortcut = dz (the shortcut was added to z). All
+/// full tensors NCHW or (`last`) NHWC.
 #[cube(launch_unchecked)]
 fn input_gradient_kernel<F: Float>(
     dy: &Array<F>,
@@ -104,6 +105,7 @@ fn input_gradient_kernel<F: Float>(
     d_gamma: &Array<F>,
     d_beta: &Array<F>,
     dx: &mut Array<F>,
+    d_shortcut: &mut Array<F>,
     pixels: usize,
     channels: usize,
     count: f32,
@@ -111,11 +113,15 @@ fn input_gradient_kernel<F: Float>(
     activation: u32,
     slope: f32,
     #[comptime] last: bool,
+    #[comptime] joined: bool,
 ) {
     let i = ABSOLUTE_POS;
     if i < dy.len() {
         let c = channel_of(i, pixels, channels, last);
         let mut g = through_activation::<F>(dy[i], y[i], activation, slope);
+        if joined {
+            d_shortcut[i] = g;
+        }
         if from_batch == 1 {
             let x_hat = (x[i] - mean[c]) * inv_std[c];
             g -= (x_hat * d_gamma[c] + d_beta[c]) / F::cast_from(count);
@@ -146,8 +152,14 @@ impl<I: Backend> Clone for BackwardInputs<'_, I> {
 
 impl<I: Backend> Copy for BackwardInputs<'_, I> {}
 
-/// The backward pass's results: ∂L/∂x, and (∂L/∂γ, ∂L/∂β), each where asked.
-pub(crate) type Gradients<I> = (Option<Tensor<I, 4>>, Option<(Tensor<I, 1>, Tensor<I, 1>)>);
+/// The backward pass's results, each where asked.
+pub(crate) struct Gradients<I: Backend> {
+    pub input: Option<Tensor<I, 4>>,
+    /// (∂L/∂γ, ∂L/∂β).
+    pub parameters: Option<(Tensor<I, 1>, Tensor<I, 1>)>,
+    /// ∂L/∂shortcut, which is ∂L/∂z.
+    pub shortcut: Option<Tensor<I, 4>>,
+}
 
 /// Which gradients the backward pass computes.
 #[derive(Clone, Copy, Debug)]
@@ -156,14 +168,16 @@ pub(crate) struct Wanted {
     pub input: bool,
     /// ∂L/∂γ and ∂L/∂β (either parameter is tracked).
     pub parameters: bool,
+    /// ∂L/∂shortcut (a shortcut was joined and is tracked).
+    pub shortcut: bool,
     /// The forward pass used batch statistics, which depend on x too.
     pub batch_statistics: bool,
 }
 
 /// The backward pass: [`gradient_sums_kernel`] and [`totals_kernel`] for
 /// the per-channel sums (when the parameters' gradients or the batch
-/// statistics need them), then [`input_gradient_kernel`]: at most three
-/// launches.
+/// statistics need them), then [`input_gradient_kernel`] for ∂L/∂x and
+/// ∂L/∂shortcut together: at most three launches.
 pub(crate) fn backward<I: Backend>(
     inputs: BackwardInputs<'_, I>,
     wanted: Wanted,
@@ -242,18 +256,28 @@ impl<I: Backend> CubeTask for BackwardTask<'_, I> {
             }
             (d_gamma, d_beta)
         });
-        let dx = wanted.input.then(|| {
+        // ∂L/∂x is written whenever the kernel runs: a shortcut joined
+        // to an input that is not tracked does not occur in our models.
+        let sweep = (wanted.input || wanted.shortcut).then(|| {
             // Without batch statistics the sums are not read: any
             // per-channel array stands in.
             let (d_gamma, d_beta) = match &sums {
                 Some((d_gamma, d_beta)) => (d_gamma.clone(), d_beta.clone()),
                 None => (mean.clone(), mean.clone()),
             };
-            // ∂L/∂x in x's order, as the convolution before wants it.
-            let dx = empty_in(&x, &[shape[0], channels, shape[2], shape[3]], order);
+            // ∂L/∂x in x's order, as the convolution before wants it;
+            // ∂L/∂shortcut likewise, or one unwritten value without it.
+            let full = [shape[0], channels, shape[2], shape[3]];
+            let dx = empty_in(&x, &full, order);
+            let d_shortcut = match wanted.shortcut {
+                true => empty_in(&x, &full, order),
+                false => empty(&x, &[1]),
+            };
+            let shortcut_len = d_shortcut.meta.num_elements();
             let (cube_count, cube_dim) = grid(&x, n);
-            // Safety: four buffers of n contiguous f32 values in one order,
-            // five arrays of one per channel; channel_of < channels.
+            // Safety: dy, y, x and dx hold n contiguous f32 values in one
+            // order (d_shortcut too when written, with `joined`), five
+            // arrays one per channel; channel_of < channels.
             unsafe {
                 input_gradient_kernel::launch_unchecked::<f32, R>(
                     &client,
@@ -268,6 +292,7 @@ impl<I: Backend> CubeTask for BackwardTask<'_, I> {
                     array(&d_gamma, channels),
                     array(&d_beta, channels),
                     array(&dx, n),
+                    array(&d_shortcut, shortcut_len),
                     pixels,
                     channels,
                     per_channel as f32,
@@ -275,11 +300,23 @@ impl<I: Backend> CubeTask for BackwardTask<'_, I> {
                     kind,
                     slope,
                     order.is_last(),
+                    wanted.shortcut,
                 );
             }
-            from_cube(dx)
+            (
+                from_cube(dx),
+                wanted.shortcut.then(|| from_cube(d_shortcut)),
+            )
         });
+        let (input, shortcut) = match sweep {
+            Some((dx, d_shortcut)) => (wanted.input.then_some(dx), d_shortcut),
+            None => (None, None),
+        };
         let parameters = sums.map(|(d_gamma, d_beta)| (from_cube(d_gamma), from_cube(d_beta)));
-        Some((dx, parameters))
+        Some(Gradients {
+            input,
+            parameters,
+            shortcut,
+        })
     }
 }

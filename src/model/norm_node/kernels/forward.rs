@@ -8,7 +8,7 @@ use burn_cubecl::cubecl;
 use burn_cubecl::cubecl::prelude::*;
 
 use super::{Activation, activation_code};
-use crate::gpu::channels::{empty_in, to_cube_4d};
+use crate::gpu::channels::{empty_in, to_cube_4d, to_cube_in};
 use crate::gpu::cube::{CubeTask, array, dims, empty, from_cube, grid, on_runtime_of, to_cube};
 use crate::gpu::sums::{
     SumLayout, channel_of, channel_value, chunk_end, chunk_total, rows, unit_channel, unit_row,
@@ -107,24 +107,29 @@ fn affine_kernel<F: Float>(
     }
 }
 
-/// y = act(x·scale[c] + shift[c]) over [n, c, pixels], x and y both NCHW
-/// or (`last`) both NHWC.
+/// y = act(x·scale[c] + shift[c] (+ shortcut with `joined`)) over
+/// [n, c, pixels], x, shortcut and y all NCHW or (`last`) all NHWC.
 #[cube(launch_unchecked)]
 fn normalize_kernel<F: Float>(
     x: &Array<F>,
     scale: &Array<F>,
     shift: &Array<F>,
+    shortcut: &Array<F>,
     y: &mut Array<F>,
     pixels: usize,
     channels: usize,
     activation: u32,
     slope: f32,
     #[comptime] last: bool,
+    #[comptime] joined: bool,
 ) {
     let i = ABSOLUTE_POS;
     if i < x.len() {
         let c = channel_of(i, pixels, channels, last);
-        let z = x[i] * scale[c] + shift[c];
+        let mut z = x[i] * scale[c] + shift[c];
+        if joined {
+            z += shortcut[i];
+        }
         let mut out = z;
         if z < F::new(0.0) {
             if activation == 1 {
@@ -267,17 +272,19 @@ impl<I: Backend> CubeTask for AffineTask<'_, I> {
     }
 }
 
-/// See [`normalize_kernel`].
+/// See [`normalize_kernel`]; `shortcut` of x's shape, in any order.
 pub(crate) fn normalize<I: Backend>(
     x: &Tensor<I, 4>,
     scale: &Tensor<I, 1>,
     shift: &Tensor<I, 1>,
+    shortcut: Option<&Tensor<I, 4>>,
     activation: Activation,
 ) -> Option<Tensor<I, 4>> {
     on_runtime_of::<I, _>(NormalizeTask {
         x,
         scale,
         shift,
+        shortcut,
         activation,
     })
     .flatten()
@@ -287,6 +294,7 @@ struct NormalizeTask<'a, I: Backend> {
     x: &'a Tensor<I, 4>,
     scale: &'a Tensor<I, 1>,
     shift: &'a Tensor<I, 1>,
+    shortcut: Option<&'a Tensor<I, 4>>,
     activation: Activation,
 }
 
@@ -297,7 +305,15 @@ impl<I: Backend> CubeTask for NormalizeTask<'_, I> {
         let (x, order) = to_cube_4d::<R, I>(self.x)?;
         let scale = to_cube::<R, I, 1>(self.scale)?;
         let shift = to_cube::<R, I, 1>(self.shift)?;
+        // Read in x's order; without a shortcut, one unread value.
         let shape = dims(&x);
+        let shortcut = match self.shortcut {
+            // The kernel indexes it as x: same shape or no launch.
+            Some(t) if t.dims().as_slice() != shape.as_slice() => return None,
+            Some(t) => to_cube_in::<R, I>(t, order)?,
+            None => empty(&x, &[1]),
+        };
+        let shortcut_len = shortcut.meta.num_elements();
         let (channels, pixels) = (shape[1], shape[2] * shape[3]);
         let n = x.meta.num_elements();
         // y keeps x's order, so the next convolution need not copy it.
@@ -306,7 +322,8 @@ impl<I: Backend> CubeTask for NormalizeTask<'_, I> {
         let client = x.client.clone();
         let (cube_count, cube_dim) = grid(&x, n);
         // Safety: x's and y's buffers hold n contiguous f32 values in the
-        // same order, scale and shift one per channel; channel_of < channels.
+        // same order (the shortcut's too when read, with `joined`), scale
+        // and shift one per channel; channel_of < channels.
         unsafe {
             normalize_kernel::launch_unchecked::<f32, R>(
                 &client,
@@ -315,12 +332,14 @@ impl<I: Backend> CubeTask for NormalizeTask<'_, I> {
                 array(&x, n),
                 array(&scale, channels),
                 array(&shift, channels),
+                array(&shortcut, shortcut_len),
                 array(&y, n),
                 pixels,
                 channels,
                 kind,
                 slope,
                 order.is_last(),
+                self.shortcut.is_some(),
             );
         }
         Some(from_cube(y))
