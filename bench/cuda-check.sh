@@ -56,6 +56,19 @@ fits() {
 
 echo "== GPU"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+# cubecl compiles its kernels with NVRTC, loaded at run time like the
+# driver. A machine with the toolkit or PyTorch's wheels has it, but not
+# always on the loader's path: add the first directory that holds it.
+if ! ldconfig -p 2>/dev/null | grep -q 'libnvrtc\.so'; then
+  nvrtc=$(find /usr/local/cuda*/ /usr/lib /opt "$(python3 -c 'import site; print(site.getsitepackages()[0])' 2>/dev/null)" \
+    -name 'libnvrtc.so*' 2>/dev/null | head -1)
+  if [ -n "$nvrtc" ]; then
+    export LD_LIBRARY_PATH="$(dirname "$nvrtc")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    echo "NVRTC: $nvrtc (added to LD_LIBRARY_PATH)"
+  else
+    echo "NVRTC: not found (cubecl cannot compile kernels)"
+  fi
+fi
 "$NS" gpu
 
 # A project with the paper's networks (BraTS preset) on 128² phantoms.
@@ -92,25 +105,31 @@ first_steps() {
 PY=${NEXTSLICE_TORCH_PYTHON:-python3}
 
 against_pytorch() {
-  fits 120 "burn-cuda vs PyTorch" || return
+  fits 100 "burn-cuda vs PyTorch" || return
   echo "== PyTorch"
   "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" || echo "no PyTorch here"
   echo "== models: burn-cuda (minimal autotune) vs PyTorch CUDA as users run it and with TF32 off"
   local start
   start=$(secs)
-  NEXTSLICE_TORCH_PYTHON=$PY timeout "$(limit 300)" "$BIN/models" --device cuda --repeat 10 --warmup 3 --autotune minimal \
+  NEXTSLICE_TORCH_PYTHON=$PY timeout "$(limit "${PYTORCH_SECS:-300}")" "$BIN/models" --device cuda --repeat 10 --warmup 3 --autotune minimal \
     --cases unet-train-128-b8,unet-infer-128-b8,unet-train-256-b32,unet-infer-256-b32,vae-train-128-b16,vae-train-256-b16,gradient-encode-128-b8,gradient-encode-256-b8 \
     | tee "$OUT/models.txt"
   echo "(exit ${PIPESTATUS[0]}, $(took "$start") s)"
 }
 
 demo_round() {
-  fits 60 "a demo round on CUDA" || return
-  echo "== a demo round on CUDA, end to end"
+  fits 90 "a demo round on CUDA" || return
+  echo "== a demo round on CUDA, end to end (its own shapes: tuned as it goes)"
   local start
   start=$(secs)
-  step() { echo "\$ nextslice $*"; timeout "$(limit 60)" "$NS" "$@" 2>&1 | tr '\r' '\n' | tail -3; }
-  step demo --dir "$D/demo" --subjects 8 --device cuda --no-tui
+  step() {
+    echo "\$ nextslice $*"
+    local s
+    s=$(secs)
+    timeout "$(limit "${STEP_SECS:-60}")" "$NS" "$@" 2>&1 | tr '\r' '\n' | tail -3
+    echo "($(took "$s") s)"
+  }
+  STEP_SECS=150 step demo --dir "$D/demo" --subjects 8 --device cuda --no-tui
   local P="$D/demo/project"
   step export -p "$P"
   step import -p "$P" "$D"/demo/data/*/*_seg.nii.gz
@@ -227,7 +246,8 @@ experiments() {
 case "$PART" in
   all)
     first_steps minimal 150
-    against_pytorch
+    # Leaves the demo round its time.
+    PYTORCH_SECS=240 against_pytorch
     demo_round
     projection
     experiments

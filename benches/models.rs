@@ -440,28 +440,33 @@ fn main() {
             "PyTorch not available (make .venv-torch with ../shared/tools/torch-cpu-venv); no ratios"
         );
     }
-    let ours: Vec<f64> = cases
-        .iter()
-        .map(|c| with_backend(device, Case { name: c, repeat }).unwrap_or(f64::NAN))
-        .collect();
+    for (name, rates) in torch.iter().chain(&torch_same_malloc) {
+        eprintln!("{name}: {rates:.2?} slices/s");
+    }
     let label = match device {
         Device::Cpu => "burn Flex".to_string(),
         // A `cuda-fusion` build runs burn's fused CUDA backend.
         Device::Cuda(n) if cfg!(feature = "cuda-fusion") => format!("burn CUDA:{n} fused"),
         Device::Cuda(n) => format!("burn CUDA:{n}"),
     };
+    let ours: Vec<f64> = cases
+        .iter()
+        .map(|c| case_rate(&label, c, || with_backend(device, Case { name: c, repeat })))
+        .collect();
     columns.push((label, ours));
     let burn_kernels = flag("--burn-kernels");
     if burn_kernels {
+        let label = format!("{}, burn's kernels", columns[0].0);
         let theirs: Vec<f64> = cases
             .iter()
             .map(|c| {
-                nextslice::model::with_burn_kernels(|| {
-                    with_backend(device, Case { name: c, repeat }).unwrap_or(f64::NAN)
+                case_rate(&label, c, || {
+                    nextslice::model::with_burn_kernels(|| {
+                        with_backend(device, Case { name: c, repeat })
+                    })
                 })
             })
             .collect();
-        let label = format!("{}, burn's kernels", columns[0].0);
         columns.push((label, theirs));
     }
     let bf16_column = bf16_rates(flag("--bf16"), device, &cases, repeat).map(|half| {
@@ -548,6 +553,34 @@ fn main() {
         profile_written();
     }
     println!("({:.0}s in all)", started.elapsed().as_secs_f64());
+}
+
+/// One case's rate, said on stderr as soon as it is known, so that a run
+/// stopped by a time limit (a lent GPU's) still leaves its numbers; a case
+/// that fails or panics (a kernel a backend cannot compile) is NaN, not the
+/// end of the run.
+fn case_rate<E: std::fmt::Display>(
+    column: &str,
+    case: &str,
+    run: impl FnOnce() -> Result<f64, E>,
+) -> f64 {
+    let started = Instant::now();
+    let rate = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+        Ok(Ok(rate)) => rate,
+        Ok(Err(e)) => {
+            eprintln!("{column} {case}: {e}");
+            f64::NAN
+        }
+        Err(_) => {
+            eprintln!("{column} {case}: panicked");
+            f64::NAN
+        }
+    };
+    eprintln!(
+        "{column} {case}: {rate:.2} slices/s ({:.0} s with warm-up)",
+        started.elapsed().as_secs_f64()
+    );
+    rate
 }
 
 /// cubecl's logger writes the last kernel table from a background task:
