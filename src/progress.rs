@@ -34,17 +34,42 @@ impl Progress for Silent {
 }
 
 /// Progress on stderr with rate and ETA: on a terminal one line redrawn at
-/// most ten times a second (cheap over SSH); in a log file one line per 10%.
+/// most ten times a second (cheap over SSH); in a log file one line per 10%,
+/// and between those, when the detail changes, one line per
+/// [`LOG_HEARTBEAT`] at most: a step that runs for minutes (tuning a GPU's
+/// kernels) says what it is doing instead of falling silent.
 pub struct StderrProgress {
     state: Mutex<BarState>,
     terminal: bool,
 }
+
+/// The longest a log file waits for a changed detail between deciles.
+pub const LOG_HEARTBEAT: Duration = Duration::from_secs(15);
 
 struct BarState {
     stage: String,
     started: Instant,
     last_draw: Option<Instant>,
     last_decile: u64,
+    last_detail: String,
+}
+
+impl BarState {
+    /// Whether a log file gets `u` as a line at `now` (and if so, notes it).
+    fn log_line_due(&mut self, u: &ProgressUpdate<'_>, now: Instant) -> bool {
+        let decile = (10 * u.done).checked_div(u.total).unwrap_or(10);
+        let news = u.detail != self.last_detail
+            && self
+                .last_draw
+                .is_some_and(|t| now.saturating_duration_since(t) >= LOG_HEARTBEAT);
+        if decile > self.last_decile || self.last_draw.is_none() || news {
+            self.last_decile = self.last_decile.max(decile);
+            self.last_draw = Some(now);
+            self.last_detail = u.detail.to_string();
+            return true;
+        }
+        false
+    }
 }
 
 impl Default for StderrProgress {
@@ -56,6 +81,7 @@ impl Default for StderrProgress {
                 started: Instant::now(),
                 last_draw: None,
                 last_decile: 0,
+                last_detail: String::new(),
             }),
             terminal: std::io::stderr().is_terminal(),
         }
@@ -71,6 +97,7 @@ impl Progress for StderrProgress {
             s.started = now;
             s.last_draw = None;
             s.last_decile = 0;
+            s.last_detail.clear();
         }
         let finished = u.done >= u.total;
         let line = format_line(u, now - s.started);
@@ -87,13 +114,8 @@ impl Progress for StderrProgress {
             if finished {
                 let _ = writeln!(err);
             }
-        } else {
-            let decile = (10 * u.done).checked_div(u.total).unwrap_or(10);
-            if decile > s.last_decile || s.last_draw.is_none() {
-                s.last_decile = decile;
-                s.last_draw = Some(now);
-                let _ = writeln!(err, "{line}");
-            }
+        } else if s.log_line_due(u, now) {
+            let _ = writeln!(err, "{line}");
         }
         let _ = err.flush();
     }
@@ -155,5 +177,34 @@ mod tests {
         );
         assert_eq!(format_duration(Duration::from_secs(185)), "3m05s");
         assert_eq!(format_duration(Duration::from_secs(3720)), "1h02m");
+    }
+
+    #[test]
+    fn a_log_gets_deciles_and_changed_details_at_most_once_per_heartbeat() {
+        let start = Instant::now();
+        let mut state = BarState {
+            stage: "tuning GPU kernels".into(),
+            started: start,
+            last_draw: None,
+            last_decile: 0,
+            last_detail: String::new(),
+        };
+        let at = |done: u64, detail: &'static str| ProgressUpdate {
+            stage: "tuning GPU kernels",
+            done,
+            total: 5,
+            unit: "workloads",
+            detail,
+        };
+        let secs = |s: u64| start + Duration::from_secs(s);
+        // The first line, whatever it says.
+        assert!(state.log_line_due(&at(0, "VAE"), secs(0)));
+        // A changed detail waits for the heartbeat; an unchanged one never comes.
+        assert!(!state.log_line_due(&at(0, "VAE; 3 kernels tuned"), secs(5)));
+        assert!(state.log_line_due(&at(0, "VAE; 9 kernels tuned"), secs(16)));
+        assert!(!state.log_line_due(&at(0, "VAE; 12 kernels tuned"), secs(20)));
+        // A new decile comes at once, the detail changed or not.
+        assert!(state.log_line_due(&at(1, "VAE; 12 kernels tuned"), secs(21)));
+        assert!(!state.log_line_due(&at(1, "VAE; 12 kernels tuned"), secs(90)));
     }
 }
