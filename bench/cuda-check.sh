@@ -91,8 +91,18 @@ first_steps() {
   export NEXTSLICE_GPU_CACHE
   echo "== first GPU steps, $level autotune, cold caches (new process)"
   start=$(secs)
-  timeout "$(limit "$cold")" "$NS" gpu-warmup -p "$D/paper" --autotune "$level" 2>&1 | tr '\r' '\n' | tail -4
+  # Where the time goes (an H200 in stop 28: one CPU thread busy, GPU idle,
+  # the compiled-kernel cache growing): sampled while it runs.
+  sample_while_tuning "$NEXTSLICE_GPU_CACHE" > "$D/samples-$level.txt" &
+  local sampler=$!
+  timeout "$(limit "$cold")" "$NS" gpu-warmup -p "$D/paper" --autotune "$level" 2>&1 | tr '\r' '\n' | tail -6
   echo "(cold $level: $(took "$start") s)"
+  kill "$sampler" 2>/dev/null
+  awk 'NR % 3 == 0' "$D/samples-$level.txt"
+  # Every candidate's time for every tuned shape: which convolution and
+  # matmul kernels win on this GPU, to steer them without tuning.
+  tar -C "$NEXTSLICE_GPU_CACHE" -czf "$OUT/autotune-$level.tar.gz" --exclude=kernels . 2>/dev/null &&
+    echo "autotune results: autotune-$level.tar.gz ($(du -h "$OUT/autotune-$level.tar.gz" | cut -f1))"
   "$NS" gpu -p "$D/paper" | tail -3
   echo "== the same steps, warm caches (another process; our warm-up record removed)"
   rm -rf "$NEXTSLICE_GPU_CACHE"/*/warm
@@ -100,6 +110,17 @@ first_steps() {
   timeout "$(limit 60)" "$NS" gpu-warmup -p "$D/paper" --autotune "$level" 2>&1 | tr '\r' '\n' | tail -2
   echo "(warm $level: $(took "$start") s; it should say 0 kernels tuned)"
   du -sh "$NEXTSLICE_GPU_CACHE" 2>/dev/null
+}
+
+# Every 5 s: the cache's files and size, GPU load, and the busiest threads.
+sample_while_tuning() {
+  local t=0
+  while sleep 5; do
+    t=$((t + 5))
+    echo "t=${t}s cache $(find "$1" -type f 2>/dev/null | wc -l) files $(du -sm "$1" 2>/dev/null | cut -f1) MB ·" \
+      "GPU $(nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null) ·" \
+      "top $(top -b -H -n1 2>/dev/null | sed -n 8,9p | awk '{printf "%s%% %s; ", $9, $12}')"
+  done
 }
 
 PY=${NEXTSLICE_TORCH_PYTHON:-python3}
