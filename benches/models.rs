@@ -552,6 +552,14 @@ fn main() {
     if PROFILE.load(std::sync::atomic::Ordering::Relaxed) {
         profile_written();
     }
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    if let Some(steer) = nextslice::model::steering() {
+        let (steered, refused) = nextslice::model::steering_counts();
+        println!(
+            "convolutions steered to {steer:?} ({}): {steered} passes ran it, {refused} fell back to burn's default",
+            nextslice::model::CONV_ENV
+        );
+    }
     println!("({:.0}s in all)", started.elapsed().as_secs_f64());
 }
 

@@ -3,7 +3,8 @@
 //! same cubecl kernels burn-cuda does, so the GPU-only paths in `model`
 //! (the decoders' up-convolutions as matmuls, batch norm and the Dice loss
 //! as one autodiff node each, Adam as one kernel, convolution weights
-//! channels-last) run here on a machine with no GPU.
+//! channels-last, convolutions steered to one kernel) run here on a
+//! machine with no GPU.
 //!
 //! `cargo test --features wgpu --test gpu_layers` (`.ci/run` installs
 //! `mesa-vulkan-drivers`).
@@ -23,8 +24,8 @@ use nextslice::gpu::channels::ChannelOrder;
 use nextslice::gpu::configure;
 use nextslice::model::loss::{dice_loss_per_slice_from_logits, one_hot};
 use nextslice::model::{
-    Activation, BatchNorm2d, Mode, UNet, UNetSpec, Vae, VaeSpec, batch_norm_is_one_node,
-    dice_gradient_wrt_input, with_burn_kernels,
+    Activation, BatchNorm2d, Mode, Steer, UNet, UNetSpec, Vae, VaeSpec, batch_norm_is_one_node,
+    dice_gradient_wrt_input, steering_counts, with_burn_kernels, with_conv_steering,
 };
 use nextslice::train::{load_model, save_model};
 
@@ -178,6 +179,70 @@ fn our_gpu_layers_train_like_burns_kernels() {
     let [burns_reconstruction, burns_after] = with_burn_kernels(|| vae_step(vae, &x, &weights));
     assert_close(reconstruction, burns_reconstruction, "VAE reconstruction");
     assert_close(after, burns_after, "VAE after one step");
+}
+
+/// Convolutions steered to one kernel (`model::conv_node`) against the same
+/// models autotuned: outputs before and after one training step (every
+/// convolution's input and weight gradients show in them), and Eq. 3's input
+/// gradient. lavapipe has no tensor-core tiles, so the implicit GEMM
+/// refuses and falls back; the direct kernel runs the node itself.
+#[test]
+fn steered_convolutions_train_like_autotuned_ones() {
+    configure(None, AutotuneLevel::Minimal).unwrap();
+    let x = normal([2, 2, 16, 16]);
+    let autotuned = |f: &dyn Fn() -> [Tensor<Wgpu, 4>; 2]| with_conv_steering(None, f);
+    for steer in [Steer::Direct, Steer::ImplicitGemm] {
+        let (steered_before, _) = steering_counts();
+        let steered = |f: &dyn Fn() -> [Tensor<Wgpu, 4>; 2]| with_conv_steering(Some(steer), f);
+
+        let unet = materialized(tiny_unet().init::<Gpu>(&Default::default()));
+        let weights = normal([2, 3, 16, 16]);
+        let step = || unet_step(unet.clone(), &x, &weights);
+        let [logits, after] = steered(&step);
+        let [tuned_logits, tuned_after] = autotuned(&step);
+        assert_close(logits, tuned_logits, &format!("{steer:?}: U-Net logits"));
+        assert_close(
+            after,
+            tuned_after,
+            &format!("{steer:?}: U-Net after one step"),
+        );
+        let labels = Tensor::<Wgpu, 3>::random(
+            [2, 16, 16],
+            Distribution::Uniform(0.0, 3.0),
+            &Default::default(),
+        );
+        let y = one_hot(labels.int(), 3);
+        let gradient = || {
+            let g = input_gradient(&unet, &x, &y);
+            [g.clone(), g]
+        };
+        let [ours, _] = steered(&gradient);
+        let [tuned, _] = autotuned(&gradient);
+        assert_close(ours, tuned, &format!("{steer:?}: U-Net input gradient"));
+
+        let vae = materialized(tiny_vae().init::<Gpu>(&Default::default()));
+        let weights = normal([2, 2, 16, 16]);
+        let step = || vae_step(vae.clone(), &x, &weights);
+        let [reconstruction, after] = steered(&step);
+        let [tuned_reconstruction, tuned_after] = autotuned(&step);
+        assert_close(
+            reconstruction,
+            tuned_reconstruction,
+            &format!("{steer:?}: VAE reconstruction"),
+        );
+        assert_close(
+            after,
+            tuned_after,
+            &format!("{steer:?}: VAE after one step"),
+        );
+        let (steered_after, _) = steering_counts();
+        if steer == Steer::Direct {
+            assert!(
+                steered_after > steered_before,
+                "no convolution pass ran the direct kernel: this test compared autotuning with itself"
+            );
+        }
+    }
 }
 
 /// One batch-norm layer: its output, its input gradient, the running

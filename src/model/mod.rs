@@ -5,6 +5,9 @@
 //! Imports config and rng (the CPU backend in tests); no files, no projects.
 
 pub mod augment;
+mod conv;
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+mod conv_node;
 mod conv_weights;
 mod cpu;
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
@@ -22,6 +25,8 @@ mod unet;
 mod upsample;
 mod vae;
 
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+pub use conv_node::{CONV_ENV, Steer, steering, steering_counts, with_conv_steering};
 pub use conv_weights::conv_weights_channels_last;
 pub use cpu::with_burn_kernels;
 pub use gradient::{InputGradient, dice_gradient_wrt_input, inference_model};

@@ -11,8 +11,8 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
+use super::conv::conv2d;
 use super::conv_weights::conv_weights_channels_last;
-use super::cpu::conv::conv2d;
 use super::cpu::pool::max_pool2d;
 use super::norm::{Activation, BatchNorm2d, Mode};
 use super::skip_join::join;

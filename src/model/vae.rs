@@ -9,8 +9,8 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::leaky_relu;
 
+use super::conv::conv2d;
 use super::conv_weights::conv_weights_channels_last;
-use super::cpu::conv::conv2d;
 use super::norm::{Activation, BatchNorm2d, Mode};
 use super::upsample::conv_transpose2d;
 
