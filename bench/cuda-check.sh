@@ -7,10 +7,14 @@
 # Binaries built and packed here by bench/cuda-pack.sh (target/cuda-carry,
 # gzipped), or any directory with the cuda-built nextslice and models.
 #
-#   bench/cuda-check.sh BIN          # all, in order: cold/warm first steps (minimal),
-#                                    #   burn-cuda vs PyTorch, a demo round, the paper's
-#                                    #   projection, then the experiments, then balanced
-#   bench/cuda-check.sh BIN tuning   # cold and warm first steps, minimal and balanced
+#   bench/cuda-check.sh BIN          # all, in order: cold/warm first steps (minimal,
+#                                    #   steered convolutions), burn-cuda vs PyTorch, a demo
+#                                    #   round, the paper's projection, then cold/warm first
+#                                    #   steps with autotuned convolutions, the experiments
+#   bench/cuda-check.sh BIN tuning   # cold and warm first steps, steered and autotuned
+#
+# Convolutions are steered to one kernel each (NEXTSLICE_GPU_CONV, default
+# here implicit-gemm); NEXTSLICE_GPU_CONV=autotune runs everything autotuned.
 #   bench/cuda-check.sh BIN speed    # vs PyTorch, the demo round, the projection
 #   bench/cuda-check.sh BIN experiments  # what to change next: a kernel profile of one
 #                                    #   training step, our GPU paths vs burn's kernels,
@@ -33,8 +37,12 @@ if [ -f "$BIN/nextslice.gz" ]; then
 fi
 NS="$BIN/nextslice"
 export NEXTSLICE_STORE_ROOT="$D/stores"
-# Every check shares the minimal-level caches, except first steps at another level.
-export NEXTSLICE_GPU_CACHE="$D/cache-minimal"
+# Convolutions steered to one kernel each (`model::conv_node`), unless the
+# caller says otherwise (NEXTSLICE_GPU_CONV=autotune): autotuning them did
+# not finish a first training step in 150 s on an H200 (stop 28).
+export NEXTSLICE_GPU_CONV=${NEXTSLICE_GPU_CONV:-implicit-gemm}
+# Every check shares these caches, except first steps run another way.
+export NEXTSLICE_GPU_CACHE="$D/cache-minimal-$NEXTSLICE_GPU_CONV"
 BEGAN=$(date +%s)
 secs() { date +%s.%N; }
 took() { awk -v a="$1" -v b="$(secs)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -81,34 +89,36 @@ paper_project() {
 }
 
 # The first GPU steps (all five workloads, paper widths, 128²) at level $1,
-# cold (new cache, new process) within $2 s, then warm (another process, our
-# warm-up record removed so only cubecl's caches help).
+# convolutions as $3 says (NEXTSLICE_GPU_CONV), cold (new cache, new
+# process) within $2 s, then warm (another process, our warm-up record
+# removed so only cubecl's caches help).
 first_steps() {
-  local level=$1 cold=$2 start
-  fits 40 "first steps at $level" || return
+  local level=$1 cold=$2 conv=$3 start
+  fits 40 "first steps at $level, convolutions $conv" || return
   paper_project
-  local NEXTSLICE_GPU_CACHE="$D/cache-$level"
-  export NEXTSLICE_GPU_CACHE
-  echo "== first GPU steps, $level autotune, cold caches (new process)"
+  local NEXTSLICE_GPU_CACHE="$D/cache-$level-$conv" NEXTSLICE_GPU_CONV=$conv
+  export NEXTSLICE_GPU_CACHE NEXTSLICE_GPU_CONV
+  echo "== first GPU steps, $level autotune, convolutions $conv, cold caches (new process)"
   start=$(secs)
   # Where the time goes (an H200 in stop 28: one CPU thread busy, GPU idle,
   # the compiled-kernel cache growing): sampled while it runs.
   sample_while_tuning "$NEXTSLICE_GPU_CACHE" > "$D/samples-$level.txt" &
   local sampler=$!
   timeout "$(limit "$cold")" "$NS" gpu-warmup -p "$D/paper" --autotune "$level" 2>&1 | tr '\r' '\n' | tail -6
-  echo "(cold $level: $(took "$start") s)"
+  echo "(cold $level, convolutions $conv: $(took "$start") s)"
   kill "$sampler" 2>/dev/null
   awk 'NR % 3 == 0' "$D/samples-$level.txt"
   # Every candidate's time for every tuned shape: which convolution and
-  # matmul kernels win on this GPU, to steer them without tuning.
-  tar -C "$NEXTSLICE_GPU_CACHE" -czf "$OUT/autotune-$level.tar.gz" --exclude=kernels . 2>/dev/null &&
-    echo "autotune results: autotune-$level.tar.gz ($(du -h "$OUT/autotune-$level.tar.gz" | cut -f1))"
+  # matmul kernels win on this GPU, to steer them without tuning. (Once:
+  # the device brings back 8 files at most.)
+  [ "$conv" = autotune ] && tar -C "$NEXTSLICE_GPU_CACHE" -czf "$OUT/autotune-$level-$conv.tar.gz" --exclude=kernels . 2>/dev/null &&
+    echo "autotune results: autotune-$level-$conv.tar.gz ($(du -h "$OUT/autotune-$level-$conv.tar.gz" | cut -f1))"
   "$NS" gpu -p "$D/paper" | tail -3
   echo "== the same steps, warm caches (another process; our warm-up record removed)"
   rm -rf "$NEXTSLICE_GPU_CACHE"/*/warm
   start=$(secs)
   timeout "$(limit 60)" "$NS" gpu-warmup -p "$D/paper" --autotune "$level" 2>&1 | tr '\r' '\n' | tail -2
-  echo "(warm $level: $(took "$start") s; it should say 0 kernels tuned)"
+  echo "(warm $level, convolutions $conv: $(took "$start") s; it should say 0 kernels tuned)"
   du -sh "$NEXTSLICE_GPU_CACHE" 2>/dev/null
 }
 
@@ -129,7 +139,7 @@ against_pytorch() {
   fits 100 "burn-cuda vs PyTorch" || return
   echo "== PyTorch"
   "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" || echo "no PyTorch here"
-  echo "== models: burn-cuda (minimal autotune) vs PyTorch CUDA as users run it and with TF32 off"
+  echo "== models: burn-cuda (minimal autotune, convolutions $NEXTSLICE_GPU_CONV) vs PyTorch CUDA as users run it and with TF32 off"
   local start
   start=$(secs)
   NEXTSLICE_TORCH_PYTHON=$PY timeout "$(limit "${PYTORCH_SECS:-300}")" "$BIN/models" --device cuda --repeat 10 --warmup 3 --autotune minimal \
@@ -266,17 +276,19 @@ experiments() {
 
 case "$PART" in
   all)
-    first_steps minimal 150
+    first_steps minimal 150 "$NEXTSLICE_GPU_CONV"
     # Leaves the demo round its time.
     PYTORCH_SECS=240 against_pytorch
     demo_round
     projection
+    # Autotuned convolutions: how far a cold first step gets, and every
+    # candidate's time (the archive) to check the steered kernel against.
+    first_steps minimal 120 autotune
     experiments
-    first_steps balanced 120
     ;;
   tuning)
-    first_steps minimal 200
-    first_steps balanced 150
+    first_steps minimal 200 implicit-gemm
+    first_steps minimal 200 autotune
     ;;
   speed)
     against_pytorch
