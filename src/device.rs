@@ -14,7 +14,7 @@ use burn::backend::Autodiff;
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::config::{AutotuneLevel, DeviceSpec};
-use crate::gpu::{CudaProbe, probe_cuda};
+use crate::gpu::{CudaDriver, CudaProbe, probe_cuda};
 
 /// The CPU training backend.
 pub type CpuBackend = Autodiff<burn::backend::Flex>;
@@ -59,13 +59,23 @@ impl Device {
     ) -> Result<Device, DeviceError> {
         match (spec, probe) {
             (DeviceSpec::Cpu, _) => Ok(Device::Cpu),
-            (DeviceSpec::Auto, CudaProbe::Ready(_)) if built_with_cuda => Ok(Device::Cuda(0)),
+            (DeviceSpec::Auto, CudaProbe::Ready(driver))
+                if built_with_cuda && driver.nvrtc.is_ok() =>
+            {
+                Ok(Device::Cuda(0))
+            }
             (DeviceSpec::Auto, _) => Ok(Device::Cpu),
             (DeviceSpec::Cuda(_), _) if !built_with_cuda => Err(DeviceError::NotBuiltWithCuda),
             (DeviceSpec::Cuda(_), CudaProbe::NoDriver) => Err(DeviceError::NoCudaDriver),
             (DeviceSpec::Cuda(_), CudaProbe::Unusable { reason }) => {
                 Err(DeviceError::CudaUnusable(reason.clone()))
             }
+            (
+                DeviceSpec::Cuda(_),
+                CudaProbe::Ready(CudaDriver {
+                    nvrtc: Err(reason), ..
+                }),
+            ) => Err(DeviceError::CudaUnusable(reason.clone())),
             (DeviceSpec::Cuda(n), CudaProbe::Ready(driver)) if n >= driver.gpus.len() => {
                 Err(DeviceError::NoSuchGpu {
                     index: n,
@@ -136,6 +146,9 @@ fn fallback_reason(
             "{} found, but this nextslice was built without CUDA (`cargo build --release --features cuda`)",
             driver.gpus.first().map_or("a GPU", |g| g.name.as_str())
         )),
+        CudaProbe::Ready(CudaDriver {
+            nvrtc: Err(reason), ..
+        }) => Some(reason.clone()),
         CudaProbe::Ready(_) => None,
     }
 }
@@ -174,7 +187,37 @@ mod tests {
                 name: "NVIDIA H200".into(),
                 memory_bytes: 150_000_000_000,
             }],
+            nvrtc: Ok("libnvrtc.so.13 (NVRTC 13.0)".into()),
         })
+    }
+
+    /// A GPU box with the driver alone.
+    fn one_gpu_without_nvrtc() -> CudaProbe {
+        let CudaProbe::Ready(driver) = one_gpu() else {
+            unreachable!()
+        };
+        CudaProbe::Ready(CudaDriver {
+            nvrtc: Err("NVRTC, which compiles the GPU kernels, was not found".into()),
+            ..driver
+        })
+    }
+
+    #[test]
+    fn a_driver_without_nvrtc_is_not_a_usable_gpu_and_says_so() {
+        let probe = one_gpu_without_nvrtc();
+        assert_eq!(
+            Device::resolve_with(DeviceSpec::Auto, &probe, true),
+            Ok(Device::Cpu)
+        );
+        let why = fallback_reason(Device::Cpu, DeviceSpec::Auto, &probe, true).unwrap();
+        assert!(why.contains("NVRTC"), "{why}");
+        assert!(matches!(
+            Device::resolve_with(DeviceSpec::Cuda(0), &probe, true),
+            Err(DeviceError::CudaUnusable(r)) if r.contains("NVRTC")
+        ));
+        // A build without CUDA says that first: NVRTC would not help it.
+        let why = fallback_reason(Device::Cpu, DeviceSpec::Auto, &probe, false).unwrap();
+        assert!(why.contains("--features cuda"), "{why}");
     }
 
     #[test]

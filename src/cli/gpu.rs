@@ -48,6 +48,10 @@ pub fn info(args: GpuArgs) -> Result<()> {
         CudaProbe::Unusable { reason } => println!("driver   unusable: {reason}"),
         CudaProbe::Ready(driver) => {
             println!("driver   {}", driver.version);
+            match &driver.nvrtc {
+                Ok(library) => println!("nvrtc    {library}"),
+                Err(reason) => println!("nvrtc    unusable: {reason}"),
+            }
             for gpu in &driver.gpus {
                 println!(
                     "gpu {}    {} ({:.0} GiB)",

@@ -27,6 +27,11 @@ pub struct CudaDriver {
     /// the CUDA version the driver supports ("CUDA 12.4").
     pub version: String,
     pub gpus: Vec<Gpu>,
+    /// NVRTC, which compiles every GPU kernel at run time: the library
+    /// found ("libnvrtc.so.13 (NVRTC 13.0)"), or why it cannot be used.
+    /// A machine with only the driver has none, and cubecl would panic at
+    /// the first kernel.
+    pub nvrtc: Result<String, String>,
 }
 
 /// What the probe found.
@@ -65,13 +70,27 @@ pub fn probe_cuda() -> &'static CudaProbe {
             "libcuda.so.1",
             proc_version.as_deref().and_then(kernel_module_version),
             Path::new(DRIVER_PROC_FILE).exists(),
+            &NVRTC_LIBRARIES,
         )
     })
 }
 
+/// The names cudarc (built for CUDA 13) loads NVRTC by on Linux, in its order.
+const NVRTC_LIBRARIES: [&str; 4] = [
+    "libnvrtc.so",
+    "libnvrtc.so.13",
+    "libnvrtc.so.12",
+    "libnvrtc.so.11",
+];
+
 /// The probe with its inputs named, so a test can point it at a library
 /// that does not exist.
-fn probe_with(library: &str, module_version: Option<String>, module_loaded: bool) -> CudaProbe {
+fn probe_with(
+    library: &str,
+    module_version: Option<String>,
+    module_loaded: bool,
+    nvrtc_libraries: &[&str],
+) -> CudaProbe {
     let api = match DriverApi::open(library) {
         Ok(api) => api,
         Err(reason) if module_loaded => {
@@ -88,9 +107,50 @@ fn probe_with(library: &str, module_version: Option<String>, module_loaded: bool
         Ok(gpus) => CudaProbe::Ready(CudaDriver {
             version: module_version.unwrap_or_else(|| api.cuda_version()),
             gpus,
+            nvrtc: find_nvrtc(nvrtc_libraries),
         }),
         Err(reason) => CudaProbe::Unusable { reason },
     }
+}
+
+type NvrtcVersion = unsafe extern "C" fn(*mut c_int, *mut c_int) -> c_int;
+
+/// The first of `libraries` that loads and answers `nvrtcVersion`, named
+/// with its version; else what to install.
+fn find_nvrtc(libraries: &[&str]) -> Result<String, String> {
+    let mut refused = Vec::new();
+    for &library in libraries {
+        let Ok(name) = std::ffi::CString::new(library) else {
+            continue;
+        };
+        // SAFETY: dlopen takes a NUL-terminated path; a null return is an
+        // error. The library stays loaded: cubecl loads it again anyway.
+        let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        if handle.is_null() {
+            continue;
+        }
+        // SAFETY: nvrtcVersion(int *major, int *minor) is NVRTC's C signature.
+        match unsafe { symbol::<NvrtcVersion>(handle, library, c"nvrtcVersion") } {
+            Ok(version) => {
+                let (mut major, mut minor) = (0, 0);
+                // SAFETY: writes two ints.
+                return Ok(match unsafe { version(&mut major, &mut minor) } {
+                    0 => format!("{library} (NVRTC {major}.{minor})"),
+                    _ => library.to_string(),
+                });
+            }
+            Err(reason) => refused.push(reason),
+        }
+    }
+    let mut reason = format!(
+        "NVRTC, which compiles the GPU kernels, was not found (tried {})",
+        libraries.join(", ")
+    );
+    if !refused.is_empty() {
+        reason += &format!("; {}", refused.join("; "));
+    }
+    reason += ": install the CUDA toolkit's NVRTC (the cuda-nvrtc package, or pip's nvidia-cuda-nvrtc), or add the directory that holds libnvrtc.so to LD_LIBRARY_PATH";
+    Err(reason)
 }
 
 /// "550.54.15" from `/proc/driver/nvidia/version`'s first line,
@@ -274,8 +334,8 @@ mod tests {
     #[test]
     fn a_missing_library_is_no_driver_or_an_explained_unusable_one() {
         let missing = "libnextslice-no-such-cuda.so.1";
-        assert_eq!(probe_with(missing, None, false), CudaProbe::NoDriver);
-        match probe_with(missing, Some("550.54.15".into()), true) {
+        assert_eq!(probe_with(missing, None, false, &[]), CudaProbe::NoDriver);
+        match probe_with(missing, Some("550.54.15".into()), true, &[]) {
             CudaProbe::Unusable { reason } => {
                 assert!(reason.contains("kernel module is loaded"), "{reason}");
                 assert!(reason.contains(missing), "{reason}");
@@ -324,11 +384,51 @@ mod tests {
         lib.to_string_lossy().into_owned()
     }
 
+    /// A stand-in NVRTC answering `nvrtcVersion` with 13.0.
+    fn fake_nvrtc(dir: &Path) -> String {
+        let c = dir.join("nvrtc.c");
+        let lib = dir.join("libfakenvrtc.so");
+        std::fs::write(
+            &c,
+            "int nvrtcVersion(int *major, int *minor) { *major = 13; *minor = 0; return 0; }\n",
+        )
+        .unwrap();
+        let status = std::process::Command::new("cc")
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(&lib)
+            .arg(&c)
+            .status()
+            .expect("a C compiler (cc), which Rust's linking needs anyway");
+        assert!(status.success());
+        lib.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn nvrtc_is_found_by_its_version_call_or_its_absence_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = fake_nvrtc(dir.path());
+        let missing = "libnextslice-no-such-nvrtc.so";
+        assert_eq!(
+            find_nvrtc(&[missing, &fake]),
+            Ok(format!("{fake} (NVRTC 13.0)")),
+            "the first library that loads"
+        );
+        let absent = find_nvrtc(&[missing]).unwrap_err();
+        assert!(
+            absent.contains(missing) && absent.contains("LD_LIBRARY_PATH"),
+            "{absent}"
+        );
+        // libc loads, but is not NVRTC.
+        let wrong = find_nvrtc(&["libc.so.6"]).unwrap_err();
+        assert!(wrong.contains("has no nvrtcVersion"), "{wrong}");
+    }
+
     #[test]
     fn a_driver_is_asked_for_its_gpus_through_the_real_calls() {
         let dir = tempfile::tempdir().unwrap();
         let two = fake_driver(dir.path(), 2, 0);
-        let probe = probe_with(&two, Some("550.54.15".into()), true);
+        let nvrtc = fake_nvrtc(dir.path());
+        let probe = probe_with(&two, Some("550.54.15".into()), true, &[&nvrtc]);
         let expected = CudaDriver {
             version: "550.54.15".into(),
             gpus: vec![
@@ -343,19 +443,24 @@ mod tests {
                     memory_bytes: 2 << 30,
                 },
             ],
+            nvrtc: Ok(format!("{nvrtc} (NVRTC 13.0)")),
         };
         assert_eq!(probe, CudaProbe::Ready(expected));
         // Without /proc's module version, the driver's CUDA version names it.
-        let probe = probe_with(&two, None, false);
+        let probe = probe_with(&two, None, false, &[]);
         assert_eq!(probe.driver().unwrap().version, "CUDA 12.4");
+        assert!(
+            probe.driver().unwrap().nvrtc.is_err(),
+            "a driver without NVRTC is still a driver, with NVRTC's absence noted"
+        );
 
         let none = fake_driver(dir.path(), 0, 0);
         assert!(matches!(
-            probe_with(&none, None, true),
+            probe_with(&none, None, true, &[]),
             CudaProbe::Unusable { reason } if reason.contains("no GPU")
         ));
         let failing = fake_driver(dir.path(), 1, 100);
-        match probe_with(&failing, None, true) {
+        match probe_with(&failing, None, true, &[]) {
             CudaProbe::Unusable { reason } => {
                 assert_eq!(reason, "cuInit failed with CUDA_ERROR_NO_DEVICE (100)")
             }
