@@ -371,8 +371,13 @@ mod tests {
                 *s = code == 100 ? "CUDA_ERROR_NO_DEVICE" : "CUDA_ERROR_UNKNOWN"; return 0; }}
             "#
         );
-        let c = dir.join(format!("fake{gpus}{init}.c"));
-        let lib = dir.join(format!("libfakecuda{gpus}{init}.so"));
+        shared_library(dir, &format!("fakecuda{gpus}{init}"), &source)
+    }
+
+    /// `source` compiled into `dir/lib{name}.so`; its path.
+    fn shared_library(dir: &Path, name: &str, source: &str) -> String {
+        let c = dir.join(format!("{name}.c"));
+        let lib = dir.join(format!("lib{name}.so"));
         std::fs::write(&c, source).unwrap();
         let status = std::process::Command::new("cc")
             .args(["-shared", "-fPIC", "-o"])
@@ -386,21 +391,11 @@ mod tests {
 
     /// A stand-in NVRTC answering `nvrtcVersion` with 13.0.
     fn fake_nvrtc(dir: &Path) -> String {
-        let c = dir.join("nvrtc.c");
-        let lib = dir.join("libfakenvrtc.so");
-        std::fs::write(
-            &c,
+        shared_library(
+            dir,
+            "fakenvrtc",
             "int nvrtcVersion(int *major, int *minor) { *major = 13; *minor = 0; return 0; }\n",
         )
-        .unwrap();
-        let status = std::process::Command::new("cc")
-            .args(["-shared", "-fPIC", "-o"])
-            .arg(&lib)
-            .arg(&c)
-            .status()
-            .expect("a C compiler (cc), which Rust's linking needs anyway");
-        assert!(status.success());
-        lib.to_string_lossy().into_owned()
     }
 
     #[test]

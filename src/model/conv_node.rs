@@ -250,16 +250,21 @@ impl<I: Backend> Backward<I, 2> for ConvBackward {
         let dy = grads.consume::<I>(&ops.node);
         let saved = ops.state;
         if let Some(node) = node_x {
-            let dx = on_runtime_of::<I, _>(DataGradient {
+            let dx = on_runtime_of::<I, _>(Gradient {
                 dy: dy.clone(),
                 saved: &saved,
+                by: Operand::Input,
             })
             .expect("the node is only built on cubecl backends");
             grads.register::<I>(node.id, dx);
         }
         if let Some(node) = node_weight {
-            let dw = on_runtime_of::<I, _>(WeightGradient { dy, saved: &saved })
-                .expect("the node is only built on cubecl backends");
+            let dw = on_runtime_of::<I, _>(Gradient {
+                dy,
+                saved: &saved,
+                by: Operand::Weight,
+            })
+            .expect("the node is only built on cubecl backends");
             grads.register::<I>(node.id, dw);
         }
     }
@@ -295,74 +300,48 @@ fn forward<I: Backend>(
     .flatten()
 }
 
-/// ∂L/∂x: the steered kernel, else burn's default strategy.
-struct DataGradient<'a, I: Backend> {
+/// Which operand a backward pass differentiates by.
+#[derive(Clone, Copy)]
+enum Operand {
+    Input,
+    Weight,
+}
+
+/// ∂L/∂x or ∂L/∂weight: the steered kernel, else burn's default strategy.
+struct Gradient<'a, I: Backend> {
     dy: FloatTensor<I>,
     saved: &'a Saved<I>,
+    by: Operand,
 }
 
-impl<I: Backend> CubeTask for DataGradient<'_, I> {
-    type Output = FloatTensor<I>;
-    fn run<R: CubeRuntime>(self) -> Self::Output {
-        let dy: CubeTensor<R> = cast(self.dy);
-        let weight: CubeTensor<R> = cast(self.saved.weight.clone());
-        let x_shape = cast::<_, CubeTensor<R>>(self.saved.x.clone()).shape();
-        let Steered { steer, options } = &self.saved.options;
-        let steered = conv_data_backward::<R, 2>(
-            dy.clone(),
-            weight.clone(),
-            x_shape.clone(),
-            options.clone(),
-            steer.strategy(),
-        );
-        count(steered.is_ok());
-        let dx = steered
-            .or_else(|_| {
-                conv_data_backward::<R, 2>(
-                    dy,
-                    weight,
-                    x_shape,
-                    options.clone(),
-                    ConvStrategy::default(),
-                )
-            })
-            .expect("burn's default strategy takes every convolution");
-        cast(dx)
-    }
-}
-
-/// ∂L/∂weight: the steered kernel, else burn's default strategy.
-struct WeightGradient<'a, I: Backend> {
-    dy: FloatTensor<I>,
-    saved: &'a Saved<I>,
-}
-
-impl<I: Backend> CubeTask for WeightGradient<'_, I> {
+impl<I: Backend> CubeTask for Gradient<'_, I> {
     type Output = FloatTensor<I>;
     fn run<R: CubeRuntime>(self) -> Self::Output {
         let dy: CubeTensor<R> = cast(self.dy);
         let x: CubeTensor<R> = cast(self.saved.x.clone());
-        let weight_shape = cast::<_, CubeTensor<R>>(self.saved.weight.clone()).shape();
+        let weight: CubeTensor<R> = cast(self.saved.weight.clone());
         let Steered { steer, options } = &self.saved.options;
-        let steered = conv_weight_backward::<R, 2>(
-            x.clone(),
-            dy.clone(),
-            weight_shape.clone(),
-            options.clone(),
-            steer.strategy(),
-        );
+        let pass = |strategy| match self.by {
+            Operand::Input => conv_data_backward::<R, 2>(
+                dy.clone(),
+                weight.clone(),
+                x.shape(),
+                options.clone(),
+                strategy,
+            ),
+            Operand::Weight => conv_weight_backward::<R, 2>(
+                x.clone(),
+                dy.clone(),
+                weight.shape(),
+                options.clone(),
+                strategy,
+            ),
+        };
+        let steered = pass(steer.strategy());
         count(steered.is_ok());
-        let dw = steered
-            .or_else(|_| {
-                conv_weight_backward::<R, 2>(
-                    x,
-                    dy,
-                    weight_shape,
-                    options.clone(),
-                    ConvStrategy::default(),
-                )
-            })
+        let gradient = steered
+            .or_else(|_| pass(ConvStrategy::default()))
             .expect("burn's default strategy takes every convolution");
-        cast(dw)
+        cast(gradient)
     }
 }
