@@ -30,7 +30,7 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
-use burn::tensor::{DType, TensorPrimitive};
+use burn::tensor::{DType, TensorMetadata, TensorPrimitive};
 use burn_cubecl::CubeRuntime;
 use burn_cubecl::kernel::conv::{
     ConvStrategy, conv_data_backward, conv_forward, conv_weight_backward,
@@ -38,7 +38,6 @@ use burn_cubecl::kernel::conv::{
 use burn_cubecl::tensor::CubeTensor;
 
 use crate::gpu::cube::{CubeTask, cast, on_runtime_of, primitive, retype};
-use burn::tensor::TensorMetadata;
 
 /// The environment variable that picks how GPU convolutions are chosen:
 /// `implicit-gemm` or `direct` steers them to that kernel; unset, they are
