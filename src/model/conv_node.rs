@@ -26,7 +26,6 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
@@ -136,12 +135,8 @@ pub(super) fn conv2d<B: Backend>(
     if !super::norm_node::serves::<B>() || x.dtype() != DType::F32 || layer.groups != 1 {
         return Err(x);
     }
-    let padding = match layer.padding {
-        PaddingConfig2d::Valid => [0, 0],
-        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
-            [top, left]
-        }
-        _ => return Err(x),
+    let Some(padding) = super::cpu::conv::symmetric_padding(layer) else {
+        return Err(x);
     };
     let options = ConvOptions::new(layer.stride, padding, layer.dilation, 1);
     let y = unbiased::<B>(x, layer.weight.val(), Steered { steer, options })?;

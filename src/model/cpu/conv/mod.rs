@@ -51,15 +51,22 @@ pub fn conv_transpose2d<B: Backend>(layer: &ConvTranspose2d<B>, x: Tensor<B, 4>)
     }
 }
 
+/// The layer's padding as [rows, columns] on each side, where it is the
+/// same on both sides (as all of ours are); kernels that take one padding
+/// per axis (ours, burn-cubecl's) need that.
+pub(in crate::model) fn symmetric_padding<B: Backend>(layer: &Conv2d<B>) -> Option<[usize; 2]> {
+    match layer.padding {
+        PaddingConfig2d::Valid => Some([0, 0]),
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            Some([top, left])
+        }
+        _ => None,
+    }
+}
+
 /// The layer's geometry, when our kernels can run it.
 fn conv_geometry<B: Backend>(layer: &Conv2d<B>, x: &Tensor<B, 4>) -> Option<ConvGeometry> {
-    let padding = match layer.padding {
-        PaddingConfig2d::Valid => [0, 0],
-        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
-            [top, left]
-        }
-        _ => return None,
-    };
+    let padding = symmetric_padding(layer)?;
     if layer.dilation != [1, 1] || layer.groups != 1 {
         return None;
     }
