@@ -27,7 +27,10 @@ PART=${2:-all}
 BUDGET=${BUDGET:-540}
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
-D=$(mktemp -d)
+# CUDA_CHECK_DIR keeps the binaries, projects and caches for a later call
+# on the same (still warm) machine: its kernels are tuned already.
+D=${CUDA_CHECK_DIR:-$(mktemp -d)}
+mkdir -p "$D"
 # bench/cuda-pack.sh carries them gzipped.
 if [ -f "$BIN/nextslice.gz" ]; then
   for b in nextslice models models-fusion; do
@@ -104,7 +107,9 @@ first_steps() {
   # the compiled-kernel cache growing): sampled while it runs.
   sample_while_tuning "$NEXTSLICE_GPU_CACHE" > "$D/samples-$level.txt" &
   local sampler=$!
-  timeout "$(limit "$cold")" "$NS" gpu-warmup -p "$D/paper" --autotune "$level" 2>&1 | tr '\r' '\n' | tail -6
+  # Its last lines: each workload's time and kernels tuned, and how many
+  # convolution passes the steered kernel took.
+  timeout "$(limit "$cold")" "$NS" gpu-warmup -p "$D/paper" --autotune "$level" 2>&1 | tr '\r' '\n' | tail -10
   echo "(cold $level, convolutions $conv: $(took "$start") s)"
   kill "$sampler" 2>/dev/null
   awk 'NR % 3 == 0' "$D/samples-$level.txt"
@@ -117,7 +122,7 @@ first_steps() {
   echo "== the same steps, warm caches (another process; our warm-up record removed)"
   rm -rf "$NEXTSLICE_GPU_CACHE"/*/warm
   start=$(secs)
-  timeout "$(limit 60)" "$NS" gpu-warmup -p "$D/paper" --autotune "$level" 2>&1 | tr '\r' '\n' | tail -2
+  timeout "$(limit 60)" "$NS" gpu-warmup -p "$D/paper" --autotune "$level" 2>&1 | tr '\r' '\n' | tail -8
   echo "(warm $level, convolutions $conv: $(took "$start") s; it should say 0 kernels tuned)"
   du -sh "$NEXTSLICE_GPU_CACHE" 2>/dev/null
 }
@@ -140,11 +145,14 @@ against_pytorch() {
   echo "== PyTorch"
   "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" || echo "no PyTorch here"
   echo "== models: burn-cuda (minimal autotune, convolutions $NEXTSLICE_GPU_CONV) vs PyTorch CUDA as users run it and with TF32 off"
+  # burn first (each rate said as it finishes), PyTorch after: a slow burn
+  # side stopped by the time limit still leaves its rates (stop 28 had
+  # PyTorch's and none of burn's).
   local start
   start=$(secs)
-  NEXTSLICE_TORCH_PYTHON=$PY timeout "$(limit "${PYTORCH_SECS:-300}")" "$BIN/models" --device cuda --repeat 10 --warmup 3 --autotune minimal \
+  NEXTSLICE_TORCH_PYTHON=$PY timeout "$(limit "${PYTORCH_SECS:-300}")" "$BIN/models" --device cuda --repeat 10 --warmup 3 --autotune minimal --torch-last \
     --cases unet-train-128-b8,unet-infer-128-b8,unet-train-256-b32,unet-infer-256-b32,vae-train-128-b16,vae-train-256-b16,gradient-encode-128-b8,gradient-encode-256-b8 \
-    | tee "$OUT/models.txt"
+    2>&1 | tee "$OUT/models.txt"
   echo "(exit ${PIPESTATUS[0]}, $(took "$start") s)"
 }
 
@@ -177,11 +185,13 @@ projection() {
   # 50 000 pool slices at 256²; VAE 50 epochs; 10 U-Net trainings (seed +
   # 9 rounds) of max(10 epochs, 200 steps) at batch 32 on 0.5 % + 1 % per
   # round of the pool; 9 suggestions, each an Eq. 3 gradient per labelled slice.
+  # From the table, or (a run stopped early) the lines said as each case
+  # finished: "burn CUDA:0 vae-train-256-b16: 123.4 slices/s (…)".
   awk '
-    $1 == "vae-train-256-b16"      { vae = $2 }
-    $1 == "unet-train-256-b32"     { unet = $2 }
-    $1 == "gradient-encode-256-b8" { grad = $2 }
+    $1 == "burn" && $2 ~ /^CUDA/ && $3 ~ /:$/ { rate[substr($3, 1, length($3) - 1)] = $4 }
+    $1 ~ /-b[0-9]+$/ && $2 ~ /^[0-9.]+$/      { rate[$1] = $2 }
     END {
+      vae = rate["vae-train-256-b16"]; unet = rate["unet-train-256-b32"]; grad = rate["gradient-encode-256-b8"]
       if (!vae || !unet || !grad) { print "rates missing: no projection"; exit }
       pool = 50000
       t_vae = 50 * pool / vae

@@ -11,7 +11,8 @@
 //! (`--half`: f16 against f32 instead). On CUDA, `--bf16` adds the cases in
 //! bfloat16; `--profile` times one step per case under cubecl's kernel
 //! profiler (`NEXTSLICE_GPU_PROFILE=FILE`); a `cuda-fusion` build measures
-//! burn's fused backend.
+//! burn's fused backend. `--torch-last` times PyTorch after burn instead of
+//! before (a time-limited GPU run keeps burn's rates if it stops early).
 //! PyTorch side: `.venv-torch` made by `../shared/tools/torch-cpu-venv .venv-torch`
 //! (or $NEXTSLICE_TORCH_PYTHON). NdArray: add `--features ndarray`.
 
@@ -420,29 +421,34 @@ fn main() {
     }
 
     let mut columns: Vec<(String, Vec<f64>)> = Vec::new();
-    // PyTorch first, then burn, each in one process: no competition for the cores.
-    let torch = torch_rates(&cases, repeat, device, Torch::Default);
-    // PyTorch again on equal terms: the ratio above is against PyTorch as
-    // users run it; on the CPU this one gives it nextslice's malloc
-    // settings, on CUDA it turns TF32 off (burn computes in plain f32).
-    let second = match device {
-        Device::Cpu => Torch::SameMalloc,
-        Device::Cuda(_) => Torch::NoTf32,
+    // PyTorch as users run it, then on equal terms: on the CPU with
+    // nextslice's malloc settings, on CUDA with TF32 off (burn computes in
+    // plain f32).
+    let pytorch = || {
+        let torch = torch_rates(&cases, repeat, device, Torch::Default);
+        let second = match device {
+            Device::Cpu => Torch::SameMalloc,
+            Device::Cuda(_) => Torch::NoTf32,
+        };
+        let equal_terms = torch
+            .as_ref()
+            .and_then(|_| torch_rates(&cases, repeat, device, second));
+        if torch.is_none() {
+            eprintln!(
+                "PyTorch not available (make .venv-torch with ../shared/tools/torch-cpu-venv); no ratios"
+            );
+        }
+        for (name, rates) in torch.iter().chain(&equal_terms) {
+            eprintln!("{name}: {rates:.2?} slices/s");
+        }
+        (torch, equal_terms)
     };
-    let torch_same_malloc = if torch.is_some() {
-        torch_rates(&cases, repeat, device, second)
-    } else {
-        None
-    };
+    // PyTorch first, then burn, each in one process: no competition for the
+    // cores. `--torch-last` turns that round, so a time-limited GPU run whose
+    // burn side is slow still says its burn rates.
+    let torch_last = flag("--torch-last");
+    let (mut torch, mut torch_same_malloc) = if torch_last { (None, None) } else { pytorch() };
     nextslice::heap::keep_freed_memory();
-    if torch.is_none() {
-        eprintln!(
-            "PyTorch not available (make .venv-torch with ../shared/tools/torch-cpu-venv); no ratios"
-        );
-    }
-    for (name, rates) in torch.iter().chain(&torch_same_malloc) {
-        eprintln!("{name}: {rates:.2?} slices/s");
-    }
     let label = match device {
         Device::Cpu => "burn Flex".to_string(),
         // A `cuda-fusion` build runs burn's fused CUDA backend.
@@ -454,6 +460,9 @@ fn main() {
         .map(|c| case_rate(&label, c, || with_backend(device, Case { name: c, repeat })))
         .collect();
     columns.push((label, ours));
+    if torch_last {
+        (torch, torch_same_malloc) = pytorch();
+    }
     let burn_kernels = flag("--burn-kernels");
     if burn_kernels {
         let label = format!("{}, burn's kernels", columns[0].0);

@@ -17,7 +17,7 @@ use std::sync::atomic::AtomicBool;
 use burn::backend::{Autodiff, Wgpu};
 
 use nextslice::config::{AutotuneLevel, Config, Preset};
-use nextslice::engine::{TUNING_STAGE, warm_up};
+use nextslice::engine::{TUNING_STAGE, signature, warm_up};
 use nextslice::gpu::{KernelCache, configure, monitor};
 use nextslice::progress::{Progress, ProgressUpdate};
 
@@ -56,6 +56,8 @@ struct Run {
     count_reported: bool,
     /// A detail named the shape being tuned while it was.
     live_reported: bool,
+    /// The warm-up's per-workload counts covered all five and added up.
+    split_reported: bool,
 }
 
 fn run_child(dir: &Path) -> Run {
@@ -90,6 +92,7 @@ fn run_child(dir: &Path) -> Run {
         entries: field("entries") as usize,
         count_reported: field("count") == 1,
         live_reported: field("live") == 1,
+        split_reported: field("split") == 1,
     }
 }
 
@@ -113,6 +116,10 @@ fn tuned_kernels_are_kept_for_the_next_process() {
         "so did the shape being tuned: {first:?}"
     );
     assert!(
+        first.split_reported,
+        "each workload's kernels were counted: {first:?}"
+    );
+    assert!(
         first.entries >= first.finished as usize,
         "every benchmarked shape is in the cache: {first:?}"
     );
@@ -130,6 +137,21 @@ fn tuned_kernels_are_kept_for_the_next_process() {
         "the second process tunes nothing: {second:?}"
     );
     assert_eq!(second.entries, first.entries, "{second:?}");
+}
+
+/// A warm-up recorded with autotuned convolutions must not stand for one
+/// with steered convolutions: those run other kernels, tuned apart.
+#[test]
+fn steered_and_autotuned_convolutions_are_warmed_up_apart() {
+    use nextslice::model::{Steer, with_conv_steering};
+    let config = tiny_config();
+    let level = AutotuneLevel::Minimal;
+    let autotuned = with_conv_steering(None, || signature(&config, level));
+    let steered = with_conv_steering(Some(Steer::ImplicitGemm), || signature(&config, level));
+    let direct = with_conv_steering(Some(Steer::Direct), || signature(&config, level));
+    assert!(autotuned.contains("convolutions autotune"), "{autotuned}");
+    assert!(steered.contains("convolutions implicit-gemm"), "{steered}");
+    assert_ne!(steered, direct);
 }
 
 #[test]
@@ -154,12 +176,16 @@ fn child() {
     let details = details.0.lock().unwrap();
     let count = details.last() == Some(&format!("{finished} kernels tuned"));
     let live = details.iter().any(|d| d.contains(" tuned · now "));
+    let split = done.workloads.len() == 5
+        && done.workloads.iter().map(|w| w.tuned).sum::<u64>() == done.tuned
+        && done.workloads.iter().any(|w| w.tuned > 0);
     println!(
-        "RUN started={} finished={finished} tuned={} entries={} count={} live={}",
+        "RUN started={} finished={finished} tuned={} entries={} count={} live={} split={}",
         after.started - before.started,
         done.tuned,
         cache.tuned_entries(),
         u8::from(count),
-        u8::from(live)
+        u8::from(live),
+        u8::from(split)
     );
 }

@@ -160,12 +160,26 @@ pub fn warmup(args: WarmupArgs) -> Result<()> {
             cache.tuned_entries()
         );
     } else {
+        for w in &done.workloads {
+            println!(
+                "  {}: {:.1} s, {} kernels tuned",
+                w.what, w.seconds, w.tuned
+            );
+        }
         println!(
             "tuned {} kernels in {}; {} tuned kernel shapes in the cache. The project's GPU steps now start at once.",
             done.tuned,
             format_duration(Duration::from_secs_f64(done.seconds)),
             cache.tuned_entries()
         );
+        #[cfg(any(feature = "cuda", feature = "wgpu"))]
+        if let Some(steer) = nextslice::model::steering() {
+            let (steered, refused) = nextslice::model::steering_counts();
+            println!(
+                "convolutions steered to {}: {steered} passes ran it, {refused} it refused ran the autotuner",
+                steer.name()
+            );
+        }
     }
     Ok(())
 }

@@ -31,4 +31,6 @@ pub use evaluate::{Evaluation, evaluate_step};
 pub use suggest::suggest_step;
 pub use train::train_step;
 pub use train_vae::train_vae_step;
-pub use warmup::{TUNING_STAGE, WarmUp, Workload, ensure_warm, ensure_warm_in, signature, warm_up};
+pub use warmup::{
+    TUNING_STAGE, WarmUp, Workload, WorkloadTuned, ensure_warm, ensure_warm_in, signature, warm_up,
+};

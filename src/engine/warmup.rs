@@ -128,12 +128,14 @@ impl Workload {
 }
 
 /// What identifies a project's tuned shapes: the workloads with every
-/// dimension that picks a kernel, the autotune level, and our version
+/// dimension that picks a kernel, the autotune level, how convolutions are
+/// chosen (steered ones tune none of their candidates), and our version
 /// (a new nextslice may run other kernels).
 pub fn signature(config: &Config, level: AutotuneLevel) -> String {
     let [h, w] = config.slicing.size;
+    let convolutions = crate::model::convolution_choice();
     format!(
-        "nextslice {} · autotune {} · {} channels {h}×{w} → {} classes · U-Net {:?}+{} b{} · VAE {:?} z{} b{} · inference b{ENCODE_BATCH}/{INFER_BATCH}/{GRADIENT_BATCH}",
+        "nextslice {} · autotune {} · convolutions {convolutions} · {} channels {h}×{w} → {} classes · U-Net {:?}+{} b{} · VAE {:?} z{} b{} · inference b{ENCODE_BATCH}/{INFER_BATCH}/{GRADIENT_BATCH}",
         env!("CARGO_PKG_VERSION"),
         level.name(),
         config.dataset.modalities.len(),
@@ -155,6 +157,19 @@ pub struct WarmUp {
     pub seconds: f64,
     /// Whether a record from an earlier warm-up made it unnecessary.
     pub skipped: bool,
+    /// Each workload this run tuned, in order (none when skipped): where a
+    /// slow first step spends its time.
+    pub workloads: Vec<WorkloadTuned>,
+}
+
+/// One workload's share of a warm-up.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkloadTuned {
+    /// As [`Workload::describe`] says it.
+    pub what: String,
+    pub seconds: f64,
+    /// Kernel shapes tuned while it ran.
+    pub tuned: u64,
 }
 
 /// Runs every workload once with "tuning GPU kernels" progress: workloads
@@ -170,11 +185,13 @@ pub fn warm_up<B: AutodiffBackend>(
     let before = crate::gpu::monitor().snapshot();
     let started = Instant::now();
     let total = Workload::ALL.len() as u64;
+    let mut workloads = Vec::with_capacity(Workload::ALL.len());
     for (done, workload) in Workload::ALL.into_iter().enumerate() {
         if cancel.load(Ordering::Relaxed) {
             return Err(EngineError::Cancelled);
         }
         let what = workload.describe(config);
+        let (began, tuned_before) = (Instant::now(), crate::gpu::monitor().snapshot().finished);
         let running = AtomicBool::new(true);
         std::thread::scope(|scope| {
             scope.spawn(|| {
@@ -198,6 +215,11 @@ pub fn warm_up<B: AutodiffBackend>(
             workload.run::<B>(config, device);
             running.store(false, Ordering::Relaxed);
         });
+        workloads.push(WorkloadTuned {
+            what,
+            seconds: began.elapsed().as_secs_f64(),
+            tuned: crate::gpu::monitor().snapshot().finished - tuned_before,
+        });
     }
     let tuned = crate::gpu::monitor().snapshot().finished - before.finished;
     let detail = format!("{tuned} kernels tuned");
@@ -212,6 +234,7 @@ pub fn warm_up<B: AutodiffBackend>(
         tuned,
         seconds: started.elapsed().as_secs_f64(),
         skipped: false,
+        workloads,
     })
 }
 
@@ -263,6 +286,7 @@ pub fn ensure_warm_in<B: AutodiffBackend>(
             tuned: 0,
             seconds: record.seconds,
             skipped: true,
+            workloads: Vec::new(),
         });
     }
     let done = warm_up::<B>(config, device, progress, cancel)?;
@@ -335,6 +359,15 @@ mod tests {
                 "{what} reported: {seen:?}"
             );
         }
+        let said: Vec<String> = first.workloads.iter().map(|w| w.what.clone()).collect();
+        let expected: Vec<String> = Workload::ALL.map(|w| w.describe(&config)).into();
+        assert_eq!(said, expected, "each workload's share, in order");
+        assert!(
+            first
+                .workloads
+                .iter()
+                .all(|w| w.seconds > 0.0 && w.tuned == 0)
+        );
         let record = cache.warm_record(&signature(&config, level)).unwrap();
         assert_eq!(record.tuned, first.tuned);
 
@@ -345,6 +378,7 @@ mod tests {
             again.skipped,
             "the record makes a second warm-up unnecessary"
         );
+        assert!(again.workloads.is_empty(), "nothing ran: {again:?}");
 
         let mut wider = config.clone();
         wider.unet.batch_size = 4;

@@ -54,6 +54,14 @@ pub enum Steer {
 }
 
 impl Steer {
+    /// The name `NEXTSLICE_GPU_CONV` takes for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Steer::ImplicitGemm => "implicit-gemm",
+            Steer::Direct => "direct",
+        }
+    }
+
     fn strategy(self) -> ConvStrategy {
         match self {
             Steer::ImplicitGemm => ConvStrategy::ImplicitGemm,

@@ -37,6 +37,16 @@ pub use vae::{Vae, VaeOutput, VaeSpec};
 
 use crate::config::Config;
 
+/// How GPU convolutions are chosen in this process: the steered kernel's
+/// name, or "autotune" (always, in a build without a GPU backend).
+pub fn convolution_choice() -> &'static str {
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    if let Some(steer) = steering() {
+        return steer.name();
+    }
+    "autotune"
+}
+
 /// Whether batch norm runs as one autodiff node (`norm_node`) on backend
 /// `B`: burn-cuda and burn-wgpu, plain or fused, training or inference.
 pub fn batch_norm_is_one_node<B: burn::tensor::backend::Backend>() -> bool {
