@@ -7,8 +7,9 @@
 # Binaries built and packed here by bench/cuda-pack.sh (target/cuda-carry,
 # gzipped), or any directory with the cuda-built nextslice and models.
 #
-#   bench/cuda-check.sh BIN          # all, in order: cold/warm first steps (minimal,
-#                                    #   steered convolutions), burn-cuda vs PyTorch, a demo
+#   bench/cuda-check.sh BIN          # all, in order: burn-cuda vs PyTorch (burn first),
+#                                    #   a kernel profile of one U-Net training step, cold/warm
+#                                    #   first steps (minimal, steered convolutions), a demo
 #                                    #   round, the paper's projection, then cold/warm first
 #                                    #   steps with autotuned convolutions, the experiments
 #   bench/cuda-check.sh BIN tuning   # cold and warm first steps, steered and autotuned
@@ -99,7 +100,8 @@ first_steps() {
   local level=$1 cold=$2 conv=$3 start
   fits 40 "first steps at $level, convolutions $conv" || return
   paper_project
-  local NEXTSLICE_GPU_CACHE="$D/cache-$level-$conv" NEXTSLICE_GPU_CONV=$conv
+  # Caches of their own: cold means cold, whatever ran before.
+  local NEXTSLICE_GPU_CACHE="$D/cache-first-steps-$level-$conv" NEXTSLICE_GPU_CONV=$conv
   export NEXTSLICE_GPU_CACHE NEXTSLICE_GPU_CONV
   echo "== first GPU steps, $level autotune, convolutions $conv, cold caches (new process)"
   start=$(secs)
@@ -233,7 +235,7 @@ profile_step() {
   echo "== kernels of one training step (cubecl's profiler, which slows the step)"
   local start case file
   start=$(secs)
-  for case in unet-train-256-b32 vae-train-256-b16; do
+  for case in ${PROFILE_CASES:-unet-train-256-b32 vae-train-256-b16}; do
     file="$OUT/profile-$case.txt"
     NEXTSLICE_GPU_PROFILE="$file" burn_only timeout "$(limit 90)" "$BIN/models" --device cuda \
       --profile --warmup 2 --autotune minimal --cases "$case" > /dev/null
@@ -286,9 +288,12 @@ experiments() {
 
 case "$PART" in
   all)
-    first_steps minimal 150 "$NEXTSLICE_GPU_CONV"
-    # Leaves the demo round its time.
-    PYTORCH_SECS=240 against_pytorch
+    # burn's rates first (stop 29: steered training at 0.06-0.14× PyTorch,
+    # cold U-Net and VAE cases ~3 min each), then where a training step's
+    # time goes (the 128² U-Net case is warm by then), then the first steps.
+    PYTORCH_SECS=300 against_pytorch
+    PROFILE_CASES=unet-train-128-b8 profile_step
+    first_steps minimal 120 "$NEXTSLICE_GPU_CONV"
     demo_round
     projection
     # Autotuned convolutions: how far a cold first step gets, and every

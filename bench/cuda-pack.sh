@@ -16,12 +16,17 @@ for line in sys.stdin:
 }
 models=$(cargo build --release --features cuda --bin nextslice --bench models --message-format=json | bench_binary)
 [ -n "$models" ] || { echo "cargo reported no models bench binary"; exit 1; }
+# Kept before the fused build: building a bench builds the crate's binaries
+# too, so that build overwrites target/release/nextslice with a fused one
+# (stop 29 carried and measured that by mistake).
+plain=target/release/nextslice-cuda-plain
+cp target/release/nextslice "$plain"
 # The same bench on burn's fused CUDA backend, for the fusion A/B.
 fused=$(cargo build --release --features cuda-fusion --bench models --message-format=json | bench_binary)
 [ -n "$fused" ] || { echo "cargo reported no fused models bench binary"; exit 1; }
 out=target/cuda-carry
 rm -rf "$out" && mkdir -p "$out"
-for pair in "target/release/nextslice nextslice" "$models models" "$fused models-fusion"; do
+for pair in "$plain nextslice" "$models models" "$fused models-fusion"; do
   set -- $pair
   strip -o "$out/$2" "$1"
   gzip -9 "$out/$2"

@@ -425,6 +425,7 @@ fn main() {
     // nextslice's malloc settings, on CUDA with TF32 off (burn computes in
     // plain f32).
     let pytorch = || {
+        let began = Instant::now();
         let torch = torch_rates(&cases, repeat, device, Torch::Default);
         let second = match device {
             Device::Cpu => Torch::SameMalloc,
@@ -441,6 +442,8 @@ fn main() {
         for (name, rates) in torch.iter().chain(&equal_terms) {
             eprintln!("{name}: {rates:.2?} slices/s");
         }
+        // What PyTorch costs a time-limited GPU run.
+        eprintln!("(PyTorch {:.0} s)", began.elapsed().as_secs_f64());
         (torch, equal_terms)
     };
     // PyTorch first, then burn, each in one process: no competition for the
