@@ -8,17 +8,18 @@
 # gzipped), or any directory with the cuda-built nextslice and models.
 #
 #   bench/cuda-check.sh BIN          # all, in order: burn-cuda vs PyTorch (burn first),
-#                                    #   a kernel profile of one U-Net training step, cold/warm
-#                                    #   first steps (minimal, steered convolutions), a demo
-#                                    #   round, the paper's projection, then cold/warm first
-#                                    #   steps with autotuned convolutions, the experiments
+#                                    #   folded weight gradients vs not, cold/warm first steps
+#                                    #   (minimal, steered convolutions), a kernel profile of
+#                                    #   one U-Net training step, a demo round, the paper's
+#                                    #   projection, then cold/warm first steps with autotuned
+#                                    #   convolutions, the experiments
 #   bench/cuda-check.sh BIN tuning   # cold and warm first steps, steered and autotuned
 #
 # Convolutions are steered to one kernel each (NEXTSLICE_GPU_CONV, default
 # here implicit-gemm); NEXTSLICE_GPU_CONV=autotune runs everything autotuned.
 #   bench/cuda-check.sh BIN speed    # vs PyTorch, the demo round, the projection
-#   bench/cuda-check.sh BIN experiments  # what to change next: a kernel profile of one
-#                                    #   training step, our GPU paths vs burn's kernels,
+#   bench/cuda-check.sh BIN experiments  # what to change next: folded weight gradients, a
+#                                    #   kernel profile of training steps, our GPU paths vs burn's kernels,
 #                                    #   fusion (cuda-fusion build), bf16 against f32
 #
 # Everything it writes goes under $OUT (the device tool's folder) when set.
@@ -246,6 +247,21 @@ profile_step() {
   echo "(profile $(took "$start") s)"
 }
 
+# Steered weight gradients with the batch folded into the channels
+# (`model::weight_grad_fold`, auto) against unfolded, one process: stop
+# 29's training ran at 0.06-0.14× PyTorch where the passes without weight
+# gradients ran at 1.2×, and the weight gradient's GEMM has few output
+# tiles and no split sum.
+fold_ab() {
+  fits 60 "the weight-gradient fold A/B" || return
+  echo "== steered weight gradients folded (NEXTSLICE_GPU_WGRAD_FOLD=auto) vs not (burn-cuda)"
+  local start
+  start=$(secs)
+  burn_only timeout "$(limit 150)" "$BIN/models" --device cuda --repeat 5 --warmup 3 --autotune minimal \
+    --wgrad-fold --cases "${FOLD_CASES:-unet-train-128-b8,unet-train-256-b32,vae-train-128-b16}" | tee "$OUT/fold-ab.txt"
+  echo "(fold A/B $(took "$start") s)"
+}
+
 # burn's fused CUDA backend (cuda-fusion build) against the plain one, the
 # same cases one process after the other (the plain rates are the
 # burn's-kernels A/B's, when it ran just before).
@@ -280,6 +296,7 @@ bf16_ab() {
 }
 
 experiments() {
+  [ -f "$OUT/fold-ab.txt" ] || fold_ab
   profile_step
   kernels_ab
   fusion_ab
@@ -292,8 +309,9 @@ case "$PART" in
     # cold U-Net and VAE cases ~3 min each), then where a training step's
     # time goes (the 128² U-Net case is warm by then), then the first steps.
     PYTORCH_SECS=300 against_pytorch
+    fold_ab
+    first_steps minimal 100 "$NEXTSLICE_GPU_CONV"
     PROFILE_CASES=unet-train-128-b8 profile_step
-    first_steps minimal 120 "$NEXTSLICE_GPU_CONV"
     demo_round
     projection
     # Autotuned convolutions: how far a cold first step gets, and every

@@ -11,7 +11,8 @@
 //! (`--half`: f16 against f32 instead). On CUDA, `--bf16` adds the cases in
 //! bfloat16; `--profile` times one step per case under cubecl's kernel
 //! profiler (`NEXTSLICE_GPU_PROFILE=FILE`); a `cuda-fusion` build measures
-//! burn's fused backend. `--torch-last` times PyTorch after burn instead of
+//! burn's fused backend. `--wgrad-fold` (GPU) adds the cases with steered
+//! weight gradients folded (`NEXTSLICE_GPU_WGRAD_FOLD=auto`). `--torch-last` times PyTorch after burn instead of
 //! before (a time-limited GPU run keeps burn's rates if it stops early).
 //! PyTorch side: `.venv-torch` made by `../shared/tools/torch-cpu-venv .venv-torch`
 //! (or $NEXTSLICE_TORCH_PYTHON). NdArray: add `--features ndarray`.
@@ -481,6 +482,27 @@ fn main() {
             .collect();
         columns.push((label, theirs));
     }
+    // `--wgrad-fold`: the cases again with steered weight gradients folded
+    // (`model::weight_grad_fold`, auto), against the column above.
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    let fold_column = flag("--wgrad-fold").then(|| {
+        use nextslice::model::{Fold, with_weight_grad_fold};
+        let label = format!("{}, weight gradients folded", columns[0].0);
+        let folded: Vec<f64> = cases
+            .iter()
+            .map(|c| {
+                case_rate(&label, c, || {
+                    with_weight_grad_fold(Fold::Auto, || {
+                        with_backend(device, Case { name: c, repeat })
+                    })
+                })
+            })
+            .collect();
+        columns.push((label, folded));
+        columns.len() - 1
+    });
+    #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+    let fold_column: Option<usize> = None;
     let bf16_column = bf16_rates(flag("--bf16"), device, &cases, repeat).map(|half| {
         columns.push((format!("{}, bf16", columns[0].0), half));
         columns.len() - 1
@@ -519,6 +541,9 @@ fn main() {
     if burn_kernels {
         print!(" {:>14}", "ours/burn's");
     }
+    if fold_column.is_some() {
+        print!(" {:>14}", "folded/plain");
+    }
     if bf16_column.is_some() {
         print!(" {:>10}", "bf16/f32");
     }
@@ -546,6 +571,9 @@ fn main() {
         if burn_kernels {
             print!(" {:>13.2}×", columns[0].1[i] / columns[1].1[i]);
         }
+        if let Some(folded) = fold_column {
+            print!(" {:>13.2}×", columns[folded].1[i] / columns[0].1[i]);
+        }
         if let Some(half) = bf16_column {
             print!(" {:>9.2}×", columns[half].1[i] / columns[0].1[i]);
         }
@@ -568,8 +596,9 @@ fn main() {
     if let Some(steer) = nextslice::model::steering() {
         let (steered, refused) = nextslice::model::steering_counts();
         println!(
-            "convolutions steered to {steer:?} ({}): {steered} passes ran it, {refused} fell back to burn's default",
-            nextslice::model::CONV_ENV
+            "convolutions steered to {steer:?} ({}): {steered} passes ran it, {refused} fell back to burn's default; {} weight gradients folded",
+            nextslice::model::CONV_ENV,
+            nextslice::model::folded_weight_gradients()
         );
     }
     println!("({:.0}s in all)", started.elapsed().as_secs_f64());

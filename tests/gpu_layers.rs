@@ -24,8 +24,9 @@ use nextslice::gpu::channels::ChannelOrder;
 use nextslice::gpu::configure;
 use nextslice::model::loss::{dice_loss_per_slice_from_logits, one_hot};
 use nextslice::model::{
-    Activation, BatchNorm2d, Mode, Steer, UNet, UNetSpec, Vae, VaeSpec, batch_norm_is_one_node,
-    dice_gradient_wrt_input, steering_counts, with_burn_kernels, with_conv_steering,
+    Activation, BatchNorm2d, Fold, Mode, Steer, UNet, UNetSpec, Vae, VaeSpec,
+    batch_norm_is_one_node, dice_gradient_wrt_input, folded_weight_gradients, steering_counts,
+    with_burn_kernels, with_conv_steering, with_weight_grad_fold,
 };
 use nextslice::train::{load_model, save_model};
 
@@ -80,7 +81,7 @@ fn unet_step(
 
 /// The same for the VAE, whose decoder's up-convolutions have no bias.
 fn vae_step(model: Vae<Gpu>, x: &Tensor<Gpu, 4>, weights: &Tensor<Gpu, 4>) -> [Tensor<Wgpu, 4>; 2] {
-    let noise = Tensor::<Gpu, 2>::zeros([2, 3], &Default::default());
+    let noise = Tensor::<Gpu, 2>::zeros([x.dims()[0], 3], &Default::default());
     let out = model.forward(x.clone(), noise.clone(), Mode::Train);
     let grads = weighted_sum(out.reconstruction.clone(), weights).backward();
     let grads = GradientsParams::from_grads(grads, &model);
@@ -243,6 +244,46 @@ fn steered_convolutions_train_like_autotuned_ones() {
             );
         }
     }
+}
+
+/// Steered weight gradients with the batch folded into the channels
+/// (`model::weight_grad_fold`) against the same unfolded: a U-Net and a VAE
+/// after one training step (every convolution's weight gradient shows in
+/// it), at batch 4 folded in 2 groups of 2. Steered to the direct kernel,
+/// which lavapipe runs.
+#[test]
+fn folded_weight_gradients_train_like_unfolded_ones() {
+    configure(None, AutotuneLevel::Minimal).unwrap();
+    let x = normal([4, 2, 16, 16]);
+    let direct = |fold: Fold, f: &dyn Fn() -> [Tensor<Wgpu, 4>; 2]| {
+        with_conv_steering(Some(Steer::Direct), || with_weight_grad_fold(fold, f))
+    };
+    let unet = materialized(tiny_unet().init::<Gpu>(&Default::default()));
+    let unet_weights = normal([4, 3, 16, 16]);
+    let vae = materialized(tiny_vae().init::<Gpu>(&Default::default()));
+    let vae_weights = normal([4, 2, 16, 16]);
+    let unet_step = || unet_step(unet.clone(), &x, &unet_weights);
+    let vae_step = || vae_step(vae.clone(), &x, &vae_weights);
+    let [_, unet_plain] = direct(Fold::Off, &unet_step);
+    let [_, vae_plain] = direct(Fold::Off, &vae_step);
+    let groups = 2;
+    let before = folded_weight_gradients();
+    let [_, unet_folded] = direct(Fold::AtMost(groups), &unet_step);
+    let [_, vae_folded] = direct(Fold::AtMost(groups), &vae_step);
+    assert!(
+        folded_weight_gradients() > before,
+        "no weight gradient was folded in {groups} groups: this test compared the plain path with itself"
+    );
+    assert_close(
+        unet_folded,
+        unet_plain,
+        &format!("U-Net after one step, {groups} groups"),
+    );
+    assert_close(
+        vae_folded,
+        vae_plain,
+        &format!("VAE after one step, {groups} groups"),
+    );
 }
 
 /// One batch-norm layer: its output, its input gradient, the running

@@ -36,6 +36,7 @@ use burn_cubecl::kernel::conv::{
 };
 use burn_cubecl::tensor::CubeTensor;
 
+use super::weight_grad_fold;
 use crate::gpu::cube::{CubeTask, cast, on_runtime_of, primitive, retype};
 
 /// The environment variable that picks how GPU convolutions are chosen:
@@ -250,23 +251,45 @@ impl<I: Backend> Backward<I, 2> for ConvBackward {
     fn backward(self, ops: Ops<Saved<I>, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_weight] = ops.parents;
         let dy = grads.consume::<I>(&ops.node);
-        let saved = ops.state;
+        let Saved { x, weight, options } = ops.state;
+        let gradient = |task: Gradient<I>| {
+            on_runtime_of::<I, _>(task).expect("the node is only built on cubecl backends")
+        };
         if let Some(node) = node_x {
-            let dx = on_runtime_of::<I, _>(Gradient {
+            let dx = gradient(Gradient {
                 dy: dy.clone(),
-                saved: &saved,
+                other: weight.clone(),
+                shape: x.shape(),
+                options: &options,
                 by: Operand::Input,
-            })
-            .expect("the node is only built on cubecl backends");
+            });
             grads.register::<I>(node.id, dx);
         }
         if let Some(node) = node_weight {
-            let dw = on_runtime_of::<I, _>(Gradient {
-                dy,
-                saved: &saved,
-                by: Operand::Weight,
-            })
-            .expect("the node is only built on cubecl backends");
+            let groups = weight_grad_fold::groups(
+                weight_grad_fold::weight_grad_fold(),
+                x.shape().dims::<4>()[0],
+                weight.shape().dims(),
+            );
+            let dw = if groups > 1 {
+                let [co, ci, kh, kw] = weight.shape().dims();
+                let folded = gradient(Gradient {
+                    dy: weight_grad_fold::fold::<I>(dy, groups),
+                    other: weight_grad_fold::fold::<I>(x, groups),
+                    shape: Shape::new([groups * co, groups * ci, kh, kw]),
+                    options: &options,
+                    by: Operand::Weight,
+                });
+                weight_grad_fold::unfold::<I>(folded, groups)
+            } else {
+                gradient(Gradient {
+                    dy,
+                    other: x,
+                    shape: weight.shape(),
+                    options: &options,
+                    by: Operand::Weight,
+                })
+            };
             grads.register::<I>(node.id, dw);
         }
     }
@@ -312,7 +335,12 @@ enum Operand {
 /// ∂L/∂x or ∂L/∂weight: the steered kernel, else burn's default strategy.
 struct Gradient<'a, I: Backend> {
     dy: FloatTensor<I>,
-    saved: &'a Saved<I>,
+    /// The operand not differentiated by: the weight for ∂L/∂x, the input
+    /// for ∂L/∂weight.
+    other: FloatTensor<I>,
+    /// The shape of the operand differentiated by.
+    shape: Shape,
+    options: &'a Steered,
     by: Operand,
 }
 
@@ -320,21 +348,20 @@ impl<I: Backend> CubeTask for Gradient<'_, I> {
     type Output = FloatTensor<I>;
     fn run<R: CubeRuntime>(self) -> Self::Output {
         let dy: CubeTensor<R> = cast(self.dy);
-        let x: CubeTensor<R> = cast(self.saved.x.clone());
-        let weight: CubeTensor<R> = cast(self.saved.weight.clone());
-        let Steered { steer, options } = &self.saved.options;
+        let other: CubeTensor<R> = cast(self.other);
+        let Steered { steer, options } = self.options;
         let pass = |strategy| match self.by {
             Operand::Input => conv_data_backward::<R, 2>(
                 dy.clone(),
-                weight.clone(),
-                x.shape(),
+                other.clone(),
+                self.shape.clone(),
                 options.clone(),
                 strategy,
             ),
             Operand::Weight => conv_weight_backward::<R, 2>(
-                x.clone(),
+                other.clone(),
                 dy.clone(),
-                weight.shape(),
+                self.shape.clone(),
                 options.clone(),
                 strategy,
             ),

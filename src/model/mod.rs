@@ -24,6 +24,9 @@ mod skip_join;
 mod unet;
 mod upsample;
 mod vae;
+#[cfg(any(feature = "cuda", feature = "wgpu", test))]
+#[cfg_attr(not(any(feature = "cuda", feature = "wgpu")), allow(dead_code))]
+mod weight_grad_fold;
 
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
 pub use conv_node::{CONV_ENV, Steer, steering, steering_counts, with_conv_steering};
@@ -34,6 +37,10 @@ pub use loss_head::{LossHead, UNetWithLossHead, ranking_loss};
 pub use norm::{Activation, BatchNorm2d, Mode};
 pub use unet::{UNet, UNetOutput, UNetSpec};
 pub use vae::{Vae, VaeOutput, VaeSpec};
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+pub use weight_grad_fold::{
+    FOLD_ENV, Fold, folded_weight_gradients, weight_grad_fold, with_weight_grad_fold,
+};
 
 use crate::config::Config;
 
