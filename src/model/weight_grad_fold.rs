@@ -10,8 +10,9 @@
 //! weight gradients ran at 1.2× PyTorch and training at 0.06–0.14×.
 //!
 //! Folding G images into the channels (x as [N/G, G·Cin, H, W], ∂L/∂y as
-//! [N/G, G·Cout, H, W], both plain reshapes) makes the GEMM G² times larger
-//! and each sum G times shorter. Block (j, j') of the folded gradient pairs
+//! [N/G, G·Cout, H, W], plain reshapes, which copy channels-last tensors)
+//! makes the GEMM G² times larger and each sum G times shorter. Block
+//! (j, j') of the folded gradient pairs
 //! image n·G+j's ∂L/∂y with image n·G+j''s input, so the G diagonal blocks,
 //! summed, are the gradient; the others are thrown away (G times the
 //! arithmetic, traded for G² times the tiles). Off until a GPU measures it.
