@@ -220,13 +220,20 @@ burn_only() {
 # Our GPU paths (model::upsample's matmuls, model::norm_node's batch norm)
 # against burn's kernels, in one process (no PyTorch: it has neither path).
 kernels_ab() {
-  fits 60 "the burn's-kernels A/B" || return
-  echo "== our GPU paths (up-convolutions as matmuls, batch norm as one node) vs burn's kernels (burn-cuda)"
-  local start
+  column_ab "the burn's-kernels A/B" --burn-kernels "$AB_CASES" kernels-ab.txt \
+    "our GPU paths (up-convolutions as matmuls, batch norm as one node) vs burn's kernels (burn-cuda)"
+}
+
+# The bench's cases plain, then again as its column flag $2 says, in one
+# process (burn alone), the table into $OUT/$4.
+column_ab() {
+  local what=$1 flag=$2 cases=$3 file=$4 title=$5 start
+  fits 60 "$what" || return
+  echo "== $title"
   start=$(secs)
   burn_only timeout "$(limit 150)" "$BIN/models" --device cuda --repeat 5 --warmup 3 \
-    --autotune minimal --burn-kernels --cases "$AB_CASES" | tee "$OUT/kernels-ab.txt"
-  echo "(exit ${PIPESTATUS[0]}, $(took "$start") s)"
+    --autotune minimal "$flag" --cases "$cases" | tee "$OUT/$file"
+  echo "($what: exit ${PIPESTATUS[0]}, $(took "$start") s)"
 }
 
 # cubecl's kernel profiler on one training step per case (warm caches by
@@ -253,13 +260,9 @@ profile_step() {
 # gradients ran at 1.2×, and the weight gradient's GEMM has few output
 # tiles and no split sum.
 fold_ab() {
-  fits 60 "the weight-gradient fold A/B" || return
-  echo "== steered weight gradients folded (NEXTSLICE_GPU_WGRAD_FOLD=auto) vs not (burn-cuda)"
-  local start
-  start=$(secs)
-  burn_only timeout "$(limit 150)" "$BIN/models" --device cuda --repeat 5 --warmup 3 --autotune minimal \
-    --wgrad-fold --cases "${FOLD_CASES:-unet-train-128-b8,unet-train-256-b32,vae-train-128-b16}" | tee "$OUT/fold-ab.txt"
-  echo "(fold A/B $(took "$start") s)"
+  column_ab "the weight-gradient fold A/B" --wgrad-fold \
+    "${FOLD_CASES:-unet-train-128-b8,unet-train-256-b32,vae-train-128-b16}" fold-ab.txt \
+    "steered weight gradients folded (NEXTSLICE_GPU_WGRAD_FOLD=auto) vs not (burn-cuda)"
 }
 
 # burn's fused CUDA backend (cuda-fusion build) against the plain one, the
@@ -286,13 +289,8 @@ fusion_ab() {
 
 # The same cases in bfloat16 against f32, one process.
 bf16_ab() {
-  fits 60 "the bf16 A/B" || return
-  echo "== bfloat16 throughout vs f32 (burn-cuda; no mixed precision in burn 0.21)"
-  local start
-  start=$(secs)
-  burn_only timeout "$(limit 150)" "$BIN/models" --device cuda --repeat 5 --warmup 3 --autotune minimal \
-    --bf16 --cases "$AB_CASES,unet-infer-256-b32" | tee "$OUT/bf16-ab.txt"
-  echo "(bf16 A/B $(took "$start") s)"
+  column_ab "the bf16 A/B" --bf16 "$AB_CASES,unet-infer-256-b32" bf16-ab.txt \
+    "bfloat16 throughout vs f32 (burn-cuda; no mixed precision in burn 0.21)"
 }
 
 experiments() {
