@@ -271,24 +271,24 @@ impl<I: Backend> Backward<I, 2> for ConvBackward {
                 x.shape().dims::<4>()[0],
                 weight.shape().dims(),
             );
-            let dw = if groups > 1 {
-                let [co, ci, kh, kw] = weight.shape().dims();
-                let folded = gradient(Gradient {
-                    dy: weight_grad_fold::fold::<I>(dy, groups),
-                    other: weight_grad_fold::fold::<I>(x, groups),
-                    shape: Shape::new([groups * co, groups * ci, kh, kw]),
-                    options: &options,
-                    by: Operand::Weight,
-                });
-                weight_grad_fold::unfold::<I>(folded, groups)
-            } else {
-                gradient(Gradient {
-                    dy,
-                    other: x,
-                    shape: weight.shape(),
-                    options: &options,
-                    by: Operand::Weight,
-                })
+            let [co, ci, kh, kw] = weight.shape().dims();
+            let (dy, x) = match groups {
+                1 => (dy, x),
+                g => (
+                    weight_grad_fold::fold::<I>(dy, g),
+                    weight_grad_fold::fold::<I>(x, g),
+                ),
+            };
+            let dw = gradient(Gradient {
+                dy,
+                other: x,
+                shape: Shape::new([groups * co, groups * ci, kh, kw]),
+                options: &options,
+                by: Operand::Weight,
+            });
+            let dw = match groups {
+                1 => dw,
+                g => weight_grad_fold::unfold::<I>(dw, g),
             };
             grads.register::<I>(node.id, dw);
         }
