@@ -109,13 +109,15 @@ first_steps() {
   # Where the time goes (an H200 in stop 28: one CPU thread busy, GPU idle,
   # the compiled-kernel cache growing): sampled while it runs.
   sample_while_tuning "$NEXTSLICE_GPU_CACHE" > "$D/samples-$level.txt" &
-  local sampler=$!
+  local sampler=$! compiled="$D/compiled-$level-$conv.txt"
   # Its last lines: each workload's time and kernels tuned, and how many
   # convolution passes the steered kernel took.
-  timeout "$(limit "$cold")" "$NS" gpu-warmup -p "$D/paper" --autotune "$level" 2>&1 | tr '\r' '\n' | tail -10
+  NEXTSLICE_GPU_COMPILE_LOG=$compiled timeout "$(limit "$cold")" "$NS" gpu-warmup -p "$D/paper" --autotune "$level" 2>&1 |
+    tr '\r' '\n' | tail -10
   echo "(cold $level, convolutions $conv: $(took "$start") s)"
   kill "$sampler" 2>/dev/null
   awk 'NR % 3 == 0' "$D/samples-$level.txt"
+  compiled_kernels "$compiled"
   # Every candidate's time for every tuned shape: which convolution and
   # matmul kernels win on this GPU, to steer them without tuning. (Once:
   # the device brings back 8 files at most.)
@@ -128,6 +130,14 @@ first_steps() {
   timeout "$(limit 60)" "$NS" gpu-warmup -p "$D/paper" --autotune "$level" 2>&1 | tr '\r' '\n' | tail -8
   echo "(warm $level, convolutions $conv: $(took "$start") s; it should say 0 kernels tuned)"
   du -sh "$NEXTSLICE_GPU_CACHE" 2>/dev/null
+}
+
+# What a process compiled (cubecl's compilation log, one line a kernel):
+# how many, and the kernels compiled most often, by name.
+compiled_kernels() {
+  [ -s "$1" ] || { echo "compiled: no log"; return; }
+  echo "compiled: $(grep -c 'Compiling kernel' "$1") kernels; most often:"
+  grep -o 'Compiling kernel\].*' "$1" | sed 's/Compiling kernel\] *//' | sort | uniq -c | sort -rn | head -12
 }
 
 # Every 5 s: the cache's files and size, GPU load, and the busiest threads.
@@ -153,10 +163,12 @@ against_pytorch() {
   # PyTorch's and none of burn's).
   local start
   start=$(secs)
-  NEXTSLICE_TORCH_PYTHON=$PY timeout "$(limit "${PYTORCH_SECS:-300}")" "$BIN/models" --device cuda --repeat 10 --warmup 3 --autotune minimal --torch-last \
+  NEXTSLICE_GPU_COMPILE_LOG="$D/compiled-models.txt" NEXTSLICE_TORCH_PYTHON=$PY \
+    timeout "$(limit "${PYTORCH_SECS:-300}")" "$BIN/models" --device cuda --repeat 10 --warmup 3 --autotune minimal --torch-last \
     --cases unet-train-128-b8,unet-infer-128-b8,unet-train-256-b32,unet-infer-256-b32,vae-train-128-b16,vae-train-256-b16,gradient-encode-128-b8,gradient-encode-256-b8 \
     2>&1 | tee "$OUT/models.txt"
   echo "(exit ${PIPESTATUS[0]}, $(took "$start") s)"
+  compiled_kernels "$D/compiled-models.txt"
 }
 
 demo_round() {

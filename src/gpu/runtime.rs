@@ -34,6 +34,11 @@ static CONFIGURED: OnceLock<GpuRuntime> = OnceLock::new();
 /// Where cubecl's kernel profiler writes, when set.
 pub const PROFILE_ENV: &str = "NEXTSLICE_GPU_PROFILE";
 
+/// Where cubecl notes each kernel it compiles (a line with the kernel's
+/// name; none for kernels found in the compiled-kernel cache), when set:
+/// what a cold first step spends its time compiling.
+pub const COMPILE_LOG_ENV: &str = "NEXTSLICE_GPU_COMPILE_LOG";
+
 /// The settings [`configure`] made in this process, if it ran.
 pub fn configured() -> Option<&'static GpuRuntime> {
     CONFIGURED.get()
@@ -60,11 +65,11 @@ pub fn configure(
     #[cfg(any(feature = "cuda", feature = "wgpu"))]
     {
         use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
-        let profile = std::env::var_os(PROFILE_ENV).filter(|f| !f.is_empty());
-        let settings = with_profiler(
-            super::cache::cubecl_settings(cache.as_ref(), level),
-            profile.as_deref().map(Path::new),
-        );
+        let file = |name| std::env::var_os(name).filter(|f| !f.is_empty());
+        let (profile, compiled) = (file(PROFILE_ENV), file(COMPILE_LOG_ENV));
+        let settings = super::cache::cubecl_settings(cache.as_ref(), level);
+        let settings = with_logger(settings, "profiling", profile.as_deref().map(Path::new));
+        let settings = with_logger(settings, "compilation", compiled.as_deref().map(Path::new));
         let config: CubeClRuntimeConfig = serde_json::from_value(settings)
             .map_err(|e| GpuRuntimeError::Rejected(e.to_string()))?;
         // `set` panics if cubecl already read its configuration (GPU work
@@ -81,29 +86,41 @@ pub fn configure(
     Ok(CONFIGURED.get_or_init(|| GpuRuntime { cache, level }))
 }
 
-/// `settings` with cubecl's kernel profiler writing to `file`, if any.
+/// `settings` with cubecl's logger of `section` (`profiling`: each
+/// kernel's time; `compilation`: each kernel compiled) writing to `file`,
+/// if any, beside that section's other settings.
 #[cfg_attr(not(any(feature = "cuda", feature = "wgpu")), allow(dead_code))]
-fn with_profiler(mut settings: serde_json::Value, file: Option<&Path>) -> serde_json::Value {
+fn with_logger(
+    mut settings: serde_json::Value,
+    section: &str,
+    file: Option<&Path>,
+) -> serde_json::Value {
     if let Some(file) = file {
-        settings["profiling"] = serde_json::json!({
-            "logger": { "level": "basic", "file": file, "append": true },
-        });
+        settings[section]["logger"] =
+            serde_json::json!({ "level": "basic", "file": file, "append": true });
     }
     settings
 }
 
 #[cfg(test)]
-mod profiler_tests {
+mod logger_tests {
     use super::*;
 
     #[test]
-    fn the_profiler_is_on_only_when_a_file_is_named() {
-        let base = serde_json::json!({ "autotune": { "level": "minimal" } });
-        assert_eq!(with_profiler(base.clone(), None), base);
-        let on = with_profiler(base, Some(Path::new("/tmp/kernels.txt")));
+    fn a_logger_is_on_only_when_a_file_is_named_and_keeps_its_section() {
+        let base = serde_json::json!({
+            "autotune": { "level": "minimal" },
+            "compilation": { "cache": { "file": "/c/kernels" } },
+        });
+        assert_eq!(with_logger(base.clone(), "profiling", None), base);
+        let on = with_logger(base, "profiling", Some(Path::new("/tmp/kernels.txt")));
         assert_eq!(on["profiling"]["logger"]["level"], "basic");
         assert_eq!(on["profiling"]["logger"]["file"], "/tmp/kernels.txt");
-        assert_eq!(on["autotune"]["level"], "minimal");
+        let both = with_logger(on, "compilation", Some(Path::new("/tmp/compiled.txt")));
+        assert_eq!(both["compilation"]["logger"]["file"], "/tmp/compiled.txt");
+        assert_eq!(both["compilation"]["cache"]["file"], "/c/kernels");
+        assert_eq!(both["profiling"]["logger"]["file"], "/tmp/kernels.txt");
+        assert_eq!(both["autotune"]["level"], "minimal");
     }
 }
 
@@ -115,10 +132,12 @@ mod tests {
     fn our_settings_are_a_valid_cubecl_configuration() {
         use burn::cubecl::config::CubeClRuntimeConfig;
         let cache = KernelCache::for_gpu(std::path::Path::new("/c"), "GPU", "1");
-        let settings = with_profiler(
+        let settings = with_logger(
             cache.cubecl_settings(AutotuneLevel::Balanced),
+            "profiling",
             Some(Path::new("/p/kernels.txt")),
         );
+        let settings = with_logger(settings, "compilation", Some(Path::new("/p/compiled.txt")));
         let config: CubeClRuntimeConfig = serde_json::from_value(settings).unwrap();
         let text = format!("{config:?}");
         assert!(text.contains("Balanced"), "{text}");
@@ -126,6 +145,7 @@ mod tests {
             text.contains("kernels.txt") && text.contains("Basic"),
             "{text}"
         );
+        assert!(text.contains("compiled.txt"), "{text}");
         assert_eq!(config.autotune.cache.root(), cache.autotune_dir());
         assert_eq!(
             config.compilation.cache.as_ref().map(|c| c.root()),
