@@ -7,12 +7,13 @@
 # Binaries built and packed here by bench/cuda-pack.sh (target/cuda-carry,
 # gzipped), or any directory with the cuda-built nextslice and models.
 #
-#   bench/cuda-check.sh BIN          # all, in order: burn-cuda vs PyTorch (burn first),
-#                                    #   folded weight gradients vs not, cold/warm first steps
-#                                    #   (minimal, steered convolutions), a kernel profile of
-#                                    #   one U-Net training step, a demo round, the paper's
-#                                    #   projection, then cold/warm first steps with autotuned
-#                                    #   convolutions, the experiments
+#   bench/cuda-check.sh BIN          # all, in order: cold/warm first steps (minimal,
+#                                    #   steered convolutions), burn-cuda vs PyTorch (burn
+#                                    #   first), the paper's projection, a demo round, `more`,
+#                                    #   then cold/warm first steps with autotuned convolutions,
+#                                    #   the experiments
+#   bench/cuda-check.sh BIN more     # for a second call (CUDA_CHECK_DIR kept): folded weight
+#                                    #   gradients vs not, a U-Net step's kernel profile
 #   bench/cuda-check.sh BIN tuning   # cold and warm first steps, steered and autotuned
 #
 # Convolutions are steered to one kernel each (NEXTSLICE_GPU_CONV, default
@@ -101,8 +102,11 @@ first_steps() {
   local level=$1 cold=$2 conv=$3 start
   fits 40 "first steps at $level, convolutions $conv" || return
   paper_project
-  # Caches of their own: cold means cold, whatever ran before.
-  local NEXTSLICE_GPU_CACHE="$D/cache-first-steps-$level-$conv" NEXTSLICE_GPU_CONV=$conv
+  # The caches the later checks share, for this way of choosing
+  # convolutions: cold when this runs first, and the models bench after it
+  # finds the shapes the two have in common (the VAE at 128² b16, the
+  # gradient at b8) and most compiled kernels tuned already.
+  local NEXTSLICE_GPU_CACHE="$D/cache-$level-$conv" NEXTSLICE_GPU_CONV=$conv
   export NEXTSLICE_GPU_CACHE NEXTSLICE_GPU_CONV
   echo "== first GPU steps, $level autotune, convolutions $conv, cold caches (new process)"
   start=$(secs)
@@ -173,6 +177,7 @@ against_pytorch() {
 
 demo_round() {
   fits 90 "a demo round on CUDA" || return
+  touch "$D/demo.ran"
   echo "== a demo round on CUDA, end to end (its own shapes: tuned as it goes)"
   local start
   start=$(secs)
@@ -313,22 +318,32 @@ experiments() {
   bf16_ab
 }
 
+# What a second, shorter call on the still-warm machine runs after `all`
+# (CUDA_CHECK_DIR kept): the weight-gradient fold A/B, a U-Net step's
+# kernel profile, and the demo round if it has not run.
+more() {
+  fold_ab
+  PROFILE_CASES=unet-train-128-b8 profile_step
+  [ -f "$D/demo.ran" ] || demo_round
+}
+
 case "$PART" in
   all)
-    # burn's rates first (stop 29: steered training at 0.06-0.14× PyTorch,
-    # cold U-Net and VAE cases ~3 min each), then where a training step's
-    # time goes (the 128² U-Net case is warm by then), then the first steps.
+    # The first steps first (cold means cold; the bench after them starts
+    # warmer), then burn's rates against PyTorch's (stop 29: steered
+    # training at 0.06-0.14×, each cold case ~3 min), the projection and
+    # the demo round; then what to change next.
+    first_steps minimal 180 "$NEXTSLICE_GPU_CONV"
     PYTORCH_SECS=300 against_pytorch
-    fold_ab
-    first_steps minimal 100 "$NEXTSLICE_GPU_CONV"
-    PROFILE_CASES=unet-train-128-b8 profile_step
-    demo_round
     projection
+    demo_round
+    more
     # Autotuned convolutions: how far a cold first step gets, and every
     # candidate's time (the archive) to check the steered kernel against.
     first_steps minimal 120 autotune
     experiments
     ;;
+  more) more ;;
   tuning)
     first_steps minimal 200 implicit-gemm
     first_steps minimal 200 autotune
@@ -339,6 +354,6 @@ case "$PART" in
     projection
     ;;
   experiments) experiments ;;
-  *) echo "unknown part $PART (all, tuning, speed or experiments)"; exit 2 ;;
+  *) echo "unknown part $PART (all, more, tuning, speed or experiments)"; exit 2 ;;
 esac
 echo "(cuda-check $PART: $(( $(date +%s) - BEGAN )) s)"
