@@ -12,8 +12,9 @@
 //! bfloat16; `--profile` times one step per case under cubecl's kernel
 //! profiler (`NEXTSLICE_GPU_PROFILE=FILE`); a `cuda-fusion` build measures
 //! burn's fused backend. `--wgrad-fold` (GPU) adds the cases with steered
-//! weight gradients folded (`NEXTSLICE_GPU_WGRAD_FOLD=auto`). `--torch-last` times PyTorch after burn instead of
-//! before (a time-limited GPU run keeps burn's rates if it stops early).
+//! weight gradients folded (`NEXTSLICE_GPU_WGRAD_FOLD=auto`). `--torch-last`
+//! times PyTorch after burn instead of before (a time-limited GPU run keeps
+//! burn's rates if it stops early).
 //! PyTorch side: `.venv-torch` made by `../shared/tools/torch-cpu-venv .venv-torch`
 //! (or $NEXTSLICE_TORCH_PYTHON). NdArray: add `--features ndarray`.
 
@@ -459,10 +460,8 @@ fn main() {
         Device::Cuda(n) if cfg!(feature = "cuda-fusion") => format!("burn CUDA:{n} fused"),
         Device::Cuda(n) => format!("burn CUDA:{n}"),
     };
-    let ours: Vec<f64> = cases
-        .iter()
-        .map(|c| case_rate(&label, c, || with_backend(device, Case { name: c, repeat })))
-        .collect();
+    let run = |name: &str| with_backend(device, Case { name, repeat });
+    let ours = column_rates(&label, &cases, run);
     columns.push((label, ours));
     if torch_last {
         (torch, torch_same_malloc) = pytorch();
@@ -470,16 +469,9 @@ fn main() {
     let burn_kernels = flag("--burn-kernels");
     if burn_kernels {
         let label = format!("{}, burn's kernels", columns[0].0);
-        let theirs: Vec<f64> = cases
-            .iter()
-            .map(|c| {
-                case_rate(&label, c, || {
-                    nextslice::model::with_burn_kernels(|| {
-                        with_backend(device, Case { name: c, repeat })
-                    })
-                })
-            })
-            .collect();
+        let theirs = column_rates(&label, &cases, |c| {
+            nextslice::model::with_burn_kernels(|| run(c))
+        });
         columns.push((label, theirs));
     }
     // `--wgrad-fold`: the cases again with steered weight gradients folded
@@ -488,16 +480,9 @@ fn main() {
     let fold_column = flag("--wgrad-fold").then(|| {
         use nextslice::model::{Fold, with_weight_grad_fold};
         let label = format!("{}, weight gradients folded", columns[0].0);
-        let folded: Vec<f64> = cases
-            .iter()
-            .map(|c| {
-                case_rate(&label, c, || {
-                    with_weight_grad_fold(Fold::Auto, || {
-                        with_backend(device, Case { name: c, repeat })
-                    })
-                })
-            })
-            .collect();
+        let folded = column_rates(&label, &cases, |c| {
+            with_weight_grad_fold(Fold::Auto, || run(c))
+        });
         columns.push((label, folded));
         columns.len() - 1
     });
@@ -602,6 +587,18 @@ fn main() {
         );
     }
     println!("({:.0}s in all)", started.elapsed().as_secs_f64());
+}
+
+/// Every case's rate for one column, `run` timing one case.
+fn column_rates<E: std::fmt::Display>(
+    column: &str,
+    cases: &[&str],
+    run: impl Fn(&str) -> Result<f64, E>,
+) -> Vec<f64> {
+    cases
+        .iter()
+        .map(|c| case_rate(column, c, || run(c)))
+        .collect()
 }
 
 /// One case's rate, said on stderr as soon as it is known, so that a run

@@ -3,7 +3,7 @@
 //!
 //! Layers, lowest first; a module imports only those below it (the
 //! README's "Layout of the code" has one line per module):
-//! `config`, `layout`, `fsutil`, `heap`, `rng`, `progress`, `gpu`, `device` →
+//! `config`, `layout`, `fsutil`, `heap`, `rng`, `scoped`, `progress`, `gpu`, `device` →
 //! `volume` → `store`, `model`, `eval` → `train`, `strategy`, `masks` →
 //! `journal` → `project` → `engine` → `simulate` → `worker` → `tui` → the
 //! CLI (in the binary).
@@ -23,6 +23,7 @@ pub mod model;
 pub mod progress;
 pub mod project;
 pub mod rng;
+pub mod scoped;
 pub mod simulate;
 pub mod store;
 pub mod strategy;

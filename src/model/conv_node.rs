@@ -79,14 +79,7 @@ thread_local! {
 /// Runs `f` with convolutions on this thread steered to `steer` (`None`:
 /// autotuned), whatever the environment says.
 pub fn with_conv_steering<R>(steer: Option<Steer>, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<Option<Steer>>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            OVERRIDE.set(self.0);
-        }
-    }
-    let _restore = Restore(OVERRIDE.replace(Some(steer)));
-    f()
+    crate::scoped::with_thread_value(&OVERRIDE, Some(steer), f)
 }
 
 /// How convolutions are steered on this thread, if they are.

@@ -55,14 +55,7 @@ thread_local! {
 /// Runs `f` with weight gradients on this thread folded as `fold` says,
 /// whatever the environment says.
 pub fn with_weight_grad_fold<R>(fold: Fold, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<Fold>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            OVERRIDE.set(self.0);
-        }
-    }
-    let _restore = Restore(OVERRIDE.replace(Some(fold)));
-    f()
+    crate::scoped::with_thread_value(&OVERRIDE, Some(fold), f)
 }
 
 /// How weight gradients fold on this thread.

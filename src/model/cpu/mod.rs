@@ -45,14 +45,7 @@ thread_local! {
 /// kernels here; on a GPU instead of `model::upsample`'s matmul and
 /// `model::norm_node`'s batch norm). Adam is not a layer: it stays ours.
 pub fn with_burn_kernels<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            BURN_KERNELS.set(self.0);
-        }
-    }
-    let _restore = Restore(BURN_KERNELS.replace(true));
-    f()
+    crate::scoped::with_thread_value(&BURN_KERNELS, true, f)
 }
 
 /// Whether [`with_burn_kernels`] is in force on this thread: then every
