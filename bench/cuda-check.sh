@@ -13,11 +13,13 @@
 #                                    #   then cold/warm first steps with autotuned convolutions,
 #                                    #   the experiments
 #   bench/cuda-check.sh BIN more     # for a second call (CUDA_CHECK_DIR kept): folded weight
-#                                    #   gradients vs not, a U-Net step's kernel profile
+#                                    #   gradients vs not, fixed matmuls vs autotuned, a U-Net
+#                                    #   step's kernel profile
 #   bench/cuda-check.sh BIN tuning   # cold and warm first steps, steered and autotuned
 #
 # Convolutions are steered to one kernel each (NEXTSLICE_GPU_CONV, default
-# here implicit-gemm); NEXTSLICE_GPU_CONV=autotune runs everything autotuned.
+# here implicit-gemm), and so are matmuls (NEXTSLICE_GPU_MATMUL, default here
+# fixed); set both to autotune to run everything autotuned.
 #   bench/cuda-check.sh BIN speed    # vs PyTorch, the demo round, the projection
 #   bench/cuda-check.sh BIN experiments  # what to change next: folded weight gradients, a
 #                                    #   kernel profile of training steps, our GPU paths vs burn's kernels,
@@ -47,8 +49,12 @@ export NEXTSLICE_STORE_ROOT="$D/stores"
 # caller says otherwise (NEXTSLICE_GPU_CONV=autotune): autotuning them did
 # not finish a first training step in 150 s on an H200 (stop 28).
 export NEXTSLICE_GPU_CONV=${NEXTSLICE_GPU_CONV:-implicit-gemm}
+# Matmuls likewise (`model::matmul_node`), unless NEXTSLICE_GPU_MATMUL=autotune:
+# each autotuned matmul shape compiles every tensor-core candidate first;
+# on lavapipe, fixing them cut a cold warm-up from 85 s to 17 s (stop 30).
+export NEXTSLICE_GPU_MATMUL=${NEXTSLICE_GPU_MATMUL:-fixed}
 # Every check shares these caches, except first steps run another way.
-export NEXTSLICE_GPU_CACHE="$D/cache-minimal-$NEXTSLICE_GPU_CONV"
+export NEXTSLICE_GPU_CACHE="$D/cache-minimal-$NEXTSLICE_GPU_CONV-$NEXTSLICE_GPU_MATMUL"
 BEGAN=$(date +%s)
 secs() { date +%s.%N; }
 took() { awk -v a="$1" -v b="$(secs)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -106,9 +112,9 @@ first_steps() {
   # convolutions: cold when this runs first, and the models bench after it
   # finds the shapes the two have in common (the VAE at 128² b16, the
   # gradient at b8) and most compiled kernels tuned already.
-  local NEXTSLICE_GPU_CACHE="$D/cache-$level-$conv" NEXTSLICE_GPU_CONV=$conv
+  local NEXTSLICE_GPU_CACHE="$D/cache-$level-$conv-$NEXTSLICE_GPU_MATMUL" NEXTSLICE_GPU_CONV=$conv
   export NEXTSLICE_GPU_CACHE NEXTSLICE_GPU_CONV
-  echo "== first GPU steps, $level autotune, convolutions $conv, cold caches (new process)"
+  echo "== first GPU steps, $level autotune, convolutions $conv, matmuls $NEXTSLICE_GPU_MATMUL, cold caches (new process)"
   start=$(secs)
   # Where the time goes (an H200 in stop 28: one CPU thread busy, GPU idle,
   # the compiled-kernel cache growing): sampled while it runs.
@@ -282,6 +288,15 @@ fold_ab() {
     "steered weight gradients folded (NEXTSLICE_GPU_WGRAD_FOLD=auto) vs not (burn-cuda)"
 }
 
+# Matmuls steered to one kernel (`model::matmul_node`) against autotuned,
+# one process: the first column autotunes them (cold, for these shapes),
+# the second runs the fixed kernel; the steady-state price of not tuning.
+matmul_ab() {
+  NEXTSLICE_GPU_MATMUL=autotune column_ab "the fixed-matmul A/B" --matmul-fixed \
+    "${MATMUL_CASES:-unet-train-128-b8,vae-train-128-b16,unet-infer-256-b32}" matmul-ab.txt \
+    "matmuls fixed to one kernel (NEXTSLICE_GPU_MATMUL=fixed) vs autotuned (burn-cuda)"
+}
+
 # burn's fused CUDA backend (cuda-fusion build) against the plain one, the
 # same cases one process after the other (the plain rates are the
 # burn's-kernels A/B's, when it ran just before).
@@ -312,6 +327,7 @@ bf16_ab() {
 
 experiments() {
   [ -f "$OUT/fold-ab.txt" ] || fold_ab
+  [ -f "$OUT/matmul-ab.txt" ] || matmul_ab
   profile_step
   kernels_ab
   fusion_ab
@@ -319,10 +335,11 @@ experiments() {
 }
 
 # What a second, shorter call on the still-warm machine runs after `all`
-# (CUDA_CHECK_DIR kept): the weight-gradient fold A/B, a U-Net step's
-# kernel profile, and the demo round if it has not run.
+# (CUDA_CHECK_DIR kept): the weight-gradient fold A/B, the fixed-matmul
+# A/B, a U-Net step's kernel profile, and the demo round if it has not run.
 more() {
   fold_ab
+  matmul_ab
   PROFILE_CASES=unet-train-128-b8 profile_step
   [ -f "$D/demo.ran" ] || demo_round
 }

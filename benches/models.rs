@@ -12,7 +12,9 @@
 //! bfloat16; `--profile` times one step per case under cubecl's kernel
 //! profiler (`NEXTSLICE_GPU_PROFILE=FILE`); a `cuda-fusion` build measures
 //! burn's fused backend. `--wgrad-fold` (GPU) adds the cases with steered
-//! weight gradients folded (`NEXTSLICE_GPU_WGRAD_FOLD=auto`). `--torch-last`
+//! weight gradients folded (`NEXTSLICE_GPU_WGRAD_FOLD=auto`), and
+//! `--matmul-fixed` with matmuls steered to one kernel
+//! (`NEXTSLICE_GPU_MATMUL=fixed`). `--torch-last`
 //! times PyTorch after burn instead of before (a time-limited GPU run keeps
 //! burn's rates if it stops early).
 //! PyTorch side: `.venv-torch` made by `../shared/tools/torch-cpu-venv .venv-torch`
@@ -474,24 +476,34 @@ fn main() {
         });
         columns.push((label, theirs));
     }
+    // Columns timed again with one switch, each with its ratio to the
+    // first column (header, column).
+    let mut against_first: Vec<(&str, usize)> = Vec::new();
     // `--wgrad-fold`: the cases again with steered weight gradients folded
-    // (`model::weight_grad_fold`, auto), against the column above.
+    // (`model::weight_grad_fold`, auto); `--matmul-fixed`: with matmuls
+    // steered to one kernel (`model::matmul_node`).
     #[cfg(any(feature = "cuda", feature = "wgpu"))]
-    let fold_column = flag("--wgrad-fold").then(|| {
-        use nextslice::model::{Fold, with_weight_grad_fold};
-        let label = format!("{}, weight gradients folded", columns[0].0);
-        let folded = column_rates(&label, &cases, |c| {
-            with_weight_grad_fold(Fold::Auto, || run(c))
-        });
-        columns.push((label, folded));
-        columns.len() - 1
-    });
-    #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
-    let fold_column: Option<usize> = None;
-    let bf16_column = bf16_rates(flag("--bf16"), device, &cases, repeat).map(|half| {
+    {
+        use nextslice::model::{Fold, with_matmul_steering, with_weight_grad_fold};
+        if flag("--wgrad-fold") {
+            let label = format!("{}, weight gradients folded", columns[0].0);
+            let folded = column_rates(&label, &cases, |c| {
+                with_weight_grad_fold(Fold::Auto, || run(c))
+            });
+            columns.push((label, folded));
+            against_first.push(("folded/plain", columns.len() - 1));
+        }
+        if flag("--matmul-fixed") {
+            let label = format!("{}, matmuls fixed", columns[0].0);
+            let fixed = column_rates(&label, &cases, |c| with_matmul_steering(true, || run(c)));
+            columns.push((label, fixed));
+            against_first.push(("fixed/tuned", columns.len() - 1));
+        }
+    }
+    if let Some(half) = bf16_rates(flag("--bf16"), device, &cases, repeat) {
         columns.push((format!("{}, bf16", columns[0].0), half));
-        columns.len() - 1
-    });
+        against_first.push(("bf16/f32", columns.len() - 1));
+    }
     #[cfg(feature = "ndarray")]
     {
         // NdArray trains two orders of magnitude slower: one timed step, and
@@ -526,11 +538,8 @@ fn main() {
     if burn_kernels {
         print!(" {:>14}", "ours/burn's");
     }
-    if fold_column.is_some() {
-        print!(" {:>14}", "folded/plain");
-    }
-    if bf16_column.is_some() {
-        print!(" {:>10}", "bf16/f32");
+    for (header, _) in &against_first {
+        print!(" {header:>14}");
     }
     if torch.is_some() {
         print!(" {:>12}", "burn/PyTorch");
@@ -556,11 +565,8 @@ fn main() {
         if burn_kernels {
             print!(" {:>13.2}×", columns[0].1[i] / columns[1].1[i]);
         }
-        if let Some(folded) = fold_column {
-            print!(" {:>13.2}×", columns[folded].1[i] / columns[0].1[i]);
-        }
-        if let Some(half) = bf16_column {
-            print!(" {:>9.2}×", columns[half].1[i] / columns[0].1[i]);
+        for (_, column) in &against_first {
+            print!(" {:>13.2}×", columns[*column].1[i] / columns[0].1[i]);
         }
         if let Some((_, t)) = &torch {
             print!(" {:>11.2}×", columns[0].1[i] / t[i]);
@@ -585,6 +591,16 @@ fn main() {
             nextslice::model::CONV_ENV,
             nextslice::model::folded_weight_gradients()
         );
+    }
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    {
+        let (fixed, refused) = nextslice::model::matmul_counts();
+        if fixed + refused > 0 {
+            println!(
+                "matmuls steered to one kernel ({}): {fixed} passes ran it, {refused} fell back to the autotuner",
+                nextslice::model::MATMUL_ENV
+            );
+        }
     }
     println!("({:.0}s in all)", started.elapsed().as_secs_f64());
 }

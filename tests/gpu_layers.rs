@@ -25,8 +25,9 @@ use nextslice::gpu::configure;
 use nextslice::model::loss::{dice_loss_per_slice_from_logits, one_hot};
 use nextslice::model::{
     Activation, BatchNorm2d, Fold, Mode, Steer, UNet, UNetSpec, Vae, VaeSpec,
-    batch_norm_is_one_node, dice_gradient_wrt_input, folded_weight_gradients, steering_counts,
-    with_burn_kernels, with_conv_steering, with_weight_grad_fold,
+    batch_norm_is_one_node, dice_gradient_wrt_input, folded_weight_gradients, matmul_counts,
+    steering_counts, with_burn_kernels, with_conv_steering, with_matmul_steering,
+    with_weight_grad_fold,
 };
 use nextslice::train::{load_model, save_model};
 
@@ -283,6 +284,63 @@ fn folded_weight_gradients_train_like_unfolded_ones() {
         vae_folded,
         vae_plain,
         &format!("VAE after one step, {groups} groups"),
+    );
+}
+
+/// Matmuls steered to one kernel (`NEXTSLICE_GPU_MATMUL=fixed`: the
+/// decoders' up-convolutions and the VAE's linear maps) against the same
+/// models autotuned: outputs before and after one training step (both
+/// gradients of every matmul show in them), and Eq. 3's input gradient.
+/// lavapipe has no tensor cores, so the fixed kernel is cubek's unit matmul.
+#[test]
+fn steered_matmuls_train_like_autotuned_ones() {
+    configure(None, AutotuneLevel::Minimal).unwrap();
+    let x = normal([2, 2, 16, 16]);
+    let fixed = |f: &dyn Fn() -> [Tensor<Wgpu, 4>; 2]| with_matmul_steering(true, f);
+    let autotuned = |f: &dyn Fn() -> [Tensor<Wgpu, 4>; 2]| with_matmul_steering(false, f);
+    let (steered_before, refused_before) = matmul_counts();
+
+    let unet = materialized(tiny_unet().init::<Gpu>(&Default::default()));
+    let weights = normal([2, 3, 16, 16]);
+    let step = || unet_step(unet.clone(), &x, &weights);
+    let [logits, after] = fixed(&step);
+    let [tuned_logits, tuned_after] = autotuned(&step);
+    assert_close(logits, tuned_logits, "fixed matmuls: U-Net logits");
+    assert_close(after, tuned_after, "fixed matmuls: U-Net after one step");
+    let labels = Tensor::<Wgpu, 3>::random(
+        [2, 16, 16],
+        Distribution::Uniform(0.0, 3.0),
+        &Default::default(),
+    );
+    let y = one_hot(labels.int(), 3);
+    let gradient = || {
+        let g = input_gradient(&unet, &x, &y);
+        [g.clone(), g]
+    };
+    let [ours, _] = fixed(&gradient);
+    let [tuned, _] = autotuned(&gradient);
+    assert_close(ours, tuned, "fixed matmuls: U-Net input gradient");
+
+    let vae = materialized(tiny_vae().init::<Gpu>(&Default::default()));
+    let weights = normal([2, 2, 16, 16]);
+    let step = || vae_step(vae.clone(), &x, &weights);
+    let [reconstruction, after] = fixed(&step);
+    let [tuned_reconstruction, tuned_after] = autotuned(&step);
+    assert_close(
+        reconstruction,
+        tuned_reconstruction,
+        "fixed matmuls: VAE reconstruction",
+    );
+    assert_close(after, tuned_after, "fixed matmuls: VAE after one step");
+
+    let (steered_after, refused_after) = matmul_counts();
+    assert!(
+        steered_after > steered_before,
+        "no matmul ran the fixed kernel: this test compared autotuning with itself"
+    );
+    assert_eq!(
+        refused_after, refused_before,
+        "lavapipe's unit matmul takes every pass"
     );
 }
 

@@ -180,6 +180,13 @@ pub fn warmup(args: WarmupArgs) -> Result<()> {
                 steer.name()
             );
         }
+        #[cfg(any(feature = "cuda", feature = "wgpu"))]
+        if nextslice::model::matmuls_steered() {
+            let (fixed, refused) = nextslice::model::matmul_counts();
+            println!(
+                "matmuls steered to one kernel: {fixed} passes ran it, {refused} it refused ran the autotuner"
+            );
+        }
     }
     Ok(())
 }

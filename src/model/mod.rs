@@ -10,11 +10,14 @@ mod conv;
 mod conv_node;
 mod conv_weights;
 mod cpu;
+mod dense;
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
 mod dice_node;
 mod gradient;
 pub mod loss;
 mod loss_head;
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+mod matmul_node;
 mod norm;
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
 mod norm_node;
@@ -34,6 +37,8 @@ pub use conv_weights::conv_weights_channels_last;
 pub use cpu::with_burn_kernels;
 pub use gradient::{InputGradient, dice_gradient_wrt_input, inference_model};
 pub use loss_head::{LossHead, UNetWithLossHead, ranking_loss};
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+pub use matmul_node::{MATMUL_ENV, matmul_counts, matmuls_steered, with_matmul_steering};
 pub use norm::{Activation, BatchNorm2d, Mode};
 pub use unet::{UNet, UNetOutput, UNetSpec};
 pub use vae::{Vae, VaeOutput, VaeSpec};
@@ -50,6 +55,16 @@ pub fn convolution_choice() -> &'static str {
     #[cfg(any(feature = "cuda", feature = "wgpu"))]
     if let Some(steer) = steering() {
         return steer.name();
+    }
+    "autotune"
+}
+
+/// How GPU matmuls are chosen in this process: "fixed" (one kernel, no
+/// tuning) or "autotune" (always, in a build without a GPU backend).
+pub fn matmul_choice() -> &'static str {
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    if matmuls_steered() {
+        return "fixed";
     }
     "autotune"
 }

@@ -64,7 +64,7 @@ fn paint_patches<B: Backend>(
     let [_, cout, _, _] = weight.dims();
     // One row per input pixel, one column per (output channel, patch offset).
     let pixels = x.permute([0, 2, 3, 1]).reshape([n * h * w, cin]);
-    let patches = pixels.matmul(weight.reshape([cin, cout * kh * kw]));
+    let patches = super::dense::matmul(pixels, weight.reshape([cin, cout * kh * kw]));
     // [n, h, w, cout, kh, kw] → [n, cout, h, kh, w, kw]: each patch in place.
     let y = patches
         .reshape([n, h, w, cout, kh, kw])

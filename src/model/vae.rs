@@ -11,6 +11,7 @@ use burn::tensor::activation::leaky_relu;
 
 use super::conv::conv2d;
 use super::conv_weights::conv_weights_channels_last;
+use super::dense;
 use super::norm::{Activation, BatchNorm2d, Mode};
 use super::upsample::conv_transpose2d;
 
@@ -177,8 +178,8 @@ impl<B: Backend> Vae<B> {
         let [n, c, h, w] = x.dims();
         let flat = x.reshape([n, c * h * w]);
         (
-            self.to_mean.forward(flat.clone()),
-            self.to_log_var.forward(flat),
+            dense::linear(&self.to_mean, flat.clone()),
+            dense::linear(&self.to_log_var, flat),
         )
     }
 
@@ -192,7 +193,7 @@ impl<B: Backend> Vae<B> {
     pub fn decode(&self, z: Tensor<B, 2>, mode: Mode) -> Tensor<B, 4> {
         let [n, _] = z.dims();
         let [c, h, w] = self.deepest;
-        let mut x = leaky_relu(self.from_latent.forward(z), SLOPE).reshape([n, c, h, w]);
+        let mut x = leaky_relu(dense::linear(&self.from_latent, z), SLOPE).reshape([n, c, h, w]);
         for block in &self.decoder {
             x = block.forward(x, mode);
         }

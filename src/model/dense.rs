@@ -1,0 +1,25 @@
+//! Which path runs the models' matrix products (the decoders'
+//! up-convolutions as matmuls, the VAE's linear maps): the steered GPU node
+//! where `NEXTSLICE_GPU_MATMUL` asks for it (`matmul_node`), else burn's.
+
+use burn::nn::Linear;
+use burn::prelude::*;
+
+/// `a` × `b`, through whichever path serves the backend.
+pub(super) fn matmul<B: Backend>(a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 2> {
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    if super::matmul_node::matmuls_steered() && !super::cpu::burn_kernels_requested() {
+        return super::matmul_node::matmul(a, b);
+    }
+    a.matmul(b)
+}
+
+/// `layer.forward(x)` for a batch of vectors, through whichever path
+/// serves the backend.
+pub(super) fn linear<B: Backend>(layer: &Linear<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    if super::matmul_node::matmuls_steered() && !super::cpu::burn_kernels_requested() {
+        return super::matmul_node::linear(layer, x);
+    }
+    layer.forward(x)
+}
