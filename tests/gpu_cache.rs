@@ -17,8 +17,8 @@ use std::sync::atomic::AtomicBool;
 use burn::backend::{Autodiff, Wgpu};
 
 use nextslice::config::{AutotuneLevel, Config, Preset};
-use nextslice::engine::{TUNING_STAGE, signature, warm_up};
-use nextslice::gpu::{KernelCache, configure, monitor};
+use nextslice::engine::{TUNING_STAGE, expected_tuning, shapes_of, signature, warm_up};
+use nextslice::gpu::{KernelCache, WarmRecord, configure, monitor};
 use nextslice::progress::{Progress, ProgressUpdate};
 
 const CHILD_DIR: &str = "NEXTSLICE_TEST_GPU_CACHE_DIR";
@@ -35,13 +35,26 @@ fn tiny_config() -> Config {
     config
 }
 
-/// The details the warm-up reported.
-struct Details(Mutex<Vec<String>>);
+/// What the warm-up reported: (done, total, unit, detail).
+struct Details(Mutex<Vec<(u64, u64, String, String)>>);
 
 impl Progress for Details {
     fn update(&self, u: &ProgressUpdate<'_>) {
         assert_eq!(u.stage, TUNING_STAGE);
-        self.0.lock().unwrap().push(u.detail.to_string());
+        let update = (u.done, u.total, u.unit.to_string(), u.detail.to_string());
+        self.0.lock().unwrap().push(update);
+    }
+}
+
+/// The kernels a warm-up of the test's shapes tuned "on another GPU", as
+/// the parent plants it beside the child's cache: fewer than lavapipe
+/// tunes, so the child's count overtakes the estimate.
+const PLANTED_ESTIMATE: u64 = 20;
+
+/// The child's cache, below the root the parent plants the estimate in.
+fn child_cache(root: &Path) -> KernelCache {
+    KernelCache {
+        dir: root.join("lavapipe"),
     }
 }
 
@@ -58,6 +71,9 @@ struct Run {
     live_reported: bool,
     /// The warm-up's per-workload counts covered all five and added up.
     split_reported: bool,
+    /// The progress counted kernels of the planted estimate, and never
+    /// all of them while a workload ran.
+    estimate_reported: bool,
 }
 
 fn run_child(dir: &Path) -> Run {
@@ -93,12 +109,24 @@ fn run_child(dir: &Path) -> Run {
         count_reported: field("count") == 1,
         live_reported: field("live") == 1,
         split_reported: field("split") == 1,
+        estimate_reported: field("estimate") == 1,
     }
 }
 
 #[test]
 fn tuned_kernels_are_kept_for_the_next_process() {
     let dir = tempfile::tempdir().unwrap();
+    // An earlier warm-up of the same shapes, by another nextslice on
+    // another GPU: the child's progress counts kernels against it.
+    let shapes = shapes_of(&signature(&tiny_config(), AutotuneLevel::Minimal)).to_string();
+    let elsewhere = KernelCache::for_gpu(dir.path(), "Another GPU", "1.0");
+    elsewhere
+        .mark_warm(&WarmRecord {
+            signature: format!("nextslice 0.0.1 · {shapes}"),
+            tuned: PLANTED_ESTIMATE,
+            seconds: 60.0,
+        })
+        .unwrap();
     let started = std::time::Instant::now();
     let first = run_child(dir.path());
     let cold = started.elapsed().as_secs_f64();
@@ -120,10 +148,14 @@ fn tuned_kernels_are_kept_for_the_next_process() {
         "each workload's kernels were counted: {first:?}"
     );
     assert!(
+        first.estimate_reported,
+        "the progress counted kernels of the earlier warm-up's {PLANTED_ESTIMATE}: {first:?}"
+    );
+    assert!(
         first.entries >= first.finished as usize,
         "every benchmarked shape is in the cache: {first:?}"
     );
-    let autotune = dir.path().join("autotune");
+    let autotune = child_cache(dir.path()).dir.join("autotune");
     assert!(autotune.is_dir(), "cubecl wrote under our directory");
 
     let started = std::time::Instant::now();
@@ -158,34 +190,44 @@ fn steered_and_autotuned_convolutions_are_warmed_up_apart() {
 #[ignore = "one process of `tuned_kernels_are_kept_for_the_next_process`"]
 fn child() {
     let dir = std::env::var_os(CHILD_DIR).expect("started by the parent test");
-    let cache = KernelCache {
-        dir: Path::new(&dir).to_path_buf(),
-    };
-    configure(Some(cache.clone()), AutotuneLevel::Minimal).unwrap();
+    let cache = child_cache(Path::new(&dir));
+    let level = AutotuneLevel::Minimal;
+    configure(Some(cache.clone()), level).unwrap();
     let details = Details(Mutex::new(Vec::new()));
     let before = monitor().snapshot();
+    let expected = expected_tuning(&cache, &signature(&tiny_config(), level));
     let done = warm_up::<Autodiff<Wgpu>>(
         &tiny_config(),
         &Default::default(),
         &details,
         &AtomicBool::new(false),
+        expected,
     )
     .unwrap();
     let after = monitor().snapshot();
     let finished = after.finished - before.finished;
     let details = details.0.lock().unwrap();
-    let count = details.last() == Some(&format!("{finished} kernels tuned"));
-    let live = details.iter().any(|d| d.contains(" tuned · now "));
+    let count = details.last().map(|d| &d.3) == Some(&format!("{finished} kernels tuned"));
+    let live = details.iter().any(|d| d.3.contains(" tuned · now "));
+    let (_, running) = details.split_last().expect("the warm-up reported");
+    let estimate = expected == Some(PLANTED_ESTIMATE)
+        && running
+            .iter()
+            .all(|(done, total, unit, _)| unit == "kernels" && done < total)
+        && running
+            .iter()
+            .any(|(_, total, _, _)| *total == PLANTED_ESTIMATE);
     let split = done.workloads.len() == 5
         && done.workloads.iter().map(|w| w.tuned).sum::<u64>() == done.tuned
         && done.workloads.iter().any(|w| w.tuned > 0);
     println!(
-        "RUN started={} finished={finished} tuned={} entries={} count={} live={} split={}",
+        "RUN started={} finished={finished} tuned={} entries={} count={} live={} split={} estimate={}",
         after.started - before.started,
         done.tuned,
         cache.tuned_entries(),
         u8::from(count),
         u8::from(live),
-        u8::from(split)
+        u8::from(split),
+        u8::from(estimate)
     );
 }

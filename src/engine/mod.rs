@@ -32,5 +32,6 @@ pub use suggest::suggest_step;
 pub use train::train_step;
 pub use train_vae::train_vae_step;
 pub use warmup::{
-    TUNING_STAGE, WarmUp, Workload, WorkloadTuned, ensure_warm, ensure_warm_in, signature, warm_up,
+    TUNING_STAGE, WarmUp, Workload, WorkloadTuned, ensure_warm, ensure_warm_in, expected_tuning,
+    shapes_of, signature, warm_up,
 };

@@ -128,14 +128,15 @@ impl Workload {
 }
 
 /// What identifies a project's tuned shapes: the workloads with every
-/// dimension that picks a kernel, the autotune level, how convolutions are
-/// chosen (steered ones tune none of their candidates), and our version
-/// (a new nextslice may run other kernels).
+/// dimension that picks a kernel, the autotune level, how convolutions and
+/// matmuls are chosen (steered ones tune none of their candidates), and
+/// our version (a new nextslice may run other kernels).
 pub fn signature(config: &Config, level: AutotuneLevel) -> String {
     let [h, w] = config.slicing.size;
     let convolutions = crate::model::convolution_choice();
+    let matmuls = crate::model::matmul_choice();
     format!(
-        "nextslice {} · autotune {} · convolutions {convolutions} · {} channels {h}×{w} → {} classes · U-Net {:?}+{} b{} · VAE {:?} z{} b{} · inference b{ENCODE_BATCH}/{INFER_BATCH}/{GRADIENT_BATCH}",
+        "nextslice {} · autotune {} · convolutions {convolutions} · matmuls {matmuls} · {} channels {h}×{w} → {} classes · U-Net {:?}+{} b{} · VAE {:?} z{} b{} · inference b{ENCODE_BATCH}/{INFER_BATCH}/{GRADIENT_BATCH}",
         env!("CARGO_PKG_VERSION"),
         level.name(),
         config.dataset.modalities.len(),
@@ -147,6 +148,15 @@ pub fn signature(config: &Config, level: AutotuneLevel) -> String {
         config.vae.z_dim,
         config.vae.batch_size,
     )
+}
+
+/// A signature without the version that made it: the same shapes, tuned
+/// by another nextslice, tune about as many kernels (an estimate, not a
+/// cache key).
+pub fn shapes_of(signature: &str) -> &str {
+    signature
+        .split_once(" · ")
+        .map_or(signature, |(_, shapes)| shapes)
 }
 
 /// How a warm-up went.
@@ -172,15 +182,18 @@ pub struct WorkloadTuned {
     pub tuned: u64,
 }
 
-/// Runs every workload once with "tuning GPU kernels" progress: workloads
-/// done of all, and, while one runs, how many kernels cubecl has tuned and
-/// which it is on, refreshed twice a second. Stops between workloads on a
-/// cancel.
+/// Runs every workload once with "tuning GPU kernels" progress, refreshed
+/// twice a second: how many kernels cubecl has tuned and which it is on.
+/// With `expected` (what an earlier warm-up of the same shapes tuned) the
+/// progress counts kernels of that many, so the job's ETA is the kernels
+/// left at this run's pace; without, it counts workloads (the first, which
+/// tunes most, makes that ETA long). Stops between workloads on a cancel.
 pub fn warm_up<B: AutodiffBackend>(
     config: &Config,
     device: &B::Device,
     progress: &dyn Progress,
     cancel: &AtomicBool,
+    expected: Option<u64>,
 ) -> Result<WarmUp, EngineError> {
     let before = crate::gpu::monitor().snapshot();
     let started = Instant::now();
@@ -196,17 +209,28 @@ pub fn warm_up<B: AutodiffBackend>(
         std::thread::scope(|scope| {
             scope.spawn(|| {
                 while running.load(Ordering::Relaxed) {
-                    let tuning = crate::gpu::monitor().snapshot().describe(&before);
+                    let now = crate::gpu::monitor().snapshot();
+                    let tuning = now.describe(&before);
+                    let tuned = now.finished.saturating_sub(before.finished);
+                    let position = match expected {
+                        Some(_) => format!("{what}, workload {} of {total}", done + 1),
+                        None => what.clone(),
+                    };
                     let detail = if tuning.is_empty() {
-                        what.clone()
+                        position
                     } else {
-                        format!("{what}; {tuning}")
+                        format!("{position}; {tuning}")
+                    };
+                    let (done, total, unit) = match expected {
+                        // Never all done while a workload still runs.
+                        Some(kernels) => (tuned, kernels.max(tuned + 1), "kernels"),
+                        None => (done as u64, total, "workloads"),
                     };
                     progress.update(&ProgressUpdate {
                         stage: TUNING_STAGE,
-                        done: done as u64,
+                        done,
                         total,
-                        unit: "workloads",
+                        unit,
                         detail: &detail,
                     });
                     sleep_unless(&running, Duration::from_millis(500));
@@ -289,7 +313,13 @@ pub fn ensure_warm_in<B: AutodiffBackend>(
             workloads: Vec::new(),
         });
     }
-    let done = warm_up::<B>(config, device, progress, cancel)?;
+    let done = warm_up::<B>(
+        config,
+        device,
+        progress,
+        cancel,
+        expected_tuning(cache, &signature),
+    )?;
     let record = WarmRecord {
         signature,
         tuned: done.tuned,
@@ -303,6 +333,17 @@ pub fn ensure_warm_in<B: AutodiffBackend>(
         );
     }
     Ok(done)
+}
+
+/// How many kernels a warm-up of `signature`'s shapes tuned before, on
+/// any GPU or driver under the cache's root or by an earlier nextslice
+/// (the keys cubecl tunes depend on shapes, not on the GPU); `None` where
+/// none that tuned any finished.
+pub fn expected_tuning(cache: &KernelCache, signature: &str) -> Option<u64> {
+    let shapes = shapes_of(signature);
+    cache
+        .earlier_warm_up(|other| other.tuned > 0 && shapes_of(&other.signature) == shapes)
+        .map(|record| record.tuned)
 }
 
 #[cfg(test)]
@@ -390,6 +431,64 @@ mod tests {
     }
 
     #[test]
+    fn an_earlier_warm_up_of_the_same_shapes_makes_the_progress_count_kernels() {
+        let config = tiny_config();
+        let level = AutotuneLevel::Minimal;
+        let root = tempfile::tempdir().unwrap();
+        let cache = KernelCache::for_gpu(root.path(), "Test GPU", "2.0");
+        let signature = signature(&config, level);
+        assert_eq!(expected_tuning(&cache, &signature), None, "first here");
+        // Another driver's warm-up of the same shapes, by an older nextslice.
+        let elsewhere = KernelCache::for_gpu(root.path(), "Test GPU", "1.0");
+        let older = format!("nextslice 0.0.1 · {}", shapes_of(&signature));
+        let record = |signature: String, tuned| WarmRecord {
+            signature,
+            tuned,
+            seconds: 90.0,
+        };
+        elsewhere.mark_warm(&record(older, 12)).unwrap();
+        let mut wider = config.clone();
+        wider.unet.batch_size = 4;
+        let other_shapes = super::signature(&wider, level);
+        elsewhere.mark_warm(&record(other_shapes, 99)).unwrap();
+        assert_eq!(expected_tuning(&cache, &signature), Some(12));
+
+        let progress = Recorder(Mutex::new(Vec::new()));
+        let cancel = AtomicBool::new(false);
+        ensure_warm_in::<CpuBackend>(
+            &cache,
+            level,
+            &config,
+            &Default::default(),
+            &progress,
+            &cancel,
+        )
+        .unwrap();
+        let seen = progress.0.lock().unwrap().clone();
+        let (last, running) = seen.split_last().unwrap();
+        assert_eq!((last.1, last.2), (5, 5), "ends with the workloads");
+        // The CPU tunes nothing: 0 of the 12 kernels expected, workload by
+        // workload.
+        assert!(
+            running
+                .iter()
+                .all(|(_, done, total, _)| (*done, *total) == (0, 12)),
+            "{seen:?}"
+        );
+        for n in 1..=5 {
+            assert!(
+                running
+                    .iter()
+                    .any(|s| s.3.contains(&format!("workload {n} of 5"))),
+                "workload {n} said: {seen:?}"
+            );
+        }
+        // What this warm-up tuned (none) is no estimate for the next one.
+        let cache = KernelCache::for_gpu(root.path(), "Test GPU", "3.0");
+        assert_eq!(expected_tuning(&cache, &signature), Some(12));
+    }
+
+    #[test]
     fn a_cancel_stops_the_warm_up_before_the_next_workload() {
         let cancel = AtomicBool::new(true);
         let result = warm_up::<CpuBackend>(
@@ -397,6 +496,7 @@ mod tests {
             &Default::default(),
             &crate::progress::Silent,
             &cancel,
+            None,
         );
         assert!(matches!(result, Err(EngineError::Cancelled)));
     }

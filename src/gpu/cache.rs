@@ -90,6 +90,26 @@ impl KernelCache {
         (record.signature == signature).then_some(record)
     }
 
+    /// The newest warm-up recorded under the same root (for any GPU and
+    /// driver, this one's included) that `wanted` accepts: how many kernels
+    /// a warm-up of the same shapes tuned before, for an estimate of how
+    /// long this one takes. Unreadable records are passed over.
+    pub fn earlier_warm_up(&self, wanted: impl Fn(&WarmRecord) -> bool) -> Option<WarmRecord> {
+        let root = self.dir.parent()?;
+        let gpus = std::fs::read_dir(root).ok()?;
+        gpus.flatten()
+            .filter_map(|gpu| std::fs::read_dir(gpu.path().join("warm")).ok())
+            .flat_map(|records| records.flatten())
+            .filter_map(|entry| {
+                let modified = entry.metadata().and_then(|m| m.modified()).ok()?;
+                let bytes = std::fs::read(entry.path()).ok()?;
+                let record: WarmRecord = serde_json::from_slice(&bytes).ok()?;
+                wanted(&record).then_some((modified, record))
+            })
+            .max_by_key(|(modified, _)| *modified)
+            .map(|(_, record)| record)
+    }
+
     /// Records a finished warm-up (atomically: a crash leaves none, and the
     /// next job tunes again, which finds cubecl's cache mostly filled).
     pub fn mark_warm(&self, record: &WarmRecord) -> std::io::Result<()> {
@@ -200,6 +220,36 @@ mod tests {
         let file = cache.warm_file("unet 128 b8");
         std::fs::write(&file, b"{\"signature\":").unwrap();
         assert_eq!(cache.warm_record("unet 128 b8"), None);
+    }
+
+    #[test]
+    fn an_earlier_warm_up_is_found_under_any_gpu_of_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        let here = KernelCache::for_gpu(root.path(), "Test GPU", "2.0");
+        assert_eq!(here.earlier_warm_up(|_| true), None, "nothing yet");
+        let older_driver = KernelCache::for_gpu(root.path(), "Test GPU", "1.0");
+        let record = |signature: &str, tuned| WarmRecord {
+            signature: signature.into(),
+            tuned,
+            seconds: 60.0,
+        };
+        older_driver
+            .mark_warm(&record("v1 · unet 128", 40))
+            .unwrap();
+        older_driver
+            .mark_warm(&record("v1 · unet 256", 50))
+            .unwrap();
+        let wanted = |r: &WarmRecord| r.signature.ends_with("unet 128");
+        assert_eq!(here.earlier_warm_up(wanted).map(|r| r.tuned), Some(40));
+        // A damaged record beside it is passed over.
+        let warm = older_driver.dir.join("warm");
+        std::fs::write(warm.join("damaged.json"), b"{\"signature\":").unwrap();
+        assert_eq!(here.earlier_warm_up(wanted).map(|r| r.tuned), Some(40));
+        // The newest of two matching records wins.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        here.mark_warm(&record("v2 · unet 128", 44)).unwrap();
+        assert_eq!(here.earlier_warm_up(wanted).map(|r| r.tuned), Some(44));
+        assert_eq!(here.earlier_warm_up(|r| r.signature.ends_with("vae")), None);
     }
 
     #[test]
