@@ -171,19 +171,28 @@ fn tuned_kernels_are_kept_for_the_next_process() {
     assert_eq!(second.entries, first.entries, "{second:?}");
 }
 
-/// A warm-up recorded with autotuned convolutions must not stand for one
-/// with steered convolutions: those run other kernels, tuned apart.
+/// A warm-up recorded with autotuned convolutions or matmuls must not stand
+/// for one with steered ones: those run other kernels, tuned apart.
 #[test]
-fn steered_and_autotuned_convolutions_are_warmed_up_apart() {
-    use nextslice::model::{Steer, with_conv_steering};
+fn steered_and_autotuned_kernels_are_warmed_up_apart() {
+    use nextslice::model::{Steer, with_conv_steering, with_matmul_steering};
     let config = tiny_config();
     let level = AutotuneLevel::Minimal;
-    let autotuned = with_conv_steering(None, || signature(&config, level));
-    let steered = with_conv_steering(Some(Steer::ImplicitGemm), || signature(&config, level));
-    let direct = with_conv_steering(Some(Steer::Direct), || signature(&config, level));
+    let signed = |steer: Option<Steer>, fixed: bool| {
+        with_conv_steering(steer, || {
+            with_matmul_steering(fixed, || signature(&config, level))
+        })
+    };
+    let autotuned = signed(None, false);
+    let steered = signed(Some(Steer::ImplicitGemm), false);
+    let direct = signed(Some(Steer::Direct), false);
+    let fixed = signed(None, true);
     assert!(autotuned.contains("convolutions autotune"), "{autotuned}");
+    assert!(autotuned.contains("matmuls autotune"), "{autotuned}");
     assert!(steered.contains("convolutions implicit-gemm"), "{steered}");
+    assert!(fixed.contains("matmuls fixed"), "{fixed}");
     assert_ne!(steered, direct);
+    assert_ne!(fixed, autotuned);
 }
 
 #[test]
