@@ -17,8 +17,8 @@ pub struct LogReporter<'a> {
     log: &'a EventLog,
     job: Job,
     last: Mutex<Option<Instant>>,
-    /// The stage being measured: (name, when it started, steps done then).
-    stage: Mutex<Option<(String, Instant, u64)>>,
+    /// The stage being measured.
+    stage: Mutex<Option<StagePace>>,
     /// The job's overall position, carried on every progress event.
     overall: Mutex<Option<Overall>>,
 }
@@ -57,26 +57,43 @@ impl<'a> LogReporter<'a> {
         let Ok(mut slot) = self.stage.lock() else {
             return (None, None);
         };
-        // A stage starts over when its name changes, or when it reports 0
-        // again (a simulation evaluates every round under one name).
-        let restarted = done == 0
-            || slot
-                .as_ref()
-                .is_none_or(|(name, _, from)| name != stage || done < *from);
+        // A stage starts over when its name changes, or when its count goes
+        // back (a simulation evaluates every round under one name). Reports
+        // that repeat the count (a slow first item, heard twice a second)
+        // keep the clock running from the stage's start.
+        let restarted = slot
+            .as_ref()
+            .is_none_or(|s| s.name != stage || done < s.last);
         if restarted {
-            *slot = Some((stage.to_string(), Instant::now(), done));
+            *slot = Some(StagePace {
+                name: stage.to_string(),
+                started: Instant::now(),
+                from: done,
+                last: done,
+            });
             return (None, None);
         }
-        let Some((_, started, from)) = slot.as_ref() else {
+        let Some(pace) = slot.as_mut() else {
             return (None, None);
         };
-        let elapsed = started.elapsed().as_secs_f64();
-        if done <= *from || elapsed <= 0.0 {
+        pace.last = done;
+        let elapsed = pace.started.elapsed().as_secs_f64();
+        if done <= pace.from || elapsed <= 0.0 {
             return (None, None);
         }
-        let rate = (done - from) as f64 / elapsed;
+        let rate = (done - pace.from) as f64 / elapsed;
         (Some(rate), Some(total.saturating_sub(done) as f64 / rate))
     }
+}
+
+/// The stage being measured.
+struct StagePace {
+    name: String,
+    started: Instant,
+    /// Steps done when it started.
+    from: u64,
+    /// Steps done at the last report.
+    last: u64,
 }
 
 impl Progress for LogReporter<'_> {
@@ -140,5 +157,35 @@ impl TrainObserver for LogReporter<'_> {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn the_pace_counts_from_the_stage_start_not_from_the_last_repeated_count() {
+        let project = tempfile::tempdir().unwrap();
+        let log = EventLog::new(project.path());
+        let reporter = LogReporter::new(&log, Job::Train);
+        // A slow first item, reported at 0 again and again.
+        assert_eq!(reporter.pace("tuning", 0, 10), (None, None));
+        std::thread::sleep(Duration::from_millis(150));
+        assert_eq!(reporter.pace("tuning", 0, 10), (None, None));
+        std::thread::sleep(Duration::from_millis(50));
+        let (rate, eta) = reporter.pace("tuning", 1, 10);
+        // 1 item in ≥ 200 ms, not in the 50 ms since the last report at 0.
+        let rate = rate.unwrap();
+        assert!(rate <= 5.0, "{rate}");
+        assert!(eta.unwrap() >= 9.0 / 5.0);
+        // A count that goes back starts the stage over (a simulation's
+        // next evaluation), as does another stage.
+        assert_eq!(reporter.pace("tuning", 0, 10), (None, None));
+        assert_eq!(reporter.pace("encoding", 3, 10), (None, None));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(reporter.pace("encoding", 4, 10).0.is_some());
     }
 }
