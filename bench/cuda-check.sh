@@ -51,7 +51,7 @@ export NEXTSLICE_STORE_ROOT="$D/stores"
 export NEXTSLICE_GPU_CONV=${NEXTSLICE_GPU_CONV:-implicit-gemm}
 # Matmuls likewise (`model::matmul_node`), unless NEXTSLICE_GPU_MATMUL=autotune:
 # each autotuned matmul shape compiles every tensor-core candidate first;
-# on lavapipe, fixing them cut a cold warm-up from 85 s to 17 s (stop 30).
+# on lavapipe, fixing them cut a cold warm-up from 82-90 s to 12-13 s (stop 30).
 export NEXTSLICE_GPU_MATMUL=${NEXTSLICE_GPU_MATMUL:-fixed}
 # Every check shares these caches, except first steps run another way.
 export NEXTSLICE_GPU_CACHE="$D/cache-minimal-$NEXTSLICE_GPU_CONV-$NEXTSLICE_GPU_MATMUL"
@@ -250,11 +250,11 @@ kernels_ab() {
 # The bench's cases plain, then again as its column flag $2 says, in one
 # process (burn alone), the table into $OUT/$4.
 column_ab() {
-  local what=$1 flag=$2 cases=$3 file=$4 title=$5 start
+  local what=$1 flag=$2 cases=$3 file=$4 title=$5 most=${6:-150} start
   fits 60 "$what" || return
   echo "== $title"
   start=$(secs)
-  burn_only timeout "$(limit 150)" "$BIN/models" --device cuda --repeat 5 --warmup 3 \
+  burn_only timeout "$(limit "$most")" "$BIN/models" --device cuda --repeat 5 --warmup 3 \
     --autotune minimal "$flag" --cases "$cases" | tee "$OUT/$file"
   echo "($what: exit ${PIPESTATUS[0]}, $(took "$start") s)"
 }
@@ -289,12 +289,13 @@ fold_ab() {
 }
 
 # Matmuls steered to one kernel (`model::matmul_node`) against autotuned,
-# one process: the first column autotunes them (cold, for these shapes),
-# the second runs the fixed kernel; the steady-state price of not tuning.
+# one process: the first column runs them fixed (tuned already by the
+# checks before), the second autotunes them (cold for these shapes, so it
+# may take minutes); the steady-state price of not tuning.
 matmul_ab() {
-  NEXTSLICE_GPU_MATMUL=autotune column_ab "the fixed-matmul A/B" --matmul-fixed \
-    "${MATMUL_CASES:-unet-train-128-b8,vae-train-128-b16,unet-infer-256-b32}" matmul-ab.txt \
-    "matmuls fixed to one kernel (NEXTSLICE_GPU_MATMUL=fixed) vs autotuned (burn-cuda)"
+  column_ab "the fixed-matmul A/B" --matmul-ab \
+    "${MATMUL_CASES:-unet-train-128-b8,vae-train-128-b16}" matmul-ab.txt \
+    "matmuls fixed to one kernel (NEXTSLICE_GPU_MATMUL=$NEXTSLICE_GPU_MATMUL first) vs the other way (burn-cuda)" 300
 }
 
 # burn's fused CUDA backend (cuda-fusion build) against the plain one, the

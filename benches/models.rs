@@ -13,8 +13,8 @@
 //! profiler (`NEXTSLICE_GPU_PROFILE=FILE`); a `cuda-fusion` build measures
 //! burn's fused backend. `--wgrad-fold` (GPU) adds the cases with steered
 //! weight gradients folded (`NEXTSLICE_GPU_WGRAD_FOLD=auto`), and
-//! `--matmul-fixed` with matmuls steered to one kernel
-//! (`NEXTSLICE_GPU_MATMUL=fixed`). `--torch-last`
+//! `--matmul-ab` with matmuls chosen the other way from
+//! `NEXTSLICE_GPU_MATMUL` (fixed to one kernel, or autotuned). `--torch-last`
 //! times PyTorch after burn instead of before (a time-limited GPU run keeps
 //! burn's rates if it stops early).
 //! PyTorch side: `.venv-torch` made by `../shared/tools/torch-cpu-venv .venv-torch`
@@ -480,8 +480,9 @@ fn main() {
     // first column (header, column).
     let mut against_first: Vec<(&str, usize)> = Vec::new();
     // `--wgrad-fold`: the cases again with steered weight gradients folded
-    // (`model::weight_grad_fold`, auto); `--matmul-fixed`: with matmuls
-    // steered to one kernel (`model::matmul_node`).
+    // (`model::weight_grad_fold`, auto); `--matmul-ab`: with matmuls chosen
+    // the other way (`model::matmul_node`: fixed if the first column
+    // autotuned them, autotuned if it ran them fixed).
     #[cfg(any(feature = "cuda", feature = "wgpu"))]
     {
         use nextslice::model::{Fold, with_matmul_steering, with_weight_grad_fold};
@@ -493,11 +494,18 @@ fn main() {
             columns.push((label, folded));
             against_first.push(("folded/plain", columns.len() - 1));
         }
-        if flag("--matmul-fixed") {
-            let label = format!("{}, matmuls fixed", columns[0].0);
-            let fixed = column_rates(&label, &cases, |c| with_matmul_steering(true, || run(c)));
-            columns.push((label, fixed));
-            against_first.push(("fixed/tuned", columns.len() - 1));
+        if flag("--matmul-ab") {
+            // The other way from the first column's (NEXTSLICE_GPU_MATMUL).
+            let fixed = !nextslice::model::matmuls_steered();
+            let (way, ratio) = if fixed {
+                ("fixed", "fixed/tuned")
+            } else {
+                ("autotuned", "tuned/fixed")
+            };
+            let label = format!("{}, matmuls {way}", columns[0].0);
+            let other = column_rates(&label, &cases, |c| with_matmul_steering(fixed, || run(c)));
+            columns.push((label, other));
+            against_first.push((ratio, columns.len() - 1));
         }
     }
     if let Some(half) = bf16_rates(flag("--bf16"), device, &cases, repeat) {
@@ -587,7 +595,7 @@ fn main() {
     if let Some(steer) = nextslice::model::steering() {
         let (steered, refused) = nextslice::model::steering_counts();
         println!(
-            "convolutions steered to {steer:?} ({}): {steered} passes ran it, {refused} fell back to burn's default; {} weight gradients folded",
+            "convolutions steered to {steer:?} ({}): {steered} passes ran it, {refused} fell back to the autotuner; {} weight gradients folded",
             nextslice::model::CONV_ENV,
             nextslice::model::folded_weight_gradients()
         );

@@ -3,7 +3,7 @@
 //!
 //! Layers, lowest first; a module imports only those below it (the
 //! README's "Layout of the code" has one line per module):
-//! `config`, `layout`, `fsutil`, `heap`, `rng`, `scoped`, `progress`, `gpu`, `device` →
+//! `config`, `layout`, `fsutil`, `heap`, `rng`, `switch`, `progress`, `gpu`, `device` →
 //! `volume` → `store`, `model`, `eval` → `train`, `strategy`, `masks` →
 //! `journal` → `project` → `engine` → `simulate` → `worker` → `tui` → the
 //! CLI (in the binary).
@@ -23,10 +23,10 @@ pub mod model;
 pub mod progress;
 pub mod project;
 pub mod rng;
-pub mod scoped;
 pub mod simulate;
 pub mod store;
 pub mod strategy;
+pub mod switch;
 pub mod train;
 pub mod tui;
 pub mod volume;

@@ -48,7 +48,7 @@ impl Progress for Details {
 
 /// The kernels a warm-up of the test's shapes tuned "on another GPU", as
 /// the parent plants it beside the child's cache: fewer than lavapipe
-/// tunes, so the child's count overtakes the estimate.
+/// tunes (about 160), so the child's count overtakes the estimate.
 const PLANTED_ESTIMATE: u64 = 20;
 
 /// The child's cache, below the root the parent plants the estimate in.
@@ -71,8 +71,8 @@ struct Run {
     live_reported: bool,
     /// The warm-up's per-workload counts covered all five and added up.
     split_reported: bool,
-    /// The progress counted kernels of the planted estimate, and never
-    /// all of them while a workload ran.
+    /// The progress counted kernels of the planted estimate, never all of
+    /// them, and workloads once the count passed it.
     estimate_reported: bool,
 }
 
@@ -219,13 +219,18 @@ fn child() {
     let count = details.last().map(|d| &d.3) == Some(&format!("{finished} kernels tuned"));
     let live = details.iter().any(|d| d.3.contains(" tuned · now "));
     let (_, running) = details.split_last().expect("the warm-up reported");
+    // Kernels of the estimate, never all of them, until the count passed
+    // it; then workloads, saying so.
+    let kernels: Vec<_> = running.iter().filter(|d| d.2 == "kernels").collect();
     let estimate = expected == Some(PLANTED_ESTIMATE)
-        && running
+        && !kernels.is_empty()
+        && kernels
             .iter()
-            .all(|(done, total, unit, _)| unit == "kernels" && done < total)
-        && running
-            .iter()
-            .any(|(_, total, _, _)| *total == PLANTED_ESTIMATE);
+            .all(|(done, total, _, _)| *total == PLANTED_ESTIMATE && done < total)
+        && running.iter().any(|(_, _, unit, detail)| {
+            unit == "workloads"
+                && detail.contains(&format!("more kernels than the {PLANTED_ESTIMATE}"))
+        });
     let split = done.workloads.len() == 5
         && done.workloads.iter().map(|w| w.tuned).sum::<u64>() == done.tuned
         && done.workloads.iter().any(|w| w.tuned > 0);

@@ -299,11 +299,28 @@ fn steered_matmuls_train_like_autotuned_ones() {
     let fixed = |f: &dyn Fn() -> [Tensor<Wgpu, 4>; 2]| with_matmul_steering(true, f);
     let autotuned = |f: &dyn Fn() -> [Tensor<Wgpu, 4>; 2]| with_matmul_steering(false, f);
     let (steered_before, refused_before) = matmul_counts();
+    let passes_in = |f: &dyn Fn() -> [Tensor<Wgpu, 4>; 2]| {
+        let before = matmul_counts().0;
+        let out = fixed(f);
+        (matmul_counts().0 - before, out)
+    };
 
     let unet = materialized(tiny_unet().init::<Gpu>(&Default::default()));
     let weights = normal([2, 3, 16, 16]);
+    let forward = || {
+        let logits = unet.clone().forward(x.clone(), Mode::Train).logits.inner();
+        [logits.clone(), logits]
+    };
+    let (forward_passes, _) = passes_in(&forward);
+    assert!(forward_passes > 0, "no up-convolution ran the fixed kernel");
     let step = || unet_step(unet.clone(), &x, &weights);
-    let [logits, after] = fixed(&step);
+    let (step_passes, [logits, after]) = passes_in(&step);
+    // Forward, both gradients of each matmul, forward again after the step.
+    assert_eq!(
+        step_passes,
+        4 * forward_passes,
+        "the backward pass ran the fixed kernel too"
+    );
     let [tuned_logits, tuned_after] = autotuned(&step);
     assert_close(logits, tuned_logits, "fixed matmuls: U-Net logits");
     assert_close(after, tuned_after, "fixed matmuls: U-Net after one step");

@@ -176,7 +176,7 @@ pub fn warmup(args: WarmupArgs) -> Result<()> {
         if let Some(steer) = nextslice::model::steering() {
             let (steered, refused) = nextslice::model::steering_counts();
             println!(
-                "convolutions steered to {}: {steered} passes ran it, {refused} it refused ran the autotuner",
+                "convolutions steered to {}: {steered} passes ran it, {refused} fell back to the autotuner",
                 steer.name()
             );
         }
@@ -184,7 +184,7 @@ pub fn warmup(args: WarmupArgs) -> Result<()> {
         if nextslice::model::matmuls_steered() {
             let (fixed, refused) = nextslice::model::matmul_counts();
             println!(
-                "matmuls steered to one kernel: {fixed} passes ran it, {refused} it refused ran the autotuner"
+                "matmuls steered to one kernel: {fixed} passes ran it, {refused} fell back to the autotuner"
             );
         }
     }

@@ -128,15 +128,22 @@ impl Workload {
 }
 
 /// What identifies a project's tuned shapes: the workloads with every
-/// dimension that picks a kernel, the autotune level, how convolutions and
-/// matmuls are chosen (steered ones tune none of their candidates), and
-/// our version (a new nextslice may run other kernels).
+/// dimension that picks a kernel, the autotune level, whether burn's fused
+/// backend runs them, how convolutions and matmuls are chosen (steered ones
+/// tune none of their candidates), and our version (a new nextslice may
+/// run other kernels).
 pub fn signature(config: &Config, level: AutotuneLevel) -> String {
     let [h, w] = config.slicing.size;
     let convolutions = crate::model::convolution_choice();
     let matmuls = crate::model::matmul_choice();
+    // burn's fused backend tunes its own kernels, and nothing is steered there.
+    let backend = if cfg!(feature = "cuda-fusion") {
+        "fused"
+    } else {
+        "plain"
+    };
     format!(
-        "nextslice {} · autotune {} · convolutions {convolutions} · matmuls {matmuls} · {} channels {h}×{w} → {} classes · U-Net {:?}+{} b{} · VAE {:?} z{} b{} · inference b{ENCODE_BATCH}/{INFER_BATCH}/{GRADIENT_BATCH}",
+        "nextslice {} · autotune {} · {backend} · convolutions {convolutions} · matmuls {matmuls} · {} channels {h}×{w} → {} classes · U-Net {:?}+{} b{} · VAE {:?} z{} b{} · inference b{ENCODE_BATCH}/{INFER_BATCH}/{GRADIENT_BATCH}",
         env!("CARGO_PKG_VERSION"),
         level.name(),
         config.dataset.modalities.len(),
@@ -184,10 +191,11 @@ pub struct WorkloadTuned {
 
 /// Runs every workload once with "tuning GPU kernels" progress, refreshed
 /// twice a second: how many kernels cubecl has tuned and which it is on.
-/// With `expected` (what an earlier warm-up of the same shapes tuned) the
-/// progress counts kernels of that many, so the job's ETA is the kernels
-/// left at this run's pace; without, it counts workloads (the first, which
-/// tunes most, makes that ETA long). Stops between workloads on a cancel.
+/// With `expected` (what an earlier cold warm-up of the same shapes tuned)
+/// the progress counts kernels of that many, so the job's ETA is the
+/// kernels left at this run's pace; without, or once the count passes it,
+/// it counts workloads (the first, which tunes most, makes that ETA long).
+/// Stops between workloads on a cancel.
 pub fn warm_up<B: AutodiffBackend>(
     config: &Config,
     device: &B::Device,
@@ -197,9 +205,9 @@ pub fn warm_up<B: AutodiffBackend>(
 ) -> Result<WarmUp, EngineError> {
     let before = crate::gpu::monitor().snapshot();
     let started = Instant::now();
-    let total = Workload::ALL.len() as u64;
+    let count = Workload::ALL.len() as u64;
     let mut workloads = Vec::with_capacity(Workload::ALL.len());
-    for (done, workload) in Workload::ALL.into_iter().enumerate() {
+    for (index, workload) in Workload::ALL.into_iter().enumerate() {
         if cancel.load(Ordering::Relaxed) {
             return Err(EngineError::Cancelled);
         }
@@ -210,22 +218,23 @@ pub fn warm_up<B: AutodiffBackend>(
             scope.spawn(|| {
                 while running.load(Ordering::Relaxed) {
                     let now = crate::gpu::monitor().snapshot();
-                    let tuning = now.describe(&before);
-                    let tuned = now.finished.saturating_sub(before.finished);
-                    let position = match expected {
-                        Some(_) => format!("{what}, workload {} of {total}", done + 1),
+                    let position = Position {
+                        workload: index as u64,
+                        workloads: count,
+                        tuned: now.finished.saturating_sub(before.finished),
+                        expected,
+                    };
+                    let detail = match position.note() {
+                        Some(note) => format!("{what}, {note}"),
                         None => what.clone(),
                     };
+                    let tuning = now.describe(&before);
                     let detail = if tuning.is_empty() {
-                        position
+                        detail
                     } else {
-                        format!("{position}; {tuning}")
+                        format!("{detail}; {tuning}")
                     };
-                    let (done, total, unit) = match expected {
-                        // Never all done while a workload still runs.
-                        Some(kernels) => (tuned, kernels.max(tuned + 1), "kernels"),
-                        None => (done as u64, total, "workloads"),
-                    };
+                    let (done, total, unit) = position.progress();
                     progress.update(&ProgressUpdate {
                         stage: TUNING_STAGE,
                         done,
@@ -249,8 +258,8 @@ pub fn warm_up<B: AutodiffBackend>(
     let detail = format!("{tuned} kernels tuned");
     progress.update(&ProgressUpdate {
         stage: TUNING_STAGE,
-        done: total,
-        total,
+        done: count,
+        total: count,
         unit: "workloads",
         detail: &detail,
     });
@@ -260,6 +269,39 @@ pub fn warm_up<B: AutodiffBackend>(
         skipped: false,
         workloads,
     })
+}
+
+/// Where a running warm-up stands: workload `workload` (from 0) of
+/// `workloads`, `tuned` kernels so far of `expected`, if known.
+struct Position {
+    workload: u64,
+    workloads: u64,
+    tuned: u64,
+    expected: Option<u64>,
+}
+
+impl Position {
+    /// (done, total, unit) for the progress: kernels of the expected count
+    /// while the count is below it (so never all done while a workload
+    /// runs), workloads otherwise.
+    fn progress(&self) -> (u64, u64, &'static str) {
+        match self.expected {
+            Some(expected) if self.tuned < expected => (self.tuned, expected, "kernels"),
+            _ => (self.workload, self.workloads, "workloads"),
+        }
+    }
+
+    /// Which workload this is, where the progress counts kernels, and that
+    /// the estimate was passed, once it is.
+    fn note(&self) -> Option<String> {
+        let expected = self.expected?;
+        let which = format!("workload {} of {}", self.workload + 1, self.workloads);
+        Some(if self.tuned < expected {
+            which
+        } else {
+            format!("{which}, more kernels than the {expected} an earlier warm-up tuned")
+        })
+    }
 }
 
 /// Sleeps up to `limit`, waking early once `flag` clears.
@@ -335,10 +377,10 @@ pub fn ensure_warm_in<B: AutodiffBackend>(
     Ok(done)
 }
 
-/// How many kernels a warm-up of `signature`'s shapes tuned before, on
-/// any GPU or driver under the cache's root or by an earlier nextslice
-/// (the keys cubecl tunes depend on shapes, not on the GPU); `None` where
-/// none that tuned any finished.
+/// How many kernels a cold warm-up of `signature`'s shapes tuned before,
+/// on any GPU or driver under the cache's root or by an earlier nextslice
+/// (the keys cubecl tunes depend on the shapes, hardly on the GPU); `None`
+/// where none that tuned any finished.
 pub fn expected_tuning(cache: &KernelCache, signature: &str) -> Option<u64> {
     let shapes = shapes_of(signature);
     cache
@@ -486,6 +528,26 @@ mod tests {
         // What this warm-up tuned (none) is no estimate for the next one.
         let cache = KernelCache::for_gpu(root.path(), "Test GPU", "3.0");
         assert_eq!(expected_tuning(&cache, &signature), Some(12));
+    }
+
+    #[test]
+    fn past_the_estimate_the_progress_counts_workloads_again() {
+        let at = |tuned| Position {
+            workload: 1,
+            workloads: 5,
+            tuned,
+            expected: Some(40),
+        };
+        assert_eq!(at(39).progress(), (39, 40, "kernels"));
+        assert_eq!(at(39).note().as_deref(), Some("workload 2 of 5"));
+        assert_eq!(at(40).progress(), (1, 5, "workloads"));
+        assert!(at(41).note().unwrap().contains("more kernels than the 40"));
+        let first_here = Position {
+            expected: None,
+            ..at(7)
+        };
+        assert_eq!(first_here.progress(), (1, 5, "workloads"));
+        assert_eq!(first_here.note(), None);
     }
 
     #[test]

@@ -90,24 +90,23 @@ impl KernelCache {
         (record.signature == signature).then_some(record)
     }
 
-    /// The newest warm-up recorded under the same root (for any GPU and
-    /// driver, this one's included) that `wanted` accepts: how many kernels
-    /// a warm-up of the same shapes tuned before, for an estimate of how
-    /// long this one takes. Unreadable records are passed over.
+    /// Of the warm-ups recorded under the same root (for any GPU and
+    /// driver, this one's included) that `wanted` accepts, the one that
+    /// tuned the most kernels: a warm-up that started from an empty cache
+    /// tunes every kernel its shapes need, one that found a cache partly
+    /// filled fewer. How many a cold warm-up of these shapes takes, for an
+    /// estimate of how long this one will. Unreadable records are passed
+    /// over.
     pub fn earlier_warm_up(&self, wanted: impl Fn(&WarmRecord) -> bool) -> Option<WarmRecord> {
         let root = self.dir.parent()?;
         let gpus = std::fs::read_dir(root).ok()?;
         gpus.flatten()
             .filter_map(|gpu| std::fs::read_dir(gpu.path().join("warm")).ok())
             .flat_map(|records| records.flatten())
-            .filter_map(|entry| {
-                let modified = entry.metadata().and_then(|m| m.modified()).ok()?;
-                let bytes = std::fs::read(entry.path()).ok()?;
-                let record: WarmRecord = serde_json::from_slice(&bytes).ok()?;
-                wanted(&record).then_some((modified, record))
-            })
-            .max_by_key(|(modified, _)| *modified)
-            .map(|(_, record)| record)
+            .filter_map(|entry| std::fs::read(entry.path()).ok())
+            .filter_map(|bytes| serde_json::from_slice::<WarmRecord>(&bytes).ok())
+            .filter(|record| wanted(record))
+            .max_by_key(|record| record.tuned)
     }
 
     /// Records a finished warm-up (atomically: a crash leaves none, and the
@@ -245,10 +244,10 @@ mod tests {
         let warm = older_driver.dir.join("warm");
         std::fs::write(warm.join("damaged.json"), b"{\"signature\":").unwrap();
         assert_eq!(here.earlier_warm_up(wanted).map(|r| r.tuned), Some(40));
-        // The newest of two matching records wins.
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        here.mark_warm(&record("v2 · unet 128", 44)).unwrap();
-        assert_eq!(here.earlier_warm_up(wanted).map(|r| r.tuned), Some(44));
+        // Of two matching records, the one that tuned more: the other
+        // found a cache partly filled (an upgrade on the same GPU).
+        here.mark_warm(&record("v2 · unet 128", 3)).unwrap();
+        assert_eq!(here.earlier_warm_up(wanted).map(|r| r.tuned), Some(40));
         assert_eq!(here.earlier_warm_up(|r| r.signature.ends_with("vae")), None);
     }
 

@@ -19,7 +19,6 @@
 use std::any::TypeId;
 use std::cell::Cell;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -38,6 +37,7 @@ use burn_cubecl::tensor::CubeTensor;
 
 use super::weight_grad_fold;
 use crate::gpu::cube::{CubeTask, cast, on_runtime_of, primitive, retype};
+use crate::switch::PassCounts;
 
 /// The environment variable that picks how GPU convolutions are chosen:
 /// `implicit-gemm` or `direct` steers them to that kernel; unset, they are
@@ -79,51 +79,38 @@ thread_local! {
 /// Runs `f` with convolutions on this thread steered to `steer` (`None`:
 /// autotuned), whatever the environment says.
 pub fn with_conv_steering<R>(steer: Option<Steer>, f: impl FnOnce() -> R) -> R {
-    crate::scoped::with_thread_value(&OVERRIDE, Some(steer), f)
+    crate::switch::with_thread_value(&OVERRIDE, Some(steer), f)
 }
 
 /// How convolutions are steered on this thread, if they are.
 pub fn steering() -> Option<Steer> {
     static FROM_ENV: OnceLock<Option<Steer>> = OnceLock::new();
     OVERRIDE.get().unwrap_or_else(|| {
-        *FROM_ENV.get_or_init(|| {
-            let value = std::env::var(CONV_ENV).ok()?;
-            match value.trim().to_ascii_lowercase().as_str() {
-                "implicit-gemm" => Some(Steer::ImplicitGemm),
-                "direct" => Some(Steer::Direct),
-                "" | "autotune" => None,
-                other => {
-                    eprintln!(
-                        "{CONV_ENV}={other}: not implicit-gemm, direct or autotune; convolutions are autotuned"
-                    );
-                    None
-                }
-            }
-        })
+        let meaning = [
+            "implicit-gemm, direct or autotune",
+            "convolutions are autotuned",
+        ];
+        crate::switch::from_env(&FROM_ENV, CONV_ENV, parse, None, meaning)
     })
+}
+
+fn parse(value: &str) -> Option<Option<Steer>> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "implicit-gemm" => Some(Some(Steer::ImplicitGemm)),
+        "direct" => Some(Some(Steer::Direct)),
+        "" | "autotune" => Some(None),
+        _ => None,
+    }
 }
 
 /// Convolution passes (forward, data and weight gradients) that ran the
 /// steered kernel, and those it refused, which ran burn's default instead.
-static STEERED_PASSES: AtomicU64 = AtomicU64::new(0);
-static REFUSED_PASSES: AtomicU64 = AtomicU64::new(0);
+static PASSES: PassCounts = PassCounts::new();
 
 /// (passes run by the steered kernel, passes it refused) in this process:
 /// whether steering is in force, and where it is not.
 pub fn steering_counts() -> (u64, u64) {
-    (
-        STEERED_PASSES.load(Ordering::Relaxed),
-        REFUSED_PASSES.load(Ordering::Relaxed),
-    )
-}
-
-fn count(steered: bool) {
-    let counter = if steered {
-        &STEERED_PASSES
-    } else {
-        &REFUSED_PASSES
-    };
-    counter.fetch_add(1, Ordering::Relaxed);
+    PASSES.get()
 }
 
 /// `layer` applied to `x` through the node steered to `steer`, where `B`
@@ -306,7 +293,7 @@ fn forward<I: Backend>(
             let weight: CubeTensor<R> = cast(self.weight);
             let Steered { steer, options } = self.options;
             let y = conv_forward::<R, 2>(x, weight, None, options, steer.strategy()).ok();
-            count(y.is_some());
+            PASSES.count(y.is_some());
             y.map(cast)
         }
     }
@@ -360,7 +347,7 @@ impl<I: Backend> CubeTask for Gradient<'_, I> {
             ),
         };
         let steered = pass(steer.strategy());
-        count(steered.is_ok());
+        PASSES.count(steered.is_ok());
         let gradient = steered
             .or_else(|_| pass(ConvStrategy::default()))
             .expect("burn's default strategy takes every convolution");

@@ -1,6 +1,7 @@
 //! Which path runs the models' matrix products (the decoders'
-//! up-convolutions as matmuls, the VAE's linear maps): the steered GPU node
-//! where `NEXTSLICE_GPU_MATMUL` asks for it (`matmul_node`), else burn's.
+//! up-convolutions as matmuls, the VAE's and the loss head's linear maps):
+//! the steered GPU node where `NEXTSLICE_GPU_MATMUL` asks for it
+//! (`matmul_node`), else burn's.
 
 use burn::nn::Linear;
 use burn::prelude::*;

@@ -10,6 +10,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
+use super::dense;
 use super::unet::{UNet, UNetSpec};
 
 /// Width of each level's fully connected layer (Yoo & Kweon: 128).
@@ -43,12 +44,15 @@ impl<B: Backend> LossHead<B> {
             .zip(features)
             .map(|(fc, f)| {
                 let [n, c, _, _] = f.dims();
-                relu(fc.forward(f.clone().mean_dim(3).mean_dim(2).reshape([n, c])))
+                relu(dense::linear(
+                    fc,
+                    f.clone().mean_dim(3).mean_dim(2).reshape([n, c]),
+                ))
             })
             .collect();
         let joined = Tensor::cat(pooled, 1);
         let n = joined.dims()[0];
-        self.out.forward(joined).reshape([n])
+        dense::linear(&self.out, joined).reshape([n])
     }
 }
 

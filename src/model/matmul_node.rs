@@ -11,16 +11,18 @@
 //! three minutes per model (docs/performance/cuda.md, stop 29).
 //!
 //! Here the three passes run one kernel each: cubek's simple tensor-core
-//! matmul (`SimpleCyclicCmma`), or where the GPU has no tensor cores its
-//! simple unit matmul, which is what burn runs in a build without
-//! autotune. A pass neither takes falls back to burn's matmul (the
-//! autotuner), so results never depend on the switch. Off by default until
-//! a GPU measures what the fixed kernel costs at steady state.
+//! matmul (`SimpleCyclicCmma`), or where the GPU has no tensor cores or
+//! the shape is refused its simple unit matmul, which is what burn runs in
+//! a build without autotune. A pass neither takes falls back to burn's
+//! matmul (the autotuner). The switch changes how a product is computed,
+//! not what: on CUDA the tensor-core kernel multiplies f32 operands as
+//! TF32, as the autotuner's tensor-core candidates do, where a unit kernel
+//! it might pick would not. Off by default until a GPU measures what the
+//! fixed kernel costs at steady state.
 
 use std::any::TypeId;
 use std::cell::Cell;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -38,6 +40,7 @@ use cubek::matmul::launch::{Strategy, launch_ref};
 use cubek::std::InputBinding;
 
 use crate::gpu::cube::{CubeTask, cast, on_runtime_of, primitive, retype};
+use crate::switch::PassCounts;
 
 /// The environment variable that picks how GPU matmuls are chosen: `fixed`
 /// runs one kernel per pass; unset (or `autotune`), they are autotuned.
@@ -51,22 +54,15 @@ thread_local! {
 /// Runs `f` with matmuls on this thread steered (`true`) or autotuned,
 /// whatever the environment says.
 pub fn with_matmul_steering<R>(steered: bool, f: impl FnOnce() -> R) -> R {
-    crate::scoped::with_thread_value(&OVERRIDE, Some(steered), f)
+    crate::switch::with_thread_value(&OVERRIDE, Some(steered), f)
 }
 
 /// Whether matmuls on this thread run the fixed kernel.
 pub fn matmuls_steered() -> bool {
     static FROM_ENV: OnceLock<bool> = OnceLock::new();
     OVERRIDE.get().unwrap_or_else(|| {
-        *FROM_ENV.get_or_init(|| {
-            let Ok(value) = std::env::var(MATMUL_ENV) else {
-                return false;
-            };
-            parse(&value).unwrap_or_else(|| {
-                eprintln!("{MATMUL_ENV}={value}: not fixed or autotune; matmuls are autotuned");
-                false
-            })
-        })
+        let meaning = ["fixed or autotune", "matmuls are autotuned"];
+        crate::switch::from_env(&FROM_ENV, MATMUL_ENV, parse, false, meaning)
     })
 }
 
@@ -80,15 +76,11 @@ fn parse(value: &str) -> Option<bool> {
 
 /// Matmul passes (forward and both gradients) that ran the fixed kernel,
 /// and those it refused, which ran burn's autotuned matmul instead.
-static STEERED_PASSES: AtomicU64 = AtomicU64::new(0);
-static REFUSED_PASSES: AtomicU64 = AtomicU64::new(0);
+static PASSES: PassCounts = PassCounts::new();
 
 /// (passes run by the fixed kernel, passes it refused) in this process.
 pub fn matmul_counts() -> (u64, u64) {
-    (
-        STEERED_PASSES.load(Ordering::Relaxed),
-        REFUSED_PASSES.load(Ordering::Relaxed),
-    )
+    PASSES.get()
 }
 
 /// `a` × `b` ([m, k] × [k, n]): the fixed kernel where `B` is a cubecl
@@ -213,23 +205,30 @@ fn fixed<I: Backend>(a: FloatTensor<I>, b: FloatTensor<I>) -> Option<FloatTensor
             let a: CubeTensor<R> = cast(self.a);
             let b: CubeTensor<R> = cast(self.b);
             let tensor_cores = Strategy::SimpleCyclicCmma(Default::default());
-            let out = launch(&tensor_cores, &a, &b).or_else(|error| match error {
-                // No tensor cores (lavapipe): the kernel burn runs untuned.
-                MatmulSetupError::Unavailable(_) => {
-                    launch(&Strategy::SimpleUnit(Default::default()), &a, &b)
+            // No tensor cores (lavapipe), or a shape their kernel refuses:
+            // the unit matmul, which burn runs untuned.
+            let out = launch(&tensor_cores, &a, &b)
+                .or_else(|_| launch(&Strategy::SimpleUnit(Default::default()), &a, &b));
+            PASSES.count(out.is_ok());
+            match out {
+                Ok(out) => Some(cast(out)),
+                Err(error) => {
+                    say_first_refusal(&error);
+                    None
                 }
-                other => Err(other),
-            });
-            let out = out.ok();
-            let counter = match out {
-                Some(_) => &STEERED_PASSES,
-                None => &REFUSED_PASSES,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            out.map(cast)
+            }
         }
     }
     on_runtime_of::<I, _>(Fixed::<I> { a, b }).flatten()
+}
+
+/// The first refusal in a process on stderr (the worker's log): why the
+/// autotuner runs where the switch asked for no tuning.
+fn say_first_refusal(error: &MatmulSetupError) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        eprintln!("{MATMUL_ENV}=fixed: a matmul refused both fixed kernels ({error:?}); the autotuner runs it");
+    });
 }
 
 /// `a` × `b` into a new tensor by cubek's `strategy`, as burn-cubecl's

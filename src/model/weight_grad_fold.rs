@@ -55,22 +55,15 @@ thread_local! {
 /// Runs `f` with weight gradients on this thread folded as `fold` says,
 /// whatever the environment says.
 pub fn with_weight_grad_fold<R>(fold: Fold, f: impl FnOnce() -> R) -> R {
-    crate::scoped::with_thread_value(&OVERRIDE, Some(fold), f)
+    crate::switch::with_thread_value(&OVERRIDE, Some(fold), f)
 }
 
 /// How weight gradients fold on this thread.
 pub fn weight_grad_fold() -> Fold {
     static FROM_ENV: OnceLock<Fold> = OnceLock::new();
     OVERRIDE.get().unwrap_or_else(|| {
-        *FROM_ENV.get_or_init(|| {
-            let Ok(value) = std::env::var(FOLD_ENV) else {
-                return Fold::Off;
-            };
-            parse(&value).unwrap_or_else(|| {
-                eprintln!("{FOLD_ENV}={value}: not auto, off or a group count; no fold");
-                Fold::Off
-            })
-        })
+        let meaning = ["auto, off or a group count", "no fold"];
+        crate::switch::from_env(&FROM_ENV, FOLD_ENV, parse, Fold::Off, meaning)
     })
 }
 

@@ -45,7 +45,7 @@ thread_local! {
 /// kernels here; on a GPU instead of `model::upsample`'s matmul and
 /// `model::norm_node`'s batch norm). Adam is not a layer: it stays ours.
 pub fn with_burn_kernels<R>(f: impl FnOnce() -> R) -> R {
-    crate::scoped::with_thread_value(&BURN_KERNELS, true, f)
+    crate::switch::with_thread_value(&BURN_KERNELS, true, f)
 }
 
 /// Whether [`with_burn_kernels`] is in force on this thread: then every
