@@ -217,7 +217,7 @@ fn child() {
     let finished = after.finished - before.finished;
     let details = details.0.lock().unwrap();
     let count = details.last().map(|d| &d.3) == Some(&format!("{finished} kernels tuned"));
-    let live = details.iter().any(|d| d.3.contains(" tuned · now "));
+    let live = details.iter().any(|d| d.3.contains(" tuned · latest "));
     let (_, running) = details.split_last().expect("the warm-up reported");
     // Kernels of the estimate, never all of them, until the count passed
     // it; then workloads, saying so.

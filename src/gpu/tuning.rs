@@ -32,7 +32,7 @@ pub struct TuningSnapshot {
 }
 
 impl TuningSnapshot {
-    /// "12 kernels tuned · now Conv2d 64×128×128 …", or "" before any.
+    /// "12 kernels tuned · latest Conv2d 64×128×128 …", or "" before any.
     pub fn describe(&self, since: &TuningSnapshot) -> String {
         let started = self.started.saturating_sub(since.started);
         if started == 0 {
@@ -43,7 +43,7 @@ impl TuningSnapshot {
         if self.current.is_empty() {
             format!("{tuned} kernel{plural} tuned")
         } else {
-            format!("{tuned} kernel{plural} tuned · now {}", self.current)
+            format!("{tuned} kernel{plural} tuned · latest {}", self.current)
         }
     }
 }
@@ -152,7 +152,7 @@ mod tests {
         assert!(
             later
                 .describe(&before)
-                .starts_with("1 kernel tuned · now MatmulAutotuneKey"),
+                .starts_with("1 kernel tuned · latest MatmulAutotuneKey"),
             "{}",
             later.describe(&before)
         );

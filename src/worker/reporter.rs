@@ -5,6 +5,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::gpu::TuningSnapshot;
 use crate::journal::{Event, EventLog, Job, Overall, ProgressReport};
 use crate::progress::{Progress, ProgressUpdate};
 use crate::train::{TrainEvent, TrainObserver};
@@ -21,7 +22,21 @@ pub struct LogReporter<'a> {
     stage: Mutex<Option<StagePace>>,
     /// The job's overall position, carried on every progress event.
     overall: Mutex<Option<Overall>>,
+    /// The last progress event the job itself reported, for the tuning
+    /// heartbeat to repeat.
+    last_report: Mutex<Option<ProgressReport>>,
+    /// The tuning counts the heartbeat last saw, and when they last moved.
+    tuning_moved: Mutex<Option<((u64, u64), Instant)>>,
 }
+
+/// How long after cubecl last started or finished tuning a shape the
+/// heartbeat still speaks: longer than one shape's candidates take to
+/// compile and time (tens of seconds on an H200), shorter than a job.
+pub const TUNING_RECENT: Duration = Duration::from_secs(60);
+
+/// How long a job may fall silent while GPU kernels are tuned before the
+/// heartbeat says so, and how often it says it again.
+pub const TUNING_HEARTBEAT: Duration = Duration::from_secs(3);
 
 impl<'a> LogReporter<'a> {
     pub fn new(log: &'a EventLog, job: Job) -> Self {
@@ -31,7 +46,72 @@ impl<'a> LogReporter<'a> {
             last: Mutex::new(None),
             stage: Mutex::new(None),
             overall: Mutex::new(None),
+            last_report: Mutex::new(None),
+            tuning_moved: Mutex::new(None),
         }
+    }
+
+    /// Appends a progress event, remembered for the heartbeat.
+    fn report(&self, report: ProgressReport) {
+        if let Ok(mut last) = self.last_report.lock() {
+            *last = Some(report.clone());
+        }
+        let _ = self.log.append(Event::Progress(report));
+    }
+
+    /// Whether cubecl's tuning counts moved within [`TUNING_RECENT`],
+    /// noting `now`'s. The first call only notes them: counts that never
+    /// move after it (a warm-up long over) are not tuning now.
+    fn tuned_lately(&self, now: &TuningSnapshot) -> bool {
+        let Ok(mut moved) = self.tuning_moved.lock() else {
+            return false;
+        };
+        let counts = (now.started, now.finished);
+        match moved.as_ref() {
+            Some((seen, at)) if *seen == counts => at.elapsed() < TUNING_RECENT,
+            Some(_) => {
+                *moved = Some((counts, Instant::now()));
+                true
+            }
+            None => {
+                *moved = Some((counts, Instant::now() - TUNING_RECENT));
+                false
+            }
+        }
+    }
+
+    /// While the job is silent and cubecl tunes kernels it has not met
+    /// before (a batch of a new size mid-job, after the warm-up), repeats
+    /// the job's last progress with how many it has tuned between `since`
+    /// (the job's start) and `now` and the latest shape, every
+    /// [`TUNING_HEARTBEAT`]: minutes of tuning inside one batch are never
+    /// minutes of silence. Does nothing where nothing was tuned (the CPU, a
+    /// warm cache).
+    pub fn tuning_heartbeat(&self, since: &TuningSnapshot, now: &TuningSnapshot) {
+        let tuning = now.describe(since);
+        let lately = self.tuned_lately(now);
+        if tuning.is_empty() || !lately {
+            return;
+        }
+        let Ok(mut last) = self.last.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if last.is_some_and(|t| now - t < TUNING_HEARTBEAT) {
+            return;
+        }
+        let Some(report) = self.last_report.lock().ok().and_then(|r| r.clone()) else {
+            return;
+        };
+        *last = Some(now);
+        let detail = match report.detail.as_deref() {
+            Some(d) if !d.is_empty() => format!("{d}; GPU tuning: {tuning}"),
+            _ => format!("GPU tuning: {tuning}"),
+        };
+        let _ = self.log.append(Event::Progress(ProgressReport {
+            detail: Some(detail),
+            ..report
+        }));
     }
 
     fn overall_now(&self) -> Option<Overall> {
@@ -100,14 +180,14 @@ impl Progress for LogReporter<'_> {
     fn update(&self, u: &ProgressUpdate<'_>) {
         let (rate, eta_seconds) = self.pace(u.stage, u.done, u.total);
         if self.due(u.done >= u.total) {
-            let _ = self.log.append(Event::Progress(ProgressReport {
+            self.report(ProgressReport {
                 unit: Some(u.unit.to_string()),
                 rate,
                 eta_seconds,
                 overall: self.overall_now(),
                 detail: (!u.detail.is_empty()).then(|| u.detail.to_string()),
                 ..ProgressReport::stage(self.job, u.stage, u.done, u.total)
-            }));
+            });
         }
     }
 
@@ -132,7 +212,7 @@ impl TrainObserver for LogReporter<'_> {
         match event {
             TrainEvent::Batch(b) if self.due(b.batch == b.batches) => {
                 let stage = format!("{} training", b.network.name());
-                let _ = self.log.append(Event::Progress(ProgressReport {
+                self.report(ProgressReport {
                     epoch: Some(b.epoch),
                     epochs: Some(b.epochs),
                     loss: Some(b.loss),
@@ -140,7 +220,7 @@ impl TrainObserver for LogReporter<'_> {
                     eta_seconds: Some(b.eta_seconds),
                     overall: self.overall_now(),
                     ..ProgressReport::stage(self.job, stage, b.batch as u64, b.batches as u64)
-                }));
+                });
             }
             TrainEvent::EpochDone {
                 epoch,
@@ -165,6 +245,62 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn a_silent_job_that_tunes_kernels_says_so_and_one_that_does_not_stays_quiet() {
+        let project = tempfile::tempdir().unwrap();
+        let log = EventLog::new(project.path());
+        let reporter = LogReporter::new(&log, Job::Train);
+        let progress_events = || {
+            log.read_all()
+                .unwrap()
+                .into_iter()
+                .filter_map(|l| match l.event {
+                    Event::Progress(p) => Some(p),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        reporter.update(&ProgressUpdate {
+            stage: "U-Net training",
+            done: 3,
+            total: 10,
+            unit: "batches",
+            detail: "epoch 1",
+        });
+        let since = TuningSnapshot::default();
+        // Nothing tuned: no heartbeat, however long the silence.
+        *reporter.last.lock().unwrap() = Some(Instant::now() - TUNING_HEARTBEAT);
+        reporter.tuning_heartbeat(&since, &since);
+        assert_eq!(progress_events().len(), 1);
+        // cubecl tunes a shape mid-job (the counts move).
+        let tuning = TuningSnapshot {
+            started: 2,
+            finished: 1,
+            current: "MatmulAutotuneKey m: 7".into(),
+        };
+        reporter.tuning_heartbeat(&since, &tuning);
+        let events = progress_events();
+        assert_eq!(events.len(), 2, "{events:?}");
+        let beat = &events[1];
+        assert_eq!(
+            (beat.stage.as_str(), beat.done, beat.total),
+            ("U-Net training", 3, 10)
+        );
+        let detail = beat.detail.clone().unwrap();
+        assert_eq!(
+            detail,
+            "epoch 1; GPU tuning: 1 kernel tuned · latest MatmulAutotuneKey m: 7"
+        );
+        // Not again before the next heartbeat is due.
+        reporter.tuning_heartbeat(&since, &tuning);
+        assert_eq!(progress_events().len(), 2);
+        // Counts that stopped moving long ago are not tuning now.
+        *reporter.last.lock().unwrap() = Some(Instant::now() - TUNING_HEARTBEAT);
+        *reporter.tuning_moved.lock().unwrap() = Some(((2, 1), Instant::now() - TUNING_RECENT));
+        reporter.tuning_heartbeat(&since, &tuning);
+        assert_eq!(progress_events().len(), 2);
+    }
 
     #[test]
     fn the_pace_counts_from_the_stage_start_not_from_the_last_repeated_count() {

@@ -171,12 +171,14 @@ pub fn run_job(dir: &Path, job: Job, device: DeviceSpec) -> Result<String, Worke
     let finished = AtomicBool::new(false);
     let reporter = LogReporter::new(&log, job);
     let started = Instant::now();
+    let tuned_before = crate::gpu::monitor().snapshot();
     let result = std::thread::scope(|scope| {
         scope.spawn(|| {
             while !finished.load(Ordering::Relaxed) {
                 if cancel_requested(dir) {
                     cancel.store(true, Ordering::Relaxed);
                 }
+                reporter.tuning_heartbeat(&tuned_before, &crate::gpu::monitor().snapshot());
                 std::thread::sleep(Duration::from_millis(100));
             }
         });

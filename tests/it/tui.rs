@@ -475,7 +475,9 @@ fn a_gpu_job_tuning_kernels_shows_the_stage_count_and_eta() {
                 unit: Some("workloads".into()),
                 rate: Some(0.1),
                 eta_seconds: Some(30.0),
-                detail: Some("U-Net training step, batch 8; 12 kernels tuned · now Conv2d".into()),
+                detail: Some(
+                    "U-Net training step, batch 8; 12 kernels tuned · latest Conv2d".into(),
+                ),
                 ..ProgressReport::stage(Job::TrainVae, nextslice::engine::TUNING_STAGE, 2, 5)
             }),
         },
