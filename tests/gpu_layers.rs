@@ -132,23 +132,10 @@ fn our_gpu_layers_train_like_burns_kernels() {
         "batch norm does not run as one node on burn-wgpu: this test would compare burn with burn"
     );
     let x = normal([2, 2, 16, 16]);
+    models_agree(&x, &|f| f(), &|f| with_burn_kernels(f), "ours vs burn's");
 
     let spec = tiny_unet();
     let unet = materialized(spec.init::<Gpu>(&Default::default()));
-    let weights = normal([2, 3, 16, 16]);
-    let [logits, after] = unet_step(unet.clone(), &x, &weights);
-    let [burns_logits, burns_after] = with_burn_kernels(|| unet_step(unet.clone(), &x, &weights));
-    assert_close(logits, burns_logits, "U-Net logits");
-    assert_close(after, burns_after, "U-Net after one step");
-    let labels = Tensor::<Wgpu, 3>::random(
-        [2, 16, 16],
-        Distribution::Uniform(0.0, 3.0),
-        &Default::default(),
-    );
-    let y = one_hot(labels.int(), 3);
-    let gradient = input_gradient(&unet, &x, &y);
-    let burns_gradient = with_burn_kernels(|| input_gradient(&unet, &x, &y));
-    assert_close(gradient, burns_gradient, "U-Net input gradient (eval mode)");
     // Inference: no autodiff at all.
     let infer = || unet.valid().forward(x.clone().inner(), Mode::Eval).logits;
     assert_close(infer(), with_burn_kernels(infer), "U-Net inference logits");
@@ -174,13 +161,53 @@ fn our_gpu_layers_train_like_burns_kernels() {
         unchanged > 1e-3,
         "a training pass left the running averages as they were (eval moved {unchanged})"
     );
+}
+
+/// A computation of two outputs, run under a switch.
+type Run<'a> = &'a dyn Fn() -> [Tensor<Wgpu, 4>; 2];
+
+/// The models run one way (`ours`, which sets its switch around a run)
+/// against another (`theirs`): a U-Net's and a VAE's outputs before and
+/// after one training step, where every layer's gradients show, and the
+/// U-Net's Eq. 3 input gradient.
+fn models_agree(
+    x: &Tensor<Gpu, 4>,
+    ours: &dyn Fn(Run<'_>) -> [Tensor<Wgpu, 4>; 2],
+    theirs: &dyn Fn(Run<'_>) -> [Tensor<Wgpu, 4>; 2],
+    what: &str,
+) {
+    let unet = materialized(tiny_unet().init::<Gpu>(&Default::default()));
+    let weights = normal([2, 3, 16, 16]);
+    let step = || unet_step(unet.clone(), x, &weights);
+    let [logits, after] = ours(&step);
+    let [their_logits, their_after] = theirs(&step);
+    assert_close(logits, their_logits, &format!("{what}: U-Net logits"));
+    assert_close(after, their_after, &format!("{what}: U-Net after one step"));
+    let labels = Tensor::<Wgpu, 3>::random(
+        [2, 16, 16],
+        Distribution::Uniform(0.0, 3.0),
+        &Default::default(),
+    );
+    let y = one_hot(labels.int(), 3);
+    let gradient = || {
+        let g = input_gradient(&unet, x, &y);
+        [g.clone(), g]
+    };
+    let [ours_g, _] = ours(&gradient);
+    let [theirs_g, _] = theirs(&gradient);
+    assert_close(ours_g, theirs_g, &format!("{what}: U-Net input gradient"));
 
     let vae = materialized(tiny_vae().init::<Gpu>(&Default::default()));
     let weights = normal([2, 2, 16, 16]);
-    let [reconstruction, after] = vae_step(vae.clone(), &x, &weights);
-    let [burns_reconstruction, burns_after] = with_burn_kernels(|| vae_step(vae, &x, &weights));
-    assert_close(reconstruction, burns_reconstruction, "VAE reconstruction");
-    assert_close(after, burns_after, "VAE after one step");
+    let step = || vae_step(vae.clone(), x, &weights);
+    let [reconstruction, after] = ours(&step);
+    let [their_reconstruction, their_after] = theirs(&step);
+    assert_close(
+        reconstruction,
+        their_reconstruction,
+        &format!("{what}: VAE reconstruction"),
+    );
+    assert_close(after, their_after, &format!("{what}: VAE after one step"));
 }
 
 /// Convolutions steered to one kernel (`model::conv_node`) against the same
@@ -192,51 +219,11 @@ fn our_gpu_layers_train_like_burns_kernels() {
 fn steered_convolutions_train_like_autotuned_ones() {
     configure(None, AutotuneLevel::Minimal).unwrap();
     let x = normal([2, 2, 16, 16]);
-    let autotuned = |f: &dyn Fn() -> [Tensor<Wgpu, 4>; 2]| with_conv_steering(None, f);
+    let autotuned = |f: Run<'_>| with_conv_steering(None, f);
     for steer in [Steer::Direct, Steer::ImplicitGemm] {
         let (steered_before, _) = steering_counts();
-        let steered = |f: &dyn Fn() -> [Tensor<Wgpu, 4>; 2]| with_conv_steering(Some(steer), f);
-
-        let unet = materialized(tiny_unet().init::<Gpu>(&Default::default()));
-        let weights = normal([2, 3, 16, 16]);
-        let step = || unet_step(unet.clone(), &x, &weights);
-        let [logits, after] = steered(&step);
-        let [tuned_logits, tuned_after] = autotuned(&step);
-        assert_close(logits, tuned_logits, &format!("{steer:?}: U-Net logits"));
-        assert_close(
-            after,
-            tuned_after,
-            &format!("{steer:?}: U-Net after one step"),
-        );
-        let labels = Tensor::<Wgpu, 3>::random(
-            [2, 16, 16],
-            Distribution::Uniform(0.0, 3.0),
-            &Default::default(),
-        );
-        let y = one_hot(labels.int(), 3);
-        let gradient = || {
-            let g = input_gradient(&unet, &x, &y);
-            [g.clone(), g]
-        };
-        let [ours, _] = steered(&gradient);
-        let [tuned, _] = autotuned(&gradient);
-        assert_close(ours, tuned, &format!("{steer:?}: U-Net input gradient"));
-
-        let vae = materialized(tiny_vae().init::<Gpu>(&Default::default()));
-        let weights = normal([2, 2, 16, 16]);
-        let step = || vae_step(vae.clone(), &x, &weights);
-        let [reconstruction, after] = steered(&step);
-        let [tuned_reconstruction, tuned_after] = autotuned(&step);
-        assert_close(
-            reconstruction,
-            tuned_reconstruction,
-            &format!("{steer:?}: VAE reconstruction"),
-        );
-        assert_close(
-            after,
-            tuned_after,
-            &format!("{steer:?}: VAE after one step"),
-        );
+        let steered = |f: Run<'_>| with_conv_steering(Some(steer), f);
+        models_agree(&x, &steered, &autotuned, &format!("{steer:?}"));
         let (steered_after, _) = steering_counts();
         if steer == Steer::Direct {
             assert!(
@@ -296,65 +283,33 @@ fn folded_weight_gradients_train_like_unfolded_ones() {
 fn steered_matmuls_train_like_autotuned_ones() {
     configure(None, AutotuneLevel::Minimal).unwrap();
     let x = normal([2, 2, 16, 16]);
-    let fixed = |f: &dyn Fn() -> [Tensor<Wgpu, 4>; 2]| with_matmul_steering(true, f);
-    let autotuned = |f: &dyn Fn() -> [Tensor<Wgpu, 4>; 2]| with_matmul_steering(false, f);
+    let fixed = |f: Run<'_>| with_matmul_steering(true, f);
+    let autotuned = |f: Run<'_>| with_matmul_steering(false, f);
     let (steered_before, refused_before) = matmul_counts();
-    let passes_in = |f: &dyn Fn() -> [Tensor<Wgpu, 4>; 2]| {
+    let passes_in = |f: Run<'_>| {
         let before = matmul_counts().0;
-        let out = fixed(f);
-        (matmul_counts().0 - before, out)
+        fixed(f);
+        matmul_counts().0 - before
     };
-
     let unet = materialized(tiny_unet().init::<Gpu>(&Default::default()));
-    let weights = normal([2, 3, 16, 16]);
     let forward = || {
         let logits = unet.clone().forward(x.clone(), Mode::Train).logits.inner();
         [logits.clone(), logits]
     };
-    let (forward_passes, _) = passes_in(&forward);
+    let forward_passes = passes_in(&forward);
     assert!(forward_passes > 0, "no up-convolution ran the fixed kernel");
-    let step = || unet_step(unet.clone(), &x, &weights);
-    let (step_passes, [logits, after]) = passes_in(&step);
+    let weights = normal([2, 3, 16, 16]);
+    let step_passes = passes_in(&|| unet_step(unet.clone(), &x, &weights));
     // Forward, both gradients of each matmul, forward again after the step.
     assert_eq!(
         step_passes,
         4 * forward_passes,
         "the backward pass ran the fixed kernel too"
     );
-    let [tuned_logits, tuned_after] = autotuned(&step);
-    assert_close(logits, tuned_logits, "fixed matmuls: U-Net logits");
-    assert_close(after, tuned_after, "fixed matmuls: U-Net after one step");
-    let labels = Tensor::<Wgpu, 3>::random(
-        [2, 16, 16],
-        Distribution::Uniform(0.0, 3.0),
-        &Default::default(),
-    );
-    let y = one_hot(labels.int(), 3);
-    let gradient = || {
-        let g = input_gradient(&unet, &x, &y);
-        [g.clone(), g]
-    };
-    let [ours, _] = fixed(&gradient);
-    let [tuned, _] = autotuned(&gradient);
-    assert_close(ours, tuned, "fixed matmuls: U-Net input gradient");
 
-    let vae = materialized(tiny_vae().init::<Gpu>(&Default::default()));
-    let weights = normal([2, 2, 16, 16]);
-    let step = || vae_step(vae.clone(), &x, &weights);
-    let [reconstruction, after] = fixed(&step);
-    let [tuned_reconstruction, tuned_after] = autotuned(&step);
-    assert_close(
-        reconstruction,
-        tuned_reconstruction,
-        "fixed matmuls: VAE reconstruction",
-    );
-    assert_close(after, tuned_after, "fixed matmuls: VAE after one step");
-
+    models_agree(&x, &fixed, &autotuned, "fixed matmuls");
     let (steered_after, refused_after) = matmul_counts();
-    assert!(
-        steered_after > steered_before,
-        "no matmul ran the fixed kernel: this test compared autotuning with itself"
-    );
+    assert!(steered_after > steered_before);
     assert_eq!(
         refused_after, refused_before,
         "lavapipe's unit matmul takes every pass"
