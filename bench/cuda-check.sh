@@ -10,7 +10,7 @@
 #   bench/cuda-check.sh BIN          # all, in order: cold/warm first steps (minimal,
 #                                    #   steered convolutions), burn-cuda vs PyTorch (burn
 #                                    #   first), the paper's projection, a demo round, `more`,
-#                                    #   then cold/warm first steps with autotuned convolutions,
+#                                    #   then cold/warm first steps with everything autotuned,
 #                                    #   the experiments
 #   bench/cuda-check.sh BIN more     # for a second call (CUDA_CHECK_DIR kept): folded weight
 #                                    #   gradients vs not, fixed matmuls vs autotuned, a U-Net
@@ -167,7 +167,7 @@ against_pytorch() {
   fits 100 "burn-cuda vs PyTorch" || return
   echo "== PyTorch"
   "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" || echo "no PyTorch here"
-  echo "== models: burn-cuda (minimal autotune, convolutions $NEXTSLICE_GPU_CONV) vs PyTorch CUDA as users run it and with TF32 off"
+  echo "== models: burn-cuda (minimal autotune, convolutions $NEXTSLICE_GPU_CONV, matmuls $NEXTSLICE_GPU_MATMUL) vs PyTorch CUDA as users run it and with TF32 off"
   # burn first (each rate said as it finishes), PyTorch after: a slow burn
   # side stopped by the time limit still leaves its rates (stop 28 had
   # PyTorch's and none of burn's).
@@ -356,15 +356,16 @@ case "$PART" in
     projection
     demo_round
     more
-    # Autotuned convolutions: how far a cold first step gets, and every
-    # candidate's time (the archive) to check the steered kernel against.
-    first_steps minimal 120 autotune
+    # Everything autotuned (the default build's way): how far a cold first
+    # step gets, and every candidate's time (the archive) to check the
+    # steered kernels against.
+    NEXTSLICE_GPU_MATMUL=autotune first_steps minimal 120 autotune
     experiments
     ;;
   more) more ;;
   tuning)
     first_steps minimal 200 implicit-gemm
-    first_steps minimal 200 autotune
+    NEXTSLICE_GPU_MATMUL=autotune first_steps minimal 200 autotune
     ;;
   speed)
     against_pytorch
