@@ -591,24 +591,8 @@ fn main() {
     if PROFILE.load(std::sync::atomic::Ordering::Relaxed) {
         profile_written();
     }
-    #[cfg(any(feature = "cuda", feature = "wgpu"))]
-    if let Some(steer) = nextslice::model::steering() {
-        let (steered, refused) = nextslice::model::steering_counts();
-        println!(
-            "convolutions steered to {steer:?} ({}): {steered} passes ran it, {refused} fell back to the autotuner; {} weight gradients folded",
-            nextslice::model::CONV_ENV,
-            nextslice::model::folded_weight_gradients()
-        );
-    }
-    #[cfg(any(feature = "cuda", feature = "wgpu"))]
-    {
-        let (fixed, refused) = nextslice::model::matmul_counts();
-        if fixed + refused > 0 {
-            println!(
-                "matmuls steered to one kernel ({}): {fixed} passes ran it, {refused} fell back to the autotuner",
-                nextslice::model::MATMUL_ENV
-            );
-        }
+    for line in nextslice::model::steering_report() {
+        println!("{line}");
     }
     println!("({:.0}s in all)", started.elapsed().as_secs_f64());
 }

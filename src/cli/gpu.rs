@@ -172,20 +172,8 @@ pub fn warmup(args: WarmupArgs) -> Result<()> {
             format_duration(Duration::from_secs_f64(done.seconds)),
             cache.tuned_entries()
         );
-        #[cfg(any(feature = "cuda", feature = "wgpu"))]
-        if let Some(steer) = nextslice::model::steering() {
-            let (steered, refused) = nextslice::model::steering_counts();
-            println!(
-                "convolutions steered to {}: {steered} passes ran it, {refused} fell back to the autotuner",
-                steer.name()
-            );
-        }
-        #[cfg(any(feature = "cuda", feature = "wgpu"))]
-        if nextslice::model::matmuls_steered() {
-            let (fixed, refused) = nextslice::model::matmul_counts();
-            println!(
-                "matmuls steered to one kernel: {fixed} passes ran it, {refused} fell back to the autotuner"
-            );
+        for line in nextslice::model::steering_report() {
+            println!("{line}");
         }
     }
     Ok(())

@@ -95,16 +95,6 @@ pub(super) fn matmul<B: Backend>(a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 
     }
 }
 
-/// A linear layer's `x · weight + bias` ([n, in] → [n, out]) through
-/// [`matmul`]: the VAE's and the loss head's linear maps.
-pub(super) fn linear<B: Backend>(layer: &burn::nn::Linear<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
-    let y = matmul(x, layer.weight.val());
-    match &layer.bias {
-        Some(bias) => y + bias.val().unsqueeze(),
-        None => y,
-    }
-}
-
 type Operands<B> = (Tensor<B, 2>, Tensor<B, 2>);
 
 /// `a` × `b` through the fixed kernel on `B` = `I` or `Autodiff<I>` for a

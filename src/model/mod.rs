@@ -69,6 +69,34 @@ pub fn matmul_choice() -> &'static str {
     "autotune"
 }
 
+/// What the steered kernels did in this process, a line each for
+/// convolutions and matmuls where they are steered (empty otherwise): the
+/// passes that ran the steered kernel, those that fell back to the
+/// autotuner, and the weight gradients folded. For `gpu-warmup` and the
+/// models bench.
+pub fn steering_report() -> Vec<String> {
+    #[allow(unused_mut)]
+    let mut lines = Vec::new();
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    {
+        if let Some(steer) = steering() {
+            let (ran, refused) = steering_counts();
+            lines.push(format!(
+                "convolutions steered to {} ({CONV_ENV}): {ran} passes ran it, {refused} fell back to the autotuner; {} weight gradients folded",
+                steer.name(),
+                folded_weight_gradients()
+            ));
+        }
+        let (ran, refused) = matmul_counts();
+        if matmuls_steered() || ran + refused > 0 {
+            lines.push(format!(
+                "matmuls steered to one kernel ({MATMUL_ENV}): {ran} passes ran it, {refused} fell back to the autotuner"
+            ));
+        }
+    }
+    lines
+}
+
 /// Whether batch norm runs as one autodiff node (`norm_node`) on backend
 /// `B`: burn-cuda and burn-wgpu, plain or fused, training or inference.
 pub fn batch_norm_is_one_node<B: burn::tensor::backend::Backend>() -> bool {
