@@ -4,8 +4,10 @@
 //! stops cleanly when `nextslice cancel` leaves a cancel request. Imports
 //! the engine, `simulate` and the journal; the TUI and the CLI start it.
 
+mod crash;
 mod notify;
 mod reporter;
 mod run;
 
+pub use crash::{PanicWatch, ThreadPanic};
 pub use run::{WorkerError, run_job, spawn};

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use burn::tensor::backend::AutodiffBackend;
 
+use super::crash::{PanicWatch, crash_hint, headline, panic_message};
 use super::notify::{Ending, notify};
 use super::reporter::LogReporter;
 
@@ -41,33 +42,51 @@ pub enum WorkerError {
     Spawn(std::io::Error),
     #[error("`{0}` is not a job the worker runs")]
     NotAWorkerJob(Job),
-    #[error("the job crashed: {message}; {hint}", hint = crash_hint(.message))]
+    #[error("the job crashed: {}; {hint}", headline(.message), hint = crash_hint(.message))]
     Panicked { message: String },
-}
-
-/// What an operator can do about a crash with this message.
-fn crash_hint(message: &str) -> &'static str {
-    let lower = message.to_ascii_lowercase();
-    if ["out of memory", "out_of_memory", "outofmemory"]
-        .iter()
-        .any(|s| lower.contains(s))
-    {
-        "the device ran out of memory: lower unet.batch_size (or vae.batch_size) in project.toml, then run the step again"
-    } else {
-        "worker.log in the project has the details; run the step again to resume from its last checkpoint"
-    }
-}
-
-/// A panic's message, whatever its payload.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
+    /// Another thread panicked first: cubecl's device thread, where a GPU
+    /// allocation fails (`worker::crash`).
+    #[error(
+        "the GPU failed: {} (thread {thread}); {hint}. The job then stopped: {then}",
+        headline(.message),
+        hint = crash_hint(.message)
+    )]
+    ThreadPanicked {
+        thread: String,
+        message: String,
+        then: String,
+    },
 }
 
 impl WorkerError {
+    /// A panic in the job's thread, caught.
+    pub fn from_panic(payload: &(dyn std::any::Any + Send)) -> Self {
+        WorkerError::Panicked {
+            message: panic_message(payload),
+        }
+    }
+
+    /// This failure, blamed on the first panic in another thread since
+    /// `watch` started, if there was one: the job's own error is then a
+    /// consequence (a GPU read after the device thread died).
+    pub fn blamed_on(self, watch: &PanicWatch) -> Self {
+        if self.is_cancelled() {
+            return self;
+        }
+        let Some(cause) = watch.elsewhere() else {
+            return self;
+        };
+        let then = match &self {
+            WorkerError::Panicked { message } => headline(message),
+            other => headline(&other.to_string()),
+        };
+        WorkerError::ThreadPanicked {
+            thread: cause.thread,
+            message: cause.message,
+            then,
+        }
+    }
+
     /// The job stopped because a cancel was asked for (in a model loop or
     /// while the slice store was being built).
     pub fn is_cancelled(&self) -> bool {
@@ -172,6 +191,7 @@ pub fn run_job(dir: &Path, job: Job, device: DeviceSpec) -> Result<String, Worke
     let reporter = LogReporter::new(&log, job);
     let started = Instant::now();
     let tuned_before = crate::gpu::monitor().snapshot();
+    let panics = PanicWatch::start();
     let result = std::thread::scope(|scope| {
         scope.spawn(|| {
             while !finished.load(Ordering::Relaxed) {
@@ -202,27 +222,26 @@ pub fn run_job(dir: &Path, job: Job, device: DeviceSpec) -> Result<String, Worke
         }));
         finished.store(true, Ordering::Relaxed);
         match result {
-            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Ok(outcome)) => outcome,
             Ok(Err(device)) => Err(WorkerError::Device(device)),
-            Err(payload) => Err(WorkerError::Panicked {
-                message: panic_message(payload.as_ref()),
-            }),
+            Err(payload) => Err(WorkerError::from_panic(payload.as_ref())),
         }
-    });
+    })
+    .map_err(|e| e.blamed_on(&panics));
     clear_cancel(dir);
     let outcome = match result {
-        Ok(Ok(summary)) => {
+        Ok(summary) => {
             let _ = log.append(Event::JobFinished {
                 job,
                 summary: summary.clone(),
             });
             Ok(summary)
         }
-        Ok(Err(e)) if e.is_cancelled() => {
+        Err(e) if e.is_cancelled() => {
             let _ = log.append(Event::JobCancelled { job });
             Err(e)
         }
-        Ok(Err(e)) | Err(e) => {
+        Err(e) => {
             let _ = log.append(Event::JobFailed {
                 job,
                 error: e.to_string(),
@@ -298,13 +317,6 @@ pub fn spawn(dir: &Path, job: Job, device: DeviceSpec) -> Result<std::process::C
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn out_of_memory_gets_the_batch_size_hint_and_nothing_else_does() {
-        assert!(crash_hint("CUDA_ERROR_OUT_OF_MEMORY: out of memory").contains("batch_size"));
-        assert!(crash_hint("OutOfMemory { size: 1 }").contains("batch_size"));
-        assert!(!crash_hint("no room to zoom").contains("batch_size"));
-    }
 
     #[test]
     fn a_cancel_while_the_store_is_built_is_a_cancel() {
