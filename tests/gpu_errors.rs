@@ -36,11 +36,16 @@ fn an_allocation_the_gpu_refuses_fails_the_job_with_its_size_and_the_batch_size_
         .blamed_on(&watch)
         .to_string();
     assert!(
-        blamed.starts_with("the GPU failed: can't allocate buffer of size: 1073741824 (1.1 GB)"),
+        blamed.starts_with(
+            "the job crashed: can't allocate buffer of size: 1073741824 (1.1 GB), in thread "
+        ),
         "{blamed}"
     );
     assert!(blamed.contains("lower unet.batch_size"), "{blamed}");
-    assert!(blamed.contains("The job then stopped: "), "{blamed}");
+    assert!(
+        blamed.contains("The job's own error followed: "),
+        "{blamed}"
+    );
     assert!(
         !blamed.contains('\n'),
         "one line for the job view: {blamed}"

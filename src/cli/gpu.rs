@@ -15,6 +15,7 @@ use nextslice::engine::{WarmUp, ensure_warm_in, signature};
 use nextslice::gpu::{CudaProbe, KernelCache, probe_cuda};
 use nextslice::progress::{StderrProgress, format_duration};
 use nextslice::project::Project;
+use nextslice::worker::{PanicWatch, WorkerError};
 
 #[derive(Args, Debug)]
 pub struct GpuArgs {
@@ -152,7 +153,15 @@ pub fn warmup(args: WarmupArgs) -> Result<()> {
         cache: &cache,
         level,
     };
-    let done = with_backend(device, task)??;
+    // A GPU out of memory panics in cubecl's device thread; say so, with
+    // the remedy, as a failed job would.
+    let watch = PanicWatch::start();
+    let done =
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| with_backend(device, task)))
+        {
+            Ok(done) => done??,
+            Err(payload) => bail!(WorkerError::from_panic(payload.as_ref()).blamed_on(&watch)),
+        };
     if done.skipped {
         println!(
             "already tuned (it took {} the first time); {} tuned kernel shapes in the cache",

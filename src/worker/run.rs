@@ -45,9 +45,9 @@ pub enum WorkerError {
     #[error("the job crashed: {}; {hint}", headline(.message), hint = crash_hint(.message))]
     Panicked { message: String },
     /// Another thread panicked first: cubecl's device thread, where a GPU
-    /// allocation fails (`worker::crash`).
+    /// allocation fails (`worker::crash`), or a CPU kernel's worker thread.
     #[error(
-        "the GPU failed: {} (thread {thread}); {hint}. The job then stopped: {then}",
+        "the job crashed: {}, in thread {thread}; {hint}. The job's own error followed: {then}",
         headline(.message),
         hint = crash_hint(.message)
     )]
