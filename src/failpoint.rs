@@ -1,7 +1,10 @@
 //! Crash injection for the crash-safety tests: `NEXTSLICE_FAILPOINT=<name>`
 //! makes the process abort (as abruptly as `kill -9`) when it reaches the
 //! point of that name; `<name>:panic` makes it panic there instead (as a
-//! backend error would). Unset, a failpoint costs one environment lookup.
+//! backend error would); `<name>:device-panic` first panics in another
+//! thread with cubecl's out-of-memory message, as a GPU's device thread
+//! does, then here with a consequence, as the job's thread then does.
+//! Unset, a failpoint costs one environment lookup.
 //!
 //! Imports nothing of the crate.
 
@@ -16,5 +19,14 @@ pub fn hit(name: &str) {
     }
     if wanted.strip_suffix(":panic") == Some(name) {
         panic!("failpoint `{name}`: a stand-in for a backend error");
+    }
+    if wanted.strip_suffix(":device-panic") == Some(name) {
+        let device = std::thread::Builder::new()
+            .name("failpoint-device".into())
+            .spawn(|| panic!("can't allocate buffer of size: 4294967296"));
+        if let Ok(thread) = device {
+            let _ = thread.join();
+        }
+        panic!("failpoint `{name}`: the device's memory page is gone");
     }
 }

@@ -378,6 +378,21 @@ fn a_crashed_job_is_a_failed_job_and_a_killed_one_is_reported_by_status() {
         "{text}"
     );
 
+    // A GPU out of memory: cubecl's device thread panics first, the job's
+    // thread then fails on a consequence. The cause and its remedy win.
+    let out = with_failpoint("pass-batch:device-panic");
+    assert!(!out.status.success());
+    let events = EventLog::new(project).read_all().unwrap();
+    assert!(
+        matches!(&events.last().unwrap().event, Event::JobFailed { error, .. }
+            if error.starts_with("the job crashed: can't allocate buffer of size: 4294967296 (4.3 GB), in thread failpoint-device")
+                && error.contains("lower unet.batch_size")
+                && error.contains("own error followed: failpoint `pass-batch`")),
+        "{:?}",
+        events.last()
+    );
+    assert!(status(project).contains("lower unet.batch_size"));
+
     // Killed outright (abort, like kill -9): only status can tell.
     let out = with_failpoint("pass-batch");
     assert!(!out.status.success());
