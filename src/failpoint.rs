@@ -3,8 +3,10 @@
 //! point of that name; `<name>:panic` makes it panic there instead (as a
 //! backend error would); `<name>:device-panic` first panics in another
 //! thread with cubecl's out-of-memory message, as a GPU's device thread
-//! does, then here with a consequence, as the job's thread then does.
-//! Unset, a failpoint costs one environment lookup.
+//! does, then here with a consequence, as the job's thread then does;
+//! `<name>:hang` makes it stop there for good, as a job waiting on a GPU
+//! kernel's first tuning seems to. Unset, a failpoint costs one
+//! environment lookup.
 //!
 //! Imports nothing of the crate.
 
@@ -19,6 +21,12 @@ pub fn hit(name: &str) {
     }
     if wanted.strip_suffix(":panic") == Some(name) {
         panic!("failpoint `{name}`: a stand-in for a backend error");
+    }
+    if wanted.strip_suffix(":hang") == Some(name) {
+        eprintln!("failpoint `{name}`: hanging");
+        loop {
+            std::thread::park();
+        }
     }
     if wanted.strip_suffix(":device-panic") == Some(name) {
         let device = std::thread::Builder::new()

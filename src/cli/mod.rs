@@ -65,7 +65,8 @@ enum Command {
     Logs(project::LogsArgs),
     /// Compare strategies with the ground truth as the annotator (detached worker).
     Simulate(simulate::SimulateArgs),
-    /// Ask the running job to stop after its current batch.
+    /// Ask the running job to stop after its current batch (the worker
+    /// ends it if that batch is still running 10 s later).
     Cancel(project::ProjectArg),
     /// Point the project at its data after the data moved (same content).
     Relink(project::RelinkArgs),

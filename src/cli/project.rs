@@ -13,6 +13,7 @@ use nextslice::journal::{Cursor, Event, EventLog, Logged, running_worker};
 use nextslice::progress::StderrProgress;
 use nextslice::project::actions::{check_import, confirm_import, export_pending, request_cancel};
 use nextslice::project::{Phase, Project, StorePlace};
+use nextslice::worker::CANCEL_GRACE;
 
 use super::events::describe;
 
@@ -308,8 +309,10 @@ pub fn cancel(args: ProjectArg) -> Result<()> {
     match request_cancel(dir)? {
         None => println!("no job is running"),
         Some(holder) => println!(
-            "cancel requested: {} (pid {}) stops after its current batch; a training keeps its last epoch's checkpoint.",
-            holder.job, holder.pid
+            "cancel requested: {} (pid {}) stops after its current batch, or is ended in {} s if that batch goes on (a GPU kernel being tuned); a training keeps its last epoch's checkpoint.",
+            holder.job,
+            holder.pid,
+            CANCEL_GRACE.as_secs()
         ),
     }
     Ok(())

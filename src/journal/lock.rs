@@ -131,6 +131,15 @@ impl WorkerLock {
     /// Releases the lock now (the same as dropping it).
     pub fn release(self) {}
 
+    /// Clears the holder record, as dropping the lock does, for a process
+    /// about to exit without dropping it (a job ended from its watcher
+    /// thread); the flock goes with the process.
+    pub fn clear(&self) {
+        if let Some(file) = &self.file {
+            let _ = file.set_len(0);
+        }
+    }
+
     /// Lets the lock go as a killed process does: the flock goes with the
     /// file, the holder record stays.
     #[cfg(test)]
@@ -142,9 +151,7 @@ impl WorkerLock {
 impl Drop for WorkerLock {
     /// A clean exit, or an error returned through it: not a crash.
     fn drop(&mut self) {
-        if let Some(file) = &self.file {
-            let _ = file.set_len(0);
-        }
+        self.clear();
     }
 }
 

@@ -10,4 +10,4 @@ mod reporter;
 mod run;
 
 pub use crash::{PanicWatch, ThreadPanic};
-pub use run::{WorkerError, run_job, spawn};
+pub use run::{CANCEL_GRACE, WorkerError, run_job, spawn};

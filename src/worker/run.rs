@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use burn::tensor::backend::AutodiffBackend;
@@ -187,16 +187,26 @@ pub fn run_job(dir: &Path, job: Job, device: DeviceSpec) -> Result<String, Worke
     });
 
     let cancel = AtomicBool::new(false);
-    let finished = AtomicBool::new(false);
+    let state = AtomicU8::new(RUNNING);
     let reporter = LogReporter::new(&log, job);
     let started = Instant::now();
     let tuned_before = crate::gpu::monitor().snapshot();
     let panics = PanicWatch::start();
+    let grace = cancel_grace();
     let result = std::thread::scope(|scope| {
         scope.spawn(|| {
-            while !finished.load(Ordering::Relaxed) {
+            let mut asked: Option<Instant> = None;
+            while state.load(Ordering::Relaxed) == RUNNING {
                 if cancel_requested(dir) {
                     cancel.store(true, Ordering::Relaxed);
+                    asked.get_or_insert_with(Instant::now);
+                }
+                if asked.is_some_and(|t| t.elapsed() >= grace)
+                    && state
+                        .compare_exchange(RUNNING, ABANDONED, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok()
+                {
+                    end_unresponsive_job(job, dir, &log, &lock, &project, started, grace);
                 }
                 reporter.tuning_heartbeat(&tuned_before, &crate::gpu::monitor().snapshot());
                 std::thread::sleep(Duration::from_millis(100));
@@ -220,7 +230,15 @@ pub fn run_job(dir: &Path, job: Job, device: DeviceSpec) -> Result<String, Worke
                 },
             )
         }));
-        finished.store(true, Ordering::Relaxed);
+        if state
+            .compare_exchange(RUNNING, DONE, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            // The watcher is ending this process for a cancel; it exits.
+            loop {
+                std::thread::park();
+            }
+        }
         match result {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(device)) => Err(WorkerError::Device(device)),
@@ -229,43 +247,108 @@ pub fn run_job(dir: &Path, job: Job, device: DeviceSpec) -> Result<String, Worke
     })
     .map_err(|e| e.blamed_on(&panics));
     clear_cancel(dir);
-    let outcome = match result {
-        Ok(summary) => {
-            let _ = log.append(Event::JobFinished {
-                job,
-                summary: summary.clone(),
-            });
-            Ok(summary)
-        }
-        Err(e) if e.is_cancelled() => {
-            let _ = log.append(Event::JobCancelled { job });
-            Err(e)
-        }
-        Err(e) => {
-            let _ = log.append(Event::JobFailed {
-                job,
-                error: e.to_string(),
-            });
-            Err(e)
-        }
-    };
+    log_ending(&log, job, &result);
     lock.release();
     // After the lock is free, so a command that starts the next step can.
-    if let Some(command) = &project.config.notify.command {
-        let (status, summary) = match &outcome {
-            Ok(summary) => ("finished", summary.clone()),
-            Err(e) if e.is_cancelled() => ("cancelled", e.to_string()),
-            Err(e) => ("failed", e.to_string()),
-        };
-        let ending = Ending {
-            job,
-            status,
-            summary: &summary,
-            seconds: started.elapsed().as_secs_f64(),
-        };
-        notify(command, dir, &ending);
+    notify_ending(&project, dir, job, started, &result);
+    result
+}
+
+/// The watcher's states: the job runs; it returned; the watcher ended it.
+const RUNNING: u8 = 0;
+const DONE: u8 = 1;
+const ABANDONED: u8 = 2;
+
+/// How long a job may take to reach its next cancel check (the end of a
+/// batch) after a cancel before the worker ends it: a batch seldom takes
+/// this long, but a GPU kernel's first tuning can take minutes.
+/// `NEXTSLICE_CANCEL_GRACE` (seconds) changes it.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(10);
+
+fn cancel_grace() -> Duration {
+    let Ok(text) = std::env::var("NEXTSLICE_CANCEL_GRACE") else {
+        return CANCEL_GRACE;
+    };
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => Duration::from_secs_f64(seconds),
+        _ => {
+            eprintln!(
+                "NEXTSLICE_CANCEL_GRACE={text}: not a number of seconds; a cancel waits {} s",
+                CANCEL_GRACE.as_secs()
+            );
+            CANCEL_GRACE
+        }
     }
-    outcome
+}
+
+/// Ends a job that did not reach a cancel check within `grace` of the
+/// cancel, from the watcher thread, and the process with it. Safe at any
+/// moment, as a `kill -9` is: every file a job writes is replaced
+/// atomically, and a training keeps its last epoch's checkpoint either way
+/// (a cancelled epoch is never saved).
+fn end_unresponsive_job(
+    job: Job,
+    dir: &Path,
+    log: &EventLog,
+    lock: &WorkerLock,
+    project: &Project,
+    started: Instant,
+    grace: Duration,
+) -> ! {
+    eprintln!(
+        "worker: {job} did not stop within {:.0} s of the cancel (a GPU kernel being tuned, or a long batch); ending it here",
+        grace.as_secs_f64()
+    );
+    let outcome = Err(WorkerError::Engine(EngineError::Cancelled));
+    clear_cancel(dir);
+    log_ending(log, job, &outcome);
+    lock.clear();
+    notify_ending(project, dir, job, started, &outcome);
+    if let Err(e) = outcome {
+        eprintln!("Error: {e}");
+    }
+    std::process::exit(1)
+}
+
+/// The job's last event: finished, cancelled or failed.
+fn log_ending(log: &EventLog, job: Job, outcome: &Result<String, WorkerError>) {
+    let event = match outcome {
+        Ok(summary) => Event::JobFinished {
+            job,
+            summary: summary.clone(),
+        },
+        Err(e) if e.is_cancelled() => Event::JobCancelled { job },
+        Err(e) => Event::JobFailed {
+            job,
+            error: e.to_string(),
+        },
+    };
+    let _ = log.append(event);
+}
+
+/// Runs the project's `[notify] command`, if it has one.
+fn notify_ending(
+    project: &Project,
+    dir: &Path,
+    job: Job,
+    started: Instant,
+    outcome: &Result<String, WorkerError>,
+) {
+    let Some(command) = &project.config.notify.command else {
+        return;
+    };
+    let (status, summary) = match outcome {
+        Ok(summary) => ("finished", summary.clone()),
+        Err(e) if e.is_cancelled() => ("cancelled", e.to_string()),
+        Err(e) => ("failed", e.to_string()),
+    };
+    let ending = Ending {
+        job,
+        status,
+        summary: &summary,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    notify(command, dir, &ending);
 }
 
 /// Starts `nextslice worker` for `job` in a new session with its output in

@@ -409,6 +409,61 @@ fn a_crashed_job_is_a_failed_job_and_a_killed_one_is_reported_by_status() {
 }
 
 #[test]
+fn a_cancelled_job_that_never_reaches_its_next_batch_is_ended_by_the_worker() {
+    let f = fixture(
+        4,
+        "[notify]\ncommand = 'echo \"$NEXTSLICE_JOB $NEXTSLICE_STATUS\" >> notified.txt'\n",
+    );
+    let project = &f.project;
+    // The VAE trains, then its quality pass stops inside its first batch,
+    // as a job does while a GPU kernel is tuned for minutes.
+    let out = nextslice()
+        .args(["train-vae", "-p", p(project)])
+        .env("NEXTSLICE_FAILPOINT", "pass-batch:hang")
+        .env("NEXTSLICE_CANCEL_GRACE", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let hanging = || {
+        std::fs::read_to_string(project.join("worker.log"))
+            .is_ok_and(|log| log.contains("failpoint `pass-batch`: hanging"))
+    };
+    wait_for(120, "the VAE's quality pass to hang", hanging);
+    let worker = running_worker(project).expect("the worker is running");
+    run(&["cancel", "-p", p(project)]);
+    let asked = Instant::now();
+    wait_for(20, "the worker to end the job", || {
+        running_worker(project).is_none()
+    });
+    let waited = asked.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "ended before the grace was over: {waited:?}"
+    );
+    // SAFETY: signal 0 only asks whether the process exists.
+    let alive = || unsafe { libc::kill(worker.pid as i32, 0) } == 0;
+    wait_for(10, "the worker process to exit", || !alive());
+    let events = EventLog::new(project).read_all().unwrap();
+    assert!(
+        matches!(&events.last().unwrap().event, Event::JobCancelled { .. }),
+        "{:?}",
+        events.last()
+    );
+    assert!(!project.join("cancel").exists(), "the request is cleared");
+    let heard = std::fs::read_to_string(project.join("notified.txt")).unwrap();
+    assert_eq!(heard.trim(), "train-vae cancelled");
+    assert!(
+        status(project).contains("train-vae: cancelled"),
+        "{}",
+        status(project)
+    );
+
+    // Nothing was half-written: the next run finishes the step.
+    run(&["train-vae", "--wait", "-p", p(project)]);
+    assert_eq!(state(project).phase, Phase::Seeding);
+}
+
+#[test]
 fn an_import_writes_only_while_it_holds_the_project_lock() {
     let f = fixture(4, "");
     let project = &f.project;

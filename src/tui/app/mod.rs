@@ -24,6 +24,7 @@ use crate::project::{Phase, RoundState};
 use crate::tui::jobs::{JobTracker, Liveness, liveness};
 use crate::tui::keys::{self, Context, Facts};
 use crate::tui::snapshot::Snapshot;
+use crate::worker::CANCEL_GRACE;
 
 pub struct App {
     pub snapshot: Snapshot,
@@ -325,7 +326,10 @@ impl App {
                 self.notify(format!("imported {accepted} masks · {next}"), false);
             }
             Outcome::CancelRequested(Some(job)) => self.notify(
-                format!("cancel requested: {job} stops after its current batch"),
+                format!(
+                    "cancel requested: {job} stops after its current batch (at most {} s)",
+                    CANCEL_GRACE.as_secs()
+                ),
                 false,
             ),
             Outcome::CancelRequested(None) => self.notify("no job is running", false),
