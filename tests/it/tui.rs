@@ -490,3 +490,27 @@ fn a_gpu_job_tuning_kernels_shows_the_stage_count_and_eta() {
     assert!(text.contains("ETA 30s"), "{text}");
     assert!(text.contains("CUDA:0 (NVIDIA H200)"), "{text}");
 }
+
+#[test]
+fn a_job_that_ran_out_of_gpu_memory_shows_the_remedy_whole() {
+    let mut events = fx::training_events(4242);
+    events.push(Logged {
+        time: NOW - 5.0,
+        event: Event::JobFailed {
+            job: Job::Train,
+            error: "the job crashed: can't allocate buffer of size: 4294967296 (4.3 GB), in thread DSD-0-0; the device ran out of memory: lower unet.batch_size (or vae.batch_size) in project.toml, then run the step again. The job's own error followed: Error while reading data: An error happened during execution".into(),
+        },
+    });
+    let app = fx::app(Phase::Training, 3, 1200, &events, None);
+    let text = format!("{}", draw(&app, 100, 30).backend());
+    let joined: String = text
+        .lines()
+        .map(|l| l.trim_matches(|c: char| c == '│' || c == '"' || c.is_whitespace()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(joined.contains("4.3 GB"), "{text}");
+    assert!(
+        joined.contains("lower unet.batch_size (or vae.batch_size) in project.toml"),
+        "{text}"
+    );
+}

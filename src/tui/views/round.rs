@@ -9,7 +9,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Style, Stylize};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, LineGauge, Paragraph};
+use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, LineGauge, Paragraph, Wrap};
 
 use super::{ACCENT, BAD, DIM, GOOD, WARN, duration};
 use crate::journal::{Job, Phase};
@@ -152,12 +152,18 @@ fn job_panel(frame: &mut Frame, area: Rect, app: &App, run: &JobRun) {
     ]));
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let [info, gauge, chart] = Layout::vertical([
-        Constraint::Length(3 + u16::from(run.overall.is_some())),
+    // A failure's message wraps, so its remedy (at its end) is never cut.
+    let status = Paragraph::new(Line::from(Span::styled(status, Style::new().fg(colour))))
+        .wrap(Wrap { trim: true });
+    let status_rows = status.line_count(inner.width).clamp(1, 4) as u16;
+    let [head, info, gauge, chart] = Layout::vertical([
+        Constraint::Length(status_rows),
+        Constraint::Length(2 + u16::from(run.overall.is_some())),
         Constraint::Length(1),
         Constraint::Min(0),
     ])
     .areas(inner);
+    frame.render_widget(status, head);
 
     let mut where_ = vec![format!("device {}", or_dash(&run.device))];
     if !run.stage.is_empty() {
@@ -189,11 +195,7 @@ fn job_panel(frame: &mut Frame, area: Rect, app: &App, run: &JobRun) {
             "ended".into()
         }
     );
-    let mut lines = vec![
-        Line::from(Span::styled(status, Style::new().fg(colour))),
-        Line::from(where_.join(" · ")),
-        Line::from(timing),
-    ];
+    let mut lines = vec![Line::from(where_.join(" · ")), Line::from(timing)];
     if let Some(o) = &run.overall {
         let eta = if run.is_running() {
             format!(" · ETA overall {}", duration(run.overall_eta(app.now)))
@@ -201,7 +203,7 @@ fn job_panel(frame: &mut Frame, area: Rect, app: &App, run: &JobRun) {
             String::new()
         };
         lines.insert(
-            1,
+            0,
             Line::from(format!(
                 "{} · {}/{} trainings done{eta}",
                 o.what, o.done, o.total
