@@ -8,11 +8,15 @@
 //! thread then fails on its next read with an error that names neither
 //! memory nor size ("Memory page 0 doesn't exist", "Communication channel
 //! with the server is down"). So the worker watches every thread's panics
-//! while a job runs and blames the first one elsewhere.
+//! while a job runs and, when the job panics, names the cause: an
+//! out-of-memory panic elsewhere, else another thread's panic of the last
+//! few seconds. Older panics elsewhere are not blamed: cubecl's device
+//! thread survives a failed task, so one may have been harmless.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, Once};
 use std::thread::ThreadId;
+use std::time::{Duration, Instant};
 
 /// A panic in some thread of this process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,8 +28,18 @@ pub struct ThreadPanic {
 /// Panics recorded by the hook, numbered from the process's first.
 struct Seen {
     first: u64,
-    panics: VecDeque<(ThreadId, ThreadPanic)>,
+    panics: VecDeque<Recorded>,
 }
+
+struct Recorded {
+    thread: ThreadId,
+    at: Instant,
+    panic: ThreadPanic,
+}
+
+/// How long before a job's own panic another thread's (not out-of-memory)
+/// panic is taken for its cause.
+pub const RECENT_CAUSE: Duration = Duration::from_secs(10);
 
 /// The newest panics kept: a job needs only the first after it started.
 const KEPT: usize = 16;
@@ -67,17 +81,25 @@ impl PanicWatch {
         }
     }
 
-    /// The first panic since the watch started in another thread than the
-    /// watching one.
-    pub fn elsewhere(&self) -> Option<ThreadPanic> {
+    /// The cause of a panic in the watching thread now, if another thread
+    /// panicked since the watch started: the first out-of-memory panic,
+    /// else the latest within [`RECENT_CAUSE`].
+    pub fn cause(&self) -> Option<ThreadPanic> {
         let seen = lock();
         let skip = self.from.saturating_sub(seen.first) as usize;
-        seen.panics
-            .iter()
-            .skip(skip)
-            .find(|(thread, _)| *thread != self.thread)
-            .map(|(_, panic)| panic.clone())
+        let since: Vec<&Recorded> = seen.panics.iter().skip(skip).collect();
+        choose_cause(&since, self.thread)
     }
+}
+
+/// Of `panics` (oldest first), the cause of a panic in thread `watcher`
+/// now (see [`PanicWatch::cause`]).
+fn choose_cause(panics: &[&Recorded], watcher: ThreadId) -> Option<ThreadPanic> {
+    let elsewhere = || panics.iter().filter(|r| r.thread != watcher);
+    elsewhere()
+        .find(|r| is_out_of_memory(&r.panic.message))
+        .or_else(|| elsewhere().rev().find(|r| r.at.elapsed() <= RECENT_CAUSE))
+        .map(|r| r.panic.clone())
 }
 
 fn lock() -> std::sync::MutexGuard<'static, Seen> {
@@ -90,7 +112,11 @@ fn record(panic: ThreadPanic) {
         seen.panics.pop_front();
         seen.first += 1;
     }
-    seen.panics.push_back((std::thread::current().id(), panic));
+    seen.panics.push_back(Recorded {
+        thread: std::thread::current().id(),
+        at: Instant::now(),
+        panic,
+    });
 }
 
 /// A panic's message, whatever its payload.
@@ -102,11 +128,11 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".into())
 }
 
-/// What an operator can do about a crash with this message (all of it:
-/// the cause may be on a later line).
-pub fn crash_hint(message: &str) -> &'static str {
+/// Whether a panic's message (all of it: the cause may be on a later
+/// line) says a device ran out of memory.
+pub fn is_out_of_memory(message: &str) -> bool {
     let lower = message.to_ascii_lowercase();
-    if [
+    [
         "out of memory",
         "out_of_memory",
         "outofmemory",
@@ -116,7 +142,11 @@ pub fn crash_hint(message: &str) -> &'static str {
     ]
     .iter()
     .any(|s| lower.contains(s))
-    {
+}
+
+/// What an operator can do about a crash with this message.
+pub fn crash_hint(message: &str) -> &'static str {
+    if is_out_of_memory(message) {
         "the device ran out of memory: lower unet.batch_size (or vae.batch_size) in project.toml, then run the step again"
     } else {
         "worker.log in the project has the details; run the step again to resume from its last checkpoint"
@@ -185,14 +215,55 @@ mod tests {
             .iter()
             .skip(watch.from.saturating_sub(seen.first) as usize)
             .collect();
-        assert!(since.iter().any(|(thread, p)| *thread != watch.thread
-            && p.thread == "device-thread-test"
-            && p.message == planted));
+        assert!(since.iter().any(|r| r.thread != watch.thread
+            && r.panic.thread == "device-thread-test"
+            && r.panic.message == planted));
         drop(seen);
         assert!(
             watch
-                .elsewhere()
+                .cause()
                 .is_some_and(|p| p.message != "the watcher's own panic")
         );
+    }
+
+    #[test]
+    fn an_out_of_memory_panic_is_the_cause_however_old_and_others_only_when_recent() {
+        let at = |seconds_ago: u64| Instant::now() - Duration::from_secs(seconds_ago);
+        let panic = |message: &str| ThreadPanic {
+            thread: "DSD-0-0".into(),
+            message: message.into(),
+        };
+        let (job, device) = (std::thread::current().id(), other_thread());
+        let recorded = |thread, seconds_ago, message: &str| Recorded {
+            thread,
+            at: at(seconds_ago),
+            panic: panic(message),
+        };
+        let cause_of = |panics: Vec<Recorded>| {
+            choose_cause(&panics.iter().collect::<Vec<_>>(), job).map(|p| p.message)
+        };
+        let oom = "can't allocate buffer of size: 8";
+        assert_eq!(
+            cause_of(vec![
+                recorded(device, 300, oom),
+                recorded(device, 1, "later")
+            ]),
+            Some(oom.into())
+        );
+        assert_eq!(
+            cause_of(vec![
+                recorded(device, 300, "old, harmless"),
+                recorded(device, 1, "recent")
+            ]),
+            Some("recent".into())
+        );
+        assert_eq!(cause_of(vec![recorded(device, 300, "old, harmless")]), None);
+        assert_eq!(cause_of(vec![recorded(job, 1, "the job's own")]), None);
+    }
+
+    fn other_thread() -> ThreadId {
+        std::thread::spawn(|| std::thread::current().id())
+            .join()
+            .unwrap()
     }
 }

@@ -14,11 +14,14 @@ pub struct Ending<'a> {
     pub seconds: f64,
 }
 
+/// How long the worker waits for the `[notify] command` to end.
+pub const NOTIFY_WAIT: Duration = Duration::from_secs(30);
+
 /// Runs the operator's `[notify] command` with the job's ending in its
-/// environment, waiting at most `NOTIFY_WAIT` for it; a command that fails
-/// is reported in the worker's log and changes nothing else.
-pub fn notify(command: &str, dir: &Path, ending: &Ending<'_>) {
-    const NOTIFY_WAIT: Duration = Duration::from_secs(30);
+/// environment, waiting at most `wait` for it (zero: not at all, for a
+/// worker about to exit; the command runs on); a command that fails is
+/// reported in the worker's log and changes nothing else.
+pub fn notify(command: &str, dir: &Path, ending: &Ending<'_>, wait: Duration) {
     let child = Command::new("sh")
         .args(["-c", command])
         .current_dir(dir)
@@ -39,7 +42,10 @@ pub fn notify(command: &str, dir: &Path, ending: &Ending<'_>) {
             return;
         }
     };
-    let deadline = Instant::now() + NOTIFY_WAIT;
+    if wait.is_zero() {
+        return;
+    }
+    let deadline = Instant::now() + wait;
     loop {
         match child.try_wait() {
             Ok(Some(status)) if status.success() => return,
@@ -49,7 +55,7 @@ pub fn notify(command: &str, dir: &Path, ending: &Ending<'_>) {
             }
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
             Ok(None) => {
-                eprintln!("notify: `{command}` still runs after {NOTIFY_WAIT:?}; left running");
+                eprintln!("notify: `{command}` still runs after {wait:?}; left running");
                 return;
             }
             Err(e) => {

@@ -1,6 +1,7 @@
 //! Running a job: in this process (`run_job`), or in a detached worker
 //! process (`spawn`) that survives the terminal and SSH session.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use burn::tensor::backend::AutodiffBackend;
 
 use super::crash::{PanicWatch, crash_hint, headline, panic_message};
-use super::notify::{Ending, notify};
+use super::notify::{Ending, NOTIFY_WAIT, notify};
 use super::reporter::LogReporter;
 
 use crate::config::DeviceSpec;
@@ -66,20 +67,22 @@ impl WorkerError {
         }
     }
 
-    /// This failure, blamed on the first panic in another thread since
-    /// `watch` started, if there was one: the job's own error is then a
-    /// consequence (a GPU read after the device thread died).
+    /// A panic in the job's thread, blamed on its cause in another thread
+    /// since `watch` started, if there was one (`PanicWatch::cause`): the
+    /// job's own panic is then a consequence (a GPU read after the device
+    /// thread died). Other errors say what they are.
     pub fn blamed_on(self, watch: &PanicWatch) -> Self {
-        if self.is_cancelled() {
+        let WorkerError::Panicked { message } = &self else {
+            return self;
+        };
+        let Some(cause) = watch.cause() else {
+            return self;
+        };
+        let then = headline(message);
+        // A panic re-raised from a worker thread (rayon) is not a cause.
+        if headline(&cause.message) == then {
             return self;
         }
-        let Some(cause) = watch.elsewhere() else {
-            return self;
-        };
-        let then = match &self {
-            WorkerError::Panicked { message } => headline(message),
-            other => headline(&other.to_string()),
-        };
         WorkerError::ThreadPanicked {
             thread: cause.thread,
             message: cause.message,
@@ -234,10 +237,13 @@ pub fn run_job(dir: &Path, job: Job, device: DeviceSpec) -> Result<String, Worke
             .compare_exchange(RUNNING, DONE, Ordering::SeqCst, Ordering::SeqCst)
             .is_err()
         {
-            // The watcher is ending this process for a cancel; it exits.
-            loop {
-                std::thread::park();
+            // The watcher is ending this process for a cancel; should it
+            // fail to within a minute, this thread does.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                std::thread::park_timeout(Duration::from_secs(1));
             }
+            exit_now();
         }
         match result {
             Ok(Ok(outcome)) => outcome,
@@ -250,7 +256,7 @@ pub fn run_job(dir: &Path, job: Job, device: DeviceSpec) -> Result<String, Worke
     log_ending(&log, job, &result);
     lock.release();
     // After the lock is free, so a command that starts the next step can.
-    notify_ending(&project, dir, job, started, &result);
+    notify_ending(&project, dir, job, started, &result, NOTIFY_WAIT);
     result
 }
 
@@ -295,19 +301,34 @@ fn end_unresponsive_job(
     started: Instant,
     grace: Duration,
 ) -> ! {
-    eprintln!(
-        "worker: {job} did not stop within {:.0} s of the cancel (a GPU kernel being tuned, or a long batch); ending it here",
-        grace.as_secs_f64()
-    );
-    let outcome = Err(WorkerError::Engine(EngineError::Cancelled));
-    clear_cancel(dir);
-    log_ending(log, job, &outcome);
-    lock.clear();
-    notify_ending(project, dir, job, started, &outcome);
-    if let Err(e) = outcome {
-        eprintln!("Error: {e}");
-    }
-    std::process::exit(1)
+    // Nothing here may keep the process alive: a panic (stderr gone) is
+    // caught, and the notify command is started, not waited for.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut stderr = std::io::stderr();
+        let _ = writeln!(
+            stderr,
+            "worker: {job} did not stop within {:.0} s of the cancel (a GPU kernel being tuned, or a long batch); ending it here",
+            grace.as_secs_f64()
+        );
+        let outcome = Err(WorkerError::Engine(EngineError::Cancelled));
+        clear_cancel(dir);
+        log_ending(log, job, &outcome);
+        lock.clear();
+        notify_ending(project, dir, job, started, &outcome, Duration::ZERO);
+        if let Err(e) = outcome {
+            let _ = writeln!(stderr, "Error: {e}");
+        }
+        let _ = std::io::stdout().flush();
+    }));
+    exit_now()
+}
+
+/// Ends the process at once, as a `kill -9` would: no exit handlers or
+/// destructors, which the job's thread (inside a GPU driver, say) may be
+/// using.
+fn exit_now() -> ! {
+    // SAFETY: _exit takes no pointers and does not return.
+    unsafe { libc::_exit(1) }
 }
 
 /// The job's last event: finished, cancelled or failed.
@@ -333,6 +354,7 @@ fn notify_ending(
     job: Job,
     started: Instant,
     outcome: &Result<String, WorkerError>,
+    wait: Duration,
 ) {
     let Some(command) = &project.config.notify.command else {
         return;
@@ -348,7 +370,7 @@ fn notify_ending(
         summary: &summary,
         seconds: started.elapsed().as_secs_f64(),
     };
-    notify(command, dir, &ending);
+    notify(command, dir, &ending, wait);
 }
 
 /// Starts `nextslice worker` for `job` in a new session with its output in

@@ -430,8 +430,8 @@ fn a_cancelled_job_that_never_reaches_its_next_batch_is_ended_by_the_worker() {
     };
     wait_for(120, "the VAE's quality pass to hang", hanging);
     let worker = running_worker(project).expect("the worker is running");
-    run(&["cancel", "-p", p(project)]);
     let asked = Instant::now();
+    run(&["cancel", "-p", p(project)]);
     wait_for(20, "the worker to end the job", || {
         running_worker(project).is_none()
     });
@@ -450,8 +450,10 @@ fn a_cancelled_job_that_never_reaches_its_next_batch_is_ended_by_the_worker() {
         events.last()
     );
     assert!(!project.join("cancel").exists(), "the request is cleared");
-    let heard = std::fs::read_to_string(project.join("notified.txt")).unwrap();
-    assert_eq!(heard.trim(), "train-vae cancelled");
+    // The notify command was started, not waited for.
+    let heard = || std::fs::read_to_string(project.join("notified.txt")).unwrap_or_default();
+    wait_for(10, "the notify command", || heard().ends_with('\n'));
+    assert_eq!(heard().trim(), "train-vae cancelled");
     assert!(
         status(project).contains("train-vae: cancelled"),
         "{}",
