@@ -5,9 +5,11 @@
 //! the engine, `simulate` and the journal; the TUI and the CLI start it.
 
 mod crash;
+mod ending;
 mod notify;
 mod reporter;
 mod run;
 
 pub use crash::{PanicWatch, ThreadPanic};
-pub use run::{CANCEL_GRACE, WorkerError, run_job, spawn};
+pub use ending::CANCEL_GRACE;
+pub use run::{WorkerError, run_job, spawn};
