@@ -118,6 +118,16 @@ impl<'a> LogReporter<'a> {
         self.overall.lock().ok().and_then(|o| o.clone())
     }
 
+    /// Whether `stage` is not the one last reported: its start is always
+    /// written, or a slow first batch (a GPU tuning its kernels) would
+    /// leave the job view on the last stage, done, with an ETA of 0 s.
+    fn is_new_stage(&self, stage: &str) -> bool {
+        self.last_report
+            .lock()
+            .ok()
+            .is_none_or(|last| last.as_ref().is_none_or(|r| r.stage != stage))
+    }
+
     fn due(&self, force: bool) -> bool {
         let Ok(mut last) = self.last.lock() else {
             return false;
@@ -179,7 +189,7 @@ struct StagePace {
 impl Progress for LogReporter<'_> {
     fn update(&self, u: &ProgressUpdate<'_>) {
         let (rate, eta_seconds) = self.pace(u.stage, u.done, u.total);
-        if self.due(u.done >= u.total) {
+        if self.due(u.done >= u.total || self.is_new_stage(u.stage)) {
             self.report(ProgressReport {
                 unit: Some(u.unit.to_string()),
                 rate,
@@ -210,7 +220,12 @@ impl Progress for LogReporter<'_> {
 impl TrainObserver for LogReporter<'_> {
     fn event(&self, event: &TrainEvent) {
         match event {
-            TrainEvent::Batch(b) if self.due(b.batch == b.batches) => {
+            TrainEvent::Batch(b)
+                if self.due(
+                    b.batch == b.batches
+                        || self.is_new_stage(&format!("{} training", b.network.name())),
+                ) =>
+            {
                 let stage = format!("{} training", b.network.name());
                 self.report(ProgressReport {
                     epoch: Some(b.epoch),
@@ -300,6 +315,44 @@ mod tests {
         *reporter.tuning_moved.lock().unwrap() = Some(((2, 1), Instant::now() - TUNING_RECENT));
         reporter.tuning_heartbeat(&since, &tuning);
         assert_eq!(progress_events().len(), 2);
+    }
+
+    #[test]
+    fn a_new_stage_is_reported_at_once_and_repeats_within_half_a_second_are_not() {
+        let project = tempfile::tempdir().unwrap();
+        let log = EventLog::new(project.path());
+        let reporter = LogReporter::new(&log, Job::TrainVae);
+        let stages = || {
+            log.read_all()
+                .unwrap()
+                .into_iter()
+                .filter_map(|l| match l.event {
+                    Event::Progress(p) => Some((p.stage, p.done)),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let update = |stage, done| {
+            reporter.update(&ProgressUpdate {
+                stage,
+                done,
+                total: 10,
+                unit: "slices",
+                detail: "",
+            })
+        };
+        update("VAE training", 3);
+        update("VAE training", 4);
+        // The next stage starts within the same half second.
+        update("VAE quality", 0);
+        update("VAE quality", 1);
+        assert_eq!(
+            stages(),
+            [
+                ("VAE training".to_string(), 3),
+                ("VAE quality".to_string(), 0)
+            ]
+        );
     }
 
     #[test]
