@@ -9,8 +9,8 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use nextslice::config::{Preset, SamplingUnit, shared_store_root};
-use nextslice::journal::{Cursor, Event, EventLog, Logged, running_worker};
-use nextslice::progress::StderrProgress;
+use nextslice::journal::{Cursor, Event, EventLog, Logged, now, running_worker};
+use nextslice::progress::{StderrProgress, format_duration};
 use nextslice::project::actions::{check_import, confirm_import, export_pending, request_cancel};
 use nextslice::project::{Phase, Project, StorePlace};
 use nextslice::worker::CANCEL_GRACE;
@@ -215,12 +215,23 @@ pub fn status(args: ProjectArg) -> Result<()> {
             } else {
                 format!(", {}", holder.device)
             };
+            // How long it has run, and how old its last word is: a job
+            // inside a slow batch (a GPU tuning kernels) says nothing for a
+            // while, and the operator should see that it is a while.
+            let ago = |time: f64| format_duration(Duration::from_secs_f64((now() - time).max(0.0)));
             println!(
-                "job      {} running (pid {}{device})",
-                holder.job, holder.pid
+                "job      {} running for {} (pid {}{device})",
+                holder.job,
+                ago(holder.started),
+                holder.pid
             );
             if let Some(e) = last {
-                println!("         {}", describe(e));
+                let age = if now() - e.time >= 5.0 {
+                    format!(" ({} ago)", ago(e.time))
+                } else {
+                    String::new()
+                };
+                println!("         {}{age}", describe(e));
             }
         }
         None => {

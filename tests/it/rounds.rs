@@ -430,6 +430,8 @@ fn a_cancelled_job_that_never_reaches_its_next_batch_is_ended_by_the_worker() {
     };
     wait_for(120, "the VAE's quality pass to hang", hanging);
     let worker = running_worker(project).expect("the worker is running");
+    let text = status(project);
+    assert!(text.contains("job      train-vae running for "), "{text}");
     let asked = Instant::now();
     run(&["cancel", "-p", p(project)]);
     wait_for(20, "the worker to end the job", || {
