@@ -17,7 +17,7 @@ use super::names::short_case_names;
 use super::{ACCENT, DIM, GOOD, WARN};
 use crate::config::SamplingUnit;
 use crate::masks::preview::class_colour;
-use crate::tui::app::App;
+use crate::tui::app::{App, Overlay};
 use crate::tui::keys;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
@@ -168,12 +168,15 @@ fn draw_picture(frame: &mut Frame, area: Rect, app: &App) {
         .get(app.modality)
         .cloned()
         .unwrap_or_else(|| "?".into());
+    // The expert mask of a slice still awaiting one draws nothing: say so
+    // (`o` turns to the U-Net's prediction, said below the picture).
+    let overlay = if app.overlay == Overlay::Mask && !row.labelled {
+        "no mask yet"
+    } else {
+        app.overlay.describe()
+    };
     let block = Block::bordered()
-        .title(format!(
-            " {} · {modality} · {} ",
-            row.key,
-            app.overlay.describe()
-        ))
+        .title(format!(" {} · {modality} · {overlay} ", row.key))
         .title_bottom(Line::from(" m modality · o overlay ").fg(DIM))
         .border_style(ACCENT);
     let inner = block.inner(area);
