@@ -176,6 +176,18 @@ fn history_view_tabulates_and_charts_every_round() {
 }
 
 #[test]
+fn history_after_one_round_draws_its_point() {
+    let mut app = fx::app(Phase::Suggesting, 1, 1200, &[], None);
+    press(&mut app, KeyCode::Char('3'));
+    let text = format!("{}", draw(&app, 100, 30).backend());
+    let chart: String = text
+        .lines()
+        .filter_map(|l| l.split_once("││").map(|(_, right)| right.to_string()))
+        .collect();
+    assert!(chart.contains('•'), "round 0's Dice is drawn: {text}");
+}
+
+#[test]
 fn latent_map_shows_pool_labelled_suggested_and_steps() {
     let mut app = fx::app(Phase::AwaitingMasks, 3, 1200, &[], None);
     press(&mut app, KeyCode::Char('4'));

@@ -28,7 +28,8 @@ pub(super) fn format_score(v: f64, metric: Metric) -> String {
     }
 }
 
-/// One braille line per series, named and coloured in order.
+/// One braille line per series, named and coloured in order; a series of
+/// one point (the first round) as a dot, which a line cannot draw.
 pub(super) fn line_datasets<'a>(
     series: &'a [Vec<(f64, f64)>],
     names: &[String],
@@ -38,10 +39,14 @@ pub(super) fn line_datasets<'a>(
         .zip(names)
         .enumerate()
         .map(|(i, (points, name))| {
+            let (marker, graph) = match points.len() {
+                1 => (Marker::Dot, GraphType::Scatter),
+                _ => (Marker::Braille, GraphType::Line),
+            };
             Dataset::default()
                 .name(name.clone())
-                .marker(Marker::Braille)
-                .graph_type(GraphType::Line)
+                .marker(marker)
+                .graph_type(graph)
                 .style(Style::new().fg(SERIES[i % SERIES.len()]))
                 .data(points)
         })
