@@ -174,10 +174,17 @@ fn metric_chart(frame: &mut Frame, area: Rect, app: &App, regions: &[String]) {
         .fold(0.0f64, f64::max)
         .max(0.1);
     let datasets = line_datasets(&series, regions);
+    // The legend where the curves are not: Dice rises from the bottom
+    // left, HD95 falls from the top left (a corner on the right hid the
+    // first round's low Dice, and later rounds' low HD95).
+    let legend = match app.metric {
+        Metric::Dice => LegendPosition::TopLeft,
+        Metric::Hd95 => LegendPosition::BottomLeft,
+    };
     frame.render_widget(
         Chart::new(datasets)
             .block(block)
-            .legend_position(Some(LegendPosition::BottomRight))
+            .legend_position(Some(legend))
             .x_axis(
                 Axis::default()
                     .title("% labelled")
