@@ -261,21 +261,24 @@ mod tests {
 
     use super::*;
 
+    /// The progress events in `log`, oldest first.
+    fn progress_in(log: &EventLog) -> Vec<ProgressReport> {
+        log.read_all()
+            .unwrap()
+            .into_iter()
+            .filter_map(|l| match l.event {
+                Event::Progress(p) => Some(p),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
     fn a_silent_job_that_tunes_kernels_says_so_and_one_that_does_not_stays_quiet() {
         let project = tempfile::tempdir().unwrap();
         let log = EventLog::new(project.path());
         let reporter = LogReporter::new(&log, Job::Train);
-        let progress_events = || {
-            log.read_all()
-                .unwrap()
-                .into_iter()
-                .filter_map(|l| match l.event {
-                    Event::Progress(p) => Some(p),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-        };
+        let progress_events = || progress_in(&log);
         reporter.update(&ProgressUpdate {
             stage: "U-Net training",
             done: 3,
@@ -323,13 +326,9 @@ mod tests {
         let log = EventLog::new(project.path());
         let reporter = LogReporter::new(&log, Job::TrainVae);
         let stages = || {
-            log.read_all()
-                .unwrap()
+            progress_in(&log)
                 .into_iter()
-                .filter_map(|l| match l.event {
-                    Event::Progress(p) => Some((p.stage, p.done)),
-                    _ => None,
-                })
+                .map(|p| (p.stage, p.done))
                 .collect::<Vec<_>>()
         };
         let update = |stage, done| {
