@@ -15,7 +15,7 @@ use nextslice::engine::{WarmUp, ensure_warm_in, signature};
 use nextslice::gpu::{CudaProbe, KernelCache, probe_cuda};
 use nextslice::progress::{StderrProgress, format_duration};
 use nextslice::project::Project;
-use nextslice::worker::{PanicWatch, WorkerError};
+use nextslice::worker::WorkerError;
 
 #[derive(Args, Debug)]
 pub struct GpuArgs {
@@ -154,14 +154,9 @@ pub fn warmup(args: WarmupArgs) -> Result<()> {
         level,
     };
     // A GPU out of memory panics in cubecl's device thread; say so, with
-    // the remedy, as a failed job would.
-    let watch = PanicWatch::start();
-    let done =
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| with_backend(device, task)))
-        {
-            Ok(done) => done??,
-            Err(payload) => bail!(WorkerError::from_panic(payload.as_ref()).blamed_on(&watch)),
-        };
+    // the remedy, as a failed job would. The three errors: a panic, the
+    // backend not starting, the warm-up's own.
+    let done = WorkerError::caught(|| with_backend(device, task))???;
     if done.skipped {
         println!(
             "already tuned (it took {} the first time); {} tuned kernel shapes in the cache",

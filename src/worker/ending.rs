@@ -18,19 +18,19 @@ use crate::project::Project;
 pub const CANCEL_GRACE: Duration = Duration::from_secs(10);
 
 pub(super) fn cancel_grace() -> Duration {
-    let Ok(text) = std::env::var("NEXTSLICE_CANCEL_GRACE") else {
-        return CANCEL_GRACE;
+    let value = std::env::var("NEXTSLICE_CANCEL_GRACE").ok();
+    let parse = |text: &str| {
+        let seconds = text.trim().parse::<f64>().ok()?;
+        (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
     };
-    match text.parse::<f64>() {
-        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => Duration::from_secs_f64(seconds),
-        _ => {
-            eprintln!(
-                "NEXTSLICE_CANCEL_GRACE={text}: not a number of seconds; a cancel waits {} s",
-                CANCEL_GRACE.as_secs()
-            );
-            CANCEL_GRACE
-        }
-    }
+    let meaning = ["a number of seconds", "a cancel waits 10 s"];
+    crate::switch::setting(
+        "NEXTSLICE_CANCEL_GRACE",
+        value.as_deref(),
+        parse,
+        CANCEL_GRACE,
+        meaning,
+    )
 }
 
 /// Ends a job that did not reach a cancel check within `grace` of the

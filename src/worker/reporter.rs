@@ -220,13 +220,11 @@ impl Progress for LogReporter<'_> {
 impl TrainObserver for LogReporter<'_> {
     fn event(&self, event: &TrainEvent) {
         match event {
-            TrainEvent::Batch(b)
-                if self.due(
-                    b.batch == b.batches
-                        || self.is_new_stage(&format!("{} training", b.network.name())),
-                ) =>
-            {
+            TrainEvent::Batch(b) => {
                 let stage = format!("{} training", b.network.name());
+                if !self.due(b.batch == b.batches || self.is_new_stage(&stage)) {
+                    return;
+                }
                 self.report(ProgressReport {
                     epoch: Some(b.epoch),
                     epochs: Some(b.epochs),

@@ -67,6 +67,14 @@ impl WorkerError {
         }
     }
 
+    /// `f`'s value, or its panic as an error blamed on its cause in
+    /// another thread (see [`WorkerError::blamed_on`]).
+    pub fn caught<T>(f: impl FnOnce() -> T) -> Result<T, WorkerError> {
+        let watch = PanicWatch::start();
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+            .map_err(|payload| WorkerError::from_panic(payload.as_ref()).blamed_on(&watch))
+    }
+
     /// A panic in the job's thread, blamed on its cause in another thread
     /// since `watch` started, if there was one (`PanicWatch::cause`): the
     /// job's own panic is then a consequence (a GPU read after the device
@@ -194,7 +202,6 @@ pub fn run_job(dir: &Path, job: Job, device: DeviceSpec) -> Result<String, Worke
     let reporter = LogReporter::new(&log, job);
     let started = Instant::now();
     let tuned_before = crate::gpu::monitor().snapshot();
-    let panics = PanicWatch::start();
     let grace = cancel_grace();
     let result = std::thread::scope(|scope| {
         scope.spawn(|| {
@@ -223,7 +230,7 @@ pub fn run_job(dir: &Path, job: Job, device: DeviceSpec) -> Result<String, Worke
         };
         // A panic in the job (a burn or CUDA error, a bug) becomes a failed
         // job with its message, never a worker that dies without a word.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let result = WorkerError::caught(|| {
             with_backend(
                 device,
                 StepTask {
@@ -232,7 +239,7 @@ pub fn run_job(dir: &Path, job: Job, device: DeviceSpec) -> Result<String, Worke
                     ctx,
                 },
             )
-        }));
+        });
         if state
             .compare_exchange(RUNNING, DONE, Ordering::SeqCst, Ordering::SeqCst)
             .is_err()
@@ -248,10 +255,9 @@ pub fn run_job(dir: &Path, job: Job, device: DeviceSpec) -> Result<String, Worke
         match result {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(device)) => Err(WorkerError::Device(device)),
-            Err(payload) => Err(WorkerError::from_panic(payload.as_ref())),
+            Err(crashed) => Err(crashed),
         }
-    })
-    .map_err(|e| e.blamed_on(&panics));
+    });
     clear_cancel(dir);
     log_ending(&log, job, &result);
     lock.release();
