@@ -18,6 +18,8 @@ pub struct TuningMonitor {
     started: AtomicU64,
     finished: AtomicU64,
     current: Mutex<String>,
+    /// Every key announced, in order (a process tunes a few hundred).
+    keys: Mutex<Vec<String>>,
 }
 
 /// The monitor at one moment.
@@ -57,9 +59,23 @@ impl TuningMonitor {
         }
     }
 
+    /// The keys announced after the first `skip`, each on one line: what a
+    /// job tuned that its warm-up did not.
+    pub fn keys_after(&self, skip: u64) -> Vec<String> {
+        self.keys
+            .lock()
+            .map(|keys| keys.iter().skip(skip as usize).cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Counts one log message, if it is a tuning event.
     pub fn observe(&self, message: &str) {
         if let Some(key) = message.strip_prefix("Tuning ") {
+            // Pushed before the count moves, so `keys_after(started)` of a
+            // snapshot never misses one.
+            if let Ok(mut keys) = self.keys.lock() {
+                keys.push(key.split_whitespace().collect::<Vec<_>>().join(" "));
+            }
             self.started.fetch_add(1, Ordering::Relaxed);
             if let Ok(mut current) = self.current.lock() {
                 *current = shorten(key);
@@ -149,6 +165,11 @@ mod tests {
         monitor.observe(STARTED);
         let later = monitor.snapshot();
         assert_eq!((later.started, later.finished), (2, 1));
+        assert_eq!(monitor.keys_after(before.started).len(), 2);
+        assert_eq!(
+            monitor.keys_after(now.started),
+            [STARTED.trim_start_matches("Tuning ")]
+        );
         assert!(
             later
                 .describe(&before)
