@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use burn::tensor::backend::AutodiffBackend;
 
 use super::context::{EngineError, StepContext};
-use super::infer::{Pass, class_map, predict};
+use super::infer::{Pass, UNET_BATCH, class_map, predict};
 use super::models::load_unets;
 use super::native::NativeScores;
 use crate::config::Config;
@@ -77,14 +77,14 @@ pub fn evaluate_step<B: AutodiffBackend>(
     // separate what its selection gains from what ensembling does.
     let mut first =
         (models.len() > 1).then(|| NativeScores::new(store.meta(), axis, &regions, &labels));
-    let pass = Pass::new("evaluate", "test volumes", 16);
-    pass.run::<B::InnerBackend>(&store, &test_ids, ctx, device, |chunk, x, _| {
+    let pass = Pass::new("evaluate", "test volumes", UNET_BATCH);
+    pass.run::<B::InnerBackend>(&store, &test_ids, ctx, device, |batch, x| {
         if let Some(first) = first.as_mut() {
             let alone = class_map(predict(&models[..1], x.clone())?)?;
-            first.add(&store, chunk, &alone)?;
+            first.add(&store, batch.ids, batch.real(&alone))?;
         }
         let predicted = class_map(predict(&models, x)?)?;
-        volumes.add(&store, chunk, &predicted)
+        volumes.add(&store, batch.ids, batch.real(&predicted))
     })?;
     let scored = volumes.finish()?;
 

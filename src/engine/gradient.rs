@@ -6,7 +6,7 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
 use super::context::{EngineError, StepContext};
-use super::infer::{Pass, to_host};
+use super::infer::{GRADIENT_BATCH, Pass, to_host};
 use crate::model::loss::one_hot;
 use crate::model::{UNet, Vae, dice_gradient_wrt_input};
 use crate::store::SliceStore;
@@ -53,11 +53,12 @@ pub fn gradient_sources<B: AutodiffBackend>(
     let classes = meta.label_values.len();
     let mut sources = Vec::with_capacity(ids.len());
     let mut labels = Vec::new();
-    let pass = Pass::new("input gradients", "labelled slices", 8);
-    pass.run::<B::InnerBackend>(store, ids, ctx, device, |chunk, x, _| {
-        let n = chunk.len();
+    let pass = Pass::new("input gradients", "labelled slices", GRADIENT_BATCH);
+    pass.run::<B::InnerBackend>(store, ids, ctx, device, |batch, x| {
+        // Every row, padding included: its gradient is its own, and unused.
+        let n = batch.rows.len();
         labels.resize(n * h * w, 0);
-        for (k, &id) in chunk.iter().enumerate() {
+        for (k, &id) in batch.rows.iter().enumerate() {
             masks.mask(id, &mut labels[k * h * w..(k + 1) * h * w])?;
         }
         let y: Vec<i64> = labels.iter().map(|&v| i64::from(v)).collect();
@@ -65,7 +66,7 @@ pub fn gradient_sources<B: AutodiffBackend>(
             Tensor::<B::InnerBackend, 3, Int>::from_data(TensorData::new(y, [n, h, w]), device),
             classes,
         );
-        let z: Vec<&[f32]> = chunk.iter().map(|&id| latents.of(id)).collect();
+        let z: Vec<&[f32]> = batch.rows.iter().map(|&id| latents.of(id)).collect();
         let g = dice_gradient_wrt_input::<B>(unet, x.clone(), y)
             .ok_or(EngineError::NoInputGradient)?
             .gradient;
@@ -74,7 +75,7 @@ pub fn gradient_sources<B: AutodiffBackend>(
             // Unit-α directions J·∂L/∂x, scaled once all are known.
             StepLength::Calibrated { .. } => first_order_steps(vae, x, g, 1.0)?,
         };
-        for ((&id, z), step) in chunk.iter().zip(z).zip(steps) {
+        for ((&id, z), step) in batch.ids.iter().zip(z).zip(steps) {
             sources.push(GradientSource::new(id, z.to_vec(), step));
         }
         Ok(())

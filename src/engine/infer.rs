@@ -78,29 +78,79 @@ pub fn predict<Bk: Backend>(
 /// the CPU).
 const BATCH_SECONDS: f64 = 0.3;
 
+/// Batch sizes of the passes, which the GPU warm-up tunes: the VAE's,
+/// the U-Net's, and the input gradient's (a backward pass, so smaller).
+pub const VAE_BATCH: usize = 32;
+pub const UNET_BATCH: usize = 16;
+pub const GRADIENT_BATCH: usize = 8;
+
+/// One batch of a [`Pass`]: the slices it is for and what its tensor's
+/// rows hold.
+pub struct Batch<'b> {
+    /// The slices this batch is for.
+    pub ids: &'b [usize],
+    /// The slices of the tensor's rows: `ids`, then, in a padded batch, the
+    /// last of them again up to the pass's batch size.
+    pub rows: &'b [usize],
+    /// The rows' ground-truth class maps, when the pass reads them.
+    pub labels: &'b [u8],
+}
+
+impl Batch<'_> {
+    /// Whether rows beyond `ids` were added.
+    pub fn padded(&self) -> bool {
+        self.rows.len() > self.ids.len()
+    }
+
+    /// The values of `ids`' rows among host values of all the rows (cut on
+    /// the host: on the device, a tensor of fewer rows is a new shape).
+    pub fn real<'v, T>(&self, values: &'v [T]) -> &'v [T] {
+        let per_row = values.len() / self.rows.len().max(1);
+        &values[..per_row * self.ids.len()]
+    }
+
+    /// 1 for `ids`' rows and 0 for the padding, as [rows, 1, …, 1]: zeroes
+    /// the padding's share of a sum over the batch.
+    pub fn weights<Bk: Backend, const D: usize>(&self, device: &Bk::Device) -> Tensor<Bk, D> {
+        let values: Vec<f32> = (0..self.rows.len())
+            .map(|r| if r < self.ids.len() { 1.0 } else { 0.0 })
+            .collect();
+        let mut shape = [1; D];
+        shape[0] = self.rows.len();
+        Tensor::from_data(TensorData::new(values, shape), device)
+    }
+}
+
 /// One inference pass over store slices, the loop every scoring, encoding,
 /// evaluation, prediction and gradient step shares: batches of up to
 /// `batch` as model inputs (with their ground-truth class maps when
 /// `labels`), a stop on cancel before each batch, and progress under
-/// `stage` after each. Batches shrink below `batch` when one takes longer
-/// than `BATCH_SECONDS`; models in eval mode treat slices independently,
-/// and on the CPU backend a slice's outputs are the same to the bit in any
-/// batch (a test checks it), so the batch size changes no result.
+/// `stage` after each. Models in eval mode treat slices independently, and
+/// on the CPU backend a slice's outputs are the same to the bit in any
+/// batch (a test checks it), so neither rule below changes a result:
+/// - On the CPU, batches shrink below `batch` when one takes longer than
+///   `BATCH_SECONDS`.
+/// - Where each new shape is tuned (a GPU), every batch has `batch` rows:
+///   the last is padded with its last slice. Callers run the models on all
+///   rows and keep `ids`' results ([`Batch::real`], [`Batch::weights`]).
 pub struct Pass<'a> {
     stage: &'a str,
     detail: &'a str,
     batch: usize,
     labels: bool,
+    whole: bool,
 }
 
 impl<'a> Pass<'a> {
-    /// A pass of batches of up to `batch` slices, reported as `stage`.
+    /// A pass of batches of up to `batch` slices, reported as `stage`;
+    /// whole batches where this process tunes each shape.
     pub fn new(stage: &'a str, detail: &'a str, batch: usize) -> Self {
         Pass {
             stage,
             detail,
             batch,
             labels: false,
+            whole: crate::gpu::runtime::tunes_each_shape(),
         }
     }
 
@@ -115,9 +165,9 @@ impl<'a> Pass<'a> {
         ids: &[usize],
         ctx: &StepContext<'_>,
         device: &Bk::Device,
-        mut each: impl FnMut(&[usize], Tensor<Bk, 4>, &[u8]) -> Result<(), EngineError>,
+        mut each: impl FnMut(&Batch<'_>, Tensor<Bk, 4>) -> Result<(), EngineError>,
     ) -> Result<(), EngineError> {
-        let (mut images, mut labels) = (Vec::new(), Vec::new());
+        let (mut images, mut labels, mut rows) = (Vec::new(), Vec::new(), Vec::new());
         let report = |done: usize| {
             ctx.progress.update(&ProgressUpdate {
                 stage: self.stage,
@@ -133,20 +183,34 @@ impl<'a> Pass<'a> {
         while done < ids.len() {
             ctx.check_cancel()?;
             let chunk = &ids[done..(done + size).min(ids.len())];
+            rows.clear();
+            rows.extend_from_slice(chunk);
+            if self.whole
+                && let Some(&last) = chunk.last()
+            {
+                rows.resize(most, last);
+            }
             let started = Instant::now();
             let wanted = self.labels.then_some(&mut labels);
-            let x = input_batch::<Bk>(store, chunk, &mut images, wanted, device)?;
-            each(chunk, x, &labels)?;
-            crate::failpoint::hit("pass-batch");
-            let per_slice = started.elapsed().as_secs_f64() / chunk.len() as f64;
-            // A power of two, so batches repeat from run to run when the
-            // pace is about the same.
-            let fits = ((BATCH_SECONDS / per_slice.max(1e-9)) as usize).clamp(1, most);
-            size = if fits == most {
-                most
-            } else {
-                1 << fits.ilog2()
+            let x = input_batch::<Bk>(store, &rows, &mut images, wanted, device)?;
+            let batch = Batch {
+                ids: chunk,
+                rows: &rows,
+                labels: &labels,
             };
+            each(&batch, x)?;
+            crate::failpoint::hit("pass-batch");
+            if !self.whole {
+                let per_slice = started.elapsed().as_secs_f64() / chunk.len() as f64;
+                // A power of two, so batches repeat from run to run when the
+                // pace is about the same.
+                let fits = ((BATCH_SECONDS / per_slice.max(1e-9)) as usize).clamp(1, most);
+                size = if fits == most {
+                    most
+                } else {
+                    1 << fits.ilog2()
+                };
+            }
             done += chunk.len();
             report(done);
         }
@@ -222,21 +286,15 @@ mod tests {
         };
         let pass = Pass::new("test pass", "", 4).with_labels(true);
         let mut batches = 0;
-        let result = pass.run::<Flex>(
-            &store,
-            &ids,
-            &ctx,
-            &Default::default(),
-            |chunk, x, labels| {
-                batches += 1;
-                assert_eq!(x.dims()[0], chunk.len());
-                assert_eq!(labels.len(), chunk.len() * 32 * 32);
-                if batches == 2 {
-                    cancel.store(true, Ordering::Relaxed); // as the worker's watcher would
-                }
-                Ok(())
-            },
-        );
+        let result = pass.run::<Flex>(&store, &ids, &ctx, &Default::default(), |batch, x| {
+            batches += 1;
+            assert_eq!(x.dims()[0], batch.ids.len());
+            assert_eq!(batch.labels.len(), batch.ids.len() * 32 * 32);
+            if batches == 2 {
+                cancel.store(true, Ordering::Relaxed); // as the worker's watcher would
+            }
+            Ok(())
+        });
         assert!(matches!(result, Err(EngineError::Cancelled)));
         assert_eq!(batches, 2, "no batch runs after the cancel");
         let seen = progress.0.lock().unwrap().clone();
@@ -252,12 +310,135 @@ mod tests {
 
         cancel.store(false, Ordering::Relaxed);
         let mut seen_ids = Vec::new();
-        pass.run::<Flex>(&store, &ids, &ctx, &Default::default(), |chunk, _, _| {
-            seen_ids.extend_from_slice(chunk);
+        pass.run::<Flex>(&store, &ids, &ctx, &Default::default(), |batch, _| {
+            seen_ids.extend_from_slice(batch.ids);
             Ok(())
         })
         .unwrap();
         assert_eq!(seen_ids, ids);
+
+        // Where each shape is tuned, the last batch is padded to 4 rows
+        // with its last slice (labels too); `ids` are still the real ones.
+        let mut shapes = Vec::new();
+        let short = ids.len() - 1;
+        let padded_pass = || {
+            let pass = Pass::new("test pass", "", 4).with_labels(true);
+            pass.run::<Flex>(
+                &store,
+                &ids[..short],
+                &ctx,
+                &Default::default(),
+                |batch, x| {
+                    assert_eq!(x.dims()[0], 4);
+                    assert_eq!(batch.labels.len(), 4 * 32 * 32);
+                    assert_eq!(batch.rows[..batch.ids.len()], *batch.ids);
+                    let last = batch.ids.last().unwrap();
+                    assert!(batch.rows[batch.ids.len()..].iter().all(|r| r == last));
+                    shapes.push((batch.ids.len(), batch.padded()));
+                    Ok(())
+                },
+            )
+        };
+        crate::gpu::runtime::pretend::each_shape_tuned(padded_pass).unwrap();
+        let mut want = vec![(4, false); short / 4];
+        if !short.is_multiple_of(4) {
+            want.push((short % 4, true));
+        }
+        assert_eq!(shapes, want);
+        assert!(
+            !short.is_multiple_of(4),
+            "the test needs a short last batch"
+        );
+    }
+
+    /// On a GPU each pass's last batch is padded; what every step keeps
+    /// from a pass must be what short batches give (the VAE's quality sums
+    /// in another order, so to rounding).
+    #[test]
+    fn padded_last_batches_change_no_step_result() {
+        use super::super::gradient::{StepLength, gradient_sources};
+        use super::super::scores::{Scoring, dal_inputs, score_candidates};
+        use super::super::train_vae::{encode_pool, measure};
+        use crate::device::CpuBackend;
+        use crate::strategy::uncertainty::Measure;
+        use crate::train::StoreMasks;
+        use burn::module::AutodiffModule;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = small_store(dir.path());
+        let ids: Vec<usize> = (0..store.len().min(21)).collect();
+        let short = |n: usize, batch: usize| !n.is_multiple_of(batch);
+        assert!(
+            short(ids.len(), 8) && short(store.len(), 32),
+            "no short batch"
+        );
+        let device = Default::default();
+        let meta = store.meta();
+        let vae = crate::model::VaeSpec {
+            in_channels: meta.channels(),
+            size: [32, 32],
+            widths: vec![4, 8],
+            z_dim: 3,
+        }
+        .init::<Flex>(&device);
+        let unet_spec = crate::model::UNetSpec {
+            in_channels: meta.channels(),
+            classes: meta.label_values.len(),
+            widths: vec![4, 8],
+            bottleneck: 16,
+        };
+        let unet = unet_spec.init::<CpuBackend>(&device);
+        let ensemble = [unet.valid(), unet_spec.init::<Flex>(&device)];
+        let (cancel, log) = (AtomicBool::new(false), EventLog::new(dir.path()));
+        let ctx = StepContext {
+            progress: &Silent,
+            observer: &NoObserver,
+            cancel: &cancel,
+            log: &log,
+        };
+        let results = || {
+            let latents = encode_pool::<CpuBackend>(&vae, &store, &ctx, &device).unwrap();
+            let quality = measure::<CpuBackend>(&vae, &store, &ids, 1.0, 0.0, &ctx, &device)
+                .unwrap()
+                .unwrap();
+            let masks = StoreMasks(&store);
+            let length = StepLength::Literal(1e-2);
+            let sources = gradient_sources::<CpuBackend>(
+                &unet, &vae, &store, &ids, &masks, &latents, length, &ctx, &device,
+            )
+            .unwrap();
+            let entropy = Scoring::Uncertainty(Measure::Entropy);
+            let scores = score_candidates(&ensemble[0], &store, &ids, entropy, &ctx, &device);
+            let dal = dal_inputs(&ensemble, &store, &ids, &ctx, &device).unwrap();
+            let steps: Vec<(usize, Vec<f32>)> = (sources.sources.iter())
+                .map(|s| (s.slice, s.step.clone()))
+                .collect();
+            (
+                latents.values,
+                [quality.reconstruction, quality.kl],
+                steps,
+                scores.unwrap(),
+                (dal.uncertainty, dal.features),
+            )
+        };
+        let short = results();
+        let padded = crate::gpu::runtime::pretend::each_shape_tuned(results);
+        assert!(short.0 == padded.0, "pool latents differ");
+        for (a, b) in short.1.iter().zip(padded.1) {
+            assert!((a - b).abs() <= 1e-5 * a.abs(), "VAE quality {a} vs {b}");
+        }
+        assert!(short.2 == padded.2, "gradient steps differ");
+        // Slices that are no candidates score NaN.
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert!(
+            bits(&short.3) == bits(&padded.3),
+            "uncertainty scores differ"
+        );
+        assert!(
+            bits(&short.4.0) == bits(&padded.4.0),
+            "DAL's disagreement differs"
+        );
+        assert!(short.4.1 == padded.4.1, "DAL's features differ");
     }
 
     /// The batch size a pass picks (it shrinks slow batches) must not change

@@ -7,7 +7,7 @@
 use burn::prelude::*;
 
 use super::context::{EngineError, StepContext};
-use super::infer::{Pass, class_map, to_host};
+use super::infer::{Pass, UNET_BATCH, class_map, to_host};
 use crate::config::Strategy;
 use crate::model::{LossHead, Mode, UNet};
 use crate::store::SliceStore;
@@ -57,22 +57,22 @@ pub fn score_candidates<Bk: Backend>(
     let meta = store.meta();
     let (k, plane) = (meta.label_values.len(), meta.height * meta.width);
     let mut scores = vec![f32::NAN; store.len()];
-    let pass =
-        Pass::new("score candidates", scoring.name(), 16).with_labels(scoring == Scoring::Oracle);
-    pass.run::<Bk>(store, candidates, ctx, device, |chunk, x, labels| {
+    let pass = Pass::new("score candidates", scoring.name(), UNET_BATCH)
+        .with_labels(scoring == Scoring::Oracle);
+    pass.run::<Bk>(store, candidates, ctx, device, |batch, x| {
         let probabilities = model.probabilities(x, Mode::Eval);
         match scoring {
             Scoring::Uncertainty(measure) => {
                 let p = to_host(probabilities)?;
-                for (j, &id) in chunk.iter().enumerate() {
+                for (j, &id) in batch.ids.iter().enumerate() {
                     scores[id] = measure.slice_score(&p[j * k * plane..(j + 1) * k * plane], k);
                 }
             }
             Scoring::Oracle => {
                 let predicted = class_map(probabilities)?;
-                for (j, &id) in chunk.iter().enumerate() {
+                for (j, &id) in batch.ids.iter().enumerate() {
                     let span = j * plane..(j + 1) * plane;
-                    scores[id] = oracle_score(&predicted[span.clone()], &labels[span], k);
+                    scores[id] = oracle_score(&predicted[span.clone()], &batch.labels[span], k);
                 }
             }
         }
@@ -92,12 +92,12 @@ pub fn predicted_losses<Bk: Backend>(
     device: &Bk::Device,
 ) -> Result<Vec<f32>, EngineError> {
     let mut scores = vec![f32::NAN; store.len()];
-    let pass = Pass::new("predict losses", "learning-loss", 16);
-    pass.run::<Bk>(store, candidates, ctx, device, |chunk, x, _| {
+    let pass = Pass::new("predict losses", "learning-loss", UNET_BATCH);
+    pass.run::<Bk>(store, candidates, ctx, device, |batch, x| {
         let out = unet.forward(x, Mode::Eval);
         let mut features = vec![out.bottleneck];
         features.extend(out.decoder);
-        for (&id, p) in chunk.iter().zip(to_host(head.forward(&features))?) {
+        for (&id, p) in batch.ids.iter().zip(to_host(head.forward(&features))?) {
             scores[id] = p;
         }
         Ok(())
@@ -129,9 +129,9 @@ pub fn dal_inputs<Bk: Backend>(
     let mut uncertainty = vec![f32::NAN; store.len()];
     let mut features: Vec<f32> = Vec::new();
     let mut dim = 0;
-    let pass = Pass::new("ensemble disagreement", "dal", 16);
-    pass.run::<Bk>(store, candidates, ctx, device, |chunk, x, _| {
-        let n = chunk.len();
+    let pass = Pass::new("ensemble disagreement", "dal", UNET_BATCH);
+    pass.run::<Bk>(store, candidates, ctx, device, |batch, x| {
+        let n = batch.rows.len();
         let mut probabilities = Vec::with_capacity(ensemble.len());
         let mut pooled_by_member = Vec::with_capacity(ensemble.len());
         let mut width = 0;
@@ -150,7 +150,7 @@ pub fn dal_inputs<Bk: Backend>(
         if features.is_empty() {
             features = vec![0.0; store.len() * dim];
         }
-        for (j, &id) in chunk.iter().enumerate() {
+        for (j, &id) in batch.ids.iter().enumerate() {
             let slices: Vec<&[f32]> = probabilities
                 .iter()
                 .map(|p| &p[j * per_slice..(j + 1) * per_slice])

@@ -9,7 +9,7 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
 use super::context::{EngineError, StepContext};
-use super::infer::{Pass, class_map, predict};
+use super::infer::{Pass, UNET_BATCH, class_map, predict};
 use super::prepare::{Round, prepare};
 use super::reconcile::reconcile_store;
 use crate::config::{SamplingUnit, Strategy};
@@ -214,10 +214,10 @@ fn write_predictions<Bk: Backend>(
     device: &Bk::Device,
 ) -> Result<(), EngineError> {
     let plane = store.meta().height * store.meta().width;
-    let pass = Pass::new("predict suggestions", "for the overlay", 16);
-    pass.run::<Bk>(store, ids, ctx, device, |chunk, x, _| {
+    let pass = Pass::new("predict suggestions", "for the overlay", UNET_BATCH);
+    pass.run::<Bk>(store, ids, ctx, device, |batch, x| {
         let classes = class_map(predict(models, x)?)?;
-        for (j, &id) in chunk.iter().enumerate() {
+        for (j, &id) in batch.ids.iter().enumerate() {
             let map = &classes[j * plane..(j + 1) * plane];
             let path = crate::masks::predicted_path(&project.dir, index.key(id));
             crate::fsutil::write_atomic(&path, map).map_err(EngineError::io(&path))?;

@@ -6,7 +6,7 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 
 use super::context::{EngineError, StepContext};
-use super::infer::{Pass, to_host};
+use super::infer::{Pass, VAE_BATCH, to_host};
 use crate::layout::{LATENTS_FILE, VAE_CHECKPOINTS, VAE_FILE};
 use crate::model::loss::vae_loss;
 use crate::model::{Mode, Vae, VaeSpec};
@@ -70,7 +70,7 @@ pub fn train_vae_step<B: AutodiffBackend>(
 /// the manifold the suggestions search covers unseen anatomy. The
 /// reconstruction is decoded from the posterior mean (no sampling), so
 /// the figures are deterministic. `None` without test slices.
-fn measure<B: AutodiffBackend>(
+pub(super) fn measure<B: AutodiffBackend>(
     vae: &Vae<B::InnerBackend>,
     store: &SliceStore,
     test: &[usize],
@@ -83,11 +83,17 @@ fn measure<B: AutodiffBackend>(
         return Ok(None);
     }
     let (mut squared, mut kl) = (0f64, 0f64);
-    let pass = Pass::new("VAE quality", "test slices", 32);
-    pass.run::<B::InnerBackend>(store, test, ctx, device, |chunk, x, _| {
-        let n = chunk.len() as f64;
-        let (mean, log_var) = vae.encode(x.clone(), Mode::Eval);
-        let reconstruction = vae.decode(mean.clone(), Mode::Eval);
+    let pass = Pass::new("VAE quality", "test slices", VAE_BATCH);
+    pass.run::<B::InnerBackend>(store, test, ctx, device, |batch, x| {
+        let n = batch.rows.len() as f64;
+        let (mut mean, mut log_var) = vae.encode(x.clone(), Mode::Eval);
+        let (mut reconstruction, mut x) = (vae.decode(mean.clone(), Mode::Eval), x);
+        if batch.padded() {
+            // A zero row adds nothing to either sum (its KL term is 0 too).
+            let (rows, images) = (batch.weights(device), batch.weights(device));
+            (mean, log_var) = (mean * rows.clone(), log_var * rows);
+            (reconstruction, x) = (reconstruction * images.clone(), x * images);
+        }
         let loss = vae_loss(reconstruction, x, mean, log_var);
         squared += n * f64::from(to_host(loss.reconstruction)?[0]);
         kl += n * f64::from(to_host(loss.kl)?[0]);
@@ -115,9 +121,9 @@ pub(super) fn encode_pool<B: AutodiffBackend>(
 ) -> Result<Latents, EngineError> {
     let mut values = Vec::new();
     let ids: Vec<usize> = (0..store.len()).collect();
-    let pass = Pass::new("encode pool", "", 32);
-    pass.run::<B::InnerBackend>(store, &ids, ctx, device, |_, x, _| {
-        values.extend(to_host(vae.encode_mean(x))?);
+    let pass = Pass::new("encode pool", "", VAE_BATCH);
+    pass.run::<B::InnerBackend>(store, &ids, ctx, device, |batch, x| {
+        values.extend_from_slice(batch.real(&to_host(vae.encode_mean(x))?));
         Ok(())
     })?;
     Ok(Latents {

@@ -10,7 +10,7 @@
 use burn::prelude::*;
 
 use super::context::{EngineError, StepContext};
-use super::infer::{Pass, class_map, predict};
+use super::infer::{Pass, UNET_BATCH, class_map, predict};
 use crate::eval::Region;
 use crate::masks::ProjectMasks;
 use crate::model::UNet;
@@ -68,10 +68,10 @@ pub fn score_held_out<Bk: Backend>(
     let plane = meta.height * meta.width;
     let mut overlap = Overlap::new(regions, &meta.label_values);
     let mut truth = vec![0u8; plane];
-    let pass = Pass::new("validate", "held-out labelled slices", 16);
-    pass.run::<Bk>(store, ids, ctx, device, |chunk, x, _| {
+    let pass = Pass::new("validate", "held-out labelled slices", UNET_BATCH);
+    pass.run::<Bk>(store, ids, ctx, device, |batch, x| {
         let predicted = class_map(predict(models, x)?)?;
-        for (j, &id) in chunk.iter().enumerate() {
+        for (j, &id) in batch.ids.iter().enumerate() {
             masks.mask(id, &mut truth)?;
             overlap.add(&predicted[j * plane..(j + 1) * plane], &truth);
         }

@@ -19,20 +19,16 @@ use burn::tensor::Distribution;
 use burn::tensor::backend::AutodiffBackend;
 
 use super::context::{EngineError, StepContext};
-use crate::config::{AutotuneLevel, Config};
+use super::infer::{GRADIENT_BATCH, UNET_BATCH, VAE_BATCH};
+use crate::config::{AutotuneLevel, Config, Strategy};
 use crate::gpu::{KernelCache, WarmRecord};
 use crate::model::loss::{dice_loss_from_logits, one_hot, vae_loss};
-use crate::model::{Mode, UNetSpec, VaeSpec, dice_gradient_wrt_input};
+use crate::model::{Mode, UNetSpec, UNetWithLossHead, VaeSpec, dice_gradient_wrt_input};
 use crate::progress::{Progress, ProgressUpdate};
-use crate::train::adam;
+use crate::train::{LossHeadTraining, adam};
 
 /// The stage name in the job view, `status` and `logs`.
 pub const TUNING_STAGE: &str = "tuning GPU kernels";
-
-/// Batch sizes of the inference passes (`engine::infer::Pass` callers).
-const ENCODE_BATCH: usize = 32;
-const INFER_BATCH: usize = 16;
-const GRADIENT_BATCH: usize = 8;
 
 /// One kind of work a round runs on the GPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,9 +38,13 @@ pub enum Workload {
     UnetTrain,
     UnetInfer,
     GradientEncode,
+    /// The learning-loss baseline's U-Net and loss head: a training step
+    /// and the predicted losses.
+    LossHead,
 }
 
 impl Workload {
+    /// What every project runs.
     pub const ALL: [Workload; 5] = [
         Workload::VaeTrain,
         Workload::VaeEncode,
@@ -53,14 +53,29 @@ impl Workload {
         Workload::GradientEncode,
     ];
 
+    /// What `config`'s rounds and simulations run: every project's
+    /// workloads, and the loss head's where a strategy uses it.
+    pub fn of(config: &Config) -> Vec<Workload> {
+        let mut workloads = Workload::ALL.to_vec();
+        let strategies = std::iter::once(&config.sampling.strategy);
+        if strategies
+            .chain(&config.simulate.strategies)
+            .any(|s| *s == Strategy::LearningLoss)
+        {
+            workloads.push(Workload::LossHead);
+        }
+        workloads
+    }
+
     /// "U-Net training step, batch 8".
     pub fn describe(self, config: &Config) -> String {
         let (what, batch) = match self {
             Workload::VaeTrain => ("VAE training step", config.vae.batch_size),
-            Workload::VaeEncode => ("VAE encoding", ENCODE_BATCH),
+            Workload::VaeEncode => ("VAE encoding + reconstruction", VAE_BATCH),
             Workload::UnetTrain => ("U-Net training step", config.unet.batch_size),
-            Workload::UnetInfer => ("U-Net inference", INFER_BATCH),
+            Workload::UnetInfer => ("U-Net inference", UNET_BATCH),
             Workload::GradientEncode => ("input gradient + encoding", GRADIENT_BATCH),
+            Workload::LossHead => ("U-Net + loss head training step", config.unet.batch_size),
         };
         format!("{what}, batch {batch}")
     }
@@ -94,8 +109,12 @@ impl Workload {
             }
             Workload::VaeEncode => {
                 let model = vae.init::<B>(device).valid();
-                let x = image(ENCODE_BATCH).inner();
-                let _: f32 = model.encode_mean(x).sum().into_scalar().elem();
+                let x = image(VAE_BATCH).inner();
+                // The pool's encoding, and the quality pass's reconstruction.
+                let (mean, log_var) = model.encode(x.clone(), Mode::Eval);
+                let decoded = model.decode(mean.clone(), Mode::Eval);
+                let loss = vae_loss(decoded, x.clone(), mean, log_var).total(1.0);
+                let _: f32 = (model.encode_mean(x).sum() + loss).into_scalar().elem();
             }
             Workload::UnetTrain => {
                 let n = config.unet.batch_size.max(1);
@@ -109,8 +128,13 @@ impl Workload {
             }
             Workload::UnetInfer => {
                 let model = unet.init::<B>(device).valid();
-                let p = model.probabilities(image(INFER_BATCH).inner(), Mode::Eval);
-                let _: f32 = p.sum().into_scalar().elem();
+                let out = model.forward(image(UNET_BATCH).inner(), Mode::Eval);
+                let p = burn::tensor::activation::softmax(out.logits, 1);
+                // Class maps are the argmax over classes (`infer::class_map`);
+                // DAL pools the bottleneck over its pixels.
+                let classes: i64 = p.clone().argmax(1).sum().into_scalar().elem();
+                let pooled = out.bottleneck.mean_dim(3).mean_dim(2).sum();
+                let _: f32 = (p.sum() + pooled).into_scalar().elem::<f32>() + classes as f32;
             }
             Workload::GradientEncode => {
                 let model = unet.init::<B>(device);
@@ -122,6 +146,32 @@ impl Workload {
                     let moved = x + g.gradient.mul_scalar(1e-3);
                     let _: f32 = encoder.encode_mean(moved).sum().into_scalar().elem();
                 }
+            }
+            Workload::LossHead => {
+                let n = config.unet.batch_size.max(1);
+                let model = UNetWithLossHead {
+                    unet: unet.init::<B>(device),
+                    head: unet.loss_head::<B>(device),
+                };
+                let settings = LossHeadTraining {
+                    margin: config.sampling.ll_margin,
+                    weight: config.sampling.ll_weight,
+                    detach_epoch: 1,
+                };
+                let mut optim = adam::<B, _>();
+                // Epoch 0, and a later one whose head no longer trains the U-Net.
+                let mut model = model;
+                for epoch in 0..2 {
+                    let loss = settings.loss(&model, image(n), mask(n), epoch);
+                    let grads = GradientsParams::from_grads(loss.clone().backward(), &model);
+                    model = optim.step(config.unet.lr, model, grads);
+                    scalar(loss);
+                }
+                let model = model.valid();
+                let out = model.unet.forward(image(UNET_BATCH).inner(), Mode::Eval);
+                let mut features = vec![out.bottleneck];
+                features.extend(out.decoder);
+                let _: f32 = model.head.forward(&features).sum().into_scalar().elem();
             }
         }
     }
@@ -143,7 +193,7 @@ pub fn signature(config: &Config, level: AutotuneLevel) -> String {
         "plain"
     };
     format!(
-        "nextslice {} · autotune {} · {backend} · convolutions {convolutions} · matmuls {matmuls} · {} channels {h}×{w} → {} classes · U-Net {:?}+{} b{} · VAE {:?} z{} b{} · inference b{ENCODE_BATCH}/{INFER_BATCH}/{GRADIENT_BATCH}",
+        "nextslice {} · autotune {} · {backend} · convolutions {convolutions} · matmuls {matmuls} · {} channels {h}×{w} → {} classes · U-Net {:?}+{} b{} · VAE {:?} z{} b{} · inference b{VAE_BATCH}/{UNET_BATCH}/{GRADIENT_BATCH}{head}",
         env!("CARGO_PKG_VERSION"),
         level.name(),
         config.dataset.modalities.len(),
@@ -154,6 +204,11 @@ pub fn signature(config: &Config, level: AutotuneLevel) -> String {
         config.vae.widths,
         config.vae.z_dim,
         config.vae.batch_size,
+        head = if Workload::of(config).contains(&Workload::LossHead) {
+            " · loss head"
+        } else {
+            ""
+        },
     )
 }
 
@@ -205,9 +260,10 @@ pub fn warm_up<B: AutodiffBackend>(
 ) -> Result<WarmUp, EngineError> {
     let before = crate::gpu::monitor().snapshot();
     let started = Instant::now();
-    let count = Workload::ALL.len() as u64;
-    let mut workloads = Vec::with_capacity(Workload::ALL.len());
-    for (index, workload) in Workload::ALL.into_iter().enumerate() {
+    let all = Workload::of(config);
+    let count = all.len() as u64;
+    let mut workloads = Vec::with_capacity(all.len());
+    for (index, workload) in all.into_iter().enumerate() {
         if cancel.load(Ordering::Relaxed) {
             return Err(EngineError::Cancelled);
         }
@@ -413,6 +469,24 @@ mod tests {
         config.unet.batch_size = 2;
         config.vae.batch_size = 2;
         config
+    }
+
+    #[test]
+    fn a_project_whose_strategies_use_the_loss_head_warms_it_up_too() {
+        let mut config = tiny_config();
+        assert_eq!(Workload::of(&config), Workload::ALL);
+        let level = AutotuneLevel::Minimal;
+        let without = signature(&config, level);
+        config.simulate.strategies.push(Strategy::LearningLoss);
+        assert_eq!(Workload::of(&config).last(), Some(&Workload::LossHead));
+        assert_ne!(signature(&config, level), without);
+        let device = Default::default();
+        let cancel = AtomicBool::new(false);
+        let progress = crate::progress::Silent;
+        let done = warm_up::<CpuBackend>(&config, &device, &progress, &cancel, None).unwrap();
+        let said: Vec<&str> = done.workloads.iter().map(|w| w.what.as_str()).collect();
+        assert_eq!(said.len(), 6, "{said:?}");
+        assert_eq!(said[5], Workload::LossHead.describe(&config));
     }
 
     #[test]

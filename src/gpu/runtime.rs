@@ -44,6 +44,44 @@ pub fn configured() -> Option<&'static GpuRuntime> {
     CONFIGURED.get()
 }
 
+/// Whether each new tensor shape costs a kernel tuning in this process:
+/// cubecl was configured for a GPU, whose autotuner tunes every shape on
+/// first use (minutes for a model's layers). Then every batch a job runs
+/// has the size the warm-up tuned: training batches are filled, and an
+/// inference pass's last batch is padded (`engine::infer::Pass`).
+pub fn tunes_each_shape() -> bool {
+    configured().is_some() || pretend::tuning()
+}
+
+/// Tests of the CPU backend run the GPU's batch rules on their own thread.
+#[cfg(test)]
+pub mod pretend {
+    use std::cell::Cell;
+
+    thread_local! {
+        static TUNING: Cell<bool> = const { Cell::new(false) };
+    }
+
+    pub(super) fn tuning() -> bool {
+        TUNING.with(Cell::get)
+    }
+
+    /// Runs `f` as if this process tuned each shape.
+    pub fn each_shape_tuned<R>(f: impl FnOnce() -> R) -> R {
+        TUNING.with(|t| t.set(true));
+        let out = f();
+        TUNING.with(|t| t.set(false));
+        out
+    }
+}
+
+#[cfg(not(test))]
+mod pretend {
+    pub(super) fn tuning() -> bool {
+        false
+    }
+}
+
 /// Sets cubecl's configuration once per process; later calls return the
 /// first one's settings (one process runs one project's jobs).
 /// `cache` is `None` where no cache directory can be found (no home): then

@@ -34,11 +34,31 @@ pub struct HostBatch {
 
 /// An epoch's batches: shuffled slice ids and one augmentation seed each,
 /// all drawn from the run's generator so a resumed run repeats them.
-pub fn epoch_plan(ids: &[usize], batch_size: usize, rng: &mut Rng) -> Vec<(Vec<usize>, u64)> {
+/// `whole`: every batch has `batch_size` slices, the last filled from the
+/// epoch's first ones (more than once if the set is smaller than a batch);
+/// on a GPU a short batch is a new shape, whose kernels tune for minutes.
+/// Each copy is augmented on its own. The batch count is the same either way.
+pub fn epoch_plan(
+    ids: &[usize],
+    batch_size: usize,
+    whole: bool,
+    rng: &mut Rng,
+) -> Vec<(Vec<usize>, u64)> {
+    let batch_size = batch_size.max(1);
     let mut order = ids.to_vec();
     rng.shuffle(&mut order);
+    if whole && !order.is_empty() {
+        let filled = order.len().div_ceil(batch_size) * batch_size;
+        let fill: Vec<usize> = order
+            .iter()
+            .copied()
+            .cycle()
+            .take(filled - order.len())
+            .collect();
+        order.extend(fill);
+    }
     order
-        .chunks(batch_size.max(1))
+        .chunks(batch_size)
         .map(|c| (c.to_vec(), rng.next_u64()))
         .collect()
 }
@@ -121,5 +141,40 @@ impl BatchSource<'_> {
             drop(rx);
             result
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sizes(plan: &[(Vec<usize>, u64)]) -> Vec<usize> {
+        plan.iter().map(|(ids, _)| ids.len()).collect()
+    }
+
+    #[test]
+    fn whole_batches_fill_the_last_one_and_keep_every_slice_and_seed() {
+        let ids: Vec<usize> = (10..20).collect();
+        let short = epoch_plan(&ids, 4, false, &mut Rng::new(7, 0));
+        let whole = epoch_plan(&ids, 4, true, &mut Rng::new(7, 0));
+        assert_eq!(sizes(&short), [4, 4, 2]);
+        assert_eq!(sizes(&whole), [4, 4, 4]);
+        // The same shuffle and seeds; the last batch filled from the first.
+        for (s, w) in short.iter().zip(&whole) {
+            assert_eq!(w.0[..s.0.len()], s.0[..]);
+            assert_eq!(s.1, w.1);
+        }
+        assert_eq!(whole[2].0[2..], short[0].0[..2]);
+
+        // A set smaller than a batch repeats.
+        let few = epoch_plan(&[3, 5, 8], 8, true, &mut Rng::new(1, 0));
+        assert_eq!(sizes(&few), [8]);
+        let mut seen = few[0].0.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen, [3, 5, 8]);
+        // A set that divides into batches is left as it is.
+        let even = epoch_plan(&ids[..8], 4, true, &mut Rng::new(2, 0));
+        assert_eq!(even, epoch_plan(&ids[..8], 4, false, &mut Rng::new(2, 0)));
     }
 }

@@ -39,6 +39,8 @@ pub(super) struct EpochLoop<'a> {
     pub network: Network,
     pub epochs: usize,
     pub batch_size: usize,
+    /// Every batch of `batch_size` slices (`epoch_plan`'s `whole`).
+    pub whole_batches: bool,
     pub lr: f64,
     pub slices: &'a [usize],
     /// Identifies the work, so only a checkpoint of this very run resumes.
@@ -95,9 +97,13 @@ impl EpochLoop<'_> {
             rate: None,
         };
         let mut cancelled = false;
-        let per_batch = self.batch_size.min(self.slices.len()) as f64;
+        let per_batch = if self.whole_batches {
+            self.batch_size
+        } else {
+            self.batch_size.min(self.slices.len())
+        } as f64;
         for epoch in start..epochs {
-            let plan = epoch_plan(self.slices, self.batch_size, &mut rng);
+            let plan = epoch_plan(self.slices, self.batch_size, self.whole_batches, &mut rng);
             let batches = plan.len();
             let mut total = 0.0;
             self.source

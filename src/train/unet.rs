@@ -79,19 +79,31 @@ pub fn train_unet_with_loss_head<B: AutodiffBackend>(
         device,
         observer,
         cancel,
-        |model, x, y, epoch| {
-            let out = model.unet.forward(x, Mode::Train);
-            let per_slice = dice_loss_per_slice_from_logits(out.logits, y);
-            let mut features = vec![out.bottleneck];
-            features.extend(out.decoder);
-            if epoch >= head.detach_epoch {
-                features = features.into_iter().map(Tensor::detach).collect();
-            }
-            let predicted = model.head.forward(&features);
-            let ranking = ranking_loss(predicted, per_slice.clone().detach(), head.margin);
-            per_slice.mean() + ranking.mul_scalar(head.weight)
-        },
+        |model, x, y, epoch| head.loss(model, x, y, epoch),
     )
+}
+
+impl LossHeadTraining {
+    /// A batch's loss in `epoch` (from 0): the mean Dice loss plus the
+    /// weighted ranking loss of the head's predictions.
+    pub fn loss<B: AutodiffBackend>(
+        &self,
+        model: &UNetWithLossHead<B>,
+        x: Tensor<B, 4>,
+        y: Tensor<B, 4>,
+        epoch: usize,
+    ) -> Tensor<B, 1> {
+        let out = model.unet.forward(x, Mode::Train);
+        let per_slice = dice_loss_per_slice_from_logits(out.logits, y);
+        let mut features = vec![out.bottleneck];
+        features.extend(out.decoder);
+        if epoch >= self.detach_epoch {
+            features = features.into_iter().map(Tensor::detach).collect();
+        }
+        let predicted = model.head.forward(&features);
+        let ranking = ranking_loss(predicted, per_slice.clone().detach(), self.margin);
+        per_slice.mean() + ranking.mul_scalar(self.weight)
+    }
 }
 
 /// The epoch loop over labelled slices shared by both: batches as image
@@ -119,6 +131,7 @@ fn run_segmentation<B: AutodiffBackend, M: AutodiffModule<B>>(
         network: Network::Unet,
         epochs: job.config.epochs_for(job.slices.len()),
         batch_size: job.config.batch_size,
+        whole_batches: crate::gpu::runtime::tunes_each_shape(),
         lr: job.config.lr,
         slices: job.slices,
         fingerprint: blake3::hash(fingerprint.as_bytes()).to_hex()[..16].to_string(),

@@ -134,7 +134,13 @@ impl BackendTask for StepTask<'_> {
         let (project, ctx) = (self.project, &self.ctx);
         // On a GPU, tune the project's kernel shapes first (once per GPU,
         // driver and shapes), with its own progress stage.
-        let warm = crate::engine::ensure_warm::<B>(&project.config, &device, ctx)?;
+        // A simulation runs its plan's strategies, not the project's.
+        let plan = match self.job {
+            Job::Simulate => crate::simulate::load_plan(project).ok().flatten(),
+            _ => None,
+        };
+        let shapes = plan.as_ref().unwrap_or(&project.config);
+        let warm = crate::engine::ensure_warm::<B>(shapes, &device, ctx)?;
         let summary = match self.job {
             Job::TrainVae => train_vae_step::<B>(project, ctx, &device)?,
             Job::Suggest => suggest_step::<B>(project, ctx, &device)?,
