@@ -191,7 +191,7 @@ demo_round() {
     echo "\$ nextslice $*"
     local s
     s=$(secs)
-    timeout "$(limit "${STEP_SECS:-60}")" "$NS" "$@" 2>&1 | tr '\r' '\n' | tail -3
+    timeout "$(limit "${STEP_SECS:-60}")" "$NS" "$@" 2>&1 | tr '\r' '\n' | tee -a "$D/demo-steps.log" | tail -3
     echo "($(took "$s") s)"
   }
   STEP_SECS=150 step demo --dir "$D/demo" --subjects 8 --device cuda --no-tui
@@ -202,6 +202,9 @@ demo_round() {
   step suggest --foreground --device cuda -p "$P"
   step evaluate --foreground --device cuda -p "$P"
   step status -p "$P"
+  # Every batch should have a shape its warm-up tuned (stop 32).
+  echo "kernels tuned during the jobs, not in their warm-up: $(grep -c 'tuned during the job, not in its warm-up' "$D/demo-steps.log")"
+  grep 'tuned during the job, not in its warm-up' "$D/demo-steps.log" | cut -c1-160 | head -8
   echo "(demo round $(took "$start") s)"
 }
 

@@ -18,6 +18,7 @@ use crate::device::{BackendTask, Device, with_backend};
 use crate::engine::{
     EngineError, StepContext, evaluate_step, suggest_step, train_step, train_vae_step,
 };
+use crate::gpu::tuning::{TuningMonitor, TuningSnapshot};
 use crate::journal::{
     COMPACT_ABOVE, Event, EventLog, Holder, Job, LockError, WorkerLock, cancel_requested,
     clear_cancel, now, wait_until_free,
@@ -141,6 +142,7 @@ impl BackendTask for StepTask<'_> {
         };
         let shapes = plan.as_ref().unwrap_or(&project.config);
         let warm = crate::engine::ensure_warm::<B>(shapes, &device, ctx)?;
+        let warmed = crate::gpu::monitor().snapshot();
         let summary = match self.job {
             Job::TrainVae => train_vae_step::<B>(project, ctx, &device)?,
             Job::Suggest => suggest_step::<B>(project, ctx, &device)?,
@@ -149,15 +151,37 @@ impl BackendTask for StepTask<'_> {
             Job::Simulate => crate::simulate::simulate::<B>(project, ctx, &device)?,
             Job::Import => return Err(WorkerError::NotAWorkerJob(Job::Import)),
         };
-        Ok(match warm {
+        let summary = match warm {
             Some(w) if !w.skipped => format!(
                 "{summary} (first, {} GPU kernels tuned in {})",
                 w.tuned,
                 crate::progress::format_duration(Duration::from_secs_f64(w.seconds))
             ),
             _ => summary,
+        };
+        Ok(match tuned_during_job(crate::gpu::monitor(), &warmed) {
+            Some(late) => format!("{summary}; {late}"),
+            None => summary,
         })
     }
+}
+
+/// After a GPU job: the kernels tuned since its warm-up, which should be
+/// none (every batch has a shape the warm-up tuned). Each goes to
+/// worker.log; the job's summary says how many.
+fn tuned_during_job(monitor: &TuningMonitor, warmed: &TuningSnapshot) -> Option<String> {
+    let late = monitor.keys_after(warmed.started);
+    if late.is_empty() {
+        return None;
+    }
+    for key in &late {
+        eprintln!("gpu: tuned during the job, not in its warm-up: {key}");
+    }
+    let plural = if late.len() == 1 { "" } else { "s" };
+    Some(format!(
+        "{} GPU kernel{plural} tuned during the job, shapes its warm-up missed ({WORKER_LOG} lists them)",
+        late.len()
+    ))
 }
 
 /// Runs `job` in this process: takes the lock, logs start/progress/outcome,
@@ -342,5 +366,22 @@ mod tests {
             WorkerError::Simulate(SimulateError::Engine(EngineError::Cancelled)).is_cancelled()
         );
         assert!(!WorkerError::Engine(EngineError::PoolExhausted).is_cancelled());
+    }
+
+    #[test]
+    fn kernels_tuned_after_the_warm_up_are_counted_in_the_summary() {
+        let monitor = TuningMonitor::default();
+        monitor.observe("Tuning ConvAutotuneKey { batch_size: 16 }");
+        let warmed = monitor.snapshot();
+        assert_eq!(tuned_during_job(&monitor, &warmed), None);
+        monitor.observe("Tuning ConvAutotuneKey { batch_size: 7 }");
+        monitor.observe("Fastest result direct-ConvAutotuneKey { batch_size: 7 }");
+        monitor.observe("Tuning ReduceAutotuneKey { VectorCount: 100 }");
+        assert_eq!(
+            tuned_during_job(&monitor, &warmed).as_deref(),
+            Some(
+                "2 GPU kernels tuned during the job, shapes its warm-up missed (worker.log lists them)"
+            )
+        );
     }
 }
