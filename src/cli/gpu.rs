@@ -148,37 +148,50 @@ pub fn warmup(args: WarmupArgs) -> Result<()> {
         level.name(),
         cache.dir.display()
     );
-    let task = Warm {
-        config: &project.config,
-        cache: &cache,
-        level,
-    };
-    // A GPU out of memory panics in cubecl's device thread; say so, with
-    // the remedy, as a failed job would. The three errors: a panic, the
-    // backend not starting, the warm-up's own.
-    let done = WorkerError::caught(|| with_backend(device, task))???;
-    if done.skipped {
-        println!(
-            "already tuned (it took {} the first time); {} tuned kernel shapes in the cache",
-            format_duration(Duration::from_secs_f64(done.seconds)),
-            cache.tuned_entries()
-        );
-    } else {
-        for w in &done.workloads {
-            println!(
-                "  {}: {:.1} s, {} kernels tuned",
-                w.what, w.seconds, w.tuned
-            );
-        }
-        println!(
-            "tuned {} kernels in {}; {} tuned kernel shapes in the cache. The project's GPU steps now start at once.",
-            done.tuned,
-            format_duration(Duration::from_secs_f64(done.seconds)),
-            cache.tuned_entries()
-        );
-        for line in nextslice::model::steering_report() {
-            println!("{line}");
-        }
+    // A simulation plan may add strategies (learning-loss's head) with
+    // shapes of their own; the worker warms a simulation up for its plan.
+    let plan = nextslice::simulate::load_plan(&project)?
+        .filter(|plan| signature(plan, level) != signature(&project.config, level));
+    let configs = std::iter::once(("this project's", &project.config))
+        .chain(plan.as_ref().map(|plan| ("its simulation plan's", plan)));
+    for (whose, config) in configs {
+        let task = Warm {
+            config,
+            cache: &cache,
+            level,
+        };
+        // A GPU out of memory panics in cubecl's device thread; say so, with
+        // the remedy, as a failed job would. The three errors: a panic, the
+        // backend not starting, the warm-up's own.
+        let done = WorkerError::caught(|| with_backend(device, task))???;
+        report(&done, whose, &cache);
     }
     Ok(())
+}
+
+/// What a warm-up of `whose` shapes did.
+fn report(done: &WarmUp, whose: &str, cache: &KernelCache) {
+    if done.skipped {
+        println!(
+            "{whose} shapes: already tuned (it took {} the first time); {} tuned kernel shapes in the cache",
+            format_duration(Duration::from_secs_f64(done.seconds)),
+            cache.tuned_entries()
+        );
+        return;
+    }
+    for w in &done.workloads {
+        println!(
+            "  {}: {:.1} s, {} kernels tuned",
+            w.what, w.seconds, w.tuned
+        );
+    }
+    println!(
+        "{whose} shapes: tuned {} kernels in {}; {} tuned kernel shapes in the cache. Its GPU steps now start at once.",
+        done.tuned,
+        format_duration(Duration::from_secs_f64(done.seconds)),
+        cache.tuned_entries()
+    );
+    for line in nextslice::model::steering_report() {
+        println!("{line}");
+    }
 }

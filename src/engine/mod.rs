@@ -17,6 +17,8 @@ mod gradient;
 mod infer;
 mod models;
 mod native;
+#[cfg(test)]
+mod padded_passes;
 mod prepare;
 mod reconcile;
 mod scores;

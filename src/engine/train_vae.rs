@@ -3,12 +3,13 @@
 //! NeedVae → Seeding.
 
 use burn::module::AutodiffModule;
+use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
 use super::context::{EngineError, StepContext};
 use super::infer::{Pass, VAE_BATCH, to_host};
 use crate::layout::{LATENTS_FILE, VAE_CHECKPOINTS, VAE_FILE};
-use crate::model::loss::vae_loss;
+use crate::model::loss::{VaeLoss, vae_loss};
 use crate::model::{Mode, Vae, VaeSpec};
 use crate::project::{Phase, Project, VaeQuality, latents};
 use crate::store::SliceStore;
@@ -86,15 +87,7 @@ pub(super) fn measure<B: AutodiffBackend>(
     let pass = Pass::new("VAE quality", "test slices", VAE_BATCH);
     pass.run::<B::InnerBackend>(store, test, ctx, device, |batch, x| {
         let n = batch.rows.len() as f64;
-        let (mut mean, mut log_var) = vae.encode(x.clone(), Mode::Eval);
-        let (mut reconstruction, mut x) = (vae.decode(mean.clone(), Mode::Eval), x);
-        if batch.padded() {
-            // A zero row adds nothing to either sum (its KL term is 0 too).
-            let (rows, images) = (batch.weights(device), batch.weights(device));
-            (mean, log_var) = (mean * rows.clone(), log_var * rows);
-            (reconstruction, x) = (reconstruction * images.clone(), x * images);
-        }
-        let loss = vae_loss(reconstruction, x, mean, log_var);
+        let loss = quality_loss(vae, x, batch.weights(device));
         squared += n * f64::from(to_host(loss.reconstruction)?[0]);
         kl += n * f64::from(to_host(loss.kl)?[0]);
         Ok(())
@@ -110,6 +103,31 @@ pub(super) fn measure<B: AutodiffBackend>(
         loss: reconstruction + kl_weight * kl,
         train_loss,
     }))
+}
+
+/// The VAE's loss terms on a batch, as `vae_loss` gives them (sums over
+/// the rows, divided by their count), with the reconstruction decoded from
+/// the posterior mean. Rows of weight 0 (a pass's padding) add nothing to
+/// either sum: a zeroed row's KL term is 0 too. Weighted always, even by
+/// ones, so a padded batch runs the very kernels of a whole one.
+pub(super) fn quality_loss<Bk: Backend>(
+    vae: &Vae<Bk>,
+    x: Tensor<Bk, 4>,
+    weights: Tensor<Bk, 1>,
+) -> VaeLoss<Bk> {
+    let n = weights.dims()[0];
+    let (mean, log_var) = vae.encode(x.clone(), Mode::Eval);
+    let reconstruction = vae.decode(mean.clone(), Mode::Eval);
+    let (rows, images) = (
+        weights.clone().reshape([n, 1]),
+        weights.reshape([n, 1, 1, 1]),
+    );
+    vae_loss(
+        reconstruction * images.clone(),
+        x * images,
+        mean * rows.clone(),
+        log_var * rows,
+    )
 }
 
 /// Posterior means of every store slice, in batches.

@@ -20,6 +20,7 @@ use burn::tensor::backend::AutodiffBackend;
 
 use super::context::{EngineError, StepContext};
 use super::infer::{GRADIENT_BATCH, UNET_BATCH, VAE_BATCH};
+use super::train_vae::quality_loss;
 use crate::config::{AutotuneLevel, Config, Strategy};
 use crate::gpu::{KernelCache, WarmRecord};
 use crate::model::loss::{dice_loss_from_logits, one_hot, vae_loss};
@@ -29,6 +30,12 @@ use crate::train::{LossHeadTraining, adam};
 
 /// The stage name in the job view, `status` and `logs`.
 pub const TUNING_STAGE: &str = "tuning GPU kernels";
+
+/// Raised whenever the workloads change what they run, so that an older
+/// warm-up's record no longer stands for this one (the crate's version
+/// rarely changes). 2: class maps, DAL's pooling, the quality pass, the
+/// loss head.
+const WARM_UP_REVISION: u32 = 2;
 
 /// One kind of work a round runs on the GPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,10 +118,10 @@ impl Workload {
                 let model = vae.init::<B>(device).valid();
                 let x = image(VAE_BATCH).inner();
                 // The pool's encoding, and the quality pass's reconstruction.
-                let (mean, log_var) = model.encode(x.clone(), Mode::Eval);
-                let decoded = model.decode(mean.clone(), Mode::Eval);
-                let loss = vae_loss(decoded, x.clone(), mean, log_var).total(1.0);
-                let _: f32 = (model.encode_mean(x).sum() + loss).into_scalar().elem();
+                let _ = model.encode_mean(x.clone()).into_data();
+                let every_row = Tensor::ones([VAE_BATCH], device);
+                let loss = quality_loss(&model, x, every_row);
+                let _ = (loss.reconstruction.into_data(), loss.kl.into_data());
             }
             Workload::UnetTrain => {
                 let n = config.unet.batch_size.max(1);
@@ -129,12 +136,11 @@ impl Workload {
             Workload::UnetInfer => {
                 let model = unet.init::<B>(device).valid();
                 let out = model.forward(image(UNET_BATCH).inner(), Mode::Eval);
-                let p = burn::tensor::activation::softmax(out.logits, 1);
-                // Class maps are the argmax over classes (`infer::class_map`);
-                // DAL pools the bottleneck over its pixels.
-                let classes: i64 = p.clone().argmax(1).sum().into_scalar().elem();
-                let pooled = out.bottleneck.mean_dim(3).mean_dim(2).sum();
-                let _: f32 = (p.sum() + pooled).into_scalar().elem::<f32>() + classes as f32;
+                // Class maps are the argmax over classes (`infer::class_map`),
+                // scores read probabilities, DAL pools the bottleneck.
+                let _ = out.logits.clone().argmax(1).into_data();
+                let _ = burn::tensor::activation::softmax(out.logits, 1).into_data();
+                let _ = out.bottleneck.mean_dim(3).mean_dim(2).into_data();
             }
             Workload::GradientEncode => {
                 let model = unet.init::<B>(device);
@@ -143,8 +149,11 @@ impl Workload {
                 let y = mask(GRADIENT_BATCH).inner();
                 // A fresh U-Net's loss always reaches its input.
                 if let Some(g) = dice_gradient_wrt_input::<B>(&model, x.clone(), y) {
-                    let moved = x + g.gradient.mul_scalar(1e-3);
-                    let _: f32 = encoder.encode_mean(moved).sum().into_scalar().elem();
+                    let moved = x + g.gradient.clone().mul_scalar(1e-3);
+                    let _ = (
+                        g.gradient.into_data(),
+                        encoder.encode_mean(moved).into_data(),
+                    );
                 }
             }
             Workload::LossHead => {
@@ -159,10 +168,11 @@ impl Workload {
                     detach_epoch: 1,
                 };
                 let mut optim = adam::<B, _>();
+                let slices: Vec<usize> = (0..n).collect();
                 // Epoch 0, and a later one whose head no longer trains the U-Net.
                 let mut model = model;
                 for epoch in 0..2 {
-                    let loss = settings.loss(&model, image(n), mask(n), epoch);
+                    let loss = settings.loss(&model, image(n), mask(n), &slices, epoch);
                     let grads = GradientsParams::from_grads(loss.clone().backward(), &model);
                     model = optim.step(config.unet.lr, model, grads);
                     scalar(loss);
@@ -171,7 +181,7 @@ impl Workload {
                 let out = model.unet.forward(image(UNET_BATCH).inner(), Mode::Eval);
                 let mut features = vec![out.bottleneck];
                 features.extend(out.decoder);
-                let _: f32 = model.head.forward(&features).sum().into_scalar().elem();
+                let _ = model.head.forward(&features).into_data();
             }
         }
     }
@@ -180,8 +190,8 @@ impl Workload {
 /// What identifies a project's tuned shapes: the workloads with every
 /// dimension that picks a kernel, the autotune level, whether burn's fused
 /// backend runs them, how convolutions and matmuls are chosen (steered ones
-/// tune none of their candidates), and our version (a new nextslice may
-/// run other kernels).
+/// tune none of their candidates), the warm-up's revision, and our
+/// version (a new nextslice may run other kernels).
 pub fn signature(config: &Config, level: AutotuneLevel) -> String {
     let [h, w] = config.slicing.size;
     let convolutions = crate::model::convolution_choice();
@@ -193,7 +203,7 @@ pub fn signature(config: &Config, level: AutotuneLevel) -> String {
         "plain"
     };
     format!(
-        "nextslice {} · autotune {} · {backend} · convolutions {convolutions} · matmuls {matmuls} · {} channels {h}×{w} → {} classes · U-Net {:?}+{} b{} · VAE {:?} z{} b{} · inference b{VAE_BATCH}/{UNET_BATCH}/{GRADIENT_BATCH}{head}",
+        "nextslice {} · autotune {} · {backend} · convolutions {convolutions} · matmuls {matmuls} · {} channels {h}×{w} → {} classes · U-Net {:?}+{} b{} · VAE {:?} z{} b{} · inference b{VAE_BATCH}/{UNET_BATCH}/{GRADIENT_BATCH}{head} · warm-up r{WARM_UP_REVISION}",
         env!("CARGO_PKG_VERSION"),
         level.name(),
         config.dataset.modalities.len(),

@@ -68,10 +68,15 @@ pub mod pretend {
 
     /// Runs `f` as if this process tuned each shape.
     pub fn each_shape_tuned<R>(f: impl FnOnce() -> R) -> R {
-        TUNING.with(|t| t.set(true));
-        let out = f();
-        TUNING.with(|t| t.set(false));
-        out
+        /// Puts the flag back however `f` ends.
+        struct Restore(bool);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                TUNING.with(|t| t.set(self.0));
+            }
+        }
+        let _restore = Restore(TUNING.with(|t| t.replace(true)));
+        f()
     }
 }
 

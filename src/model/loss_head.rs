@@ -66,27 +66,36 @@ pub struct UNetWithLossHead<B: Backend> {
 /// Yoo & Kweon's ranking loss: the batch is split into pairs (i, i + n/2),
 /// and each pair costs max(0, −sign(l_i − l_j)·(l̂_i − l̂_j) + ξ), averaged
 /// — the prediction is only asked to order each pair, by a margin ξ.
-/// `target` holds the true per-slice losses (detached by the caller).
+/// `target` holds the true per-slice losses (detached by the caller);
+/// `slices` the slice each row holds: a pair of two copies of one slice
+/// (a batch filled up on a GPU) has nothing to order and is not counted.
 pub fn ranking_loss<B: Backend>(
     predicted: Tensor<B, 1>,
     target: Tensor<B, 1>,
     margin: f64,
+    slices: &[usize],
 ) -> Tensor<B, 1> {
     let n = predicted.dims()[0];
     let half = n / 2;
     if half == 0 {
         return predicted.mul_scalar(0.0).sum();
     }
+    let counted: Vec<f32> = (0..half)
+        .map(|i| match (slices.get(i), slices.get(i + half)) {
+            (Some(a), Some(b)) if a == b => 0.0,
+            _ => 1.0,
+        })
+        .collect();
+    let pairs = counted.iter().sum::<f32>().max(1.0);
+    let counted = Tensor::from_data(TensorData::new(counted, [half]), &predicted.device());
     let (p_i, p_j) = (
         predicted.clone().slice(0..half),
         predicted.slice(half..2 * half),
     );
     let (t_i, t_j) = (target.clone().slice(0..half), target.slice(half..2 * half));
     let sign = (t_i - t_j).sign();
-    (sign.neg() * (p_i - p_j))
-        .add_scalar(margin)
-        .clamp_min(0.0)
-        .mean()
+    let cost = (sign.neg() * (p_i - p_j)).add_scalar(margin).clamp_min(0.0);
+    (cost * counted).sum().div_scalar(pairs)
 }
 
 #[cfg(test)]
@@ -108,11 +117,24 @@ mod tests {
         // free), the second wrongly by 0.5 (costs 0.5 + 1).
         let predicted = tensor(&[3.0, 0.0, 1.0, -0.5]);
         let target = tensor(&[0.9, 0.1, 0.2, 0.8]);
-        let loss = ranking_loss(predicted, target, 1.0).into_scalar();
-        assert!((loss - 0.75).abs() < 1e-6, "{loss}");
+        let loss = ranking_loss(predicted.clone(), target.clone(), 1.0, &[0, 1, 2, 3]);
+        assert!((loss.into_scalar() - 0.75).abs() < 1e-6);
         // A single slice has no pair.
-        let one = ranking_loss(tensor(&[2.0]), tensor(&[0.3]), 1.0).into_scalar();
+        let one = ranking_loss(tensor(&[2.0]), tensor(&[0.3]), 1.0, &[0]).into_scalar();
         assert_eq!(one, 0.0);
+        // Two copies of slice 1 (a filled batch) are no pair: only (0, 2) counts.
+        let copies = ranking_loss(predicted, target, 1.0, &[0, 1, 2, 1]).into_scalar();
+        assert_eq!(copies, 0.0);
+        let wrong = ranking_loss(
+            tensor(&[0.0, 0.0, 1.0, 5.0]),
+            tensor(&[0.9, 0.1, 0.2, 0.8]),
+            1.0,
+            &[0, 1, 2, 1],
+        );
+        assert!(
+            (wrong.into_scalar() - 2.0).abs() < 1e-6,
+            "only (0, 2), wrongly by 1"
+        );
     }
 
     #[test]
@@ -144,9 +166,15 @@ mod tests {
         );
         // Pairs (0, 2) and (1, 3): a head that calls the tumour slices
         // harder by more than ξ costs nothing; the old bias costs.
-        let right = ranking_loss(tensor(&[-0.9, -0.9, -0.2, -0.2]), target.clone(), 0.5);
+        let slices = [0, 1, 2, 3];
+        let right = ranking_loss(
+            tensor(&[-0.9, -0.9, -0.2, -0.2]),
+            target.clone(),
+            0.5,
+            &slices,
+        );
         assert_eq!(right.into_scalar(), 0.0);
-        let biased = ranking_loss(tensor(&[-0.2, -0.2, -0.9, -0.9]), target, 0.5);
+        let biased = ranking_loss(tensor(&[-0.2, -0.2, -0.9, -0.9]), target, 0.5, &slices);
         assert!(biased.into_scalar() > 1.0);
     }
 
@@ -192,6 +220,7 @@ mod tests {
                 head.forward(&permuted),
                 target.clone().select(0, index),
                 1.0,
+                &(0..n).collect::<Vec<_>>(),
             );
             let grads = GradientsParams::from_grads(loss.backward(), &head);
             head = optimizer.step(1e-2, head, grads);

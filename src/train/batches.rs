@@ -27,9 +27,10 @@ impl MaskSource for StoreMasks<'_> {
 
 /// One batch in host memory.
 pub struct HostBatch {
+    /// The slice of each row (a filled batch repeats some).
+    pub ids: Vec<usize>,
     pub images: Vec<f32>,
     pub masks: Option<Vec<u8>>,
-    pub len: usize,
 }
 
 /// An epoch's batches: shuffled slice ids and one augmentation seed each,
@@ -105,9 +106,9 @@ impl BatchSource<'_> {
             }
         }
         Ok(HostBatch {
+            ids: ids.to_vec(),
             images,
             masks,
-            len: ids.len(),
         })
     }
 

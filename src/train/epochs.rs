@@ -112,7 +112,7 @@ impl EpochLoop<'_> {
                         cancelled = true;
                         return Ok(false);
                     }
-                    let n = batch.len;
+                    let n = batch.ids.len();
                     let value = loss(&model, batch, plan[index].1, epoch);
                     let scalar = f64::from(value.clone().into_scalar().elem::<f32>());
                     if !scalar.is_finite() {

@@ -46,7 +46,7 @@ pub fn train_unet<B: AutodiffBackend>(
         device,
         observer,
         cancel,
-        |model, x, y, _| dice_loss_from_logits(model.forward(x, Mode::Train).logits, y),
+        |model, x, y, _, _| dice_loss_from_logits(model.forward(x, Mode::Train).logits, y),
     )
 }
 
@@ -79,18 +79,20 @@ pub fn train_unet_with_loss_head<B: AutodiffBackend>(
         device,
         observer,
         cancel,
-        |model, x, y, epoch| head.loss(model, x, y, epoch),
+        |model, x, y, slices, epoch| head.loss(model, x, y, slices, epoch),
     )
 }
 
 impl LossHeadTraining {
     /// A batch's loss in `epoch` (from 0): the mean Dice loss plus the
-    /// weighted ranking loss of the head's predictions.
+    /// weighted ranking loss of the head's predictions; `slices` holds the
+    /// slice of each row.
     pub fn loss<B: AutodiffBackend>(
         &self,
         model: &UNetWithLossHead<B>,
         x: Tensor<B, 4>,
         y: Tensor<B, 4>,
+        slices: &[usize],
         epoch: usize,
     ) -> Tensor<B, 1> {
         let out = model.unet.forward(x, Mode::Train);
@@ -101,13 +103,13 @@ impl LossHeadTraining {
             features = features.into_iter().map(Tensor::detach).collect();
         }
         let predicted = model.head.forward(&features);
-        let ranking = ranking_loss(predicted, per_slice.clone().detach(), self.margin);
+        let ranking = ranking_loss(predicted, per_slice.clone().detach(), self.margin, slices);
         per_slice.mean() + ranking.mul_scalar(self.weight)
     }
 }
 
 /// The epoch loop over labelled slices shared by both: batches as image
-/// tensors and one-hot masks, `loss(model, x, y, epoch)`.
+/// tensors and one-hot masks, `loss(model, x, y, slices, epoch)`.
 fn run_segmentation<B: AutodiffBackend, M: AutodiffModule<B>>(
     job: &UnetTraining<'_>,
     model: M,
@@ -115,7 +117,7 @@ fn run_segmentation<B: AutodiffBackend, M: AutodiffModule<B>>(
     device: &B::Device,
     observer: &dyn TrainObserver,
     cancel: &AtomicBool,
-    loss: impl Fn(&M, Tensor<B, 4>, Tensor<B, 4>, usize) -> Tensor<B, 1>,
+    loss: impl Fn(&M, Tensor<B, 4>, Tensor<B, 4>, &[usize], usize) -> Tensor<B, 1>,
 ) -> Result<Trained<M>, TrainError> {
     if job.slices.is_empty() {
         return Err(TrainError::NoData("no labelled slices".into()));
@@ -151,7 +153,7 @@ fn run_segmentation<B: AutodiffBackend, M: AutodiffModule<B>>(
         observer,
         cancel,
         |model: &M, batch, _, epoch| {
-            let n = batch.len;
+            let n = batch.ids.len();
             let x = Tensor::<B, 4>::from_data(TensorData::new(batch.images, [n, c, h, w]), device);
             let labels: Vec<i64> = batch
                 .masks
@@ -163,7 +165,7 @@ fn run_segmentation<B: AutodiffBackend, M: AutodiffModule<B>>(
                 Tensor::<B, 3, Int>::from_data(TensorData::new(labels, [n, h, w]), device),
                 classes,
             );
-            loss(model, x, y, epoch)
+            loss(model, x, y, &batch.ids, epoch)
         },
     )
 }

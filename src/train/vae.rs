@@ -69,7 +69,7 @@ pub fn train_vae<B: AutodiffBackend>(
         observer,
         cancel,
         |model: &Vae<B>, batch, seed, _| {
-            let n = batch.len;
+            let n = batch.ids.len();
             // Reparameterisation noise from the run's own generator, so a
             // resumed run draws exactly what an uninterrupted one would.
             let mut noise_rng = Rng::new(seed, 1);
