@@ -240,6 +240,26 @@ pub(super) mod tests {
         }
     }
 
+    /// A tiny VAE and U-Net for [`small_store`]'s slices.
+    pub(in crate::engine) fn tiny_models(
+        store: &SliceStore,
+    ) -> (crate::model::VaeSpec, crate::model::UNetSpec) {
+        let meta = store.meta();
+        let vae = crate::model::VaeSpec {
+            in_channels: meta.channels(),
+            size: [meta.height, meta.width],
+            widths: vec![4, 8],
+            z_dim: 3,
+        };
+        let unet = crate::model::UNetSpec {
+            in_channels: meta.channels(),
+            classes: meta.label_values.len(),
+            widths: vec![4, 8],
+            bottleneck: 16,
+        };
+        (vae, unet)
+    }
+
     /// A store of two 32² phantom subjects.
     pub(in crate::engine) fn small_store(dir: &std::path::Path) -> SliceStore {
         let data = dir.join("data");
@@ -351,21 +371,8 @@ pub(super) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = small_store(dir.path());
         let device = Default::default();
-        let meta = store.meta();
-        let vae = crate::model::VaeSpec {
-            in_channels: meta.channels(),
-            size: [32, 32],
-            widths: vec![4, 8],
-            z_dim: 3,
-        }
-        .init::<Flex>(&device);
-        let unet = crate::model::UNetSpec {
-            in_channels: meta.channels(),
-            classes: meta.label_values.len(),
-            widths: vec![4, 8],
-            bottleneck: 16,
-        }
-        .init::<Flex>(&device);
+        let (vae, unet) = tiny_models(&store);
+        let (vae, unet) = (vae.init::<Flex>(&device), unet.init::<Flex>(&device));
         let ids: Vec<usize> = (0..store.len().min(12)).collect();
         let outputs = |batch: usize| {
             let mut images = Vec::new();

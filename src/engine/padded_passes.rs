@@ -8,7 +8,7 @@ use burn::backend::Flex;
 
 use super::context::StepContext;
 use super::gradient::{StepLength, gradient_sources};
-use super::infer::tests::small_store;
+use super::infer::tests::{small_store, tiny_models};
 use super::scores::{Scoring, dal_inputs, score_candidates};
 use super::train_vae::{encode_pool, measure};
 use crate::device::CpuBackend;
@@ -33,20 +33,8 @@ fn padded_last_batches_change_no_step_result() {
         "the test needs short last batches"
     );
     let device = Default::default();
-    let meta = store.meta();
-    let vae = crate::model::VaeSpec {
-        in_channels: meta.channels(),
-        size: [32, 32],
-        widths: vec![4, 8],
-        z_dim: 3,
-    }
-    .init::<Flex>(&device);
-    let unet_spec = crate::model::UNetSpec {
-        in_channels: meta.channels(),
-        classes: meta.label_values.len(),
-        widths: vec![4, 8],
-        bottleneck: 16,
-    };
+    let (vae, unet_spec) = tiny_models(&store);
+    let vae = vae.init::<Flex>(&device);
     let unet = unet_spec.init::<CpuBackend>(&device);
     let ensemble = [unet.valid(), unet_spec.init::<Flex>(&device)];
     let (cancel, log) = (AtomicBool::new(false), EventLog::new(dir.path()));
