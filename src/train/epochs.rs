@@ -16,22 +16,37 @@ use super::checkpoint::Checkpoints;
 use super::{BatchProgress, Network, TrainError, TrainEvent, TrainObserver, TrainOutcome, Trained};
 use crate::rng::Rng;
 
-/// Smoothed throughput.
-struct Speed {
-    started: Instant,
-    rate: Option<f64>,
+/// Smoothed seconds per batch.
+struct Pace {
+    last: Instant,
+    seconds_per_batch: Option<f64>,
 }
 
-impl Speed {
-    /// Records `slices` done since the last call; returns slices per second.
-    fn tick(&mut self, slices: usize) -> f64 {
-        let elapsed = self.started.elapsed().as_secs_f64().max(1e-9);
-        self.started = Instant::now();
-        let now = slices as f64 / elapsed;
-        let rate = self.rate.map_or(now, |r| 0.8 * r + 0.2 * now);
-        self.rate = Some(rate);
-        rate
+impl Pace {
+    /// Records a batch done since the last call; returns the smoothed pace.
+    fn tick(&mut self) -> f64 {
+        let seconds = self.last.elapsed().as_secs_f64();
+        self.last = Instant::now();
+        self.record(seconds)
     }
+
+    fn record(&mut self, seconds: f64) -> f64 {
+        let pace = self
+            .seconds_per_batch
+            .map_or(seconds, |p| 0.8 * p + 0.2 * seconds);
+        self.seconds_per_batch = Some(pace);
+        pace
+    }
+}
+
+/// A batch event's slices/s and ETA (s). Slices/s counts the run's
+/// slices, `slices` per `batches` an epoch, and not a filled batch's
+/// copies (`epoch_plan`'s `whole`): it says how fast the run gets through
+/// its data, and a forecast divides slices × epochs by it.
+fn rate_and_eta(slices: usize, batches: usize, seconds_per_batch: f64, left: usize) -> (f64, f64) {
+    let pace = seconds_per_batch.max(1e-9);
+    let per_batch = slices as f64 / batches.max(1) as f64;
+    (per_batch / pace, left as f64 * pace)
 }
 
 /// One training run's settings.
@@ -92,16 +107,11 @@ impl EpochLoop<'_> {
             slices: self.slices.len(),
         });
 
-        let mut speed = Speed {
-            started: Instant::now(),
-            rate: None,
+        let mut pace = Pace {
+            last: Instant::now(),
+            seconds_per_batch: None,
         };
         let mut cancelled = false;
-        let per_batch = if self.whole_batches {
-            self.batch_size
-        } else {
-            self.batch_size.min(self.slices.len())
-        } as f64;
         for epoch in start..epochs {
             let plan = epoch_plan(self.slices, self.batch_size, self.whole_batches, &mut rng);
             let batches = plan.len();
@@ -112,7 +122,6 @@ impl EpochLoop<'_> {
                         cancelled = true;
                         return Ok(false);
                     }
-                    let n = batch.ids.len();
                     let value = loss(&model, batch, plan[index].1, epoch);
                     let scalar = f64::from(value.clone().into_scalar().elem::<f32>());
                     if !scalar.is_finite() {
@@ -121,8 +130,8 @@ impl EpochLoop<'_> {
                     let grads = GradientsParams::from_grads(value.backward(), &model);
                     model = optimizer.step(self.lr, model.clone(), grads);
                     total += scalar;
-                    let rate = speed.tick(n);
-                    let remaining = (batches - index - 1) + (epochs - epoch - 1) * batches;
+                    let left = (batches - index - 1) + (epochs - epoch - 1) * batches;
+                    let (rate, eta) = rate_and_eta(self.slices.len(), batches, pace.tick(), left);
                     observer.event(&TrainEvent::Batch(BatchProgress {
                         network,
                         epoch: epoch + 1,
@@ -131,7 +140,7 @@ impl EpochLoop<'_> {
                         batches,
                         loss: scalar,
                         slices_per_second: rate,
-                        eta_seconds: remaining as f64 * per_batch / rate.max(1e-9),
+                        eta_seconds: eta,
                     }));
                     Ok(true)
                 })?;
@@ -165,5 +174,30 @@ impl EpochLoop<'_> {
                 epoch_losses: losses,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_per_second_leaves_out_a_filled_batchs_copies() {
+        // 7 slices in one whole batch of 8: 7 slices per batch, not 8.
+        assert_eq!(rate_and_eta(7, 1, 2.0, 3), (3.5, 6.0));
+        // 20 slices in 3 batches (filled to 24, or 8 + 8 + 4).
+        let (rate, eta) = rate_and_eta(20, 3, 0.5, 0);
+        assert!((rate - 40.0 / 3.0).abs() < 1e-12, "{rate}");
+        assert_eq!(eta, 0.0);
+    }
+
+    #[test]
+    fn the_pace_is_smoothed_from_the_first_batch() {
+        let mut pace = Pace {
+            last: Instant::now(),
+            seconds_per_batch: None,
+        };
+        assert_eq!(pace.record(1.0), 1.0);
+        assert!((pace.record(2.0) - 1.2).abs() < 1e-12);
     }
 }

@@ -77,7 +77,8 @@ pub struct BatchProgress {
     pub batch: usize,
     pub batches: usize,
     pub loss: f64,
-    /// Smoothed throughput.
+    /// Smoothed throughput in the run's slices (a filled batch's copies
+    /// left out).
     pub slices_per_second: f64,
     /// Estimated seconds to the end of the last epoch.
     pub eta_seconds: f64,
