@@ -108,8 +108,12 @@ impl<'a> LogReporter<'a> {
             Some(d) if !d.is_empty() => format!("{d}; GPU tuning: {tuning}"),
             _ => format!("GPU tuning: {tuning}"),
         };
+        // The rate is not repeated: it is no new measurement (a forecast
+        // takes the median of the logged rates) and not the pace while a
+        // kernel tunes. The ETA stands: the work left at the measured pace.
         let _ = self.log.append(Event::Progress(ProgressReport {
             detail: Some(detail),
+            rate: None,
             ..report
         }));
     }
@@ -316,6 +320,39 @@ mod tests {
         *reporter.tuning_moved.lock().unwrap() = Some(((2, 1), Instant::now() - TUNING_RECENT));
         reporter.tuning_heartbeat(&since, &tuning);
         assert_eq!(progress_events().len(), 2);
+    }
+
+    #[test]
+    fn the_tuning_heartbeat_repeats_a_trainings_eta_but_not_its_rate() {
+        let project = tempfile::tempdir().unwrap();
+        let log = EventLog::new(project.path());
+        let reporter = LogReporter::new(&log, Job::Train);
+        reporter.event(&TrainEvent::Batch(crate::train::BatchProgress {
+            network: crate::train::Network::Unet,
+            epoch: 1,
+            epochs: 2,
+            batch: 1,
+            batches: 4,
+            loss: 0.5,
+            slices_per_second: 40.0,
+            eta_seconds: 1.4,
+        }));
+        let since = TuningSnapshot::default();
+        let tuning = TuningSnapshot {
+            started: 1,
+            finished: 0,
+            current: "ConvAutotuneKey".into(),
+        };
+        reporter.tuning_heartbeat(&since, &since);
+        *reporter.last.lock().unwrap() = Some(Instant::now() - TUNING_HEARTBEAT);
+        reporter.tuning_heartbeat(&since, &tuning);
+        let events = progress_in(&log);
+        assert_eq!(events.len(), 2, "{events:?}");
+        let (first, beat) = (&events[0], &events[1]);
+        assert_eq!(first.rate, Some(40.0));
+        assert_eq!(beat.rate, None);
+        assert_eq!(beat.eta_seconds, Some(1.4));
+        assert_eq!((beat.done, beat.total, beat.loss), (1, 4, Some(0.5)));
     }
 
     #[test]
