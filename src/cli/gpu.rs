@@ -163,7 +163,8 @@ pub fn warmup(args: WarmupArgs) -> Result<()> {
         // A GPU out of memory panics in cubecl's device thread; say so, with
         // the remedy, as a failed job would. The three errors: a panic, the
         // backend not starting, the warm-up's own.
-        let done = WorkerError::caught(|| with_backend(device, task))???;
+        let done = WorkerError::caught(|| with_backend(device, task))
+            .map_err(|e| anyhow::anyhow!(e.in_foreground()))???;
         report(&done, whose, &cache);
     }
     Ok(())

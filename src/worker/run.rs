@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use burn::tensor::backend::AutodiffBackend;
 
-use super::crash::{PanicWatch, crash_hint, headline, panic_message};
+use super::crash::{PanicWatch, crash_hint, headline, is_out_of_memory, panic_message};
 use super::ending::{cancel_grace, end_unresponsive_job, exit_now, log_ending, notify_ending};
 use super::notify::NOTIFY_WAIT;
 use super::reporter::LogReporter;
@@ -74,6 +74,31 @@ impl WorkerError {
         let watch = PanicWatch::start();
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
             .map_err(|payload| WorkerError::from_panic(payload.as_ref()).blamed_on(&watch))
+    }
+
+    /// What a foreground command (`gpu-warmup`) says of this error. A
+    /// crash's panic went to the terminal, printed above this line, not
+    /// into `worker.log`, which the worker's hint names. Out of memory
+    /// keeps its hint (a smaller batch).
+    pub fn in_foreground(&self) -> String {
+        let crashed = |message: &str, thread: Option<&str>| {
+            let in_thread = thread
+                .map(|t| format!(", in thread {t}"))
+                .unwrap_or_default();
+            format!(
+                "crashed: {}{in_thread}; the panic printed above has the details",
+                headline(message)
+            )
+        };
+        match self {
+            WorkerError::Panicked { message } if !is_out_of_memory(message) => {
+                crashed(message, None)
+            }
+            WorkerError::ThreadPanicked {
+                thread, message, ..
+            } if !is_out_of_memory(message) => crashed(message, Some(thread)),
+            _ => self.to_string(),
+        }
     }
 
     /// A panic in the job's thread, blamed on its cause in another thread
@@ -350,6 +375,30 @@ pub fn spawn(dir: &Path, job: Job, device: DeviceSpec) -> Result<std::process::C
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_foreground_crash_points_at_its_panic_not_at_worker_log() {
+        let crash = WorkerError::ThreadPanicked {
+            thread: "cubecl-device".into(),
+            message: "index out of bounds\nbacktrace".into(),
+            then: "a read failed".into(),
+        };
+        assert!(crash.to_string().contains(WORKER_LOG));
+        assert_eq!(
+            crash.in_foreground(),
+            "crashed: index out of bounds, in thread cubecl-device; the panic printed above has the details"
+        );
+        let oom = WorkerError::Panicked {
+            message: "CUDA_ERROR_OUT_OF_MEMORY: out of memory".into(),
+        };
+        assert!(
+            oom.in_foreground().contains("batch_size"),
+            "{}",
+            oom.in_foreground()
+        );
+        let cancelled = WorkerError::Engine(EngineError::Cancelled);
+        assert_eq!(cancelled.in_foreground(), cancelled.to_string());
+    }
 
     #[test]
     fn a_cancel_while_the_store_is_built_is_a_cancel() {
