@@ -94,9 +94,7 @@ pub fn predicted_losses<Bk: Backend>(
     let mut scores = vec![f32::NAN; store.len()];
     let pass = Pass::new("predict losses", "learning-loss", UNET_BATCH);
     pass.run::<Bk>(store, candidates, ctx, device, |batch, x| {
-        let out = unet.forward(x, Mode::Eval);
-        let mut features = vec![out.bottleneck];
-        features.extend(out.decoder);
+        let features = unet.forward(x, Mode::Eval).loss_head_features();
         for (&id, p) in batch.ids.iter().zip(to_host(head.forward(&features))?) {
             scores[id] = p;
         }
@@ -137,14 +135,12 @@ pub fn dal_inputs<Bk: Backend>(
         let mut width = 0;
         for model in ensemble {
             let out = model.forward(x.clone(), Mode::Eval);
+            let pooled = out.pooled_bottleneck();
+            width = pooled.dims()[1];
+            pooled_by_member.push(to_host(pooled)?);
             probabilities.push(to_host(
                 burn::tensor::activation::softmax(out.logits, 1).reshape([n, per_slice]),
             )?);
-            let [_, c, _, _] = out.bottleneck.dims();
-            pooled_by_member.push(to_host(
-                out.bottleneck.mean_dim(3).mean_dim(2).reshape([n, c]),
-            )?);
-            width = c;
         }
         dim = width * ensemble.len();
         if features.is_empty() {

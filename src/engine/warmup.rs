@@ -138,9 +138,9 @@ impl Workload {
                 let out = model.forward(image(UNET_BATCH).inner(), Mode::Eval);
                 // Class maps are the argmax over classes (`infer::class_map`),
                 // scores read probabilities, DAL pools the bottleneck.
+                let _ = out.pooled_bottleneck().into_data();
                 let _ = out.logits.clone().argmax(1).into_data();
                 let _ = burn::tensor::activation::softmax(out.logits, 1).into_data();
-                let _ = out.bottleneck.mean_dim(3).mean_dim(2).into_data();
             }
             Workload::GradientEncode => {
                 let model = unet.init::<B>(device);
@@ -158,7 +158,7 @@ impl Workload {
             }
             Workload::LossHead => {
                 let n = config.unet.batch_size.max(1);
-                let model = UNetWithLossHead {
+                let mut model = UNetWithLossHead {
                     unet: unet.init::<B>(device),
                     head: unet.loss_head::<B>(device),
                 };
@@ -170,7 +170,6 @@ impl Workload {
                 let mut optim = adam::<B, _>();
                 let slices: Vec<usize> = (0..n).collect();
                 // Epoch 0, and a later one whose head no longer trains the U-Net.
-                let mut model = model;
                 for epoch in 0..2 {
                     let loss = settings.loss(&model, image(n), mask(n), &slices, epoch);
                     let grads = GradientsParams::from_grads(loss.clone().backward(), &model);
@@ -179,9 +178,7 @@ impl Workload {
                 }
                 let model = model.valid();
                 let out = model.unet.forward(image(UNET_BATCH).inner(), Mode::Eval);
-                let mut features = vec![out.bottleneck];
-                features.extend(out.decoder);
-                let _ = model.head.forward(&features).into_data();
+                let _ = model.head.forward(&out.loss_head_features()).into_data();
             }
         }
     }

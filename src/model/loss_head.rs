@@ -11,7 +11,7 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use super::dense;
-use super::unet::{UNet, UNetSpec};
+use super::unet::{UNet, UNetSpec, pixel_mean};
 
 /// Width of each level's fully connected layer (Yoo & Kweon: 128).
 pub const LOSS_HEAD_HIDDEN: usize = 128;
@@ -42,13 +42,7 @@ impl<B: Backend> LossHead<B> {
             .levels
             .iter()
             .zip(features)
-            .map(|(fc, f)| {
-                let [n, c, _, _] = f.dims();
-                relu(dense::linear(
-                    fc,
-                    f.clone().mean_dim(3).mean_dim(2).reshape([n, c]),
-                ))
-            })
+            .map(|(fc, f)| relu(dense::linear(fc, pixel_mean(f.clone()))))
             .collect();
         let joined = Tensor::cat(pooled, 1);
         let n = joined.dims()[0];
@@ -252,9 +246,9 @@ mod tests {
         let unet = spec.init::<B>(&device);
         let head = spec.loss_head::<B>(&device);
         let x = Tensor::<B, 4>::ones([3, 2, 16, 16], &device);
-        let out = unet.forward(x, crate::model::Mode::Eval);
-        let mut features = vec![out.bottleneck];
-        features.extend(out.decoder);
+        let features = unet
+            .forward(x, crate::model::Mode::Eval)
+            .loss_head_features();
         assert_eq!(head.forward(&features).dims(), [3]);
     }
 }

@@ -83,6 +83,28 @@ pub struct UNetOutput<B: Backend> {
     pub decoder: Vec<Tensor<B, 4>>,
 }
 
+impl<B: Backend> UNetOutput<B> {
+    /// The bottleneck averaged over its pixels, [batch, bottleneck]: DAL's
+    /// representativeness features.
+    pub fn pooled_bottleneck(&self) -> Tensor<B, 2> {
+        pixel_mean(self.bottleneck.clone())
+    }
+
+    /// The levels the loss head reads: the bottleneck, then the decoder
+    /// stages deepest first.
+    pub fn loss_head_features(self) -> Vec<Tensor<B, 4>> {
+        std::iter::once(self.bottleneck)
+            .chain(self.decoder)
+            .collect()
+    }
+}
+
+/// [n, c, h, w] features averaged over their pixels, [n, c].
+pub fn pixel_mean<B: Backend>(features: Tensor<B, 4>) -> Tensor<B, 2> {
+    let [n, c, _, _] = features.dims();
+    features.mean_dim(3).mean_dim(2).reshape([n, c])
+}
+
 impl UNetSpec {
     pub fn init<B: Backend>(&self, device: &B::Device) -> UNet<B> {
         let mut encoder = Vec::new();

@@ -54,8 +54,6 @@ pub(super) struct EpochLoop<'a> {
     pub network: Network,
     pub epochs: usize,
     pub batch_size: usize,
-    /// Every batch of `batch_size` slices (`epoch_plan`'s `whole`).
-    pub whole_batches: bool,
     pub lr: f64,
     pub slices: &'a [usize],
     /// Identifies the work, so only a checkpoint of this very run resumes.
@@ -112,8 +110,10 @@ impl EpochLoop<'_> {
             seconds_per_batch: None,
         };
         let mut cancelled = false;
+        // Where each shape is tuned (a GPU), every batch is whole.
+        let whole = crate::gpu::runtime::tunes_each_shape();
         for epoch in start..epochs {
-            let plan = epoch_plan(self.slices, self.batch_size, self.whole_batches, &mut rng);
+            let plan = epoch_plan(self.slices, self.batch_size, whole, &mut rng);
             let batches = plan.len();
             let mut total = 0.0;
             self.source

@@ -96,9 +96,8 @@ impl LossHeadTraining {
         epoch: usize,
     ) -> Tensor<B, 1> {
         let out = model.unet.forward(x, Mode::Train);
-        let per_slice = dice_loss_per_slice_from_logits(out.logits, y);
-        let mut features = vec![out.bottleneck];
-        features.extend(out.decoder);
+        let per_slice = dice_loss_per_slice_from_logits(out.logits.clone(), y);
+        let mut features = out.loss_head_features();
         if epoch >= self.detach_epoch {
             features = features.into_iter().map(Tensor::detach).collect();
         }
@@ -133,7 +132,6 @@ fn run_segmentation<B: AutodiffBackend, M: AutodiffModule<B>>(
         network: Network::Unet,
         epochs: job.config.epochs_for(job.slices.len()),
         batch_size: job.config.batch_size,
-        whole_batches: crate::gpu::runtime::tunes_each_shape(),
         lr: job.config.lr,
         slices: job.slices,
         fingerprint: blake3::hash(fingerprint.as_bytes()).to_hex()[..16].to_string(),

@@ -49,7 +49,6 @@ pub fn train_vae<B: AutodiffBackend>(
         network: Network::Vae,
         epochs: job.config.epochs,
         batch_size: job.config.batch_size,
-        whole_batches: crate::gpu::runtime::tunes_each_shape(),
         lr: job.config.lr,
         slices: job.slices,
         fingerprint: blake3::hash(fingerprint.as_bytes()).to_hex()[..16].to_string(),
